@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! vagx: DRM driver for the vagx virtual GPU.
+//!
+//! The vagx GPU is a QEMU PCI device whose firmware runs beside the guest and talks to the driver
+//! through mailbox registers and rings in shared memory, as Apple's AGX firmware does.
+//!
+//! # Definitions
+//!
+//! - ABI: the firmware interface, specified in `Documentation/gpu/vagx-firmware.rst`.
+//! - BAR: PCI base address register; BAR0 holds the device's registers.
+
+// Public because it is the interface shared with the device model, of which the driver uses only
+// a part.
+pub mod abi;
+mod driver;
+mod regs;
+
+kernel::module_pci_driver! {
+    type: driver::VagxPciDriver,
+    name: "vagx",
+    authors: ["The vagx authors"],
+    description: "DRM driver for the vagx virtual GPU",
+    license: "Dual MIT/GPL",
+}

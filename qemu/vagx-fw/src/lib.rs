@@ -1,0 +1,8 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The vagx GPU's firmware model, free of any QEMU dependency.
+//!
+//! The QEMU device (`qemu/hw/vagx`) is a thin shell that forwards MMIO accesses, DMA and time
+//! to this crate, so that everything here is tested on the host with `cargo test`.
+
+pub mod mmio;

@@ -1,0 +1,160 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The in-VM integration tests: module load and unload, device identity, driver binding.
+//!
+//! Output is TAP-like (`ok N - name` / `not ok N - name: why`) and ends with the project's
+//! closing line `N passed, N failed`.
+
+use std::{
+    fs::OpenOptions,
+    io::{self, Read},
+    os::unix::fs::OpenOptionsExt,
+    path::Path,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use vagx_abi::{pci, regs};
+
+use crate::{module, sysfs};
+
+/// Counts of a test run.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub passed: u32,
+    pub failed: u32,
+}
+
+/// Name of the module as the kernel knows it.
+const MODULE: &str = "vagx";
+
+/// Runs every test in order; later tests rely on the state earlier ones leave.
+pub fn run(module_path: &Path) -> Result<Tally> {
+    let tests: &[(&str, &dyn Fn() -> Result<()>)] = &[
+        ("device_is_on_the_pci_bus", &device_is_on_the_pci_bus),
+        ("module_loads", &|| load_module(module_path)),
+        ("driver_binds_every_device", &driver_binds_every_device),
+        ("probe_reports_the_abi_version", &probe_reports_the_abi_version),
+        ("module_unloads_and_unbinds", &module_unloads_and_unbinds),
+        ("module_reloads_and_rebinds", &|| {
+            load_module(module_path)?;
+            driver_binds_every_device()
+        }),
+        ("second_load_is_refused_with_eexist", &|| {
+            match module::load(module_path) {
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+                Err(e) => bail!("expected EEXIST, got {e}"),
+                Ok(()) => bail!("loading the module twice succeeded"),
+            }
+        }),
+        ("final_unload", &module_unloads_and_unbinds),
+    ];
+
+    println!("1..{}", tests.len());
+    let mut tally = Tally::default();
+    for (i, (name, test)) in tests.iter().enumerate() {
+        match test() {
+            Ok(()) => {
+                tally.passed += 1;
+                println!("ok {} - {name}", i + 1);
+            }
+            Err(err) => {
+                tally.failed += 1;
+                println!("not ok {} - {name}: {err:#}", i + 1);
+            }
+        }
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(tally)
+}
+
+fn device_is_on_the_pci_bus() -> Result<()> {
+    let devices = sysfs::vagx_devices()?;
+    ensure!(!devices.is_empty(), "no {:04x}:{:04x} function found", pci::VENDOR_ID, pci::DEVICE_ID);
+    for dev in &devices {
+        ensure!(dev.revision == pci::REVISION, "{}: revision {}", dev.address, dev.revision);
+        ensure!(dev.class == pci::CLASS_CODE, "{}: class {:06x}", dev.address, dev.class);
+        ensure!(
+            dev.bar0_size == pci::BAR0_SIZE as u64,
+            "{}: BAR0 is {} bytes, expected {}",
+            dev.address,
+            dev.bar0_size,
+            pci::BAR0_SIZE
+        );
+    }
+    Ok(())
+}
+
+fn load_module(path: &Path) -> Result<()> {
+    module::load(path).with_context(|| format!("finit_module({})", path.display()))?;
+    ensure!(module::is_loaded(MODULE)?, "module not in /proc/modules after loading");
+    Ok(())
+}
+
+fn driver_binds_every_device() -> Result<()> {
+    // Probing is synchronous for built-in PCI drivers, but allow the bus a moment.
+    wait_for(Duration::from_secs(5), || {
+        Ok(sysfs::vagx_devices()?.iter().all(|d| d.driver.as_deref() == Some(MODULE)))
+    })
+    .context("not every vagx device is bound to the vagx driver")
+}
+
+fn probe_reports_the_abi_version() -> Result<()> {
+    let want = format!("firmware ABI {}.{}", regs::ABI_MAJOR, regs::ABI_MINOR);
+    let log = read_kernel_log()?;
+    let count = log.iter().filter(|l| l.contains(&want)).count();
+    let devices = sysfs::vagx_devices()?.len();
+    ensure!(count >= devices, "{count} probe line(s) with {want:?} for {devices} device(s)");
+    Ok(())
+}
+
+fn module_unloads_and_unbinds() -> Result<()> {
+    module::unload(MODULE).context("delete_module(vagx)")?;
+    ensure!(!module::is_loaded(MODULE)?, "module still in /proc/modules");
+    for dev in sysfs::vagx_devices()? {
+        ensure!(dev.driver.is_none(), "{} still bound to {:?}", dev.address, dev.driver);
+    }
+    Ok(())
+}
+
+/// Polls `cond` every 10 ms until it is true or `timeout` passes.
+fn wait_for(timeout: Duration, mut cond: impl FnMut() -> Result<bool>) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if cond()? {
+            return Ok(());
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads the messages now in the kernel log from `/dev/kmsg`, without blocking.
+fn read_kernel_log() -> Result<Vec<String>> {
+    let mut kmsg = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open("/dev/kmsg")
+        .context("opening /dev/kmsg")?;
+    let mut lines = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match kmsg.read(&mut buf) {
+            // Each read returns one record: "prio,seq,time,flags;message\n".
+            Ok(n) => {
+                let record = String::from_utf8_lossy(&buf[..n]);
+                if let Some((_, msg)) = record.split_once(';') {
+                    lines.push(msg.trim_end().to_owned());
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // A record overwritten while reading; carry on with the next one.
+            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+            Err(e) => return Err(e).context("reading /dev/kmsg"),
+        }
+    }
+    Ok(lines)
+}

@@ -1,0 +1,98 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The command-line interface of `cargo xtask`, declared once.
+//!
+//! Each subcommand is a struct here; its `run` method lives in the module that
+//! implements it (`setup`, `build`, `vm`, `test_cmd`).
+
+use clap::{Args, Parser, Subcommand};
+
+/// Builds, boots and tests the vagx driver and its QEMU device.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version)]
+pub struct Xtask {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands of `cargo xtask`.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Installs everything the project needs (Debian packages, kernel and QEMU sources, Rust tools).
+    Setup(Setup),
+    /// Builds the kernel, the vagx module, QEMU and the initramfs.
+    Build(Build),
+    /// Boots the built kernel in QEMU with the vagx device.
+    Run(Run),
+    /// Runs every test: host unit tests, KUnit and the VM tests.
+    Test(Test),
+    /// Runs the KUnit suites in QEMU.
+    Kunit(Kunit),
+    /// Runs the in-VM integration tests.
+    VmTest(VmTest),
+    /// Removes build outputs (sources and downloads stay cached).
+    Clean(Clean),
+}
+
+/// Arguments of `cargo xtask setup`.
+#[derive(Debug, Args)]
+pub struct Setup {
+    /// Only report what is missing; change nothing and exit non-zero if anything is missing.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Arguments of `cargo xtask build`.
+#[derive(Debug, Args)]
+pub struct Build {}
+
+/// Arguments of `cargo xtask run`.
+#[derive(Debug, Args)]
+pub struct Run {
+    /// Stop the VM after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub timeout: u64,
+}
+
+/// Arguments of `cargo xtask test`.
+#[derive(Debug, Args)]
+pub struct Test {}
+
+/// Arguments of `cargo xtask kunit`.
+#[derive(Debug, Args)]
+pub struct Kunit {}
+
+/// Arguments of `cargo xtask vm-test`.
+#[derive(Debug, Args)]
+pub struct VmTest {}
+
+/// Arguments of `cargo xtask clean`.
+#[derive(Debug, Args)]
+pub struct Clean {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Xtask::command().debug_assert();
+    }
+
+    #[test]
+    fn run_timeout_defaults_to_300() {
+        let x = Xtask::parse_from(["cargo xtask", "run"]);
+        match x.cmd {
+            Cmd::Run(r) => assert_eq!(r.timeout, 300),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn setup_check_flag() {
+        let x = Xtask::parse_from(["cargo xtask", "setup", "--check"]);
+        assert!(matches!(x.cmd, Cmd::Setup(Setup { check: true })));
+    }
+}
