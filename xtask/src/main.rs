@@ -6,6 +6,9 @@
 
 mod build;
 mod flags;
+mod initramfs;
+mod kernel;
+mod qemu;
 mod test_cmd;
 mod vm;
 

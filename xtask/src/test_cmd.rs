@@ -1,21 +1,231 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! Placeholder for `cargo xtask test`, `cargo xtask kunit` and `cargo xtask vm-test`.
+//! `cargo xtask test`, `kunit` and `vm-test`: run the suites and count their results.
+//!
+//! `test` runs, in order, the host `cargo test` of the workspace, the KUnit suites in QEMU and
+//! the in-VM integration tests, and ends with one line `N passed, N failed` over all of them.
+//! A stage that cannot run (a build error, a VM that does not come up) counts as one failure
+//! and is reported with its log.
 
-impl crate::flags::Test {
-    pub fn run(&self, _sh: &xshell::Shell) -> anyhow::Result<()> {
-        anyhow::bail!("not written yet")
+use std::{process::Command, time::Duration};
+
+use anyhow::{bail, Result};
+use xshell::Shell;
+
+use crate::{
+    build::{self, Artifacts},
+    flags,
+    ktap::{self, Tally},
+    paths::Paths,
+    process::Job,
+    setup,
+    vm::{self, Mode},
+};
+
+/// Generous limits for TCG on two busy cores; a healthy run takes a fraction of them.
+const KUNIT_TIMEOUT: Duration = Duration::from_secs(900);
+const VM_TEST_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl flags::Test {
+    pub fn run(&self, sh: &Shell) -> Result<()> {
+        let mut total = Tally::default();
+        stage(&mut total, "host cargo test", host_tests);
+        match build::build_all(sh) {
+            Ok(art) => {
+                stage(&mut total, "KUnit", || kunit(&art));
+                stage(&mut total, "VM tests", || vm_tests(&art));
+            }
+            Err(err) => {
+                eprintln!("test: build failed: {err:#}");
+                total.failed += 1;
+            }
+        }
+        finish(&total)
     }
 }
 
-impl crate::flags::Kunit {
-    pub fn run(&self, _sh: &xshell::Shell) -> anyhow::Result<()> {
-        anyhow::bail!("not written yet")
+impl flags::Kunit {
+    pub fn run(&self, sh: &Shell) -> Result<()> {
+        let art = build::build_all(sh)?;
+        let mut total = Tally::default();
+        stage(&mut total, "KUnit", || kunit(&art));
+        finish(&total)
     }
 }
 
-impl crate::flags::VmTest {
-    pub fn run(&self, _sh: &xshell::Shell) -> anyhow::Result<()> {
-        anyhow::bail!("not written yet")
+impl flags::VmTest {
+    pub fn run(&self, sh: &Shell) -> Result<()> {
+        let art = build::build_all(sh)?;
+        let mut total = Tally::default();
+        stage(&mut total, "VM tests", || vm_tests(&art));
+        finish(&total)
+    }
+}
+
+/// Runs one stage, adding its counts, or one failure if it could not run.
+fn stage(total: &mut Tally, name: &str, run: impl FnOnce() -> Result<Tally>) {
+    eprintln!("test: == {name} ==");
+    match run() {
+        Ok(tally) => {
+            eprintln!("test: {name}: {}", tally.closing_line());
+            *total += tally;
+        }
+        Err(err) => {
+            eprintln!("test: {name} could not run: {err:#}");
+            total.failed += 1;
+        }
+    }
+}
+
+/// Prints the closing line (the last line of the output) and fails if anything failed.
+fn finish(total: &Tally) -> Result<()> {
+    println!("{}", total.closing_line());
+    if total.failed > 0 || total.passed == 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// `cargo test --workspace`, counted from libtest's `test result:` lines.
+fn host_tests() -> Result<Tally> {
+    let paths = Paths::new();
+    let log = paths.log("host-tests")?;
+    std::fs::remove_file(&log).ok();
+    let mut cargo = Command::new("cargo");
+    cargo
+        .current_dir(&paths.root)
+        .args(["test", "--workspace", "--locked"])
+        .envs(setup::tool_env());
+    let result = Job::new(cargo, "cargo test", &log)
+        .echo(|l| l.starts_with("test result:") || l.contains("FAILED") || l.contains("panicked"))
+        .heartbeat()
+        .run();
+    let tally = libtest_tally(&std::fs::read_to_string(&log).unwrap_or_default());
+    match result {
+        Ok(()) if tally.total() > 0 => Ok(tally),
+        Ok(()) => bail!("cargo test ran no test; log: {}", log.display()),
+        // Test failures are counted; a build error has no `test result:` line to count.
+        Err(_) if tally.failed > 0 => Ok(tally),
+        Err(err) => Err(err),
+    }
+}
+
+/// Sums libtest's `test result: ok. 3 passed; 0 failed; 1 ignored; ...` lines.
+fn libtest_tally(output: &str) -> Tally {
+    let mut tally = Tally::default();
+    for line in output.lines().filter_map(|l| l.trim().strip_prefix("test result: ")) {
+        for field in line.split(';') {
+            let mut words = field.split_whitespace().rev();
+            let (Some(kind), Some(count)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = count.parse::<usize>() else {
+                continue;
+            };
+            match kind {
+                "passed" => tally.passed += n,
+                "failed" => tally.failed += n,
+                "ignored" => tally.skipped += n,
+                _ => {}
+            }
+        }
+    }
+    tally
+}
+
+/// Boots with `kunit.enable=1` and counts the KTAP results on the console.
+fn kunit(art: &Artifacts) -> Result<Tally> {
+    let boot = vm::boot(art, Mode::Kunit, KUNIT_TIMEOUT, false)?;
+    let report = ktap::parse(&boot.console);
+    if report.is_empty() {
+        bail!("no KUnit results on the console; log: {}", boot.log.display());
+    }
+    kunit_py_parse(&boot.log);
+    for suite in &report.suites {
+        eprintln!("  kunit: {} ({})", suite.name, suite.tally().closing_line());
+    }
+    for failure in report.failures() {
+        eprintln!("  kunit FAILED: {failure}");
+    }
+    let status = vm::guest_status(&boot.console);
+    let mut tally = report.tally();
+    if status != Some(0) {
+        eprintln!("  kunit: the guest's init failed (status {status:?}); log: {}", boot.log.display());
+        tally.failed += 1;
+    }
+    Ok(tally)
+}
+
+/// Shows the kernel's own KUnit report (`kunit.py parse`) for the same console log.
+///
+/// The counts come from our parser; this is the familiar view for kernel developers, so a
+/// failure to run it is reported but not counted.
+fn kunit_py_parse(console_log: &std::path::Path) {
+    let paths = Paths::new();
+    let kunit_py = paths.linux_src.join("tools/testing/kunit/kunit.py");
+    let Ok(log) = paths.log("kunit-parse") else {
+        return;
+    };
+    std::fs::remove_file(&log).ok();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&kunit_py).arg("parse").arg(console_log);
+    let result = Job::new(cmd, "kunit.py parse", &log)
+        .echo(|l| l.contains("Testing complete") || l.contains("[FAILED]") || l.contains("[CRASHED]"))
+        .run();
+    if let Err(err) = result {
+        eprintln!("  kunit.py parse: {err:#}");
+    }
+}
+
+/// Boots in test mode and counts the tool's `ok` / `not ok` lines.
+fn vm_tests(art: &Artifacts) -> Result<Tally> {
+    let boot = vm::boot(art, Mode::Test, VM_TEST_TIMEOUT, false)?;
+    let tally = tap_tally(&boot.console);
+    for line in boot.console.lines().filter(|l| l.starts_with("not ok")) {
+        eprintln!("  vm-test FAILED: {line}");
+    }
+    if tally.total() == 0 {
+        bail!("the VM tests printed no result; log: {}", boot.log.display());
+    }
+    let status = vm::guest_status(&boot.console);
+    let mut tally = tally;
+    if status != Some(0) && tally.failed == 0 {
+        eprintln!("  vm-test: the guest failed (status {status:?}); log: {}", boot.log.display());
+        tally.failed += 1;
+    }
+    Ok(tally)
+}
+
+/// Counts top-level TAP result lines (`ok N - name`, `not ok N - name`).
+fn tap_tally(console: &str) -> Tally {
+    let mut tally = Tally::default();
+    for line in console.lines().map(str::trim_end) {
+        if line.starts_with("not ok ") {
+            tally.failed += 1;
+        } else if line.starts_with("ok ") {
+            tally.passed += 1;
+        }
+    }
+    tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_lines_are_summed() {
+        let out = "running 3 tests\n\
+            test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\
+            test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out\n";
+        let t = libtest_tally(out);
+        assert_eq!((t.passed, t.failed, t.skipped), (5, 1, 1));
+        assert_eq!(libtest_tally("no tests here\n").total(), 0);
+    }
+
+    #[test]
+    fn tap_lines_are_counted() {
+        let t = tap_tally("1..3\nok 1 - a\nnot ok 2 - b: why\nok 3 - c\n[ 1.2] ok 4 - x\n");
+        assert_eq!((t.passed, t.failed), (2, 1));
     }
 }
