@@ -37,20 +37,39 @@ pub fn build_tool(paths: &Paths) -> Result<PathBuf> {
     let mut cargo = Command::new("cargo");
     cargo
         .current_dir(&paths.root)
-        .args(["build", "--release", "--locked", "-p", "vagx-tool", "--target", TOOL_TARGET])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "vagx-tool",
+            "--target",
+            TOOL_TARGET,
+        ])
         .env("CARGO_TARGET_DIR", &target_dir)
         // glibc's static libraries are in libc6-dev; with an explicit --target the flag does not
         // reach build scripts and proc macros.
         .env("RUSTFLAGS", "-C target-feature=+crt-static")
         .envs(setup::tool_env());
-    Job::new(cargo, "building vagx-tool", &log).heartbeat().run()?;
+    Job::new(cargo, "building vagx-tool", &log)
+        .heartbeat()
+        .run()?;
     Ok(target_dir.join(TOOL_TARGET).join("release/vagx-tool"))
 }
 
 /// Writes `cache/initramfs/initramfs.cpio` and returns its path.
 pub fn build(paths: &Paths, kernel: &Kernel, tool: &Path) -> Result<PathBuf> {
     let mut archive = Cpio::default();
-    for dir in ["bin", "dev", "etc", "lib", "lib/modules", "proc", "sys", "tmp"] {
+    for dir in [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "proc",
+        "sys",
+        "tmp",
+    ] {
         archive.dir(dir);
     }
     archive.file("init", &paths.root.join("tests/guest/init"), 0o755)?;
@@ -61,7 +80,11 @@ pub fn build(paths: &Paths, kernel: &Kernel, tool: &Path) -> Result<PathBuf> {
         let name = module
             .file_name()
             .with_context(|| format!("module path {}", module.display()))?;
-        archive.file(&format!("lib/modules/{}", name.to_string_lossy()), module, 0o644)?;
+        archive.file(
+            &format!("lib/modules/{}", name.to_string_lossy()),
+            module,
+            0o644,
+        )?;
     }
 
     let dir = ensure_dir(&paths.initramfs)?;

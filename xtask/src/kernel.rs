@@ -35,7 +35,7 @@ pub struct Kernel {
     pub bzimage: PathBuf,
     /// The vagx driver module.
     pub vagx_ko: PathBuf,
-    /// The C KUnit suites built as modules, loaded in KUnit runs.
+    /// The C KUnit suites built as modules, with their dependencies first, in load order.
     pub kunit_modules: Vec<PathBuf>,
     /// The Debian package version of the source.
     pub version: String,
@@ -49,9 +49,13 @@ pub fn build(paths: &Paths) -> Result<Kernel> {
     configure(paths, &version)?;
 
     let log = paths.log("kernel-build")?;
-    eprintln!("kernel: building bzImage and modules (log: {})", log.display());
+    eprintln!(
+        "kernel: building bzImage and modules (log: {})",
+        log.display()
+    );
     let mut make = make_cmd(paths);
-    make.arg(format!("-j{}", jobs())).args(["bzImage", "modules"]);
+    make.arg(format!("-j{}", jobs()))
+        .args(["bzImage", "modules"]);
     Job::new(make, "kernel build", &log)
         .echo(|line| {
             line.contains("error:")
@@ -68,6 +72,7 @@ pub fn build(paths: &Paths) -> Result<Kernel> {
         vagx_ko: build.join("drivers/gpu/drm/vagx/vagx.ko"),
         kunit_modules: [
             "drivers/dma-buf/dmabuf_kunit.ko",
+            "drivers/gpu/drm/scheduler/gpu-sched.ko",
             "drivers/gpu/drm/scheduler/tests/drm-sched-tests.ko",
         ]
         .iter()
@@ -108,7 +113,10 @@ fn prepare_tree(paths: &Paths, tarball: &Path, version: &str) -> Result<()> {
         return Ok(());
     }
 
-    eprintln!("kernel: unpacking Linux {version} and applying {} patch(es)", patches.len());
+    eprintln!(
+        "kernel: unpacking Linux {version} and applying {} patch(es)",
+        patches.len()
+    );
     let linux = ensure_dir(&paths.cache.join("linux"))?.to_path_buf();
     let unpack = linux.join("unpack");
     remove_dir(&unpack)?;
@@ -120,7 +128,9 @@ fn prepare_tree(paths: &Paths, tarball: &Path, version: &str) -> Result<()> {
     let top = only_subdir(&unpack)?;
     for patch in &patches {
         let mut cmd = Command::new("patch");
-        cmd.current_dir(&top).args(["-p1", "--batch", "--forward", "-i"]).arg(patch);
+        cmd.current_dir(&top)
+            .args(["-p1", "--batch", "--forward", "-i"])
+            .arg(patch);
         Job::new(cmd, &format!("applying {}", patch.display()), &log).run()?;
     }
     remove_dir(&paths.linux_src)?;
@@ -289,7 +299,10 @@ mod tests {
         let fragment = "# comment\nCONFIG_A=y\nCONFIG_B=m\nCONFIG_C=n\nCONFIG_D=\"x\"\n";
         let config = "CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set\nCONFIG_D=\"x\"\n";
         assert_eq!(missing_symbols(fragment, config), ["CONFIG_B=m"]);
-        assert_eq!(missing_symbols("CONFIG_C=n\n", "CONFIG_C=y\n"), ["CONFIG_C=n"]);
+        assert_eq!(
+            missing_symbols("CONFIG_C=n\n", "CONFIG_C=y\n"),
+            ["CONFIG_C=n"]
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod initramfs;
 mod kernel;
 mod qemu;
 mod test_cmd;
+#[cfg(test)]
+mod tidy;
 mod vm;
 
 // Helper modules: their APIs serve the subcommands, which need not use every item.

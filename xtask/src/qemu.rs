@@ -67,14 +67,22 @@ pub fn build(paths: &Paths) -> Result<PathBuf> {
         fs::remove_dir_all(&build).ok();
         ensure_dir(&build)?;
         let mut configure = Command::new(src.join("configure"));
-        configure.current_dir(&build).args(CONFIGURE_ARGS).envs(env.clone());
-        Job::new(configure, "QEMU configure", &log).heartbeat().run()?;
+        configure
+            .current_dir(&build)
+            .args(CONFIGURE_ARGS)
+            .envs(env.clone());
+        Job::new(configure, "QEMU configure", &log)
+            .heartbeat()
+            .run()?;
         stamp.write(&fp)?;
     }
 
     eprintln!("qemu: building qemu-system-x86_64 (log: {})", log.display());
     let mut ninja = Command::new("ninja");
-    ninja.current_dir(&build).arg("qemu-system-x86_64").envs(env);
+    ninja
+        .current_dir(&build)
+        .arg("qemu-system-x86_64")
+        .envs(env);
     Job::new(ninja, "QEMU build", &log)
         .echo(|l| l.contains("error") || l.contains("Linking target qemu-system"))
         .heartbeat()
@@ -133,7 +141,9 @@ fn prepare_tree(paths: &Paths, debian_src: &Path, src: &Path) -> Result<()> {
 
     for patch in &patches {
         let mut cmd = Command::new("patch");
-        cmd.current_dir(src).args(["-p1", "--batch", "--forward", "-i"]).arg(patch);
+        cmd.current_dir(src)
+            .args(["-p1", "--batch", "--forward", "-i"])
+            .arg(patch);
         Job::new(cmd, &format!("applying {}", patch.display()), &log).run()?;
     }
 
@@ -141,9 +151,16 @@ fn prepare_tree(paths: &Paths, debian_src: &Path, src: &Path) -> Result<()> {
     let wheels = ensure_dir(&src.join("python/wheels"))?.to_path_buf();
     if sorted_files(&downloads, "whl")?.is_empty() {
         let mut pip = Command::new("python3");
-        pip.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d"])
-            .arg(&downloads)
-            .arg(MESON_WHEEL);
+        pip.args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+        ])
+        .arg(&downloads)
+        .arg(MESON_WHEEL);
         Job::new(pip, "downloading the meson wheel from PyPI", &log)
             .hint("is the network up?")
             .run()?;
@@ -170,8 +187,16 @@ fn copy_project_sources(paths: &Paths, src: &Path) -> Result<()> {
     let root = &paths.root;
     let misc = src.join("rust/hw/misc");
     rsync(&root.join("qemu/hw"), &misc, &log)?;
-    rsync(&root.join("qemu/vagx-fw/src"), &misc.join("vagx/vagx-fw/src"), &log)?;
-    rsync(&root.join("drivers/gpu/drm/vagx/abi"), &misc.join("vagx/abi"), &log)?;
+    rsync(
+        &root.join("qemu/vagx-fw/src"),
+        &misc.join("vagx/vagx-fw/src"),
+        &log,
+    )?;
+    rsync(
+        &root.join("drivers/gpu/drm/vagx/abi"),
+        &misc.join("vagx/abi"),
+        &log,
+    )?;
     for file in ["pci.rs", "log.rs"] {
         let from = root.join("qemu/qemu-api").join(file);
         let to = src.join("rust/qemu-api/src").join(file);
@@ -204,7 +229,8 @@ struct Wrap {
 
 impl Wrap {
     fn read(path: &Path) -> Result<Self> {
-        let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("parsing {}", path.display()))
     }
 
@@ -217,7 +243,11 @@ impl Wrap {
         };
         let url = get("source_url")?;
         // https://crates.io/api/v1/crates/<name>/<version>/download
-        let parts: Vec<&str> = url.trim_end_matches("/download").rsplit('/').take(2).collect();
+        let parts: Vec<&str> = url
+            .trim_end_matches("/download")
+            .rsplit('/')
+            .take(2)
+            .collect();
         let [version, krate] = parts[..] else {
             bail!("unexpected source_url {url}");
         };
@@ -243,7 +273,9 @@ fn fetch_crate(wrap: &Wrap, downloads: &Path, log: &Path) -> Result<PathBuf> {
     let file = downloads.join(format!("{}-{}.crate", wrap.krate, wrap.version));
     if !file.is_file() || sha256_file(&file)? != wrap.source_hash {
         let mut curl = Command::new("curl");
-        curl.args(["-fsSL", "--retry", "3", "-o"]).arg(&file).arg(wrap.download_url());
+        curl.args(["-fsSL", "--retry", "3", "-o"])
+            .arg(&file)
+            .arg(wrap.download_url());
         Job::new(curl, &format!("downloading crate {}", wrap.krate), log)
             .hint("is the network up?")
             .run()?;
@@ -272,14 +304,23 @@ fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 fn dsc_file(dir: &Path) -> Result<PathBuf> {
     sorted_files(dir, "dsc")?
         .into_iter()
         .rfind(|p| file_name(p).is_ok_and(|n| n.starts_with("qemu_")))
-        .with_context(|| format!("no qemu_*.dsc in {}; run `cargo xtask setup`", dir.display()))
+        .with_context(|| {
+            format!(
+                "no qemu_*.dsc in {}; run `cargo xtask setup`",
+                dir.display()
+            )
+        })
 }
 
 fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {

@@ -113,7 +113,10 @@ fn host_tests() -> Result<Tally> {
 /// Sums libtest's `test result: ok. 3 passed; 0 failed; 1 ignored; ...` lines.
 fn libtest_tally(output: &str) -> Tally {
     let mut tally = Tally::default();
-    for line in output.lines().filter_map(|l| l.trim().strip_prefix("test result: ")) {
+    for line in output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("test result: "))
+    {
         for field in line.split(';') {
             let mut words = field.split_whitespace().rev();
             let (Some(kind), Some(count)) = (words.next(), words.next()) else {
@@ -138,7 +141,10 @@ fn kunit(art: &Artifacts) -> Result<Tally> {
     let boot = vm::boot(art, Mode::Kunit, KUNIT_TIMEOUT, false)?;
     let report = ktap::parse(&boot.console);
     if report.is_empty() {
-        bail!("no KUnit results on the console; log: {}", boot.log.display());
+        bail!(
+            "no KUnit results on the console; log: {}",
+            boot.log.display()
+        );
     }
     kunit_py_parse(&boot.log);
     for suite in &report.suites {
@@ -150,7 +156,10 @@ fn kunit(art: &Artifacts) -> Result<Tally> {
     let status = vm::guest_status(&boot.console);
     let mut tally = report.tally();
     if status != Some(0) {
-        eprintln!("  kunit: the guest's init failed (status {status:?}); log: {}", boot.log.display());
+        eprintln!(
+            "  kunit: the guest's init failed (status {status:?}); log: {}",
+            boot.log.display()
+        );
         tally.failed += 1;
     }
     Ok(tally)
@@ -170,7 +179,9 @@ fn kunit_py_parse(console_log: &std::path::Path) {
     let mut cmd = Command::new("python3");
     cmd.arg(&kunit_py).arg("parse").arg(console_log);
     let result = Job::new(cmd, "kunit.py parse", &log)
-        .echo(|l| l.contains("Testing complete") || l.contains("[FAILED]") || l.contains("[CRASHED]"))
+        .echo(|l| {
+            l.contains("Testing complete") || l.contains("[FAILED]") || l.contains("[CRASHED]")
+        })
         .run();
     if let Err(err) = result {
         eprintln!("  kunit.py parse: {err:#}");
@@ -185,12 +196,18 @@ fn vm_tests(art: &Artifacts) -> Result<Tally> {
         eprintln!("  vm-test FAILED: {line}");
     }
     if tally.total() == 0 {
-        bail!("the VM tests printed no result; log: {}", boot.log.display());
+        bail!(
+            "the VM tests printed no result; log: {}",
+            boot.log.display()
+        );
     }
     let status = vm::guest_status(&boot.console);
     let mut tally = tally;
     if status != Some(0) && tally.failed == 0 {
-        eprintln!("  vm-test: the guest failed (status {status:?}); log: {}", boot.log.display());
+        eprintln!(
+            "  vm-test: the guest failed (status {status:?}); log: {}",
+            boot.log.display()
+        );
         tally.failed += 1;
     }
     Ok(tally)

@@ -73,7 +73,14 @@ pub fn boot(art: &build::Artifacts, mode: Mode, timeout: Duration, echo: bool) -
         cmd.arg("-L").arg(dir);
     }
     cmd.args(["-accel", "tcg", "-m", "1G", "-smp", "2"])
-        .args(["-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio"])
+        .args([
+            "-nographic",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+        ])
         .arg("-kernel")
         .arg(&art.kernel.bzimage)
         .arg("-initrd")
@@ -91,7 +98,11 @@ pub fn boot(art: &build::Artifacts, mode: Mode, timeout: Duration, echo: bool) -
     let result = job.run();
     let console = std::fs::read_to_string(&log).unwrap_or_default();
     if let Some(line) = console.lines().find(|l| l.contains("Kernel panic")) {
-        bail!("the guest kernel panicked ({}); log: {}", line.trim(), log.display());
+        bail!(
+            "the guest kernel panicked ({}); log: {}",
+            line.trim(),
+            log.display()
+        );
     }
     result?;
     if guest_status(&console).is_none() {
@@ -119,7 +130,10 @@ impl flags::Run {
         let boot = boot(&art, Mode::Run, Duration::from_secs(self.timeout), true)?;
         match guest_status(&boot.console) {
             Some(0) => {
-                eprintln!("run: the guest finished with status 0; log: {}", boot.log.display());
+                eprintln!(
+                    "run: the guest finished with status 0; log: {}",
+                    boot.log.display()
+                );
                 Ok(())
             }
             status => bail!(
@@ -138,7 +152,10 @@ mod tests {
     fn guest_status_takes_the_last_report() {
         assert_eq!(guest_status("boot\nvagx-guest: exit 0\n"), Some(0));
         assert_eq!(guest_status("[ 1.0] vagx-guest: exit 3\r\n"), Some(3));
-        assert_eq!(guest_status("vagx-guest: exit 1\nvagx-guest: exit 0\n"), Some(0));
+        assert_eq!(
+            guest_status("vagx-guest: exit 1\nvagx-guest: exit 0\n"),
+            Some(0)
+        );
         assert_eq!(guest_status("Kernel panic - not syncing\n"), None);
         assert_eq!(guest_status("vagx-guest: exit x\n"), None);
     }

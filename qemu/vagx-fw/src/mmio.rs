@@ -21,7 +21,10 @@ impl core::fmt::Display for MmioError {
             Self::Unmapped(offset) => write!(f, "no register at offset {offset:#x}"),
             Self::ReadOnly(offset) => write!(f, "write to read-only register at {offset:#x}"),
             Self::BadAccess { offset, size } => {
-                write!(f, "{size}-byte access at {offset:#x}; registers take aligned 4-byte accesses")
+                write!(
+                    f,
+                    "{size}-byte access at {offset:#x}; registers take aligned 4-byte accesses"
+                )
             }
         }
     }
@@ -96,7 +99,10 @@ mod tests {
     #[test]
     fn identity_registers_read_their_fixed_values() {
         let rf = RegisterFile::new();
-        assert_eq!(rf.read(regs::ID as u64, 4), Ok(u32::from_le_bytes(*b"VAGX")));
+        assert_eq!(
+            rf.read(regs::ID as u64, 4),
+            Ok(u32::from_le_bytes(*b"VAGX"))
+        );
         assert_eq!(rf.read(regs::ABI_VERSION as u64, 4), Ok(0x0001_0000));
     }
 
@@ -127,10 +133,17 @@ mod tests {
             (0x8, 8, MmioError::BadAccess { offset: 8, size: 8 }),
         ];
         for (offset, size, err) in cases {
-            assert_eq!(rf.write(offset, size, 0x1234), Err(err), "write {offset:#x}/{size}");
+            assert_eq!(
+                rf.write(offset, size, 0x1234),
+                Err(err),
+                "write {offset:#x}/{size}"
+            );
         }
         assert_eq!(rf, before);
         assert_eq!(rf.read(0x0ffc, 4), Err(MmioError::Unmapped(0xffc)));
-        assert_eq!(rf.read(0x2, 4), Err(MmioError::BadAccess { offset: 2, size: 4 }));
+        assert_eq!(
+            rf.read(0x2, 4),
+            Err(MmioError::BadAccess { offset: 2, size: 4 })
+        );
     }
 }

@@ -13,7 +13,8 @@ pub fn load(path: &Path) -> io::Result<()> {
     let file = File::open(path)?;
     let params = CString::default();
     // SAFETY: the fd is open for the duration of the call and `params` is a valid C string.
-    let ret = unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
     if ret == 0 {
         Ok(())
     } else {
@@ -40,5 +41,7 @@ pub fn unload(name: &str) -> io::Result<()> {
 /// Whether module `name` is loaded, from `/proc/modules`.
 pub fn is_loaded(name: &str) -> io::Result<bool> {
     let text = std::fs::read_to_string("/proc/modules")?;
-    Ok(text.lines().any(|l| l.split_whitespace().next() == Some(name)))
+    Ok(text
+        .lines()
+        .any(|l| l.split_whitespace().next() == Some(name)))
 }

@@ -35,19 +35,23 @@ pub fn run(module_path: &Path) -> Result<Tally> {
         ("device_is_on_the_pci_bus", &device_is_on_the_pci_bus),
         ("module_loads", &|| load_module(module_path)),
         ("driver_binds_every_device", &driver_binds_every_device),
-        ("probe_reports_the_abi_version", &probe_reports_the_abi_version),
+        (
+            "probe_reports_the_abi_version",
+            &probe_reports_the_abi_version,
+        ),
         ("module_unloads_and_unbinds", &module_unloads_and_unbinds),
         ("module_reloads_and_rebinds", &|| {
             load_module(module_path)?;
             driver_binds_every_device()
         }),
-        ("second_load_is_refused_with_eexist", &|| {
-            match module::load(module_path) {
+        (
+            "second_load_is_refused_with_eexist",
+            &|| match module::load(module_path) {
                 Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
                 Err(e) => bail!("expected EEXIST, got {e}"),
                 Ok(()) => bail!("loading the module twice succeeded"),
-            }
-        }),
+            },
+        ),
         ("final_unload", &module_unloads_and_unbinds),
     ];
 
@@ -71,10 +75,25 @@ pub fn run(module_path: &Path) -> Result<Tally> {
 
 fn device_is_on_the_pci_bus() -> Result<()> {
     let devices = sysfs::vagx_devices()?;
-    ensure!(!devices.is_empty(), "no {:04x}:{:04x} function found", pci::VENDOR_ID, pci::DEVICE_ID);
+    ensure!(
+        !devices.is_empty(),
+        "no {:04x}:{:04x} function found",
+        pci::VENDOR_ID,
+        pci::DEVICE_ID
+    );
     for dev in &devices {
-        ensure!(dev.revision == pci::REVISION, "{}: revision {}", dev.address, dev.revision);
-        ensure!(dev.class == pci::CLASS_CODE, "{}: class {:06x}", dev.address, dev.class);
+        ensure!(
+            dev.revision == pci::REVISION,
+            "{}: revision {}",
+            dev.address,
+            dev.revision
+        );
+        ensure!(
+            dev.class == pci::CLASS_CODE,
+            "{}: class {:06x}",
+            dev.address,
+            dev.class
+        );
         ensure!(
             dev.bar0_size == pci::BAR0_SIZE as u64,
             "{}: BAR0 is {} bytes, expected {}",
@@ -88,14 +107,19 @@ fn device_is_on_the_pci_bus() -> Result<()> {
 
 fn load_module(path: &Path) -> Result<()> {
     module::load(path).with_context(|| format!("finit_module({})", path.display()))?;
-    ensure!(module::is_loaded(MODULE)?, "module not in /proc/modules after loading");
+    ensure!(
+        module::is_loaded(MODULE)?,
+        "module not in /proc/modules after loading"
+    );
     Ok(())
 }
 
 fn driver_binds_every_device() -> Result<()> {
     // Probing is synchronous for built-in PCI drivers, but allow the bus a moment.
     wait_for(Duration::from_secs(5), || {
-        Ok(sysfs::vagx_devices()?.iter().all(|d| d.driver.as_deref() == Some(MODULE)))
+        Ok(sysfs::vagx_devices()?
+            .iter()
+            .all(|d| d.driver.as_deref() == Some(MODULE)))
     })
     .context("not every vagx device is bound to the vagx driver")
 }
@@ -105,7 +129,10 @@ fn probe_reports_the_abi_version() -> Result<()> {
     let log = read_kernel_log()?;
     let count = log.iter().filter(|l| l.contains(&want)).count();
     let devices = sysfs::vagx_devices()?.len();
-    ensure!(count >= devices, "{count} probe line(s) with {want:?} for {devices} device(s)");
+    ensure!(
+        count >= devices,
+        "{count} probe line(s) with {want:?} for {devices} device(s)"
+    );
     Ok(())
 }
 
@@ -113,7 +140,12 @@ fn module_unloads_and_unbinds() -> Result<()> {
     module::unload(MODULE).context("delete_module(vagx)")?;
     ensure!(!module::is_loaded(MODULE)?, "module still in /proc/modules");
     for dev in sysfs::vagx_devices()? {
-        ensure!(dev.driver.is_none(), "{} still bound to {:?}", dev.address, dev.driver);
+        ensure!(
+            dev.driver.is_none(),
+            "{} still bound to {:?}",
+            dev.address,
+            dev.driver
+        );
     }
     Ok(())
 }

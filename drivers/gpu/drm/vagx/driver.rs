@@ -60,7 +60,11 @@ impl pci::Driver for VagxPciDriver {
 
         let magic = bar.read(regs::ID).magic().get();
         if magic != abi::regs::ID_MAGIC {
-            dev_err!(pdev, "not a vagx device: ID register reads {:#010x}\n", magic);
+            dev_err!(
+                pdev,
+                "not a vagx device: ID register reads {:#010x}\n",
+                magic
+            );
             return Err(ENODEV);
         }
 

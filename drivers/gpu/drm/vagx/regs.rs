@@ -94,7 +94,10 @@ mod tests {
     fn abi_version_decodes_fields() {
         let v = AbiVersion::from_raw(0x0003_0007);
         assert_eq!(v, AbiVersion { major: 3, minor: 7 });
-        assert_eq!(AbiVersion::from_raw(abi::regs::ABI_VERSION_VALUE), AbiVersion::DRIVER);
+        assert_eq!(
+            AbiVersion::from_raw(abi::regs::ABI_VERSION_VALUE),
+            AbiVersion::DRIVER
+        );
     }
 
     #[test]

@@ -123,7 +123,10 @@ impl VagxState {
     fn write(&self, offset: hwaddr, value: u64, size: u32) {
         // CAST: registers are 32 bits; wider accesses are refused by the register file.
         if let Err(err) = self.regs.borrow_mut().write(offset, size, value as u32) {
-            log_mask_ln!(Log::GuestError, "vagx: refused BAR0 write of {value:#x}: {err}");
+            log_mask_ln!(
+                Log::GuestError,
+                "vagx: refused BAR0 write of {value:#x}: {err}"
+            );
         }
     }
 }
