@@ -84,17 +84,17 @@ pub struct PCIIdentity {
 /// Trait providing the contents of [`PCIDeviceClass`].
 ///
 /// Devices implementing it must not set `DeviceImpl::REALIZE`: the PCI core owns the qdev
-/// realize method and calls [`PCIDeviceImpl::REALIZE`] from it.
+/// realize method and calls [`PCIDeviceImpl::PCI_REALIZE`] from it.
 pub trait PCIDeviceImpl: DeviceImpl + IsA<PCIDevice> {
     /// Identity of the function.
     const IDENTITY: PCIIdentity;
 
     /// Realizes the PCI function: registers BARs, capabilities and interrupts. An `Err`
     /// fails the creation of the device with that message.
-    const REALIZE: Option<fn(&Self) -> Result<(), &'static CStr>> = None;
+    const PCI_REALIZE: Option<fn(&Self) -> Result<(), &'static CStr>> = None;
 
-    /// Undoes what `REALIZE` did, when the device is unplugged or destroyed.
-    const EXIT: Option<fn(&Self)> = None;
+    /// Undoes what `PCI_REALIZE` did, when the device is unplugged or destroyed.
+    const PCI_EXIT: Option<fn(&Self)> = None;
 }
 
 /// # Safety
@@ -105,7 +105,7 @@ unsafe extern "C" fn rust_pci_realize_fn<T: PCIDeviceImpl>(
     dev: *mut bindings::PCIDevice,
     errp: *mut *mut Error,
 ) {
-    let Some(realize) = T::REALIZE else {
+    let Some(realize) = T::PCI_REALIZE else {
         return;
     };
     let Some(state) = NonNull::new(dev) else {
@@ -132,7 +132,7 @@ unsafe extern "C" fn rust_pci_realize_fn<T: PCIDeviceImpl>(
 ///
 /// Called by the PCI core as `PCIDeviceClass::exit`, with `dev` pointing to an instance of `T`.
 unsafe extern "C" fn rust_pci_exit_fn<T: PCIDeviceImpl>(dev: *mut bindings::PCIDevice) {
-    let (Some(exit), Some(state)) = (T::EXIT, NonNull::new(dev)) else {
+    let (Some(exit), Some(state)) = (T::PCI_EXIT, NonNull::new(dev)) else {
         return;
     };
     // SAFETY: QOM calls this with an instance of `T`, which starts with its `PCIDevice`.
@@ -150,10 +150,10 @@ impl PCIDeviceClass {
         self.class_id = id.class_id;
         self.subsystem_vendor_id = id.subsystem_vendor_id;
         self.subsystem_id = id.subsystem_id;
-        if T::REALIZE.is_some() {
+        if T::PCI_REALIZE.is_some() {
             self.realize = Some(rust_pci_realize_fn::<T>);
         }
-        if T::EXIT.is_some() {
+        if T::PCI_EXIT.is_some() {
             self.exit = Some(rust_pci_exit_fn::<T>);
         }
         self.parent_class.class_init::<T>();

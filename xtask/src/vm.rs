@@ -80,6 +80,9 @@ pub fn boot(art: &build::Artifacts, mode: Mode, timeout: Duration, echo: bool) -
             "none",
             "-serial",
             "stdio",
+            // No NIC: the guest needs none, and its option ROM is not installed.
+            "-nic",
+            "none",
         ])
         .arg("-kernel")
         .arg(&art.kernel.bzimage)

@@ -15,7 +15,7 @@ use qemu_api::{
         CONVENTIONAL_PCI_INTERFACES,
     },
     prelude::*,
-    qdev::{DeviceImpl, ResetType, ResettablePhasesImpl},
+    qdev::{DeviceImpl, DeviceState, ResetType, ResettablePhasesImpl},
     qom::{ObjectImpl, ParentField},
 };
 use vagx_abi::pci as ids;
@@ -65,7 +65,7 @@ impl PCIDeviceImpl for VagxState {
         subsystem_vendor_id: ids::VENDOR_ID,
         subsystem_id: ids::DEVICE_ID,
     };
-    const REALIZE: Option<fn(&Self) -> Result<(), &'static CStr>> = Some(Self::realize);
+    const PCI_REALIZE: Option<fn(&Self) -> Result<(), &'static CStr>> = Some(Self::realize);
 }
 
 impl VagxState {
