@@ -146,7 +146,7 @@ fn kunit(art: &Artifacts) -> Result<Tally> {
             boot.log.display()
         );
     }
-    kunit_py_parse(&boot.log);
+    kunit_py_parse(&boot.console);
     for suite in &report.suites {
         eprintln!("  kunit: {} ({})", suite.name, suite.tally().closing_line());
     }
@@ -169,15 +169,19 @@ fn kunit(art: &Artifacts) -> Result<Tally> {
 ///
 /// The counts come from our parser; this is the familiar view for kernel developers, so a
 /// failure to run it is reported but not counted.
-fn kunit_py_parse(console_log: &std::path::Path) {
+fn kunit_py_parse(console: &str) {
     let paths = Paths::new();
     let kunit_py = paths.linux_src.join("tools/testing/kunit/kunit.py");
-    let Ok(log) = paths.log("kunit-parse") else {
+    let (Ok(log), Ok(merged)) = (paths.log("kunit-parse"), paths.log("kunit-merged")) else {
         return;
     };
     std::fs::remove_file(&log).ok();
+    if let Err(err) = std::fs::write(&merged, merged_ktap(console)) {
+        eprintln!("  kunit.py parse: cannot write {}: {err}", merged.display());
+        return;
+    }
     let mut cmd = Command::new("python3");
-    cmd.arg(&kunit_py).arg("parse").arg(console_log);
+    cmd.arg(&kunit_py).arg("parse").arg(&merged);
     let result = Job::new(cmd, "kunit.py parse", &log)
         .echo(|l| {
             l.contains("Testing complete") || l.contains("[FAILED]") || l.contains("[CRASHED]")
@@ -185,6 +189,56 @@ fn kunit_py_parse(console_log: &std::path::Path) {
         .run();
     if let Err(err) = result {
         eprintln!("  kunit.py parse: {err:#}");
+    }
+}
+
+/// Joins the KTAP documents on the console into one, as `kunit.py parse` reads only the first.
+///
+/// Built-in suites print one document at boot and every module with suites prints its own when
+/// it is loaded. Each top-level result line ends a suite; suites are renumbered under one plan.
+fn merged_ktap(console: &str) -> String {
+    let mut suites: Vec<Vec<String>> = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut in_document = false;
+    for line in console.lines().map(strip_printk_time) {
+        if line == "KTAP version 1" {
+            in_document = true;
+            current.clear();
+            continue;
+        }
+        if !in_document {
+            continue;
+        }
+        let result = line
+            .strip_prefix("not ok ")
+            .map(|rest| ("not ok", rest))
+            .or_else(|| line.strip_prefix("ok ").map(|rest| ("ok", rest)));
+        match result {
+            Some((status, rest)) => {
+                let name = rest.split_once(' ').map_or("", |(_, name)| name);
+                current.push(format!("{status} {} {name}", suites.len() + 1));
+                suites.push(std::mem::take(&mut current));
+            }
+            // Suite bodies are indented; top-level plans, comments and kernel messages that
+            // interleave with the tests are dropped.
+            None if line.starts_with(' ') => current.push(line.to_owned()),
+            None => {}
+        }
+    }
+    let mut out = format!("KTAP version 1\n1..{}\n", suites.len());
+    for line in suites.iter().flatten() {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Removes a printk timestamp prefix (`[    1.234567] `) from a console line.
+fn strip_printk_time(line: &str) -> &str {
+    let line = line.trim_end_matches('\r');
+    match line.strip_prefix('[').and_then(|l| l.split_once("] ")) {
+        Some((time, rest)) if time.trim().parse::<f64>().is_ok() => rest,
+        _ => line,
     }
 }
 
@@ -238,6 +292,23 @@ mod tests {
         let t = libtest_tally(out);
         assert_eq!((t.passed, t.failed, t.skipped), (5, 1, 1));
         assert_eq!(libtest_tally("no tests here\n").total(), 0);
+    }
+
+    #[test]
+    fn ktap_documents_are_merged_and_renumbered() {
+        let console = "[    2.9] KTAP version 1\n[    2.9] 1..0\nnoise\n\
+            [    4.0] KTAP version 1\n[    4.0] 1..1\n[    4.0]     # Subtest: a\n\
+            [    4.0]     ok 1 x\n[    4.0] ok 1 a\n\
+            [    5.0] KTAP version 1\n[    5.0] 1..1\n[    5.0]     # Subtest: b\n\
+            [    5.0]     not ok 1 y\n[    5.0] not ok 1 b\n";
+        let merged = merged_ktap(console);
+        assert_eq!(
+            merged,
+            "KTAP version 1\n1..2\n    # Subtest: a\n    ok 1 x\nok 1 a\n\
+             \x20   # Subtest: b\n    not ok 1 y\nnot ok 2 b\n"
+        );
+        assert_eq!(strip_printk_time("[   12.5] hi"), "hi");
+        assert_eq!(strip_printk_time("[x] hi"), "[x] hi");
     }
 
     #[test]
