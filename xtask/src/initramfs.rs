@@ -149,7 +149,7 @@ impl Cpio {
 
     /// Aligns to four bytes, as `newc` requires after the name and after the body.
     fn pad(&mut self) {
-        while self.data.len() % 4 != 0 {
+        while !self.data.len().is_multiple_of(4) {
             self.data.push(0);
         }
     }
@@ -158,7 +158,7 @@ impl Cpio {
         self.next_ino = 0;
         self.entry("TRAILER!!!", 0, &[]);
         // The kernel reads the archive in 512-byte blocks; pad like cpio(1) does.
-        while self.data.len() % 512 != 0 {
+        while !self.data.len().is_multiple_of(512) {
             self.data.push(0);
         }
         self.data.flush().ok();

@@ -121,9 +121,9 @@ pub fn boot(art: &build::Artifacts, mode: Mode, timeout: Duration, echo: bool) -
 pub fn guest_status(console: &str) -> Option<i32> {
     console
         .lines()
+        .rev()
         .filter_map(|l| l.split("vagx-guest: exit ").nth(1))
-        .filter_map(|s| s.trim().parse().ok())
-        .last()
+        .find_map(|s| s.trim().parse().ok())
 }
 
 impl flags::Run {

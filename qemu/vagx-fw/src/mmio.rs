@@ -83,7 +83,7 @@ impl RegisterFile {
 
 /// Checks the shape of an access and returns the register offset it names.
 fn decode(offset: u64, size: u32) -> Result<usize, MmioError> {
-    if size != 4 || offset % 4 != 0 {
+    if size != 4 || !offset.is_multiple_of(4) {
         return Err(MmioError::BadAccess { offset, size });
     }
     usize::try_from(offset)
