@@ -16,8 +16,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 
 use crate::{
-    paths::{ensure_dir, Paths},
-    process::Job,
+    paths::{ensure_dir, remove_dir, sorted_files, Paths},
+    process::{apply_patches, Job},
     setup,
     stamp::{Fingerprint, Stamp},
 };
@@ -106,7 +106,7 @@ fn jobs() -> usize {
 
 /// Unpacks the tarball and applies the patch set, unless the tree already matches them.
 fn prepare_tree(paths: &Paths, tarball: &Path, version: &str) -> Result<()> {
-    let patches = patch_files(&paths.root.join("linux/patches"))?;
+    let patches = sorted_files(&paths.root.join("linux/patches"), "patch")?;
     let fp = Fingerprint::new().text(version).paths(&patches)?;
     let stamp = Stamp::new(paths.cache.join("linux/tree.stamp"));
     if stamp.is_current(&fp) && paths.linux_src.join("Makefile").is_file() {
@@ -126,13 +126,7 @@ fn prepare_tree(paths: &Paths, tarball: &Path, version: &str) -> Result<()> {
     tar.arg("-xf").arg(tarball).arg("-C").arg(&unpack);
     Job::new(tar, "unpacking the kernel source", &log).run()?;
     let top = only_subdir(&unpack)?;
-    for patch in &patches {
-        let mut cmd = Command::new("patch");
-        cmd.current_dir(&top)
-            .args(["-p1", "--batch", "--forward", "-i"])
-            .arg(patch);
-        Job::new(cmd, &format!("applying {}", patch.display()), &log).run()?;
-    }
+    apply_patches(&top, &patches, &log)?;
     remove_dir(&paths.linux_src)?;
     fs::rename(&top, &paths.linux_src)
         .with_context(|| format!("moving the tree to {}", paths.linux_src.display()))?;
@@ -261,32 +255,11 @@ fn missing_symbols(fragment: &str, config: &str) -> Vec<String> {
         .collect()
 }
 
-fn patch_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut patches: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "patch"))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    patches.sort();
-    Ok(patches)
-}
-
 fn only_subdir(dir: &Path) -> Result<PathBuf> {
     let mut dirs = fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path()));
     match (dirs.next(), dirs.next()) {
         (Some(d), None) if d.is_dir() => Ok(d),
         _ => bail!("expected one directory in {}", dir.display()),
-    }
-}
-
-fn remove_dir(dir: &Path) -> Result<()> {
-    match fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", dir.display()))
-        }
-        _ => Ok(()),
     }
 }
 

@@ -46,6 +46,29 @@ pub fn ensure_dir(dir: &Path) -> Result<&Path> {
     Ok(dir)
 }
 
+/// Returns the files in `dir` whose extension is `ext`, sorted; none if `dir` does not exist.
+pub fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == ext))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    Ok(files)
+}
+
+/// Removes `dir` and everything in it; a missing `dir` is not an error.
+pub fn remove_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The project's well-known directories. None of them is created by [`Paths::new`].
 #[derive(Debug, Clone)]
 pub struct Paths {

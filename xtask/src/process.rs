@@ -263,6 +263,18 @@ impl Job {
     }
 }
 
+/// Applies `patches` in order to the source tree `tree` (`patch -p1`), logging to `log`.
+pub fn apply_patches(tree: &Path, patches: &[PathBuf], log: &Path) -> Result<()> {
+    for patch in patches {
+        let mut cmd = Command::new("patch");
+        cmd.current_dir(tree)
+            .args(["-p1", "--batch", "--forward", "-i"])
+            .arg(patch);
+        Job::new(cmd, &format!("applying {}", patch.display()), log).run()?;
+    }
+    Ok(())
+}
+
 /// Runs `cmd` with its output in `log`; on failure returns `<what> failed (exit N); log: <path>`.
 pub fn run_logged(cmd: impl Into<Command>, what: &str, log: &Path) -> Result<()> {
     Job::new(cmd, what, log).run()

@@ -24,8 +24,8 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    paths::{ensure_dir, Paths},
-    process::Job,
+    paths::{ensure_dir, remove_dir, sorted_files, Paths},
+    process::{apply_patches, Job},
     setup,
     stamp::{Fingerprint, Stamp},
 };
@@ -126,12 +126,7 @@ fn prepare_tree(paths: &Paths, debian_src: &Path, src: &Path) -> Result<()> {
 
     // Start from Debian's source as `apt-get source` unpacked it.
     let dsc = dsc_file(&paths.src)?;
-    match fs::remove_dir_all(src) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing {}", src.display()));
-        }
-        _ => {}
-    }
+    remove_dir(src)?;
     if let Some(parent) = src.parent() {
         ensure_dir(parent)?;
     }
@@ -139,13 +134,7 @@ fn prepare_tree(paths: &Paths, debian_src: &Path, src: &Path) -> Result<()> {
     extract.current_dir(&paths.src).arg("-x").arg(&dsc).arg(src);
     Job::new(extract, "dpkg-source -x", &log).run()?;
 
-    for patch in &patches {
-        let mut cmd = Command::new("patch");
-        cmd.current_dir(src)
-            .args(["-p1", "--batch", "--forward", "-i"])
-            .arg(patch);
-        Job::new(cmd, &format!("applying {}", patch.display()), &log).run()?;
-    }
+    apply_patches(src, &patches, &log)?;
 
     let downloads = ensure_dir(&paths.cache.join("downloads"))?.to_path_buf();
     let wheels = ensure_dir(&src.join("python/wheels"))?.to_path_buf();
@@ -321,18 +310,6 @@ fn dsc_file(dir: &Path) -> Result<PathBuf> {
                 dir.display()
             )
         })
-}
-
-fn sorted_files(dir: &Path, ext: &str) -> Result<Vec<PathBuf>> {
-    let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == ext))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    files.sort();
-    Ok(files)
 }
 
 fn file_name(path: &Path) -> Result<String> {

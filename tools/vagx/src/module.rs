@@ -12,9 +12,9 @@ use std::{ffi::CString, fs::File, io, os::fd::AsRawFd, path::Path};
 pub fn load(path: &Path) -> io::Result<()> {
     let file = File::open(path)?;
     let params = CString::default();
+    let (fd, params) = (file.as_raw_fd(), params.as_ptr());
     // SAFETY: the fd is open for the duration of the call and `params` is a valid C string.
-    let ret =
-        unsafe { libc::syscall(libc::SYS_finit_module, file.as_raw_fd(), params.as_ptr(), 0) };
+    let ret = unsafe { libc::syscall(libc::SYS_finit_module, fd, params, 0) };
     if ret == 0 {
         Ok(())
     } else {
