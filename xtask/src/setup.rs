@@ -90,6 +90,7 @@ const PACKAGES: &[&str] = &[
     "zlib1g-dev",
     "xz-utils",
     "patch",
+    "curl",
 ];
 
 /// Packages taken from bookworm-backports, with the oldest acceptable version.
