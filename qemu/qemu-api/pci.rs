@@ -184,6 +184,54 @@ where
         }
     }
 
+    /// Sets up MSI-X with `vectors` vectors whose table and PBA fill BAR `bar` alone, and
+    /// marks every vector used.
+    ///
+    /// # Errors
+    ///
+    /// The negative errno of `msix_init_exclusive_bar` (the machine has no MSI support).
+    fn init_msix_exclusive_bar(&self, vectors: u16, bar: u8) -> Result<(), i32> {
+        assert!(bql_locked());
+        let dev = self.upcast().as_mut_ptr();
+        // SAFETY: `dev` is a live, realizing PCI device; a null `errp` is allowed.
+        let ret = unsafe {
+            bindings::msix_init_exclusive_bar(
+                dev,
+                u32::from(vectors),
+                bar,
+                std::ptr::null_mut(),
+            )
+        };
+        if ret < 0 {
+            return Err(ret);
+        }
+        for vector in 0..vectors {
+            // SAFETY: MSI-X was set up above with more than `vector` vectors.
+            unsafe { bindings::msix_vector_use(dev, u32::from(vector)) };
+        }
+        Ok(())
+    }
+
+    /// Undoes [`init_msix_exclusive_bar`](Self::init_msix_exclusive_bar).
+    fn uninit_msix_exclusive_bar(&self) {
+        assert!(bql_locked());
+        // SAFETY: the device is live; the call copes with MSI-X never having been set up.
+        unsafe { bindings::msix_uninit_exclusive_bar(self.upcast().as_mut_ptr()) };
+    }
+
+    /// Sends MSI-X vector `vector` if MSI-X is enabled and the vector unmasked (else the
+    /// vector's pending bit is set).
+    fn msix_notify(&self, vector: u16) {
+        assert!(bql_locked());
+        let dev = self.upcast().as_mut_ptr();
+        // SAFETY: the device is live; `msix_notify` ignores devices without MSI-X enabled.
+        unsafe {
+            if bindings::msix_enabled(dev) != 0 {
+                bindings::msix_notify(dev, u32::from(vector));
+            }
+        }
+    }
+
     /// Reads guest memory at bus address `addr` into `buf`, as a bus master.
     ///
     /// # Errors

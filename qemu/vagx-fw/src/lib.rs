@@ -5,4 +5,15 @@
 //! The QEMU device (`qemu/hw/vagx`) is a thin shell that forwards MMIO accesses, DMA and time
 //! to this crate, so that everything here is tested on the host with `cargo test`.
 
+pub mod boot;
+pub mod devctrl;
+pub mod device;
+pub mod events;
+pub mod exec;
+pub mod mem;
 pub mod mmio;
+pub mod mmu;
+pub mod ring;
+pub mod sched;
+
+pub use device::{Config, Device, FwState};

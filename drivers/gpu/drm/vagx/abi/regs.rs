@@ -1,18 +1,68 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! BAR0 register offsets and fixed values.
+//! BAR0 register offsets and values.
 //!
 //! All registers are 32 bits wide, little endian, and accessed with naturally aligned 32-bit
-//! accesses; other access sizes are ignored by the device and read as zero.
+//! accesses; any other access is refused (reads return zero, writes are dropped).
 
-/// `ID` (read-only): [`ID_MAGIC`], the ASCII bytes `VAGX` read as a little-endian `u32`.
+/// `ID` (RO): [`ID_MAGIC`], the ASCII bytes `VAGX` read as a little-endian `u32`.
 pub const ID: usize = 0x000;
 
-/// `ABI_VERSION` (read-only): major version in bits 31:16, minor version in bits 15:0.
+/// `ABI_VERSION` (RO): major version in bits 31:16, minor version in bits 15:0.
 pub const ABI_VERSION: usize = 0x004;
 
-/// `SCRATCH` (read-write): holds any value the driver writes; reset value 0.
+/// `SCRATCH` (RW): holds any value the driver writes; reset value 0.
 pub const SCRATCH: usize = 0x008;
+
+/// `UNITS` (RO): number of parallel execution units of the firmware scheduler.
+pub const UNITS: usize = 0x00c;
+
+/// `FW_STATE` (RO): one of the `FW_STATE_*` values.
+pub const FW_STATE: usize = 0x010;
+
+/// `FW_ERROR` (RO): why the firmware failed to boot or crashed; a `FwError` value, 0 if none.
+pub const FW_ERROR: usize = 0x014;
+
+/// `MBOX_H2F_LO` (RW): low 32 bits of the next host-to-firmware message.
+pub const MBOX_H2F_LO: usize = 0x020;
+
+/// `MBOX_H2F_HI` (RW): high 32 bits of the next host-to-firmware message.
+pub const MBOX_H2F_HI: usize = 0x024;
+
+/// `MBOX_H2F_SEND` (WO): writing an endpoint number sends `MBOX_H2F_HI:LO` to that endpoint.
+pub const MBOX_H2F_SEND: usize = 0x028;
+
+/// `MBOX_F2H_LO` (RO): low 32 bits of the oldest firmware-to-host message.
+pub const MBOX_F2H_LO: usize = 0x030;
+
+/// `MBOX_F2H_HI` (RO): high 32 bits of the oldest firmware-to-host message.
+pub const MBOX_F2H_HI: usize = 0x034;
+
+/// `MBOX_F2H_EP` (RO): endpoint of the oldest firmware-to-host message.
+pub const MBOX_F2H_EP: usize = 0x038;
+
+/// `MBOX_F2H_COUNT` (RO): number of firmware-to-host messages waiting (at most
+/// [`MBOX_F2H_DEPTH`]); writing any value pops the oldest.
+pub const MBOX_F2H_COUNT: usize = 0x03c;
+
+/// `IRQ_STATUS` (RW1C): pending interrupt causes, `IRQ_*` bits; write 1 to clear.
+pub const IRQ_STATUS: usize = 0x040;
+
+/// `IRQ_MASK` (RW): enabled interrupt causes, `IRQ_*` bits; reset value 0.
+pub const IRQ_MASK: usize = 0x044;
+
+/// `RESET` (WO): writing [`RESET_MAGIC`] resets the device: firmware state OFF, every
+/// queue, VM and ring forgotten, mailboxes empty, interrupts cleared and masked.
+pub const RESET: usize = 0x048;
+
+/// `DEBUG_INJECT` (WO): arms a fault injection; see `DEBUG_ARG` and the `INJECT_*` values.
+pub const DEBUG_INJECT: usize = 0x100;
+
+/// `DEBUG_ARG0` (RW): first argument of the next `DEBUG_INJECT`.
+pub const DEBUG_ARG0: usize = 0x104;
+
+/// `DEBUG_ARG1` (RW): second argument of the next `DEBUG_INJECT`.
+pub const DEBUG_ARG1: usize = 0x108;
 
 /// The value of [`ID`].
 pub const ID_MAGIC: u32 = u32::from_le_bytes(*b"VAGX");
@@ -25,3 +75,45 @@ pub const ABI_MINOR: u16 = 0;
 
 /// The value of [`ABI_VERSION`].
 pub const ABI_VERSION_VALUE: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
+
+/// Depth of the firmware-to-host mailbox FIFO.
+pub const MBOX_F2H_DEPTH: usize = 16;
+
+/// The value that resets the device when written to [`RESET`] (`RSET`).
+pub const RESET_MAGIC: u32 = u32::from_le_bytes(*b"RSET");
+
+/// `FW_STATE`: powered off; waiting for the INIT message.
+pub const FW_STATE_OFF: u32 = 0;
+/// `FW_STATE`: reading the init data.
+pub const FW_STATE_BOOTING: u32 = 1;
+/// `FW_STATE`: running.
+pub const FW_STATE_RUNNING: u32 = 2;
+/// `FW_STATE`: halted after a fault or timeout, waiting for RESUME.
+pub const FW_STATE_HALTED: u32 = 3;
+/// `FW_STATE`: crashed; only a reset brings it back.
+pub const FW_STATE_CRASHED: u32 = 4;
+/// `FW_STATE`: boot failed (see `FW_ERROR`); only a reset brings it back.
+pub const FW_STATE_FAILED: u32 = 5;
+
+/// `IRQ_*`: the firmware-to-host mailbox holds a message.
+pub const IRQ_MBOX: u32 = 1 << 0;
+/// `IRQ_*`: the firmware state changed (boot done or failed, halted, crashed).
+pub const IRQ_STATE: u32 = 1 << 1;
+/// Every interrupt cause.
+pub const IRQ_ALL: u32 = IRQ_MBOX | IRQ_STATE;
+
+/// MSI-X vector of every interrupt cause (the device has one vector).
+pub const MSIX_VECTOR: u16 = 0;
+/// Number of MSI-X vectors; the table and PBA live in BAR1.
+pub const MSIX_VECTORS: u16 = 1;
+
+/// `DEBUG_INJECT`: the next entry work queue `ARG0` starts never completes (a hang).
+pub const INJECT_HANG_QUEUE: u32 = 1;
+/// `DEBUG_INJECT`: the command with index `ARG1` of the next entry of queue `ARG0` faults.
+pub const INJECT_FAULT_AT: u32 = 2;
+/// `DEBUG_INJECT`: the firmware crashes after completing `ARG0` more entries.
+pub const INJECT_CRASH_AFTER: u32 = 3;
+/// `DEBUG_INJECT`: the next `ARG0` interrupts are dropped (the status bits still latch).
+pub const INJECT_DROP_IRQS: u32 = 4;
+/// `DEBUG_INJECT`: cancels every armed injection.
+pub const INJECT_CLEAR: u32 = 0;

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The command stream (version 1): what a command buffer contains.
+//!
+//! A command buffer is a sequence of commands, each a [`CmdHeader`] followed by its arguments;
+//! `size` covers both and is a multiple of 8. Addresses are GPU virtual addresses in the queue's
+//! VM. Cost in device time is given per command in `Documentation/gpu/vagx-firmware.rst`.
+
+use super::pod::Pod;
+use crate::assert_layout;
+
+/// Header of every command.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdHeader {
+    /// One of the `OP_*` values.
+    pub opcode: u16,
+    /// Size of the command including this header, in bytes; a multiple of 8.
+    pub size: u16,
+    /// Must be zero.
+    pub flags: u32,
+}
+assert_layout!(CmdHeader, size 8, opcode @ 0, size @ 2, flags @ 4);
+// SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
+unsafe impl Pod for CmdHeader {}
+
+/// Does nothing.
+pub const OP_NOP: u16 = 0;
+/// Waits `CmdDelay::ns` nanoseconds of device time.
+pub const OP_DELAY: u16 = 1;
+/// Writes a 32-bit value.
+pub const OP_WRITE32: u16 = 2;
+/// Writes a 64-bit value.
+pub const OP_WRITE64: u16 = 3;
+/// Copies bytes (the ranges must not overlap).
+pub const OP_COPY: u16 = 4;
+/// Fills bytes with a repeated 32-bit pattern.
+pub const OP_FILL: u16 = 5;
+/// `C = A × B` on row-major `f32` matrices.
+pub const OP_GEMM: u16 = 6;
+/// Sums `f32`s and writes the sum (as `f32`).
+pub const OP_REDUCE_SUM: u16 = 7;
+/// FNV-1a-64 checksum of bytes, written as a `u64`.
+pub const OP_CHECKSUM: u16 = 8;
+/// Waits until a stamp slot reaches a value.
+pub const OP_BARRIER: u16 = 9;
+/// Never completes: the entry runs until the watchdog fires or the queue is reset.
+pub const OP_DEBUG_HANG: u16 = 10;
+/// Reads `CmdDebugFault::address`, expected to be unmapped: a deliberate fault.
+pub const OP_DEBUG_FAULT: u16 = 11;
+
+/// A command with its arguments.
+///
+/// # Safety
+///
+/// The same as [`Pod`]; the type starts with a [`CmdHeader`] and its size is a multiple of 8.
+pub unsafe trait Command: Pod {
+    /// The `OP_*` opcode.
+    const OPCODE: u16;
+}
+
+/// Declares a command type's opcode and checks its shape.
+macro_rules! command {
+    ($ty:ty, $op:expr) => {
+        const _: () = assert!(size_of::<$ty>() % 8 == 0 && size_of::<$ty>() < 65536);
+        const _: () = assert!(::core::mem::offset_of!($ty, header) == 0);
+        // SAFETY: `$ty` is `Pod`, starts with its header and has a size that is a multiple of 8
+        // (asserted above).
+        unsafe impl Command for $ty {
+            const OPCODE: u16 = $op;
+        }
+        impl $ty {
+            /// The header of a command of this type.
+            pub const HEADER: CmdHeader = CmdHeader {
+                opcode: $op,
+                // CAST: the size is asserted above to fit in 16 bits.
+                size: size_of::<$ty>() as u16,
+                flags: 0,
+            };
+        }
+    };
+}
+
+/// [`OP_NOP`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdNop {
+    pub header: CmdHeader,
+}
+// SAFETY: `repr(C)`, `Pod` fields only, no padding.
+unsafe impl Pod for CmdNop {}
+command!(CmdNop, OP_NOP);
+
+/// [`OP_DELAY`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdDelay {
+    pub header: CmdHeader,
+    /// Device time to wait, in nanoseconds.
+    pub ns: u64,
+}
+assert_layout!(CmdDelay, size 16, ns @ 8);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdDelay {}
+command!(CmdDelay, OP_DELAY);
+
+/// [`OP_WRITE32`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdWrite32 {
+    pub header: CmdHeader,
+    /// Destination, 4-byte aligned.
+    pub address: u64,
+    /// The value.
+    pub value: u32,
+    /// Must be zero.
+    pub _pad: u32,
+}
+assert_layout!(CmdWrite32, size 24, address @ 8, value @ 16);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdWrite32 {}
+command!(CmdWrite32, OP_WRITE32);
+
+/// [`OP_WRITE64`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdWrite64 {
+    pub header: CmdHeader,
+    /// Destination, 8-byte aligned.
+    pub address: u64,
+    /// The value.
+    pub value: u64,
+}
+assert_layout!(CmdWrite64, size 24, address @ 8, value @ 16);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdWrite64 {}
+command!(CmdWrite64, OP_WRITE64);
+
+/// [`OP_COPY`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdCopy {
+    pub header: CmdHeader,
+    /// Source.
+    pub src: u64,
+    /// Destination.
+    pub dst: u64,
+    /// Bytes to copy, at most [`MAX_TRANSFER`].
+    pub len: u64,
+}
+assert_layout!(CmdCopy, size 32, src @ 8, dst @ 16, len @ 24);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdCopy {}
+command!(CmdCopy, OP_COPY);
+
+/// [`OP_FILL`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdFill {
+    pub header: CmdHeader,
+    /// Destination.
+    pub dst: u64,
+    /// Bytes to fill, at most [`MAX_TRANSFER`]; the pattern's bytes repeat in little-endian
+    /// order, a trailing partial pattern is truncated.
+    pub len: u64,
+    /// The 32-bit pattern.
+    pub pattern: u32,
+    /// Must be zero.
+    pub _pad: u32,
+}
+assert_layout!(CmdFill, size 32, dst @ 8, len @ 16, pattern @ 24);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdFill {}
+command!(CmdFill, OP_FILL);
+
+/// [`OP_GEMM`]: `C[m×n] = A[m×k] × B[k×n]`, row-major, densely packed `f32`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdGemm {
+    pub header: CmdHeader,
+    /// Matrix A.
+    pub a: u64,
+    /// Matrix B.
+    pub b: u64,
+    /// Matrix C (written).
+    pub c: u64,
+    /// Rows of A and C, 1 to [`MAX_GEMM_DIM`].
+    pub m: u32,
+    /// Columns of B and C, 1 to [`MAX_GEMM_DIM`].
+    pub n: u32,
+    /// Columns of A, rows of B, 1 to [`MAX_GEMM_DIM`].
+    pub k: u32,
+    /// Must be zero.
+    pub _pad: u32,
+}
+assert_layout!(CmdGemm, size 48, a @ 8, b @ 16, c @ 24, m @ 32, n @ 36, k @ 40);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdGemm {}
+command!(CmdGemm, OP_GEMM);
+
+/// [`OP_REDUCE_SUM`]: sums `count` `f32`s in index order and writes the `f32` sum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdReduceSum {
+    pub header: CmdHeader,
+    /// The input array.
+    pub src: u64,
+    /// Where the sum goes.
+    pub dst: u64,
+    /// Number of elements, at most `MAX_TRANSFER / 4`.
+    pub count: u64,
+}
+assert_layout!(CmdReduceSum, size 32, src @ 8, dst @ 16, count @ 24);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdReduceSum {}
+command!(CmdReduceSum, OP_REDUCE_SUM);
+
+/// [`OP_CHECKSUM`]: FNV-1a 64-bit hash (offset basis `0xcbf29ce484222325`, prime
+/// `0x100000001b3`) of `len` bytes, written as a `u64`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdChecksum {
+    pub header: CmdHeader,
+    /// The bytes.
+    pub src: u64,
+    /// Where the hash goes.
+    pub dst: u64,
+    /// Number of bytes, at most [`MAX_TRANSFER`].
+    pub len: u64,
+}
+assert_layout!(CmdChecksum, size 32, src @ 8, dst @ 16, len @ 24);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdChecksum {}
+command!(CmdChecksum, OP_CHECKSUM);
+
+/// [`OP_BARRIER`]: waits until stamp slot `slot` has passed `value` (wrap-safe).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdBarrier {
+    pub header: CmdHeader,
+    /// Stamp slot to watch.
+    pub slot: u32,
+    /// Value to wait for.
+    pub value: u32,
+}
+assert_layout!(CmdBarrier, size 16, slot @ 8, value @ 12);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdBarrier {}
+command!(CmdBarrier, OP_BARRIER);
+
+/// [`OP_DEBUG_HANG`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdDebugHang {
+    pub header: CmdHeader,
+}
+// SAFETY: `repr(C)`, `Pod` fields only, no padding.
+unsafe impl Pod for CmdDebugHang {}
+command!(CmdDebugHang, OP_DEBUG_HANG);
+
+/// [`OP_DEBUG_FAULT`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdDebugFault {
+    pub header: CmdHeader,
+    /// The address to read.
+    pub address: u64,
+}
+assert_layout!(CmdDebugFault, size 16, address @ 8);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdDebugFault {}
+command!(CmdDebugFault, OP_DEBUG_FAULT);
+
+/// Largest COPY, FILL, CHECKSUM or REDUCE_SUM (bytes).
+pub const MAX_TRANSFER: u64 = 64 << 20;
+
+/// Largest GEMM dimension.
+pub const MAX_GEMM_DIM: u32 = 1024;

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Device control: the operations the host sends on the device-control ring.
+//!
+//! Every message gets exactly one `EVENT_DEVCTRL_DONE` reply with the message's `seq`, a status
+//! and a value; a message the firmware cannot parse is answered with `DEVCTRL_INVALID` or
+//! `DEVCTRL_UNKNOWN_OP`, never ignored.
+
+use vagx_abi::{
+    channels::*,
+    init::MAX_RING_COUNT,
+    mmu::PAGE_SIZE,
+    queue::{QueueState, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
+    PipeType, MAX_QUEUES, MAX_VMS, NUM_PIPE_TYPES, NUM_PRIORITIES, NUM_STAMP_SLOTS,
+};
+
+use crate::{
+    device::{Device, FwState},
+    mem::{self, Memory},
+    mmu::Vm,
+    ring::RingError,
+    sched::WorkQueue,
+};
+
+/// The outcome of an operation: a `DEVCTRL_*` status and a value.
+type Reply = (u32, u64);
+
+const OK: Reply = (DEVCTRL_OK, 0);
+
+impl Device {
+    /// Processes every message on the device-control ring.
+    pub(crate) fn process_devctrl(&mut self, mem: &mut dyn Memory) {
+        loop {
+            let Some(ch) = self.channels.as_mut() else {
+                return;
+            };
+            let msg = match ch.devctrl.pop(mem) {
+                Ok(Some(msg)) => msg,
+                Ok(None) => return,
+                Err(err) => {
+                    self.ring_error("device-control", u32::MAX, err);
+                    return;
+                }
+            };
+            let (status, value) = self.devctrl(mem, &msg);
+            self.event(&EventDevCtrlDone {
+                seq: msg.seq,
+                status,
+                value,
+            });
+        }
+    }
+
+    /// Reports a broken host-to-firmware ring.
+    pub(crate) fn ring_error(&mut self, ring: &str, object: u32, err: RingError) {
+        let (kind, value) = match err {
+            RingError::BadPointer(p) => (ERROR_BAD_RING_POINTER, u64::from(p)),
+            RingError::Bus(b) => (ERROR_BAD_ADDRESS, b.address),
+            RingError::BadDescriptor => (ERROR_BAD_ADDRESS, 0),
+        };
+        self.warn(&format!("{ring} ring unusable: {err:?}"));
+        self.event(&EventError {
+            kind,
+            object,
+            value,
+        });
+    }
+
+    fn devctrl(&mut self, mem: &mut dyn Memory, msg: &DevCtrlMsg) -> Reply {
+        if let Some(a) = msg.payload::<DevCtrlCreateQueue>() {
+            self.create_queue(mem, &a)
+        } else if let Some(a) = msg.payload::<DevCtrlDestroyQueue>() {
+            self.destroy_queue(a.0.queue)
+        } else if let Some(a) = msg.payload::<DevCtrlBindVm>() {
+            if a.vm as usize >= MAX_VMS || a._pad != 0 || a.root % PAGE_SIZE != 0 {
+                return (DEVCTRL_INVALID, 0);
+            }
+            self.vms.insert(a.vm, Vm::new(a.root));
+            OK
+        } else if let Some(a) = msg.payload::<DevCtrlUnbindVm>() {
+            if !self.vms.contains_key(&a.vm) {
+                (DEVCTRL_NOT_FOUND, 0)
+            } else if self.queues.values().any(|q| q.vm == a.vm) {
+                (DEVCTRL_BUSY, 0)
+            } else {
+                self.vms.remove(&a.vm);
+                OK
+            }
+        } else if msg.payload::<DevCtrlHalt>().is_some() {
+            if self.state == FwState::Running {
+                self.halt(mem, 0, None);
+            }
+            OK
+        } else if msg.payload::<DevCtrlResume>().is_some() {
+            if self.state != FwState::Halted {
+                return (DEVCTRL_BAD_STATE, 0);
+            }
+            self.state = FwState::Running;
+            self.log(LOG_INFO, "resumed");
+            OK
+        } else if let Some(a) = msg.payload::<DevCtrlResetQueue>() {
+            match self.reset_queue(mem, a.0.queue) {
+                Some(n) => (DEVCTRL_OK, u64::from(n)),
+                None => (DEVCTRL_NOT_FOUND, 0),
+            }
+        } else if msg.payload::<DevCtrlFlush>().is_some() {
+            self.emit_stats();
+            OK
+        } else if let Some(a) = msg.payload::<DevCtrlQuery>() {
+            match a.what {
+                QUERY_UNITS => (DEVCTRL_OK, u64::from(self.config.units)),
+                QUERY_TIME_NS => (DEVCTRL_OK, self.time),
+                QUERY_QUEUES => (DEVCTRL_OK, self.queues.len() as u64),
+                _ => (DEVCTRL_INVALID, 0),
+            }
+        } else {
+            (DEVCTRL_UNKNOWN_OP, 0)
+        }
+    }
+
+    fn create_queue(&mut self, mem: &mut dyn Memory, a: &DevCtrlCreateQueue) -> Reply {
+        let ty = PipeType::from_raw(a.pipe_type);
+        let valid = (a.queue as usize) < MAX_QUEUES
+            && (a.priority as usize) < NUM_PRIORITIES
+            && (a.stamp_slot as usize) < NUM_STAMP_SLOTS
+            && a.ring_count.is_power_of_two()
+            && (2..=MAX_RING_COUNT).contains(&a.ring_count)
+            && a._pad == 0
+            && a.ring % 16 == 0
+            && a.state % 64 == 0
+            && a.ring.checked_add(16 * u64::from(a.ring_count)).is_some()
+            && a.state.checked_add(size_of::<QueueState>() as u64).is_some();
+        let Some(ty) = ty.filter(|_| valid) else {
+            return (DEVCTRL_INVALID, 0);
+        };
+        if !self.vms.contains_key(&a.vm) {
+            return (DEVCTRL_NOT_FOUND, 0);
+        }
+        if self.queues.contains_key(&a.queue) || self.slots[a.stamp_slot as usize] {
+            return (DEVCTRL_EXISTS, 0);
+        }
+        let Some(stamps) = self.channels.as_ref().map(|c| c.stamps) else {
+            return (DEVCTRL_BAD_STATE, 0);
+        };
+        let init = (|| {
+            mem::write_u32(mem, a.state + QUEUE_RPTR_OFFSET, 0)?;
+            mem::write_u32(mem, a.state + QUEUE_DONE_OFFSET, 0)?;
+            mem::write_u32(mem, stamps + 4 * u64::from(a.stamp_slot), a.stamp_init)
+        })();
+        if init.is_err() {
+            return (DEVCTRL_INVALID, 0);
+        }
+        self.slots[a.stamp_slot as usize] = true;
+        self.stamp_mirror[a.stamp_slot as usize] = a.stamp_init;
+        // CAST: priority < NUM_PRIORITIES.
+        let pipe = a.priority as usize * NUM_PIPE_TYPES + ty as usize;
+        self.queues.insert(a.queue, WorkQueue::new(a, pipe));
+        self.log(
+            LOG_INFO,
+            &format!(
+                "queue {} created: vm {}, {:?} priority {}, slot {}",
+                a.queue, a.vm, ty, a.priority, a.stamp_slot
+            ),
+        );
+        OK
+    }
+
+    fn destroy_queue(&mut self, id: u32) -> Reply {
+        let Some(q) = self.queues.get(&id) else {
+            return (DEVCTRL_NOT_FOUND, 0);
+        };
+        if q.has_work() || self.on_unit(id) {
+            return (DEVCTRL_BUSY, 0);
+        }
+        let slot = q.slot as usize;
+        self.emit_queue_stats(id);
+        self.queues.remove(&id);
+        self.slots[slot] = false;
+        OK
+    }
+}

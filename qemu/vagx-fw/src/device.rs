@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The whole device: registers, mailboxes, interrupts and the firmware's state.
+//!
+//! [`Device`] is what the QEMU shell owns. It calls [`Device::mmio_read`] and
+//! [`Device::mmio_write`] for BAR0 accesses, [`Device::advance`] when the virtual clock reaches
+//! [`Device::next_deadline`], and delivers an MSI-X message whenever [`Device::take_irq`] says
+//! so. Everything else (boot, device control, scheduling, events) is in the sibling modules,
+//! which add `impl Device` blocks.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use vagx_abi::{
+    channels::{EventMsg, EventStamps, LogMsg, StatsMsg},
+    mbox,
+    regs::{self, *},
+    NUM_PIPES, NUM_STAMP_SLOTS,
+};
+
+use crate::{
+    exec::Rates,
+    mem::Memory,
+    mmio::{decode, MmioError},
+    mmu::Vm,
+    sched::{Unit, WorkQueue},
+    boot::Channels,
+};
+
+/// Device properties, fixed at creation.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Parallel execution units (1 to 16).
+    pub units: u32,
+    /// Throughput of the cost model.
+    pub rates: Rates,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            units: 2,
+            rates: Rates::default(),
+        }
+    }
+}
+
+/// Maximum number of units.
+pub const MAX_UNITS: u32 = 16;
+
+/// Firmware states, as in `FW_STATE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FwState {
+    Off,
+    Running,
+    Halted,
+    Crashed,
+    Failed,
+}
+
+impl FwState {
+    /// The `FW_STATE` register value.
+    pub fn raw(self) -> u32 {
+        match self {
+            Self::Off => FW_STATE_OFF,
+            Self::Running => FW_STATE_RUNNING,
+            Self::Halted => FW_STATE_HALTED,
+            Self::Crashed => FW_STATE_CRASHED,
+            Self::Failed => FW_STATE_FAILED,
+        }
+    }
+}
+
+/// Armed fault injections (`DEBUG_INJECT`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Injections {
+    /// The next entry this queue starts hangs.
+    pub hang_queue: Option<u32>,
+    /// (queue, command index): that command of the queue's next entry faults.
+    pub fault_at: Option<(u32, u32)>,
+    /// The firmware crashes after this many more completed entries.
+    pub crash_after: Option<u32>,
+    /// Interrupt notifications still to drop.
+    pub drop_irqs: u32,
+}
+
+/// Bounds on what the firmware buffers while a firmware-to-host ring is full.
+pub(crate) const EVENT_BACKLOG: usize = 4096;
+pub(crate) const LOG_BACKLOG: usize = 256;
+
+/// The vagx device.
+#[derive(Debug)]
+pub struct Device {
+    pub(crate) config: Config,
+    // Registers.
+    pub(crate) scratch: u32,
+    pub(crate) h2f: [u32; 2],
+    pub(crate) f2h: VecDeque<(u32, u64)>,
+    pub(crate) irq_status: u32,
+    pub(crate) irq_mask: u32,
+    pub(crate) irq_notify: bool,
+    pub(crate) debug_args: [u32; 2],
+    // Firmware.
+    pub(crate) state: FwState,
+    pub(crate) error: u32,
+    pub(crate) time: u64,
+    pub(crate) channels: Option<Channels>,
+    pub(crate) vms: BTreeMap<u32, Vm>,
+    pub(crate) queues: BTreeMap<u32, WorkQueue>,
+    pub(crate) units: Vec<Unit>,
+    pub(crate) rr_clock: u64,
+    pub(crate) inject: Injections,
+    pub(crate) event_seq: u32,
+    pub(crate) events: VecDeque<EventMsg>,
+    pub(crate) firing: EventStamps,
+    pub(crate) logs: VecDeque<LogMsg>,
+    pub(crate) stats: VecDeque<StatsMsg>,
+    pub(crate) logs_dropped: u64,
+    pub(crate) new_log_entries: u32,
+    pub(crate) new_stats_entries: u32,
+    pub(crate) halt_seq: u32,
+    pub(crate) pipe_busy_ns: [u64; NUM_PIPES],
+    pub(crate) pipe_entries: [u64; NUM_PIPES],
+    pub(crate) slots: [bool; NUM_STAMP_SLOTS],
+    /// The firmware's copy of every stamp slot's value.
+    pub(crate) stamp_mirror: [u32; NUM_STAMP_SLOTS],
+}
+
+impl Device {
+    /// A device in its reset state with `config` (units clamped to 1..=`MAX_UNITS`).
+    pub fn new(mut config: Config) -> Self {
+        config.units = config.units.clamp(1, MAX_UNITS);
+        Self {
+            config,
+            scratch: 0,
+            h2f: [0; 2],
+            f2h: VecDeque::new(),
+            irq_status: 0,
+            irq_mask: 0,
+            irq_notify: false,
+            debug_args: [0; 2],
+            state: FwState::Off,
+            error: 0,
+            time: 0,
+            channels: None,
+            vms: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            units: (0..config.units).map(|_| Unit::default()).collect(),
+            rr_clock: 0,
+            inject: Injections::default(),
+            event_seq: 0,
+            events: VecDeque::new(),
+            firing: EventStamps::default(),
+            logs: VecDeque::new(),
+            stats: VecDeque::new(),
+            logs_dropped: 0,
+            new_log_entries: 0,
+            new_stats_entries: 0,
+            halt_seq: 0,
+            pipe_busy_ns: [0; NUM_PIPES],
+            pipe_entries: [0; NUM_PIPES],
+            slots: [false; NUM_STAMP_SLOTS],
+            stamp_mirror: [0; NUM_STAMP_SLOTS],
+        }
+    }
+
+    /// Returns to the reset state: firmware off, everything forgotten (the clock keeps going).
+    pub fn reset(&mut self) {
+        let time = self.time;
+        *self = Self::new(self.config);
+        self.time = time;
+    }
+
+    /// The firmware state.
+    pub fn state(&self) -> FwState {
+        self.state
+    }
+
+    /// The device's clock: the last time passed to [`Device::advance`] or an MMIO write.
+    pub fn time(&self) -> u64 {
+        self.time
+    }
+
+    /// Armed fault injections (device properties may pre-arm them).
+    pub fn injections_mut(&mut self) -> &mut Injections {
+        &mut self.inject
+    }
+
+    /// Reads the register at `offset` with an access of `size` bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`MmioError`] if the access is not an aligned 4-byte access to a register.
+    pub fn mmio_read(&self, offset: u64, size: u32) -> Result<u32, MmioError> {
+        let head = self.f2h.front().copied().unwrap_or((0, 0));
+        Ok(match decode(offset, size)? {
+            ID => ID_MAGIC,
+            ABI_VERSION => ABI_VERSION_VALUE,
+            SCRATCH => self.scratch,
+            UNITS => self.config.units,
+            FW_STATE => self.state.raw(),
+            FW_ERROR => self.error,
+            MBOX_H2F_LO => self.h2f[0],
+            MBOX_H2F_HI => self.h2f[1],
+            // CAST: the low and high halves of the message.
+            MBOX_F2H_LO => head.1 as u32,
+            MBOX_F2H_HI => (head.1 >> 32) as u32,
+            MBOX_F2H_EP => head.0,
+            // CAST: the FIFO holds at most MBOX_F2H_DEPTH messages.
+            MBOX_F2H_COUNT => self.f2h.len() as u32,
+            IRQ_STATUS => self.irq_status,
+            IRQ_MASK => self.irq_mask,
+            DEBUG_ARG0 => self.debug_args[0],
+            DEBUG_ARG1 => self.debug_args[1],
+            // Write-only registers read as zero.
+            MBOX_H2F_SEND | RESET | DEBUG_INJECT => 0,
+            _ => return Err(MmioError::Unmapped(offset)),
+        })
+    }
+
+    /// Writes `value` to the register at `offset` at device time `now`.
+    ///
+    /// Writes with side effects (a mailbox send, a reset) act immediately.
+    ///
+    /// # Errors
+    ///
+    /// [`MmioError`] if the access is not an aligned 4-byte access to a writable register or the
+    /// value is not accepted (a wrong reset magic, an unknown injection); nothing changes then.
+    pub fn mmio_write(
+        &mut self,
+        mem: &mut dyn Memory,
+        now: u64,
+        offset: u64,
+        size: u32,
+        value: u32,
+    ) -> Result<(), MmioError> {
+        let reg = decode(offset, size)?;
+        match reg {
+            SCRATCH => self.scratch = value,
+            MBOX_H2F_LO => self.h2f[0] = value,
+            MBOX_H2F_HI => self.h2f[1] = value,
+            MBOX_H2F_SEND => {
+                let msg = (u64::from(self.h2f[1]) << 32) | u64::from(self.h2f[0]);
+                self.advance(mem, now);
+                self.receive(mem, value, msg);
+                self.flush_outputs(mem);
+            }
+            MBOX_F2H_COUNT => {
+                self.f2h.pop_front();
+                if !self.f2h.is_empty() {
+                    self.raise(IRQ_MBOX);
+                }
+            }
+            IRQ_STATUS => self.irq_status &= !value,
+            IRQ_MASK => {
+                self.irq_mask = value & IRQ_ALL;
+                if self.irq_status & self.irq_mask != 0 {
+                    self.irq_notify = true;
+                }
+            }
+            RESET if value == RESET_MAGIC => self.reset(),
+            RESET => return Err(MmioError::BadValue { offset, value }),
+            DEBUG_ARG0 => self.debug_args[0] = value,
+            DEBUG_ARG1 => self.debug_args[1] = value,
+            DEBUG_INJECT => self.arm_injection(value).ok_or(MmioError::BadValue { offset, value })?,
+            ID | ABI_VERSION | UNITS | FW_STATE | FW_ERROR | MBOX_F2H_LO | MBOX_F2H_HI
+            | MBOX_F2H_EP => return Err(MmioError::ReadOnly(offset)),
+            _ => return Err(MmioError::Unmapped(offset)),
+        }
+        Ok(())
+    }
+
+    fn arm_injection(&mut self, what: u32) -> Option<()> {
+        let [a0, a1] = self.debug_args;
+        match what {
+            regs::INJECT_CLEAR => self.inject = Injections::default(),
+            regs::INJECT_HANG_QUEUE => self.inject.hang_queue = Some(a0),
+            regs::INJECT_FAULT_AT => self.inject.fault_at = Some((a0, a1)),
+            regs::INJECT_CRASH_AFTER => self.inject.crash_after = Some(a0),
+            regs::INJECT_DROP_IRQS => self.inject.drop_irqs = a0,
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// Latches interrupt causes; an unmasked new cause requests a notification.
+    pub(crate) fn raise(&mut self, causes: u32) {
+        let new = causes & !self.irq_status;
+        self.irq_status |= causes;
+        if (new | causes & IRQ_MBOX) & self.irq_mask != 0 {
+            self.irq_notify = true;
+        }
+    }
+
+    /// Whether the shell should send the MSI-X message now; clears the request.
+    ///
+    /// A request swallowed by `INJECT_DROP_IRQS` returns `false` (the status bits stay set).
+    pub fn take_irq(&mut self) -> bool {
+        if !std::mem::take(&mut self.irq_notify) {
+            return false;
+        }
+        if self.inject.drop_irqs > 0 {
+            self.inject.drop_irqs -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// Queues a firmware-to-host mailbox message and raises `IRQ_MBOX`.
+    ///
+    /// A full FIFO drops the oldest `MSG_RX_DOORBELL` first (the host reads every ring when it
+    /// handles any of them), else the new message.
+    pub(crate) fn send_to_host(&mut self, ep: u32, msg: u64) {
+        if self.f2h.len() >= regs::MBOX_F2H_DEPTH {
+            let doorbell = self
+                .f2h
+                .iter()
+                .position(|&(_, m)| mbox::message_type(m) == mbox::MSG_RX_DOORBELL);
+            match doorbell {
+                Some(i) => {
+                    self.f2h.remove(i);
+                }
+                None => return,
+            }
+        }
+        self.f2h.push_back((ep, msg));
+        self.raise(IRQ_MBOX);
+    }
+
+    /// Runs the firmware until device time `now`.
+    pub fn advance(&mut self, mem: &mut dyn Memory, now: u64) {
+        self.run_until(mem, now.max(self.time));
+        self.flush_outputs(mem);
+    }
+}

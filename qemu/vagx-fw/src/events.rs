@@ -1,0 +1,159 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Firmware-to-host output: events, log messages and statistics, and the doorbell that
+//! announces them.
+//!
+//! Outputs are queued in the device and written to their rings by
+//! [`Device::flush_outputs`], which runs after every host access and every advance of time. A
+//! full event ring keeps events queued (up to a bound) until the host frees space; a full log
+//! ring drops the oldest log messages and counts them.
+
+use vagx_abi::{
+    channels::{
+        EventError, EventLog, EventMsg, EventPayload, EventStamps, LogMsg, StatsMsg,
+        ERROR_BAD_RING_POINTER, LOG_ERROR, LOG_WARN,
+    },
+    mbox,
+};
+
+use crate::{
+    device::{Device, EVENT_BACKLOG, LOG_BACKLOG},
+    mem::Memory,
+    ring::RingError,
+};
+
+impl Device {
+    /// Queues an event.
+    pub(crate) fn event<T: EventPayload>(&mut self, payload: &T) {
+        let msg = EventMsg::new(self.event_seq, payload);
+        self.event_seq = self.event_seq.wrapping_add(1);
+        if self.events.len() >= EVENT_BACKLOG {
+            // The host stopped reading events; it will see the gap in `seq`.
+            self.events.pop_front();
+        }
+        self.events.push_back(msg);
+    }
+
+    /// Queues a log message (truncated to the message's 112 bytes).
+    pub(crate) fn log(&mut self, level: u32, text: &str) {
+        let mut msg = LogMsg {
+            level,
+            len: 0,
+            time_ns: self.time,
+            text: [0; 112],
+        };
+        let mut len = text.len().min(msg.text.len());
+        while !text.is_char_boundary(len) {
+            len -= 1;
+        }
+        msg.text[..len].copy_from_slice(&text.as_bytes()[..len]);
+        // CAST: at most 112.
+        msg.len = len as u32;
+        if self.logs.len() >= LOG_BACKLOG {
+            self.logs.pop_front();
+            self.logs_dropped += 1;
+        }
+        self.logs.push_back(msg);
+    }
+
+    /// Queues a statistics sample.
+    pub(crate) fn stat(&mut self, msg: StatsMsg) {
+        if self.stats.len() >= LOG_BACKLOG {
+            self.stats.pop_front();
+        }
+        self.stats.push_back(msg);
+    }
+
+    /// Writes queued outputs to their rings and rings the host's doorbell if any were written.
+    pub(crate) fn flush_outputs(&mut self, mem: &mut dyn Memory) {
+        let Some(mut ch) = self.channels.take() else {
+            return;
+        };
+        if self.firing != EventStamps::default() {
+            let firing = std::mem::take(&mut self.firing);
+            self.event(&firing);
+        }
+        let mut wrote = false;
+        let mut ring_errors = Vec::new();
+
+        while let Some(log) = self.logs.front() {
+            match ch.fwlog.push(mem, log) {
+                Ok(true) => {
+                    self.logs.pop_front();
+                    self.new_log_entries += 1;
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    ring_errors.push(("log", e));
+                    break;
+                }
+            }
+        }
+        while let Some(stat) = self.stats.front() {
+            match ch.stats.push(mem, stat) {
+                Ok(true) => {
+                    self.stats.pop_front();
+                    self.new_stats_entries += 1;
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    ring_errors.push(("stats", e));
+                    break;
+                }
+            }
+        }
+        if self.new_log_entries + self.new_stats_entries > 0 {
+            let note = EventLog {
+                log_entries: std::mem::take(&mut self.new_log_entries),
+                stats_entries: std::mem::take(&mut self.new_stats_entries),
+            };
+            self.event(&note);
+        }
+        while let Some(ev) = self.events.front() {
+            match ch.event.push(mem, ev) {
+                Ok(true) => {
+                    self.events.pop_front();
+                    wrote = true;
+                }
+                Ok(false) => break,
+                Err(e) => {
+                    ring_errors.push(("event", e));
+                    break;
+                }
+            }
+        }
+        self.channels = Some(ch);
+
+        for (ring, err) in ring_errors {
+            // Reported through the log only: the event ring itself may be what is broken.
+            let text = match err {
+                RingError::BadPointer(p) => format!("{ring} ring: host rptr {p} out of range"),
+                RingError::Bus(b) => format!("{ring} ring: bus error at {:#x}", b.address),
+                RingError::BadDescriptor => format!("{ring} ring: bad descriptor"),
+            };
+            if self.logs.len() < LOG_BACKLOG {
+                self.log(LOG_ERROR, &text);
+            }
+            if let (RingError::BadPointer(p), false) = (err, ring == "event") {
+                self.event(&EventError {
+                    kind: ERROR_BAD_RING_POINTER,
+                    object: u32::MAX,
+                    value: u64::from(p),
+                });
+            }
+        }
+
+        let doorbell_pending = self
+            .f2h
+            .iter()
+            .any(|&(_, m)| mbox::message_type(m) == mbox::MSG_RX_DOORBELL);
+        if wrote && !doorbell_pending {
+            self.send_to_host(mbox::EP_FIRMWARE, mbox::message(mbox::MSG_RX_DOORBELL, 0));
+        }
+    }
+
+    /// Logs a warning about something the host did wrong.
+    pub(crate) fn warn(&mut self, text: &str) {
+        self.log(LOG_WARN, text);
+    }
+}

@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! A minimal host-side driver for the firmware model: the tests' way to boot it, create
+//! queues, submit command buffers and read events, written from the ABI only.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use vagx_abi::{
+    channels::*,
+    cmd::Command,
+    init::{InitData, PendingTable, RingDesc, INIT_MAGIC, RING_RPTR_OFFSET, RING_WPTR_OFFSET},
+    mbox, mmu, pipe_index, pod,
+    queue::{QueueEntry, QUEUE_DONE_OFFSET, QUEUE_WPTR_OFFSET},
+    regs, PipeType, NUM_PIPES,
+};
+use vagx_fw::{
+    mem::{self, Memory, Ram},
+    mmu::PageTableBuilder,
+    Config, Device,
+};
+
+pub const RAM_SIZE: usize = 32 << 20;
+pub const INIT: u64 = 0x1000;
+pub const STAMPS: u64 = 0x2000;
+pub const PENDING: u64 = 0x3000;
+pub const DEVCTRL: (u64, u64, u32) = (0x4000, 0x5000, 64);
+pub const EVENT: (u64, u64, u32) = (0x6000, 0x7000, 64);
+pub const FWLOG: (u64, u64, u32) = (0x8000, 0x9000, 32);
+pub const STATS: (u64, u64, u32) = (0xa000, 0xb000, 64);
+pub const PIPES: u64 = 0x10000;
+pub const QUEUES: u64 = 0x20000;
+pub const TABLES: u64 = 0x100000;
+/// GPU memory: bus addresses from here are mapped at [`GPU_VA`] upwards.
+pub const DATA: u64 = 0x400000;
+pub const GPU_VA: u64 = 0x1000_0000;
+pub const DATA_SIZE: u64 = 16 << 20;
+/// Command buffers live in the last MiB of the data area.
+pub const CMDBUF_AREA: u64 = DATA_SIZE - (1 << 20);
+pub const QUEUE_RING_COUNT: u32 = 16;
+
+fn desc(d: (u64, u64, u32), size: u32) -> RingDesc {
+    RingDesc {
+        state: d.0,
+        entries: d.1,
+        count: d.2,
+        entry_size: size,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct QueueInfo {
+    pub id: u32,
+    pub pipe: usize,
+    pub slot: u32,
+    pub ring: u64,
+    pub state: u64,
+    pub wptr: u32,
+    pub stamp: u32,
+}
+
+/// The test driver.
+pub struct Harness {
+    pub dev: Device,
+    pub ram: Ram,
+    pub now: u64,
+    pub init: InitData,
+    seq: u32,
+    devctrl_wptr: u32,
+    pipe_wptr: [u32; NUM_PIPES],
+    event_rptr: u32,
+    pub queues: HashMap<u32, QueueInfo>,
+    pub pt: PageTableBuilder,
+    cmdbuf_next: u64,
+    /// Every event read so far.
+    pub seen: Vec<EventMsg>,
+}
+
+impl Harness {
+    /// A device with `units` units, not booted.
+    pub fn unbooted(units: u32) -> Self {
+        let mut ram = Ram::new(0, RAM_SIZE);
+        let pt = PageTableBuilder::new(&mut ram, TABLES).expect("page tables");
+        let mut init = InitData {
+            magic: INIT_MAGIC,
+            abi_version: regs::ABI_VERSION_VALUE,
+            devctrl: desc(DEVCTRL, DEVCTRL_MSG_SIZE),
+            event: desc(EVENT, EVENT_MSG_SIZE),
+            fwlog: desc(FWLOG, LOG_MSG_SIZE),
+            stats: desc(STATS, STATS_MSG_SIZE),
+            pipes: [RingDesc::default(); NUM_PIPES],
+            stamps: STAMPS,
+            pending: PENDING,
+            watchdog_ns: 0,
+        };
+        for (i, p) in init.pipes.iter_mut().enumerate() {
+            let base = PIPES + i as u64 * 0x1000;
+            *p = desc((base, base + 0x800, 64), PIPE_MSG_SIZE);
+        }
+        Self {
+            dev: Device::new(Config {
+                units,
+                ..Config::default()
+            }),
+            ram,
+            now: 0,
+            init,
+            seq: 0,
+            devctrl_wptr: 0,
+            pipe_wptr: [0; NUM_PIPES],
+            event_rptr: 0,
+            queues: HashMap::new(),
+            pt,
+            cmdbuf_next: CMDBUF_AREA,
+            seen: Vec::new(),
+        }
+    }
+
+    /// A booted device with `units` units, VM 0 mapping the data area read-write.
+    pub fn new(units: u32) -> Self {
+        Self::with_init(units, |_| {})
+    }
+
+    /// Like [`Harness::new`], with `edit` applied to the init data before boot.
+    pub fn with_init(units: u32, edit: impl FnOnce(&mut InitData)) -> Self {
+        let mut h = Self::unbooted(units);
+        edit(&mut h.init);
+        h.mmio_write(regs::IRQ_MASK, regs::IRQ_ALL);
+        assert_eq!(h.boot(), Ok(()));
+        h.map(GPU_VA, DATA, DATA_SIZE, mmu::PTE_READ | mmu::PTE_WRITE);
+        h.bind_vm(0);
+        h
+    }
+
+    pub fn mmio_write(&mut self, reg: usize, value: u32) {
+        let now = self.now;
+        self.dev
+            .mmio_write(&mut self.ram, now, reg as u64, 4, value)
+            .expect("register write");
+    }
+
+    pub fn mmio_read(&self, reg: usize) -> u32 {
+        self.dev.mmio_read(reg as u64, 4).expect("register read")
+    }
+
+    pub fn send(&mut self, ep: u32, msg: u64) {
+        self.mmio_write(regs::MBOX_H2F_LO, msg as u32);
+        self.mmio_write(regs::MBOX_H2F_HI, (msg >> 32) as u32);
+        self.mmio_write(regs::MBOX_H2F_SEND, ep);
+    }
+
+    /// Drains the firmware-to-host mailbox.
+    pub fn mailbox(&mut self) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        while self.mmio_read(regs::MBOX_F2H_COUNT) > 0 {
+            let lo = u64::from(self.mmio_read(regs::MBOX_F2H_LO));
+            let hi = u64::from(self.mmio_read(regs::MBOX_F2H_HI));
+            out.push((self.mmio_read(regs::MBOX_F2H_EP), hi << 32 | lo));
+            self.mmio_write(regs::MBOX_F2H_COUNT, 0);
+        }
+        out
+    }
+
+    /// Writes the init data and sends INIT; returns the INIT_DONE payload as a result.
+    pub fn boot(&mut self) -> Result<(), u64> {
+        mem::write_pod(&mut self.ram, INIT, &self.init).unwrap();
+        self.send(mbox::EP_FIRMWARE, mbox::message(mbox::MSG_INIT, INIT));
+        let msgs = self.mailbox();
+        let done = msgs
+            .iter()
+            .find(|(ep, m)| *ep == mbox::EP_FIRMWARE && mbox::message_type(*m) == mbox::MSG_INIT_DONE)
+            .expect("INIT_DONE");
+        match mbox::message_payload(done.1) {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    }
+
+    pub fn map(&mut self, va: u64, pa: u64, len: u64, flags: u64) {
+        self.pt.map(&mut self.ram, va, pa, len, flags).expect("map");
+    }
+
+    /// Sends a device-control operation and returns its reply.
+    pub fn devctrl<T: DevCtrlArgs>(&mut self, args: &T) -> EventDevCtrlDone {
+        self.seq += 1;
+        let msg = DevCtrlMsg::new(self.seq, args);
+        let seq = self.seq;
+        self.push_devctrl(&msg);
+        self.events()
+            .iter()
+            .rev()
+            .find_map(|e| e.payload::<EventDevCtrlDone>().filter(|d| d.seq == seq))
+            .expect("device-control reply")
+    }
+
+    pub fn push_devctrl(&mut self, msg: &DevCtrlMsg) {
+        let (state, entries, count) = DEVCTRL;
+        mem::write_pod(&mut self.ram, entries + 64 * u64::from(self.devctrl_wptr), msg).unwrap();
+        self.devctrl_wptr = (self.devctrl_wptr + 1) % count;
+        mem::write_u32(&mut self.ram, state + RING_WPTR_OFFSET, self.devctrl_wptr).unwrap();
+        self.send(
+            mbox::EP_DOORBELL,
+            mbox::message(mbox::MSG_DOORBELL, mbox::DOORBELL_DEVCTRL),
+        );
+    }
+
+    pub fn bind_vm(&mut self, vm: u32) {
+        let root = self.pt.root();
+        let r = self.devctrl(&DevCtrlBindVm { vm, _pad: 0, root });
+        assert_eq!(r.status, DEVCTRL_OK);
+    }
+
+    /// Creates queue `id` (stamp slot = id) and returns the reply status.
+    pub fn create_queue_status(&mut self, id: u32, ty: PipeType, priority: u32, stamp_init: u32) -> u32 {
+        let ring = QUEUES + u64::from(id) * 0x1000 + 0x400;
+        let state = QUEUES + u64::from(id) * 0x1000;
+        let r = self.devctrl(&DevCtrlCreateQueue {
+            queue: id,
+            vm: 0,
+            pipe_type: ty as u32,
+            priority,
+            stamp_slot: id,
+            stamp_init,
+            ring_count: QUEUE_RING_COUNT,
+            _pad: 0,
+            ring,
+            state,
+        });
+        if r.status == DEVCTRL_OK {
+            self.queues.insert(
+                id,
+                QueueInfo {
+                    id,
+                    pipe: pipe_index(ty, priority),
+                    slot: id,
+                    ring,
+                    state,
+                    wptr: 0,
+                    stamp: stamp_init,
+                },
+            );
+        }
+        r.status
+    }
+
+    pub fn create_queue(&mut self, id: u32, priority: u32) {
+        assert_eq!(self.create_queue_status(id, PipeType::Compute, priority, 0), DEVCTRL_OK);
+    }
+
+    /// Writes a command buffer into GPU memory and returns its GPU address.
+    pub fn write_cmdbuf(&mut self, cmds: &[u8]) -> u64 {
+        let offset = self.cmdbuf_next;
+        self.cmdbuf_next += (cmds.len() as u64).next_multiple_of(64).max(64);
+        assert!(self.cmdbuf_next <= DATA_SIZE, "out of command-buffer space");
+        self.ram.write(DATA + offset, cmds).unwrap();
+        GPU_VA + offset
+    }
+
+    /// Submits a command buffer on queue `id` without ringing the doorbell; returns the stamp
+    /// the entry will reach.
+    pub fn queue_entry(&mut self, id: u32, cmds: &[u8]) -> u32 {
+        let va = self.write_cmdbuf(cmds);
+        let q = self.queues.get_mut(&id).expect("queue");
+        let entry = QueueEntry {
+            cmdbuf: va,
+            len: cmds.len() as u32,
+            flags: 0,
+        };
+        mem::write_pod(&mut self.ram, q.ring + 16 * u64::from(q.wptr), &entry).unwrap();
+        q.wptr = (q.wptr + 1) % QUEUE_RING_COUNT;
+        q.stamp = q.stamp.wrapping_add(vagx_abi::STAMP_STEP);
+        let (state, wptr, pipe, stamp) = (q.state, q.wptr, q.pipe, q.stamp);
+        mem::write_u32(&mut self.ram, state + QUEUE_WPTR_OFFSET, wptr).unwrap();
+        let pipe_desc = self.init.pipes[pipe];
+        let msg = PipeMsg {
+            queue: id,
+            wptr,
+            _pad: [0; 2],
+        };
+        let pw = &mut self.pipe_wptr[pipe];
+        mem::write_pod(&mut self.ram, pipe_desc.entries + 16 * u64::from(*pw), &msg).unwrap();
+        *pw = (*pw + 1) % pipe_desc.count;
+        let pw = *pw;
+        mem::write_u32(&mut self.ram, pipe_desc.state + RING_WPTR_OFFSET, pw).unwrap();
+        stamp
+    }
+
+    /// Submits and rings the doorbell; returns the stamp the entry will reach.
+    pub fn submit(&mut self, id: u32, cmds: &[u8]) -> u32 {
+        let stamp = self.queue_entry(id, cmds);
+        self.kick();
+        stamp
+    }
+
+    pub fn kick(&mut self) {
+        self.send(
+            mbox::EP_DOORBELL,
+            mbox::message(mbox::MSG_DOORBELL, mbox::DOORBELL_KICK),
+        );
+    }
+
+    /// Advances device time by `ns`, stepping through every deadline.
+    pub fn run_for(&mut self, ns: u64) {
+        let end = self.now + ns;
+        while let Some(t) = self.dev.next_deadline().filter(|&t| t <= end) {
+            self.now = t.max(self.now);
+            self.dev.advance(&mut self.ram, self.now);
+        }
+        self.now = end;
+        self.dev.advance(&mut self.ram, end);
+    }
+
+    /// Runs until `slot` reaches `stamp` or `limit` ns pass; returns the time it took.
+    pub fn run_until_stamp(&mut self, slot: u32, stamp: u32, limit: u64) -> Option<u64> {
+        let start = self.now;
+        loop {
+            if vagx_abi::stamp_passed(self.stamp(slot), stamp) {
+                return Some(self.now - start);
+            }
+            let next = self.dev.next_deadline()?;
+            if next > start + limit {
+                return None;
+            }
+            self.now = next.max(self.now);
+            self.dev.advance(&mut self.ram, self.now);
+        }
+    }
+
+    pub fn stamp(&mut self, slot: u32) -> u32 {
+        mem::read_u32(&mut self.ram, STAMPS + 4 * u64::from(slot)).unwrap()
+    }
+
+    pub fn done(&mut self, id: u32) -> u32 {
+        let state = self.queues[&id].state;
+        mem::read_u32(&mut self.ram, state + QUEUE_DONE_OFFSET).unwrap()
+    }
+
+    /// Reads the new events from the event ring (also recorded in `seen`).
+    pub fn events(&mut self) -> Vec<EventMsg> {
+        let (state, entries, count) = EVENT;
+        let mut out = Vec::new();
+        let wptr = mem::read_u32(&mut self.ram, state + RING_WPTR_OFFSET).unwrap();
+        while self.event_rptr != wptr {
+            let e: EventMsg =
+                mem::read_pod(&mut self.ram, entries + 64 * u64::from(self.event_rptr)).unwrap();
+            out.push(e);
+            self.event_rptr = (self.event_rptr + 1) % count;
+        }
+        mem::write_u32(&mut self.ram, state + RING_RPTR_OFFSET, self.event_rptr).unwrap();
+        self.seen.extend(out.iter().copied());
+        out
+    }
+
+    pub fn pending(&mut self) -> PendingTable {
+        mem::read_pod(&mut self.ram, PENDING).unwrap()
+    }
+
+    /// Reads `len` bytes of GPU memory at `va` (in the data area).
+    pub fn read_gpu(&mut self, va: u64, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        self.ram.read(DATA + (va - GPU_VA), &mut buf).unwrap();
+        buf
+    }
+
+    pub fn write_gpu(&mut self, va: u64, bytes: &[u8]) {
+        self.ram.write(DATA + (va - GPU_VA), bytes).unwrap();
+    }
+}
+
+/// The bytes of a command.
+pub fn cmd<T: Command>(c: &T) -> Vec<u8> {
+    pod::as_bytes(c).to_vec()
+}
+
+/// Concatenates commands into a command buffer.
+pub fn cmdbuf(cmds: &[Vec<u8>]) -> Vec<u8> {
+    cmds.concat()
+}
