@@ -70,7 +70,7 @@ impl Channels {
         let (Some(stamps_end), Some(pending_end)) = (stamps_end, pending_end) else {
             return Err(FwError::InitBadRing);
         };
-        if init.stamps % 4 != 0 || init.pending % 16 != 0 {
+        if !init.stamps.is_multiple_of(4) || !init.pending.is_multiple_of(16) {
             return Err(FwError::InitBadRing);
         }
         areas.push((init.stamps, stamps_end));
@@ -154,11 +154,10 @@ impl Device {
     }
 
     fn try_boot(&mut self, mem: &mut dyn Memory, address: u64) -> Result<Channels, FwError> {
-        if address % 4096 != 0 {
+        if !address.is_multiple_of(4096) {
             return Err(FwError::InitUnreadable);
         }
-        let init: InitData =
-            mem::read_pod(mem, address).map_err(|_| FwError::InitUnreadable)?;
+        let init: InitData = mem::read_pod(mem, address).map_err(|_| FwError::InitUnreadable)?;
         if init.magic != INIT_MAGIC {
             return Err(FwError::InitBadMagic);
         }

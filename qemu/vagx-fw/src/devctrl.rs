@@ -126,10 +126,12 @@ impl Device {
             && a.ring_count.is_power_of_two()
             && (2..=MAX_RING_COUNT).contains(&a.ring_count)
             && a._pad == 0
-            && a.ring % 16 == 0
-            && a.state % 64 == 0
+            && a.ring.is_multiple_of(16)
+            && a.state.is_multiple_of(64)
             && a.ring.checked_add(16 * u64::from(a.ring_count)).is_some()
-            && a.state.checked_add(size_of::<QueueState>() as u64).is_some();
+            && a.state
+                .checked_add(size_of::<QueueState>() as u64)
+                .is_some();
         let Some(ty) = ty.filter(|_| valid) else {
             return (DEVCTRL_INVALID, 0);
         };

@@ -18,12 +18,12 @@ use vagx_abi::{
 };
 
 use crate::{
+    boot::Channels,
     exec::Rates,
     mem::Memory,
     mmio::{decode, MmioError},
     mmu::Vm,
     sched::{Unit, WorkQueue},
-    boot::Channels,
 };
 
 /// Device properties, fixed at creation.
@@ -261,7 +261,9 @@ impl Device {
             RESET => return Err(MmioError::BadValue { offset, value }),
             DEBUG_ARG0 => self.debug_args[0] = value,
             DEBUG_ARG1 => self.debug_args[1] = value,
-            DEBUG_INJECT => self.arm_injection(value).ok_or(MmioError::BadValue { offset, value })?,
+            DEBUG_INJECT => self
+                .arm_injection(value)
+                .ok_or(MmioError::BadValue { offset, value })?,
             ID | ABI_VERSION | UNITS | FW_STATE | FW_ERROR | MBOX_F2H_LO | MBOX_F2H_HI
             | MBOX_F2H_EP => return Err(MmioError::ReadOnly(offset)),
             _ => return Err(MmioError::Unmapped(offset)),

@@ -145,7 +145,12 @@ mod tests {
         assert!(ram.write(0x10fc, &[1, 2, 3, 4]).is_ok());
         assert_eq!(ram.read(0x10fd, &mut b), Err(BusError { address: 0x10fd }));
         assert_eq!(ram.write(0xfff, &[0; 2]), Err(BusError { address: 0xfff }));
-        assert_eq!(ram.read(u64::MAX - 1, &mut b), Err(BusError { address: u64::MAX - 1 }));
+        assert_eq!(
+            ram.read(u64::MAX - 1, &mut b),
+            Err(BusError {
+                address: u64::MAX - 1
+            })
+        );
         assert_eq!(ram.refused, 3);
         assert_eq!(read_u32(&mut ram, 0x10fc), Ok(0x0403_0201));
     }

@@ -27,7 +27,10 @@ impl core::fmt::Display for MmioError {
                 "{size}-byte access at {offset:#x}; registers take aligned 4-byte accesses"
             ),
             Self::BadValue { offset, value } => {
-                write!(f, "value {value:#x} not accepted by the register at {offset:#x}")
+                write!(
+                    f,
+                    "value {value:#x} not accepted by the register at {offset:#x}"
+                )
             }
         }
     }

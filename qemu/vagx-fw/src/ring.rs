@@ -58,8 +58,8 @@ impl<T: Pod> Ring<T> {
         let ok = desc.count.is_power_of_two()
             && (2..=MAX_RING_COUNT).contains(&desc.count)
             && u64::from(desc.entry_size) == size
-            && desc.state % 128 == 0
-            && desc.entries % size.max(8).min(64) == 0
+            && desc.state.is_multiple_of(128)
+            && desc.entries.is_multiple_of(size.clamp(8, 64))
             && desc.state.checked_add(128).is_some()
             && desc
                 .entries
@@ -188,7 +188,10 @@ mod tests {
     fn descriptors_are_validated() {
         assert!(Ring::<PipeMsg>::new(desc(4)).is_ok());
         for count in [0, 1, 3, 6, MAX_RING_COUNT * 2] {
-            assert_eq!(Ring::<PipeMsg>::new(desc(count)), Err(RingError::BadDescriptor));
+            assert_eq!(
+                Ring::<PipeMsg>::new(desc(count)),
+                Err(RingError::BadDescriptor)
+            );
         }
         let mut d = desc(4);
         d.entry_size = 32;
@@ -254,7 +257,10 @@ mod tests {
         let mut ram = Ram::new(0x10_0000, 0x1000);
         let mut ring = Ring::<PipeMsg>::new(desc(4)).unwrap();
         assert!(matches!(ring.pop(&mut ram), Err(RingError::Bus(_))));
-        assert!(matches!(ring.push(&mut ram, &PipeMsg::default()), Err(RingError::Bus(_))));
+        assert!(matches!(
+            ring.push(&mut ram, &PipeMsg::default()),
+            Err(RingError::Bus(_))
+        ));
     }
 
     #[test]

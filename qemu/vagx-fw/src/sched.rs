@@ -231,7 +231,11 @@ impl Device {
             if self.state != FwState::Running {
                 break;
             }
-            let next_done = self.units.iter().filter_map(|u| u.task.map(|t| t.until)).min();
+            let next_done = self
+                .units
+                .iter()
+                .filter_map(|u| u.task.map(|t| t.until))
+                .min();
             let watchdog = self.next_watchdog();
             let next = match (next_done, watchdog) {
                 (Some(a), Some((b, _))) => a.min(b),
@@ -421,9 +425,9 @@ impl Device {
         q.current = Some(run);
         let rptr = q.rptr;
         let bad_entry = entry.flags != 0
-            || entry.len % 8 != 0
+            || !entry.len.is_multiple_of(8)
             || entry.len > MAX_CMDBUF_SIZE
-            || entry.cmdbuf % 8 != 0;
+            || !entry.cmdbuf.is_multiple_of(8);
         if mem::write_u32(mem, state + QUEUE_RPTR_OFFSET, rptr).is_err() || bad_entry {
             self.fault(mem, id, 0, FAULT_BAD_COMMAND, entry.cmdbuf);
             return None;
@@ -558,7 +562,10 @@ impl Device {
                 self.log(LOG_ERROR, "cannot write the pending table");
             }
         }
-        self.log(LOG_WARN, &format!("halted (reason {reason}, culprit {culprit:?})"));
+        self.log(
+            LOG_WARN,
+            &format!("halted (reason {reason}, culprit {culprit:?})"),
+        );
         self.raise(IRQ_STATE);
     }
 
@@ -587,7 +594,10 @@ impl Device {
         if written.is_err() {
             self.log(LOG_ERROR, &format!("queue {id}: cannot write its state"));
         }
-        self.log(LOG_INFO, &format!("queue {id}: reset, {discarded} entries discarded"));
+        self.log(
+            LOG_INFO,
+            &format!("queue {id}: reset, {discarded} entries discarded"),
+        );
         Some(discarded)
     }
 

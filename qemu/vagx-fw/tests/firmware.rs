@@ -53,12 +53,25 @@ fn boots_and_reports_running() {
 
 #[test]
 fn bad_init_data_fails_the_boot_with_a_reason() {
-    let cases: [(&str, fn(&mut InitData), FwError); 5] = [
+    type Corruption = fn(&mut InitData);
+    let cases: [(&str, Corruption, FwError); 5] = [
         ("magic", |i| i.magic = 0, FwError::InitBadMagic),
-        ("major", |i| i.abi_version = 2 << 16, FwError::InitBadVersion),
+        (
+            "major",
+            |i| i.abi_version = 2 << 16,
+            FwError::InitBadVersion,
+        ),
         ("count", |i| i.event.count = 3, FwError::InitBadRing),
-        ("entry size", |i| i.devctrl.entry_size = 32, FwError::InitBadRing),
-        ("overlap", |i| i.stats.entries = i.event.entries, FwError::InitBadRing),
+        (
+            "entry size",
+            |i| i.devctrl.entry_size = 32,
+            FwError::InitBadRing,
+        ),
+        (
+            "overlap",
+            |i| i.stats.entries = i.event.entries,
+            FwError::InitBadRing,
+        ),
     ];
     for (name, corrupt, err) in cases {
         let mut h = Harness::unbooted(1);
@@ -69,7 +82,10 @@ fn bad_init_data_fails_the_boot_with_a_reason() {
     }
     // Unreadable init data: outside RAM.
     let mut h = Harness::unbooted(1);
-    h.send(mbox::EP_FIRMWARE, mbox::message(mbox::MSG_INIT, 0x7000_0000));
+    h.send(
+        mbox::EP_FIRMWARE,
+        mbox::message(mbox::MSG_INIT, 0x7000_0000),
+    );
     assert_eq!(h.mmio_read(regs::FW_ERROR), FwError::InitUnreadable as u32);
     // A reset brings the device back to OFF, and it boots again.
     h.mmio_write(regs::RESET, regs::RESET_MAGIC);
@@ -110,7 +126,10 @@ fn commands_write_memory_and_advance_the_stamp() {
     assert_eq!(stamp, STAMP_STEP);
     assert!(h.run_until_stamp(3, stamp, 1_000_000).is_some());
     assert_eq!(h.read_gpu(OUT, 4), 0xdead_beef_u32.to_le_bytes());
-    assert_eq!(h.read_gpu(OUT + 8, 8), 0x0123_4567_89ab_cdef_u64.to_le_bytes());
+    assert_eq!(
+        h.read_gpu(OUT + 8, 8),
+        0x0123_4567_89ab_cdef_u64.to_le_bytes()
+    );
     assert_eq!(
         h.read_gpu(OUT + 0x40, 12),
         [0x11, 0x22, 0x33, 0x44, 0x11, 0x22, 0x33, 0x44, 0x11, 0x22, 0, 0]
@@ -198,7 +217,10 @@ fn timing_is_deterministic_and_follows_the_cost_model() {
     assert_eq!(took, Some(1000 + 200 + 131_072));
     // A DELAY costs its time plus the command overhead.
     let stamp = h.submit(1, &delay(50_000));
-    assert_eq!(h.run_until_stamp(1, stamp, 1_000_000), Some(1000 + 200 + 50_000));
+    assert_eq!(
+        h.run_until_stamp(1, stamp, 1_000_000),
+        Some(1000 + 200 + 50_000)
+    );
 }
 
 #[test]
@@ -215,7 +237,10 @@ fn higher_priority_preempts_at_the_next_command_boundary() {
     let t_high = h.run_until_stamp(11, high_stamp, 10_000_000).unwrap();
     // It waits only for the running command (ends at 1000 + 3 * 100200 ns from the start).
     assert!(t_high < 100_200 + 11_200, "high waited {t_high} ns");
-    assert!(!vagx_abi::stamp_passed(h.stamp(10), low_stamp), "low finished first");
+    assert!(
+        !vagx_abi::stamp_passed(h.stamp(10), low_stamp),
+        "low finished first"
+    );
     assert!(h.run_until_stamp(10, low_stamp, 10_000_000).is_some());
 }
 
@@ -294,7 +319,13 @@ fn fault_halts_publishes_pending_and_recovers_after_reset_queue() {
         .find_map(|e| e.payload::<EventFault>())
         .expect("FAULT event");
     assert_eq!(
-        (fault.queue, fault.entry, fault.command, fault.kind, fault.address),
+        (
+            fault.queue,
+            fault.entry,
+            fault.command,
+            fault.kind,
+            fault.address
+        ),
         (50, 0, 1, FAULT_UNMAPPED, 0x7000_0000)
     );
     let table = h.pending();
@@ -308,7 +339,11 @@ fn fault_halts_publishes_pending_and_recovers_after_reset_queue() {
     // Recovery: reset the culprit (discarding both its entries), resume.
     let r = h.devctrl(&DevCtrlResetQueue(DevCtrlQueue { queue: 50 }));
     assert_eq!((r.status, r.value), (DEVCTRL_OK, 2));
-    assert_eq!(h.stamp(50), after, "stamp did not skip the discarded entries");
+    assert_eq!(
+        h.stamp(50),
+        after,
+        "stamp did not skip the discarded entries"
+    );
     assert_eq!(h.devctrl(&DevCtrlResume { _pad: 0 }).status, DEVCTRL_OK);
     assert!(h.run_until_stamp(51, good, 1_000_000).is_some());
     assert_eq!(h.read_gpu(OUT + 4, 4), 9u32.to_le_bytes());
@@ -347,7 +382,11 @@ fn hang_times_out_and_other_queues_finish_after_recovery() {
     let timeout = h.events().iter().find_map(|e| e.payload::<EventTimeout>());
     assert_eq!(timeout.map(|t| t.queue), Some(60));
     assert_eq!(h.pending().reason, EVENT_TIMEOUT);
-    assert_eq!(h.devctrl(&DevCtrlResetQueue(DevCtrlQueue { queue: 60 })).value, 1);
+    assert_eq!(
+        h.devctrl(&DevCtrlResetQueue(DevCtrlQueue { queue: 60 }))
+            .value,
+        1
+    );
     assert_eq!(h.devctrl(&DevCtrlResume { _pad: 0 }).status, DEVCTRL_OK);
     let again = h.submit(60, &write32(OUT, 1));
     assert!(h.run_until_stamp(60, again, 1_000_000).is_some());
@@ -363,7 +402,11 @@ fn injected_hang_fault_crash_and_dropped_irqs() {
     h.mmio_write(regs::DEBUG_INJECT, regs::INJECT_FAULT_AT);
     h.submit(70, &cmdbuf(&[write32(OUT, 1), write32(OUT + 4, 2)]));
     h.run_for(100_000);
-    let f = h.events().iter().find_map(|e| e.payload::<EventFault>()).expect("fault");
+    let f = h
+        .events()
+        .iter()
+        .find_map(|e| e.payload::<EventFault>())
+        .expect("fault");
     assert_eq!((f.queue, f.command, f.kind), (70, 1, FAULT_INJECTED));
 
     // Hang of queue 71's next entry: it never completes until the watchdog.
@@ -388,7 +431,10 @@ fn injected_hang_fault_crash_and_dropped_irqs() {
     h.run_for(1_000_000);
     assert_eq!(h.mmio_read(regs::FW_STATE), regs::FW_STATE_CRASHED);
     assert_eq!(h.done(72), 2);
-    assert!(h.mailbox().iter().any(|(_, m)| mbox::message_type(*m) == mbox::MSG_CRASHED));
+    assert!(h
+        .mailbox()
+        .iter()
+        .any(|(_, m)| mbox::message_type(*m) == mbox::MSG_CRASHED));
     h.mmio_write(regs::RESET, regs::RESET_MAGIC);
     assert_eq!(h.mmio_read(regs::FW_STATE), regs::FW_STATE_OFF);
 
@@ -422,11 +468,24 @@ fn hostile_host_input_is_reported_and_refused() {
     let mut msg = DevCtrlMsg::new(99, &DevCtrlQuery { what: 0 });
     msg.op = 1234;
     h.push_devctrl(&msg);
-    let r = h.events().iter().find_map(|e| e.payload::<EventDevCtrlDone>()).unwrap();
+    let r = h
+        .events()
+        .iter()
+        .find_map(|e| e.payload::<EventDevCtrlDone>())
+        .unwrap();
     assert_eq!((r.seq, r.status), (99, DEVCTRL_UNKNOWN_OP));
-    assert_eq!(h.create_queue_status(80, PipeType::Copy, 0, 0), DEVCTRL_EXISTS);
-    assert_eq!(h.create_queue_status(81, PipeType::Copy, 7, 0), DEVCTRL_INVALID);
-    assert_eq!(h.create_queue_status(200, PipeType::Copy, 0, 0), DEVCTRL_INVALID);
+    assert_eq!(
+        h.create_queue_status(80, PipeType::Copy, 0, 0),
+        DEVCTRL_EXISTS
+    );
+    assert_eq!(
+        h.create_queue_status(81, PipeType::Copy, 7, 0),
+        DEVCTRL_INVALID
+    );
+    assert_eq!(
+        h.create_queue_status(200, PipeType::Copy, 0, 0),
+        DEVCTRL_INVALID
+    );
     // A pipe message for an unknown queue.
     let pipe = h.init.pipes[0];
     vagx_fw::mem::write_pod(
@@ -442,19 +501,36 @@ fn hostile_host_input_is_reported_and_refused() {
     vagx_fw::mem::write_u32(&mut h.ram, pipe.state + 64, 1).unwrap();
     h.kick();
     let err = h.events().iter().find_map(|e| e.payload::<EventError>());
-    assert_eq!(err.map(|e| (e.kind, e.object)), Some((ERROR_BAD_PIPE_MESSAGE, 77)));
+    assert_eq!(
+        err.map(|e| (e.kind, e.object)),
+        Some((ERROR_BAD_PIPE_MESSAGE, 77))
+    );
     // An out-of-range devctrl wptr.
     vagx_fw::mem::write_u32(&mut h.ram, DEVCTRL.0 + 64, 5000).unwrap();
-    h.send(mbox::EP_DOORBELL, mbox::message(mbox::MSG_DOORBELL, mbox::DOORBELL_DEVCTRL));
+    h.send(
+        mbox::EP_DOORBELL,
+        mbox::message(mbox::MSG_DOORBELL, mbox::DOORBELL_DEVCTRL),
+    );
     let err = h.events().iter().find_map(|e| e.payload::<EventError>());
-    assert_eq!(err.map(|e| (e.kind, e.value)), Some((ERROR_BAD_RING_POINTER, 5000)));
+    assert_eq!(
+        err.map(|e| (e.kind, e.value)),
+        Some((ERROR_BAD_RING_POINTER, 5000))
+    );
     // Unknown mailbox traffic.
     h.send(0x55, 1);
-    assert!(h.events().iter().any(|e| e.payload::<EventError>().map(|e| e.kind)
-        == Some(ERROR_BAD_MAILBOX_MESSAGE)));
+    assert!(h
+        .events()
+        .iter()
+        .any(|e| e.payload::<EventError>().map(|e| e.kind) == Some(ERROR_BAD_MAILBOX_MESSAGE)));
     // Bad register writes are refused.
-    assert!(h.dev.mmio_write(&mut h.ram, 0, regs::RESET as u64, 4, 1).is_err());
-    assert!(h.dev.mmio_write(&mut h.ram, 0, regs::ID as u64, 4, 1).is_err());
+    assert!(h
+        .dev
+        .mmio_write(&mut h.ram, 0, regs::RESET as u64, 4, 1)
+        .is_err());
+    assert!(h
+        .dev
+        .mmio_write(&mut h.ram, 0, regs::ID as u64, 4, 1)
+        .is_err());
     assert!(h.dev.mmio_read(regs::ID as u64, 2).is_err());
     assert_eq!(h.dev.state(), FwState::Running);
     assert_eq!(h.ram.refused, 0, "the firmware strayed outside RAM");
@@ -506,11 +582,25 @@ fn destroy_and_unbind_follow_their_rules() {
     h.create_queue(9, 0);
     h.queue_entry(9, &delay(1_000_000));
     h.kick();
-    assert_eq!(h.devctrl(&DevCtrlDestroyQueue(DevCtrlQueue { queue: 9 })).status, DEVCTRL_BUSY);
+    assert_eq!(
+        h.devctrl(&DevCtrlDestroyQueue(DevCtrlQueue { queue: 9 }))
+            .status,
+        DEVCTRL_BUSY
+    );
     assert_eq!(h.devctrl(&DevCtrlUnbindVm { vm: 0 }).status, DEVCTRL_BUSY);
     h.run_for(2_000_000);
-    assert_eq!(h.devctrl(&DevCtrlDestroyQueue(DevCtrlQueue { queue: 9 })).status, DEVCTRL_OK);
+    assert_eq!(
+        h.devctrl(&DevCtrlDestroyQueue(DevCtrlQueue { queue: 9 }))
+            .status,
+        DEVCTRL_OK
+    );
     assert_eq!(h.devctrl(&DevCtrlUnbindVm { vm: 0 }).status, DEVCTRL_OK);
-    assert_eq!(h.devctrl(&DevCtrlUnbindVm { vm: 0 }).status, DEVCTRL_NOT_FOUND);
-    assert_eq!(h.devctrl(&DevCtrlResume { _pad: 0 }).status, DEVCTRL_BAD_STATE);
+    assert_eq!(
+        h.devctrl(&DevCtrlUnbindVm { vm: 0 }).status,
+        DEVCTRL_NOT_FOUND
+    );
+    assert_eq!(
+        h.devctrl(&DevCtrlResume { _pad: 0 }).status,
+        DEVCTRL_BAD_STATE
+    );
 }

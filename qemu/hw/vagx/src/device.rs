@@ -1,12 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The vagx PCI function: QOM type, BAR0 and MMIO dispatch into the firmware model.
+//! The vagx PCI function: QOM type, BARs, MSI-X, DMA and the virtual-clock timer around the
+//! firmware model.
+//!
+//! The shell forwards BAR0 accesses to [`vagx_fw::Device`], gives it guest memory through the
+//! function's bus-master address space, runs it on QEMU's virtual clock (a timer fires at the
+//! model's next deadline), and turns its interrupt requests into MSI-X messages.
 
-use std::{ffi::CStr, ptr::addr_of_mut};
+use std::{ffi::CStr, pin::Pin, ptr::addr_of_mut};
 
 use qemu_api::{
-    bindings::InterfaceInfo,
-    cell::BqlRefCell,
+    bindings::{qdev_prop_uint32, InterfaceInfo},
+    c_str,
+    cell::{BqlCell, BqlRefCell},
     log::Log,
     log_mask_ln,
     memory::{hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder},
@@ -15,21 +21,35 @@ use qemu_api::{
         CONVENTIONAL_PCI_INTERFACES,
     },
     prelude::*,
-    qdev::{DeviceImpl, DeviceState, ResetType, ResettablePhasesImpl},
+    qdev::{DeviceImpl, DeviceState, Property, ResetType, ResettablePhasesImpl},
     qom::{ObjectImpl, ParentField},
+    timer::{Timer, CLOCK_VIRTUAL},
 };
-use vagx_abi::pci as ids;
-use vagx_fw::mmio::RegisterFile;
+use vagx_abi::{pci as ids, regs};
+use vagx_fw::{
+    mem::{BusError, Memory},
+    Config, Device,
+};
 
 /// State of one vagx device.
 #[repr(C)]
-#[derive(qemu_api_macros::Object)]
+#[derive(qemu_api_macros::Object, qemu_api_macros::offsets)]
 pub struct VagxState {
     parent_obj: ParentField<PCIDevice>,
     /// BAR0: the register window.
     bar0: MemoryRegion,
-    /// Guest-visible registers; borrowed only inside an MMIO callback or reset.
-    regs: BqlRefCell<RegisterFile>,
+    /// Fires at the firmware model's next deadline on the virtual clock.
+    timer: Timer,
+    /// Property `units`: parallel execution units.
+    units: u32,
+    /// Property `inject-hang-queue`: pre-armed hang of a queue's next entry (`u32::MAX`: none).
+    inject_hang_queue: u32,
+    /// Property `inject-crash-after`: pre-armed crash after this many entries (0: none).
+    inject_crash_after: u32,
+    /// The device model; borrowed only inside a callback of this device.
+    dev: BqlRefCell<Device>,
+    /// Set while the model runs, to refuse MMIO that its own DMA would re-enter.
+    busy: BqlCell<bool>,
 }
 
 qom_isa!(VagxState: PCIDevice, DeviceState, Object);
@@ -49,7 +69,42 @@ impl ObjectImpl for VagxState {
     const CLASS_INIT: fn(&mut Self::Class) = Self::Class::class_init::<Self>;
 }
 
-impl DeviceImpl for VagxState {}
+qemu_api::declare_properties! {
+    VAGX_PROPERTIES,
+    qemu_api::define_property!(
+        c_str!("units"),
+        VagxState,
+        units,
+        // SAFETY: a static of QEMU's property library, never written.
+        unsafe { &qdev_prop_uint32 },
+        u32,
+        default = 2
+    ),
+    qemu_api::define_property!(
+        c_str!("inject-hang-queue"),
+        VagxState,
+        inject_hang_queue,
+        // SAFETY: as above.
+        unsafe { &qdev_prop_uint32 },
+        u32,
+        default = u32::MAX
+    ),
+    qemu_api::define_property!(
+        c_str!("inject-crash-after"),
+        VagxState,
+        inject_crash_after,
+        // SAFETY: as above.
+        unsafe { &qdev_prop_uint32 },
+        u32,
+        default = 0
+    ),
+}
+
+impl DeviceImpl for VagxState {
+    fn properties() -> &'static [Property] {
+        &VAGX_PROPERTIES
+    }
+}
 
 impl ResettablePhasesImpl for VagxState {
     const HOLD: Option<fn(&Self, ResetType)> = Some(Self::reset_hold);
@@ -66,10 +121,24 @@ impl PCIDeviceImpl for VagxState {
         subsystem_id: ids::DEVICE_ID,
     };
     const PCI_REALIZE: Option<fn(&Self) -> Result<(), &'static CStr>> = Some(Self::realize);
+    const PCI_EXIT: Option<fn(&Self)> = Some(Self::exit);
+}
+
+/// Guest memory through the function's bus-master address space.
+struct Dma<'a>(&'a VagxState);
+
+impl Memory for Dma<'_> {
+    fn read(&mut self, address: u64, buf: &mut [u8]) -> Result<(), BusError> {
+        self.0.dma_read(address, buf).map_err(|_| BusError { address })
+    }
+
+    fn write(&mut self, address: u64, buf: &[u8]) -> Result<(), BusError> {
+        self.0.dma_write(address, buf).map_err(|_| BusError { address })
+    }
 }
 
 impl VagxState {
-    /// QOM instance init: creates BAR0's memory region.
+    /// QOM instance init: creates BAR0's memory region, the timer and the model.
     ///
     /// # Safety
     ///
@@ -85,33 +154,104 @@ impl VagxState {
                 .impl_sizes(1, 8)
                 .build();
 
-        // SAFETY: `self` is the instance being initialised, valid for the whole call; the
-        // region is a field of it and so lives as long as its owner.
         let owner = addr_of_mut!(*self);
         MemoryRegion::init_io(
-            // SAFETY: as above; no other reference to the field exists during init.
+            // SAFETY: `self` is the instance being initialised; no other reference to the field
+            // exists during init, and the region lives as long as its owner.
             unsafe { &mut *addr_of_mut!(self.bar0) },
             owner,
             &VAGX_BAR0_OPS,
             "vagx-bar0",
             ids::BAR0_SIZE as u64,
         );
-        // SAFETY: the field is zeroed memory without a destructor to run; write a proper value
-        // without dropping the old one.
-        unsafe { addr_of_mut!(self.regs).write(BqlRefCell::new(RegisterFile::new())) };
+        // SAFETY: the fields are zeroed memory without destructors to run; write proper values
+        // without dropping the old ones.
+        unsafe {
+            addr_of_mut!(self.dev).write(BqlRefCell::new(Device::new(Config::default())));
+            addr_of_mut!(self.busy).write(BqlCell::new(false));
+            addr_of_mut!(self.timer).write(Timer::new());
+        }
+        // SAFETY: the timer is a field of the instance, which QOM never moves.
+        let timer = unsafe { Pin::new_unchecked(&mut *addr_of_mut!(self.timer)) };
+        timer.init_full(None, CLOCK_VIRTUAL, Timer::NS, 0, Self::timer_fired, self);
     }
 
     fn realize(&self) -> Result<(), &'static CStr> {
+        if !(1..=vagx_fw::device::MAX_UNITS).contains(&self.units) {
+            return Err(c"vagx: units must be between 1 and 16");
+        }
+        self.dev.replace(self.configured_device());
         self.register_memory_bar(0, &self.bar0);
+        self.init_msix_exclusive_bar(regs::MSIX_VECTORS, 1)
+            .map_err(|_| c"vagx: cannot set up MSI-X")?;
         Ok(())
     }
 
+    fn exit(&self) {
+        self.timer.delete();
+        self.uninit_msix_exclusive_bar();
+    }
+
+    /// A fresh model with the properties' configuration and pre-armed injections.
+    fn configured_device(&self) -> Device {
+        let mut dev = Device::new(Config {
+            units: self.units,
+            ..Config::default()
+        });
+        let inject = dev.injections_mut();
+        if self.inject_hang_queue != u32::MAX {
+            inject.hang_queue = Some(self.inject_hang_queue);
+        }
+        if self.inject_crash_after != 0 {
+            inject.crash_after = Some(self.inject_crash_after);
+        }
+        dev
+    }
+
     fn reset_hold(&self, _type: ResetType) {
-        self.regs.borrow_mut().reset();
+        self.timer.delete();
+        self.dev.replace(self.configured_device());
+    }
+
+    /// Runs `f` on the model with guest memory and the current time, then re-arms the timer and
+    /// sends an interrupt if the model asks for one.
+    fn with_model<R>(&self, f: impl FnOnce(&mut Device, &mut Dma<'_>, u64) -> R) -> Option<R> {
+        if self.busy.get() {
+            log_mask_ln!(
+                Log::GuestError,
+                "vagx: BAR0 accessed by the device's own DMA; refused"
+            );
+            return None;
+        }
+        self.busy.set(true);
+        let now = CLOCK_VIRTUAL.get_ns();
+        let (result, deadline, irq) = {
+            let mut dev = self.dev.borrow_mut();
+            let result = f(&mut dev, &mut Dma(self), now);
+            (result, dev.next_deadline(), dev.take_irq())
+        };
+        self.busy.set(false);
+        match deadline {
+            Some(t) => self.timer.modify(t.max(now)),
+            None => self.timer.delete(),
+        }
+        if irq {
+            self.msix_notify(regs::MSIX_VECTOR);
+        }
+        Some(result)
+    }
+
+    fn timer_fired(&self) {
+        self.with_model(|dev, mem, now| dev.advance(mem, now));
     }
 
     fn read(&self, offset: hwaddr, size: u32) -> u64 {
-        match self.regs.borrow().read(offset, size) {
+        // Reads have no side effects; they need no DMA and no time.
+        if self.busy.get() {
+            log_mask_ln!(Log::GuestError, "vagx: BAR0 read by the device's own DMA; refused");
+            return 0;
+        }
+        match self.dev.borrow().mmio_read(offset, size) {
             Ok(value) => u64::from(value),
             Err(err) => {
                 log_mask_ln!(Log::GuestError, "vagx: refused BAR0 read: {err}");
@@ -121,8 +261,11 @@ impl VagxState {
     }
 
     fn write(&self, offset: hwaddr, value: u64, size: u32) {
-        // CAST: registers are 32 bits; wider accesses are refused by the register file.
-        if let Err(err) = self.regs.borrow_mut().write(offset, size, value as u32) {
+        let result = self.with_model(|dev, mem, now| {
+            // CAST: registers are 32 bits; wider accesses are refused by the model.
+            dev.mmio_write(mem, now, offset, size, value as u32)
+        });
+        if let Some(Err(err)) = result {
             log_mask_ln!(
                 Log::GuestError,
                 "vagx: refused BAR0 write of {value:#x}: {err}"

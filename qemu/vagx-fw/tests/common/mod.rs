@@ -169,7 +169,9 @@ impl Harness {
         let msgs = self.mailbox();
         let done = msgs
             .iter()
-            .find(|(ep, m)| *ep == mbox::EP_FIRMWARE && mbox::message_type(*m) == mbox::MSG_INIT_DONE)
+            .find(|(ep, m)| {
+                *ep == mbox::EP_FIRMWARE && mbox::message_type(*m) == mbox::MSG_INIT_DONE
+            })
             .expect("INIT_DONE");
         match mbox::message_payload(done.1) {
             0 => Ok(()),
@@ -196,7 +198,12 @@ impl Harness {
 
     pub fn push_devctrl(&mut self, msg: &DevCtrlMsg) {
         let (state, entries, count) = DEVCTRL;
-        mem::write_pod(&mut self.ram, entries + 64 * u64::from(self.devctrl_wptr), msg).unwrap();
+        mem::write_pod(
+            &mut self.ram,
+            entries + 64 * u64::from(self.devctrl_wptr),
+            msg,
+        )
+        .unwrap();
         self.devctrl_wptr = (self.devctrl_wptr + 1) % count;
         mem::write_u32(&mut self.ram, state + RING_WPTR_OFFSET, self.devctrl_wptr).unwrap();
         self.send(
@@ -212,7 +219,13 @@ impl Harness {
     }
 
     /// Creates queue `id` (stamp slot = id) and returns the reply status.
-    pub fn create_queue_status(&mut self, id: u32, ty: PipeType, priority: u32, stamp_init: u32) -> u32 {
+    pub fn create_queue_status(
+        &mut self,
+        id: u32,
+        ty: PipeType,
+        priority: u32,
+        stamp_init: u32,
+    ) -> u32 {
         let ring = QUEUES + u64::from(id) * 0x1000 + 0x400;
         let state = QUEUES + u64::from(id) * 0x1000;
         let r = self.devctrl(&DevCtrlCreateQueue {
@@ -245,7 +258,10 @@ impl Harness {
     }
 
     pub fn create_queue(&mut self, id: u32, priority: u32) {
-        assert_eq!(self.create_queue_status(id, PipeType::Compute, priority, 0), DEVCTRL_OK);
+        assert_eq!(
+            self.create_queue_status(id, PipeType::Compute, priority, 0),
+            DEVCTRL_OK
+        );
     }
 
     /// Writes a command buffer into GPU memory and returns its GPU address.

@@ -364,7 +364,9 @@ impl EventStamps {
 
     /// Whether slot `slot` fired.
     pub fn is_set(&self, slot: usize) -> bool {
-        self.firing.get(slot / 32).is_some_and(|w| w & (1 << (slot % 32)) != 0)
+        self.firing
+            .get(slot / 32)
+            .is_some_and(|w| w & (1 << (slot % 32)) != 0)
     }
 }
 
@@ -389,7 +391,7 @@ pub struct EventFault {
     pub command: u32,
     /// A `FAULT_*` value.
     pub kind: u32,
-    /// The GPU virtual address that faulted (0 for `FAULT_BAD_COMMAND`).
+    /// The GPU virtual address that faulted (for `FAULT_BAD_COMMAND`, the command's address).
     pub address: u64,
 }
 assert_layout!(EventFault, size 24, address @ 16);
