@@ -5,7 +5,7 @@
 
 CARGO ?= cargo
 
-.PHONY: run test setup build kunit vm-test clean
+.PHONY: run test setup build kunit qtest vm-test clean
 
 run:
 	$(CARGO) xtask run
@@ -21,6 +21,9 @@ build:
 
 kunit:
 	$(CARGO) xtask kunit
+
+qtest:
+	$(CARGO) xtask qtest
 
 vm-test:
 	$(CARGO) xtask vm-test

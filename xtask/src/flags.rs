@@ -29,6 +29,8 @@ pub enum Cmd {
     Test(Test),
     /// Runs the KUnit suites in QEMU.
     Kunit(Kunit),
+    /// Runs the qtest tests of the vagx device (QEMU without a guest kernel).
+    Qtest(Qtest),
     /// Runs the in-VM integration tests.
     VmTest(VmTest),
     /// Removes build outputs (sources and downloads stay cached).
@@ -62,6 +64,10 @@ pub struct Test {}
 /// Arguments of `cargo xtask kunit`.
 #[derive(Debug, Args)]
 pub struct Kunit {}
+
+/// Arguments of `cargo xtask qtest`.
+#[derive(Debug, Args)]
+pub struct Qtest {}
 
 /// Arguments of `cargo xtask vm-test`.
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod flags;
 mod initramfs;
 mod kernel;
 mod qemu;
+mod qtest;
 mod test_cmd;
 #[cfg(test)]
 mod tidy;
@@ -47,6 +48,7 @@ fn try_main() -> anyhow::Result<()> {
         flags::Cmd::Run(cmd) => cmd.run(&sh),
         flags::Cmd::Test(cmd) => cmd.run(&sh),
         flags::Cmd::Kunit(cmd) => cmd.run(&sh),
+        flags::Cmd::Qtest(cmd) => cmd.run(&sh),
         flags::Cmd::VmTest(cmd) => cmd.run(&sh),
         flags::Cmd::Clean(cmd) => cmd.run(&sh),
     }

@@ -2,8 +2,8 @@
 
 //! `cargo xtask test`, `kunit` and `vm-test`: run the suites and count their results.
 //!
-//! `test` runs, in order, the host `cargo test` of the workspace, the KUnit suites in QEMU and
-//! the in-VM integration tests, and ends with one line `N passed, N failed` over all of them.
+//! `test` runs, in order, the host `cargo test` of the workspace, the qtest tests of the device
+//! (QEMU without a guest), the KUnit suites in QEMU and the in-VM integration tests, and ends with one line `N passed, N failed` over all of them.
 //! A stage that cannot run (a build error, a VM that does not come up) counts as one failure
 //! and is reported with its log.
 
@@ -18,7 +18,7 @@ use crate::{
     ktap::{self, Tally},
     paths::Paths,
     process::Job,
-    setup,
+    qtest, setup,
     vm::{self, Mode},
 };
 
@@ -32,6 +32,7 @@ impl flags::Test {
         stage(&mut total, "host cargo test", host_tests);
         match build::build_all(sh) {
             Ok(art) => {
+                stage(&mut total, "qtest", || Ok(qtest::run(&art.qemu)));
                 stage(&mut total, "KUnit", || kunit(&art));
                 stage(&mut total, "VM tests", || vm_tests(&art));
             }
@@ -49,6 +50,15 @@ impl flags::Kunit {
         let art = build::build_all(sh)?;
         let mut total = Tally::default();
         stage(&mut total, "KUnit", || kunit(&art));
+        finish(&total)
+    }
+}
+
+impl flags::Qtest {
+    pub fn run(&self, sh: &Shell) -> Result<()> {
+        let art = build::build_all(sh)?;
+        let mut total = Tally::default();
+        stage(&mut total, "qtest", || Ok(qtest::run(&art.qemu)));
         finish(&total)
     }
 }
