@@ -197,10 +197,13 @@ fn copy_project_sources(paths: &Paths, src: &Path) -> Result<()> {
 }
 
 /// Mirrors directory `from` into `to` (deleting what `from` lacks), keeping unchanged files.
+///
+/// Files are compared by content and copied ones get the current time, not the source's: a
+/// source older than the last build (another checkout, a reverted edit) must still rebuild.
 fn rsync(from: &Path, to: &Path, log: &Path) -> Result<()> {
     ensure_dir(to)?;
     let mut cmd = Command::new("rsync");
-    cmd.args(["-a", "--delete", "--checksum"])
+    cmd.args(["--recursive", "--links", "--perms", "--delete", "--checksum"])
         .arg(format!("{}/", from.display()))
         .arg(format!("{}/", to.display()));
     Job::new(cmd, &format!("copying {}", from.display()), log).run()

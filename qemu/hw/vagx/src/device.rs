@@ -180,7 +180,7 @@ impl VagxState {
         if !(1..=vagx_fw::device::MAX_UNITS).contains(&self.units) {
             return Err(c"vagx: units must be between 1 and 16");
         }
-        self.dev.replace(self.configured_device());
+        *self.dev.borrow_mut() = self.configured_device();
         self.register_memory_bar(0, &self.bar0);
         self.init_msix_exclusive_bar(regs::MSIX_VECTORS, 1)
             .map_err(|_| c"vagx: cannot set up MSI-X")?;
@@ -210,7 +210,7 @@ impl VagxState {
 
     fn reset_hold(&self, _type: ResetType) {
         self.timer.delete();
-        self.dev.replace(self.configured_device());
+        *self.dev.borrow_mut() = self.configured_device();
     }
 
     /// Runs `f` on the model with guest memory and the current time, then re-arms the timer and
