@@ -191,6 +191,8 @@ struct Fuzz<'t> {
     states: Vec<u64>,
     seq: u32,
     alias: bool,
+    /// The command buffer being built may contain invalid commands and addresses.
+    hostile: bool,
     resets_allowed: bool,
     /// The device was reset and rebooted: the harness's ring pointers are stale now.
     rebooted: bool,
@@ -217,6 +219,7 @@ impl<'t> Fuzz<'t> {
             states: Vec::new(),
             seq: 0x4000_0000,
             alias: false,
+            hostile: false,
             resets_allowed,
             rebooted: false,
         }
@@ -511,7 +514,8 @@ impl<'t> Fuzz<'t> {
     fn address(&mut self, len: u64, align: u64) -> u64 {
         let r = &mut self.rng;
         let any = r.next() & !7;
-        let mut va = match r.below(20) {
+        let choice = if self.hostile { r.below(20) } else { 19 };
+        let mut va = match choice {
             0 => r.pick(&[
                 0,
                 8,
@@ -528,7 +532,7 @@ impl<'t> Fuzz<'t> {
             _ => GPU_VA + r.below(CMDBUF_AREA.saturating_sub(len).max(1)),
         };
         va &= !(align - 1);
-        if r.one_in(40) {
+        if self.hostile && r.one_in(40) {
             va = va.wrapping_add(r.range(1, 7));
         }
         va
@@ -537,7 +541,8 @@ impl<'t> Fuzz<'t> {
     /// A transfer length: mostly small, sometimes large, rarely out of range.
     fn length(&mut self) -> u64 {
         let r = &mut self.rng;
-        match r.below(40) {
+        let choice = if self.hostile { r.below(40) } else { r.range(1, 39) };
+        match choice {
             0 => r.pick(&[MAX_TRANSFER, MAX_TRANSFER + 1, u64::MAX, 1 << 32]),
             1..=3 => r.below(256 << 10),
             4 => 0,
@@ -546,7 +551,7 @@ impl<'t> Fuzz<'t> {
     }
 
     fn gemm_dim(&mut self) -> u32 {
-        if self.rng.one_in(20) {
+        if self.hostile && self.rng.one_in(20) {
             self.rng.pick(&[0, MAX_GEMM_DIM + 1, u32::MAX])
         } else {
             // CAST: at most 12.
@@ -555,13 +560,18 @@ impl<'t> Fuzz<'t> {
     }
 
     fn command(&mut self) -> Vec<u8> {
-        match self.rng.below(16) {
+        let kind = if self.hostile {
+            self.rng.below(16)
+        } else {
+            self.rng.below(10)
+        };
+        match kind {
             0 => cmd(&CmdNop {
                 header: CmdNop::HEADER,
             }),
             1 => {
                 let ns = match self.rng.below(20) {
-                    0 => self.rng.pick(&[u64::MAX, 1 << 62, 50_000_000]),
+                    0 if self.hostile => self.rng.pick(&[u64::MAX, 1 << 62, 50_000_000]),
                     1..=10 => self.rng.below(20_000),
                     _ => self.rng.below(2_000_000),
                 };
@@ -633,7 +643,7 @@ impl<'t> Fuzz<'t> {
                 })
             }
             9 => {
-                let slot = if self.rng.one_in(10) {
+                let slot = if self.hostile && self.rng.one_in(10) {
                     self.rng.pick(&[128, 129, u32::MAX])
                 } else if let (false, Some(q)) = (self.rng.one_in(3), self.some_queue()) {
                     q.slot
@@ -706,8 +716,9 @@ impl<'t> Fuzz<'t> {
     fn command_buffer(&mut self) -> Vec<u8> {
         // CAST: at most 6.
         let n = self.rng.below(7) as usize;
+        self.hostile = self.rng.one_in(3);
         let mut buf: Vec<u8> = (0..n).flat_map(|_| self.command()).collect();
-        if !buf.is_empty() && self.rng.one_in(20) {
+        if self.hostile && !buf.is_empty() && self.rng.one_in(10) {
             // CAST: below the length.
             let cut = self.rng.range(1, buf.len() as u64) as usize;
             buf.truncate(buf.len() - cut);
@@ -979,6 +990,13 @@ impl<'t> Fuzz<'t> {
 
     /// Reads every event (flushing the firmware's backlog) and the mailbox.
     fn drain(&mut self) {
+        if self.rng.one_in(2) {
+            // Consume the log and stats rings, as a driver would.
+            for (state, ..) in &PRODUCED[1..] {
+                let wptr = self.read_u32(state + RING_WPTR_OFFSET);
+                mem::write_u32(&mut self.h.ram, state + RING_RPTR_OFFSET, wptr).unwrap();
+            }
+        }
         for _ in 0..256 {
             if self.h.events().is_empty() {
                 self.h.run_for(0);
@@ -1052,6 +1070,9 @@ impl<'t> Fuzz<'t> {
     }
 
     fn step(&mut self) {
+        if self.h.dev.state() == FwState::Halted && self.rng.one_in(3) {
+            self.recover();
+        }
         match self.rng.below(100) {
             0..=27 => self.submit(),
             28..=37 => self.devctrl_op(),
@@ -1180,6 +1201,10 @@ fn is_zero(bytes: &[u8]) -> bool {
 
 #[test]
 fn random_host_behaviour_never_panics_or_strays() {
+    // What the iterations reached, printed with `--nocapture` to judge the fuzzer's coverage.
+    let mut events = [0u64; 8];
+    let mut errkinds = [0u64; 8];
+    let (mut faults, mut halted, mut crashed, mut resets, mut entries) = (0, 0, 0, 0, 0u64);
     for_each_seed(0x7a6f_0000, 300, |seed| {
         let trace = Trace::new("random_host_behaviour_never_panics_or_strays", seed);
         let mut f = Fuzz::new(seed, &trace);
@@ -1210,7 +1235,26 @@ fn random_host_behaviour_never_panics_or_strays() {
         f.check_state();
         f.check_ram(&snapshot);
         f.note("iteration finished".into());
+        for e in &f.h.seen {
+            events[(e.kind as usize).min(7)] += 1;
+            if let Some(err) = e.payload::<EventError>() {
+                errkinds[(err.kind as usize).min(7)] += 1;
+            }
+            if let Some(fault) = e.payload::<EventFault>() {
+                faults |= 1 << fault.kind.min(7);
+            }
+        }
+        entries += (0..NUM_STAMP_SLOTS as u32)
+            .map(|s| u64::from(f.h.stamp(s) != 0))
+            .sum::<u64>();
+        halted += u64::from(f.h.dev.state() == FwState::Halted);
+        crashed += u64::from(f.h.dev.state() == FwState::Crashed);
+        resets += u64::from(f.rebooted);
     });
+    println!(
+        "errs {errkinds:?} events by kind {events:?}, fault kinds {faults:#b}, slots with a stamp {entries}; \
+         ended halted {halted}, crashed {crashed}, reset {resets}"
+    );
 }
 
 /// A corrupted ring or table address.
