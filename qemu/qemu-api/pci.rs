@@ -195,12 +195,7 @@ where
         let dev = self.upcast().as_mut_ptr();
         // SAFETY: `dev` is a live, realizing PCI device; a null `errp` is allowed.
         let ret = unsafe {
-            bindings::msix_init_exclusive_bar(
-                dev,
-                u32::from(vectors),
-                bar,
-                std::ptr::null_mut(),
-            )
+            bindings::msix_init_exclusive_bar(dev, u32::from(vectors), bar, std::ptr::null_mut())
         };
         if ret < 0 {
             return Err(ret);

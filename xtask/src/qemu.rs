@@ -186,9 +186,15 @@ fn copy_project_sources(paths: &Paths, src: &Path) -> Result<()> {
         &misc.join("vagx/abi"),
         &log,
     )?;
-    for file in ["pci.rs", "log.rs"] {
-        let from = root.join("qemu/qemu-api").join(file);
-        let to = src.join("rust/qemu-api/src").join(file);
+    let files = [
+        ("qemu/qemu-api/pci.rs", "rust/qemu-api/src/pci.rs"),
+        ("qemu/qemu-api/log.rs", "rust/qemu-api/src/log.rs"),
+        ("qemu/trace/vagx-trace.c", "hw/misc/vagx-trace.c"),
+        ("qemu/trace/vagx-trace.h", "include/hw/misc/vagx-trace.h"),
+    ];
+    for (from, to) in files {
+        let (from, to) = (root.join(from), src.join(to));
+        // Compare contents so an unchanged file keeps its timestamp.
         if fs::read(&from)? != fs::read(&to).unwrap_or_default() {
             fs::copy(&from, &to)?;
         }
@@ -203,9 +209,15 @@ fn copy_project_sources(paths: &Paths, src: &Path) -> Result<()> {
 fn rsync(from: &Path, to: &Path, log: &Path) -> Result<()> {
     ensure_dir(to)?;
     let mut cmd = Command::new("rsync");
-    cmd.args(["--recursive", "--links", "--perms", "--delete", "--checksum"])
-        .arg(format!("{}/", from.display()))
-        .arg(format!("{}/", to.display()));
+    cmd.args([
+        "--recursive",
+        "--links",
+        "--perms",
+        "--delete",
+        "--checksum",
+    ])
+    .arg(format!("{}/", from.display()))
+    .arg(format!("{}/", to.display()));
     Job::new(cmd, &format!("copying {}", from.display()), log).run()
 }
 

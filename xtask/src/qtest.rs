@@ -66,6 +66,16 @@ pub struct Qtest {
 impl Qtest {
     /// Starts QEMU with the given `-device` arguments.
     fn start(qemu_bin: &Path, devices: &[&str]) -> Result<Self> {
+        Self::start_with(qemu_bin, devices, &[], None)
+    }
+
+    /// Starts QEMU with `-device` arguments, extra arguments, and stderr to `stderr` if given.
+    fn start_with(
+        qemu_bin: &Path,
+        devices: &[&str],
+        extra: &[&str],
+        stderr: Option<&Path>,
+    ) -> Result<Self> {
         let mut cmd = Command::new(qemu_bin);
         for dir in qemu::BIOS_DIRS {
             cmd.arg("-L").arg(dir);
@@ -83,10 +93,15 @@ impl Qtest {
         for d in devices {
             cmd.args(["-device", d]);
         }
+        cmd.args(extra);
+        let err = match stderr {
+            Some(path) => Stdio::from(std::fs::File::create(path)?),
+            None => Stdio::null(),
+        };
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(err)
             .spawn()
             .with_context(|| format!("starting {}", qemu_bin.display()))?;
         let stdin = child.stdin.take().context("qtest stdin")?;
@@ -468,7 +483,9 @@ fn identity(qemu_bin: &Path) -> Result<()> {
 
 /// Bad accesses are refused without killing QEMU; SCRATCH works; instances are independent.
 fn registers_and_two_instances(qemu_bin: &Path) -> Result<()> {
-    let mut qt = Qtest::start(qemu_bin, &["vagx,id=gpu0", "vagx,id=gpu1,units=3"])?;
+    let log = crate::paths::Paths::new().log("qtest-guest-errors")?;
+    let devices = ["vagx,id=gpu0", "vagx,id=gpu1,units=3"];
+    let mut qt = Qtest::start_with(qemu_bin, &devices, &["-d", "guest_errors"], Some(&log))?;
     let devs = qt.find_vagx()?;
     ensure!(devs.len() == 2, "found {} vagx functions", devs.len());
     let other0 = 0xfe10_0000;
@@ -650,6 +667,35 @@ fn bad_init_fails_cleanly(qemu_bin: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `-trace vagx_*` shows doorbells, commands, completions and faults.
+fn trace_events(qemu_bin: &Path) -> Result<()> {
+    let log = crate::paths::Paths::new().log("qtest-trace")?;
+    let qt = Qtest::start_with(qemu_bin, &["vagx"], &["-trace", "vagx_*"], Some(&log))?;
+    let mut d = Driver::new(qt)?;
+    d.boot()?;
+    d.bind_vm()?;
+    d.create_queue(2)?;
+    d.submit_first(2, &[write32(GPU_VA, 1), write32(0x7000_0000, 1)].concat())?;
+    d.qt.clock_step(1_000_000)?;
+    drop(d);
+    let text = std::fs::read_to_string(&log)?;
+    for event in [
+        "vagx_mailbox",
+        "vagx_command",
+        "vagx_fault",
+        "vagx_halt",
+        "vagx_irq",
+    ] {
+        ensure!(text.contains(event), "no {event} in {}", log.display());
+    }
+    ensure!(
+        text.contains("vagx_fault queue 2 kind 1 address 0x70000000"),
+        "fault trace lacks its fields; see {}",
+        log.display()
+    );
+    Ok(())
+}
+
 /// Finds the MSI-X capability: returns (table offset in its BAR, capability config offset).
 fn msix_capability(qt: &mut Qtest, dev: u32) -> Result<(u32, u32)> {
     let mut ptr = qt.cfg_read(dev, 0x34)? & 0xfc;
@@ -670,12 +716,13 @@ fn msix_capability(qt: &mut Qtest, dev: u32) -> Result<(u32, u32)> {
 /// Runs every qtest test against `qemu_bin` and counts the results.
 pub fn run(qemu_bin: &Path) -> Tally {
     type Test = fn(&Path) -> Result<()>;
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 6] = [
         ("identity", identity),
         ("registers_and_two_instances", registers_and_two_instances),
         ("boot_submit_and_interrupt", boot_submit_and_interrupt),
         ("fault_halts", fault_halts),
         ("bad_init_fails_cleanly", bad_init_fails_cleanly),
+        ("trace_events", trace_events),
     ];
     let mut tally = Tally::default();
     for (i, (name, test)) in tests.iter().enumerate() {

@@ -18,6 +18,7 @@ use crate::{
     device::{Device, FwState},
     mem::{self, Memory},
     ring::{overlaps, Ring, RingError},
+    trace::Trace,
 };
 
 /// The firmware's view of the rings and tables the init data described.
@@ -87,6 +88,10 @@ impl Channels {
 impl Device {
     /// Handles a host-to-firmware mailbox message.
     pub(crate) fn receive(&mut self, mem: &mut dyn Memory, ep: u32, msg: u64) {
+        self.trace(Trace::Mailbox {
+            endpoint: ep,
+            message: msg,
+        });
         let (ty, payload) = (mbox::message_type(msg), mbox::message_payload(msg));
         match (ep, ty) {
             (mbox::EP_FIRMWARE, mbox::MSG_INIT) if self.state == FwState::Off => {

@@ -123,6 +123,8 @@ pub struct Device {
     pub(crate) slots: [bool; NUM_STAMP_SLOTS],
     /// The firmware's copy of every stamp slot's value.
     pub(crate) stamp_mirror: [u32; NUM_STAMP_SLOTS],
+    pub(crate) traces: Vec<crate::trace::Trace>,
+    pub(crate) traces_dropped: u64,
 }
 
 impl Device {
@@ -160,6 +162,8 @@ impl Device {
             pipe_entries: [0; NUM_PIPES],
             slots: [false; NUM_STAMP_SLOTS],
             stamp_mirror: [0; NUM_STAMP_SLOTS],
+            traces: Vec::new(),
+            traces_dropped: 0,
         }
     }
 

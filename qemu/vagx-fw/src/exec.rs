@@ -376,6 +376,24 @@ fn f32_bytes(count: u64) -> u64 {
 }
 
 impl Command {
+    /// The command's `OP_*` opcode.
+    pub fn opcode(&self) -> u16 {
+        match self {
+            Self::Nop => OP_NOP,
+            Self::Delay { .. } => OP_DELAY,
+            Self::Write32 { .. } => OP_WRITE32,
+            Self::Write64 { .. } => OP_WRITE64,
+            Self::Copy { .. } => OP_COPY,
+            Self::Fill { .. } => OP_FILL,
+            Self::Gemm { .. } => OP_GEMM,
+            Self::ReduceSum { .. } => OP_REDUCE_SUM,
+            Self::Checksum { .. } => OP_CHECKSUM,
+            Self::Barrier { .. } => OP_BARRIER,
+            Self::DebugHang => OP_DEBUG_HANG,
+            Self::DebugFault { .. } => OP_DEBUG_FAULT,
+        }
+    }
+
     /// Device time the command takes, in ns.
     ///
     /// DELAY: `command_ns` plus its `ns`; BARRIER: `command_ns` only (the wait is the

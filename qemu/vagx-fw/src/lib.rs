@@ -15,5 +15,6 @@ pub mod mmio;
 pub mod mmu;
 pub mod ring;
 pub mod sched;
+pub mod trace;
 
 pub use device::{Config, Device, FwState};

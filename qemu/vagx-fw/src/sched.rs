@@ -39,6 +39,7 @@ use crate::{
     exec::{self, Command},
     mem::{self, Memory},
     mmu::Fault,
+    trace::Trace,
 };
 
 /// Device time to fetch a queue entry, added to its first command.
@@ -385,6 +386,13 @@ impl Device {
             size,
             cost,
         });
+        self.trace(Trace::Command {
+            queue: id,
+            entry: run.index,
+            index: run.command,
+            opcode: command.opcode(),
+            until,
+        });
     }
 
     /// Fetches the entry at the queue's `rptr` and makes it current.
@@ -482,6 +490,7 @@ impl Device {
         q.entries_done += 1;
         let (slot, stamp, done, state, pipe) = (q.slot, q.stamp, q.done, q.state, q.pipe);
         self.pipe_entries[pipe] += 1;
+        self.trace(Trace::EntryDone { queue: id, stamp });
         self.stamp_mirror[slot as usize] = stamp;
         self.firing.set(slot as usize);
         let written = mem::write_u32(mem, stamps + 4 * u64::from(slot), stamp)
@@ -505,6 +514,11 @@ impl Device {
             .get(&id)
             .and_then(|q| q.current.map(|r| r.index))
             .unwrap_or(0);
+        self.trace(Trace::Fault {
+            queue: id,
+            kind,
+            address,
+        });
         self.event(&EventFault {
             queue: id,
             entry,
@@ -534,6 +548,7 @@ impl Device {
     /// Stops all execution and publishes the pending table.
     pub(crate) fn halt(&mut self, mem: &mut dyn Memory, reason: u32, culprit: Option<u32>) {
         self.state = FwState::Halted;
+        self.trace(Trace::Halt { reason });
         for unit in &mut self.units {
             unit.task = None;
         }

@@ -604,3 +604,40 @@ fn destroy_and_unbind_follow_their_rules() {
         DEVCTRL_BAD_STATE
     );
 }
+
+#[test]
+fn trace_records_mailbox_commands_completions_and_faults() {
+    use vagx_fw::trace::Trace;
+    let mut h = Harness::new(1);
+    h.create_queue(12, 0);
+    h.dev.take_trace();
+    let stamp = h.submit(12, &cmdbuf(&[write32(OUT, 1), write32(0x7000_0000, 2)]));
+    h.run_for(1_000_000);
+    let traces = h.dev.take_trace();
+    assert!(matches!(
+        traces.first(),
+        Some(Trace::Mailbox {
+            endpoint: mbox::EP_DOORBELL,
+            ..
+        })
+    ));
+    let commands: Vec<(u32, u16)> = traces
+        .iter()
+        .filter_map(|t| match *t {
+            Trace::Command { index, opcode, .. } => Some((index, opcode)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commands, [(0, OP_WRITE32), (1, OP_WRITE32)]);
+    assert!(traces.contains(&Trace::Fault {
+        queue: 12,
+        kind: FAULT_UNMAPPED,
+        address: 0x7000_0000
+    }));
+    assert!(traces.contains(&Trace::Halt {
+        reason: EVENT_FAULT
+    }));
+    assert!(!traces.iter().any(|t| matches!(t, Trace::EntryDone { .. })));
+    assert_ne!(h.stamp(12), stamp);
+    assert_eq!(h.dev.traces_dropped(), 0);
+}

@@ -10,7 +10,7 @@
 use std::{ffi::CStr, pin::Pin, ptr::addr_of_mut};
 
 use qemu_api::{
-    bindings::{qdev_prop_uint32, InterfaceInfo},
+    bindings::{self, qdev_prop_uint32, InterfaceInfo},
     c_str,
     cell::{BqlCell, BqlRefCell},
     log::Log,
@@ -28,6 +28,7 @@ use qemu_api::{
 use vagx_abi::{pci as ids, regs};
 use vagx_fw::{
     mem::{BusError, Memory},
+    trace::Trace,
     Config, Device,
 };
 
@@ -124,16 +125,44 @@ impl PCIDeviceImpl for VagxState {
     const PCI_EXIT: Option<fn(&Self)> = Some(Self::exit);
 }
 
+/// Emits a firmware trace record as a QEMU trace event (`-trace vagx_*`).
+fn emit_trace(t: Trace) {
+    // SAFETY: the wrappers are plain C functions taking integers, without preconditions.
+    unsafe {
+        match t {
+            Trace::Mailbox { endpoint, message } => bindings::vagx_trace_mailbox(endpoint, message),
+            Trace::Command {
+                queue,
+                entry,
+                index,
+                opcode,
+                until,
+            } => bindings::vagx_trace_command(queue, entry, index, u32::from(opcode), until),
+            Trace::EntryDone { queue, stamp } => bindings::vagx_trace_entry_done(queue, stamp),
+            Trace::Fault {
+                queue,
+                kind,
+                address,
+            } => bindings::vagx_trace_fault(queue, kind, address),
+            Trace::Halt { reason } => bindings::vagx_trace_halt(reason),
+        }
+    }
+}
+
 /// Guest memory through the function's bus-master address space.
 struct Dma<'a>(&'a VagxState);
 
 impl Memory for Dma<'_> {
     fn read(&mut self, address: u64, buf: &mut [u8]) -> Result<(), BusError> {
-        self.0.dma_read(address, buf).map_err(|_| BusError { address })
+        self.0
+            .dma_read(address, buf)
+            .map_err(|_| BusError { address })
     }
 
     fn write(&mut self, address: u64, buf: &[u8]) -> Result<(), BusError> {
-        self.0.dma_write(address, buf).map_err(|_| BusError { address })
+        self.0
+            .dma_write(address, buf)
+            .map_err(|_| BusError { address })
     }
 }
 
@@ -225,17 +254,27 @@ impl VagxState {
         }
         self.busy.set(true);
         let now = CLOCK_VIRTUAL.get_ns();
-        let (result, deadline, irq) = {
+        let (result, deadline, irq, traces) = {
             let mut dev = self.dev.borrow_mut();
             let result = f(&mut dev, &mut Dma(self), now);
-            (result, dev.next_deadline(), dev.take_irq())
+            (
+                result,
+                dev.next_deadline(),
+                dev.take_irq(),
+                dev.take_trace(),
+            )
         };
         self.busy.set(false);
+        for t in traces {
+            emit_trace(t);
+        }
         match deadline {
             Some(t) => self.timer.modify(t.max(now)),
             None => self.timer.delete(),
         }
         if irq {
+            // SAFETY: a plain C function without preconditions.
+            unsafe { bindings::vagx_trace_irq() };
             self.msix_notify(regs::MSIX_VECTOR);
         }
         Some(result)
@@ -248,7 +287,10 @@ impl VagxState {
     fn read(&self, offset: hwaddr, size: u32) -> u64 {
         // Reads have no side effects; they need no DMA and no time.
         if self.busy.get() {
-            log_mask_ln!(Log::GuestError, "vagx: BAR0 read by the device's own DMA; refused");
+            log_mask_ln!(
+                Log::GuestError,
+                "vagx: BAR0 read by the device's own DMA; refused"
+            );
             return 0;
         }
         match self.dev.borrow().mmio_read(offset, size) {
