@@ -24,6 +24,8 @@ use qemu_api::{
     qdev::{DeviceImpl, DeviceState, Property, ResetType, ResettablePhasesImpl},
     qom::{ObjectImpl, ParentField},
     timer::{Timer, CLOCK_VIRTUAL},
+    vmstate::VMStateDescription,
+    zeroable::Zeroable,
 };
 use vagx_abi::{pci as ids, regs};
 use vagx_fw::{
@@ -101,9 +103,21 @@ qemu_api::declare_properties! {
     ),
 }
 
+/// Migration: refused. The firmware model's state (queues in flight, device time, rings
+/// already consumed) has no migration format yet, so a snapshot would silently lose work.
+static VMSTATE_VAGX: VMStateDescription = VMStateDescription {
+    name: c"vagx".as_ptr(),
+    unmigratable: true,
+    ..Zeroable::ZERO
+};
+
 impl DeviceImpl for VagxState {
     fn properties() -> &'static [Property] {
         &VAGX_PROPERTIES
+    }
+
+    fn vmsd() -> Option<&'static VMStateDescription> {
+        Some(&VMSTATE_VAGX)
     }
 }
 
