@@ -97,7 +97,11 @@ impl Device {
             (mbox::EP_FIRMWARE, mbox::MSG_INIT) if self.state == FwState::Off => {
                 self.boot(mem, payload);
             }
-            (mbox::EP_DOORBELL, mbox::MSG_DOORBELL) if self.channels.is_some() => {
+            // A crashed or failed firmware does nothing until a reset.
+            (mbox::EP_DOORBELL, mbox::MSG_DOORBELL)
+                if self.channels.is_some()
+                    && matches!(self.state, FwState::Running | FwState::Halted) =>
+            {
                 match payload {
                     mbox::DOORBELL_DEVCTRL => self.process_devctrl(mem),
                     mbox::DOORBELL_KICK => self.process_pipes(mem, None),

@@ -81,6 +81,10 @@ pub struct Injections {
     pub crash_after: Option<u32>,
     /// Interrupt notifications still to drop.
     pub drop_irqs: u32,
+    /// The next interrupt notification is held back this long (ns of device time).
+    pub delay_irq: Option<u64>,
+    /// A held-back notification is due at this device time.
+    pub irq_due: Option<u64>,
 }
 
 /// Bounds on what the firmware buffers while a firmware-to-host ring is full.
@@ -98,6 +102,8 @@ pub struct Device {
     pub(crate) irq_status: u32,
     pub(crate) irq_mask: u32,
     pub(crate) irq_notify: bool,
+    /// Device time at which the pending notification was requested.
+    pub(crate) irq_since: u64,
     pub(crate) debug_args: [u32; 2],
     // Firmware.
     pub(crate) state: FwState,
@@ -125,6 +131,8 @@ pub struct Device {
     pub(crate) stamp_mirror: [u32; NUM_STAMP_SLOTS],
     pub(crate) traces: Vec<crate::trace::Trace>,
     pub(crate) traces_dropped: u64,
+    /// Whether the log and stats rings were found broken at the last flush.
+    pub(crate) output_broken: [bool; 2],
 }
 
 impl Device {
@@ -139,6 +147,7 @@ impl Device {
             irq_status: 0,
             irq_mask: 0,
             irq_notify: false,
+            irq_since: 0,
             debug_args: [0; 2],
             state: FwState::Off,
             error: 0,
@@ -164,6 +173,7 @@ impl Device {
             stamp_mirror: [0; NUM_STAMP_SLOTS],
             traces: Vec::new(),
             traces_dropped: 0,
+            output_broken: [false; 2],
         }
     }
 
@@ -258,7 +268,7 @@ impl Device {
             IRQ_MASK => {
                 self.irq_mask = value & IRQ_ALL;
                 if self.irq_status & self.irq_mask != 0 {
-                    self.irq_notify = true;
+                    self.request_irq();
                 }
             }
             RESET if value == RESET_MAGIC => self.reset(),
@@ -283,6 +293,7 @@ impl Device {
             regs::INJECT_FAULT_AT => self.inject.fault_at = Some((a0, a1)),
             regs::INJECT_CRASH_AFTER => self.inject.crash_after = Some(a0),
             regs::INJECT_DROP_IRQS => self.inject.drop_irqs = a0,
+            regs::INJECT_DELAY_IRQ => self.inject.delay_irq = Some(u64::from(a0)),
             _ => return None,
         }
         Some(())
@@ -293,17 +304,39 @@ impl Device {
         let new = causes & !self.irq_status;
         self.irq_status |= causes;
         if (new | causes & IRQ_MBOX) & self.irq_mask != 0 {
+            self.request_irq();
+        }
+    }
+
+    fn request_irq(&mut self) {
+        if !self.irq_notify {
             self.irq_notify = true;
+            self.irq_since = self.time;
         }
     }
 
     /// Whether the shell should send the MSI-X message now; clears the request.
     ///
-    /// A request swallowed by `INJECT_DROP_IRQS` returns `false` (the status bits stay set).
+    /// A request swallowed by `INJECT_DROP_IRQS` returns `false` (the status bits stay set); one
+    /// held back by `INJECT_DELAY_IRQ` returns `true` once the device time reaches its due time
+    /// (which [`Device::next_deadline`] reports).
     pub fn take_irq(&mut self) -> bool {
-        if !std::mem::take(&mut self.irq_notify) {
+        if let Some(due) = self.inject.irq_due {
+            if self.time < due {
+                return false;
+            }
+            self.inject.irq_due = None;
+            self.irq_notify = true;
+        }
+        if !self.irq_notify {
             return false;
         }
+        if let Some(delay) = self.inject.delay_irq.take() {
+            self.inject.irq_due = Some(self.irq_since.saturating_add(delay));
+            self.irq_notify = false;
+            return false;
+        }
+        self.irq_notify = false;
         if self.inject.drop_irqs > 0 {
             self.inject.drop_irqs -= 1;
             return false;

@@ -124,7 +124,25 @@ impl Device {
         }
         self.channels = Some(ch);
 
+        // Report a broken log or stats ring once, not on every flush until it is repaired.
+        let broken = [
+            ring_errors.iter().any(|(r, _)| *r == "log"),
+            ring_errors.iter().any(|(r, _)| *r == "stats"),
+        ];
+        let newly = [
+            broken[0] && !self.output_broken[0],
+            broken[1] && !self.output_broken[1],
+        ];
+        self.output_broken = broken;
         for (ring, err) in ring_errors {
+            let known = match ring {
+                "log" => !newly[0],
+                "stats" => !newly[1],
+                _ => false,
+            };
+            if known {
+                continue;
+            }
             // Reported through the log only: the event ring itself may be what is broken.
             let text = match err {
                 RingError::BadPointer(p) => format!("{ring} ring: host rptr {p} out of range"),

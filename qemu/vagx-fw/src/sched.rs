@@ -268,8 +268,11 @@ impl Device {
 
     /// When [`Device::advance`] must run next for the firmware to make progress, if ever.
     pub fn next_deadline(&self) -> Option<u64> {
+        // A held-back interrupt is a deadline until the time it is due; from then on the
+        // shell's `take_irq` delivers it.
+        let irq = self.inject.irq_due.filter(|&t| t > self.time);
         if self.state != FwState::Running {
-            return None;
+            return irq;
         }
         let done = self
             .units
@@ -278,10 +281,7 @@ impl Device {
             .filter(|&t| t != u64::MAX)
             .min();
         let watchdog = self.next_watchdog().map(|(t, _)| t);
-        match (done, watchdog) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [done, watchdog, irq].into_iter().flatten().min()
     }
 
     /// The earliest watchdog deadline and its queue.
@@ -372,7 +372,7 @@ impl Device {
         }
         let mut cost = command.cost_ns(&self.config.rates);
         if entry_start {
-            cost += ENTRY_OVERHEAD_NS;
+            cost = cost.saturating_add(ENTRY_OVERHEAD_NS);
         }
         let until = if command == Command::DebugHang {
             u64::MAX

@@ -641,3 +641,90 @@ fn trace_records_mailbox_commands_completions_and_faults() {
     assert_ne!(h.stamp(12), stamp);
     assert_eq!(h.dev.traces_dropped(), 0);
 }
+
+#[test]
+fn injected_irq_delay_holds_the_interrupt_back() {
+    let mut h = Harness::new(1);
+    h.create_queue(13, 0);
+    h.mailbox();
+    h.events();
+    while h.dev.take_irq() {}
+    h.mmio_write(regs::DEBUG_ARG0, 300_000);
+    h.mmio_write(regs::DEBUG_INJECT, regs::INJECT_DELAY_IRQ);
+    let stamp = h.submit(13, &write32(OUT, 1));
+    // The entry completes after 1201 ns (1000 fetch, 200 command, 1 for 4 bytes); its interrupt
+    // is due 300 µs after that.
+    h.run_for(2_000);
+    assert_eq!(h.stamp(13), stamp);
+    assert!(!h.dev.take_irq(), "interrupt not held back");
+    let due = h
+        .dev
+        .next_deadline()
+        .expect("the held interrupt is a deadline");
+    assert_eq!(due, h.now - 2_000 + 1_201 + 300_000);
+    h.run_for(due - h.now - 1);
+    assert!(!h.dev.take_irq(), "interrupt early");
+    h.run_for(1);
+    assert!(h.dev.take_irq(), "interrupt never came");
+    // Only one was delayed.
+    h.mailbox();
+    h.events();
+    h.submit(13, &write32(OUT, 2));
+    h.run_for(2_000);
+    assert!(h.dev.take_irq());
+}
+
+#[test]
+fn a_crashed_firmware_ignores_doorbells_until_reset() {
+    let mut h = Harness::new(1);
+    h.create_queue(14, 0);
+    h.mmio_write(regs::DEBUG_ARG0, 1);
+    h.mmio_write(regs::DEBUG_INJECT, regs::INJECT_CRASH_AFTER);
+    let first = h.submit(14, &write32(OUT, 1));
+    h.run_for(100_000);
+    assert_eq!(h.dev.state(), FwState::Crashed);
+    assert_eq!(h.stamp(14), first);
+    h.events();
+    // Neither device control nor submissions do anything now.
+    let mut msg = DevCtrlMsg::new(77, &DevCtrlResetQueue(DevCtrlQueue { queue: 14 }));
+    msg.seq = 77;
+    h.push_devctrl(&msg);
+    h.submit(14, &write32(OUT + 4, 1));
+    h.run_for(1_000_000);
+    assert!(h
+        .events()
+        .iter()
+        .all(|e| e.payload::<EventDevCtrlDone>().is_none()));
+    assert_eq!(h.stamp(14), first);
+    assert_eq!(h.read_gpu(OUT + 4, 4), [0; 4]);
+}
+
+#[test]
+fn a_saturated_delay_never_overflows_the_clock() {
+    let mut h = Harness::new(1);
+    h.create_queue(15, 0);
+    let stamp = h.submit(15, &delay(u64::MAX));
+    h.run_for(200_000_000);
+    assert_ne!(h.stamp(15), stamp);
+    // The watchdog catches it.
+    assert!(h.events().iter().any(|e| e.kind == EVENT_TIMEOUT));
+}
+
+#[test]
+fn a_broken_log_ring_is_reported_once() {
+    let mut h = Harness::new(1);
+    h.events();
+    // The host corrupts its read pointer of the log ring.
+    vagx_fw::mem::write_u32(&mut h.ram, FWLOG.0, 999).unwrap();
+    for q in 0..4 {
+        // Each queue creation logs a line.
+        h.create_queue(20 + q, 0);
+    }
+    let errors = h
+        .seen
+        .iter()
+        .filter_map(|e| e.payload::<EventError>())
+        .filter(|e| e.kind == ERROR_BAD_RING_POINTER)
+        .count();
+    assert_eq!(errors, 1);
+}

@@ -271,12 +271,9 @@ impl VagxState {
         let (result, deadline, irq, traces) = {
             let mut dev = self.dev.borrow_mut();
             let result = f(&mut dev, &mut Dma(self), now);
-            (
-                result,
-                dev.next_deadline(),
-                dev.take_irq(),
-                dev.take_trace(),
-            )
+            // Take the interrupt first: holding one back adds a deadline.
+            let irq = dev.take_irq();
+            (result, dev.next_deadline(), irq, dev.take_trace())
         };
         self.busy.set(false);
         for t in traces {

@@ -115,5 +115,7 @@ pub const INJECT_FAULT_AT: u32 = 2;
 pub const INJECT_CRASH_AFTER: u32 = 3;
 /// `DEBUG_INJECT`: the next `ARG0` interrupts are dropped (the status bits still latch).
 pub const INJECT_DROP_IRQS: u32 = 4;
+/// `DEBUG_INJECT`: the next interrupt message is sent `ARG0` nanoseconds of device time late.
+pub const INJECT_DELAY_IRQ: u32 = 5;
 /// `DEBUG_INJECT`: cancels every armed injection.
 pub const INJECT_CLEAR: u32 = 0;
