@@ -47,29 +47,32 @@ impl flags::Test {
 
 impl flags::Kunit {
     pub fn run(&self, sh: &Shell) -> Result<()> {
-        let art = build::build_all(sh)?;
-        let mut total = Tally::default();
-        stage(&mut total, "KUnit", || kunit(&art));
-        finish(&total)
+        single_stage(sh, "KUnit", kunit)
     }
 }
 
 impl flags::Qtest {
     pub fn run(&self, sh: &Shell) -> Result<()> {
-        let art = build::build_all(sh)?;
-        let mut total = Tally::default();
-        stage(&mut total, "qtest", || Ok(qtest::run(&art.qemu)));
-        finish(&total)
+        single_stage(sh, "qtest", |art| Ok(qtest::run(&art.qemu)))
     }
 }
 
 impl flags::VmTest {
     pub fn run(&self, sh: &Shell) -> Result<()> {
-        let art = build::build_all(sh)?;
-        let mut total = Tally::default();
-        stage(&mut total, "VM tests", || vm_tests(&art));
-        finish(&total)
+        single_stage(sh, "VM tests", vm_tests)
     }
+}
+
+/// Builds, runs one stage and ends with its closing line: the fast-iteration entry points.
+fn single_stage(
+    sh: &Shell,
+    name: &str,
+    run: impl FnOnce(&Artifacts) -> Result<Tally>,
+) -> Result<()> {
+    let art = build::build_all(sh)?;
+    let mut total = Tally::default();
+    stage(&mut total, name, || run(&art));
+    finish(&total)
 }
 
 /// Runs one stage, adding its counts, or one failure if it could not run.
