@@ -85,6 +85,7 @@ macro_rules! command {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdNop {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
 }
 // SAFETY: `repr(C)`, `Pod` fields only, no padding.
@@ -95,6 +96,7 @@ command!(CmdNop, OP_NOP);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdDelay {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// Device time to wait, in nanoseconds.
     pub ns: u64,
@@ -108,6 +110,7 @@ command!(CmdDelay, OP_DELAY);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdWrite32 {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// Destination, 4-byte aligned.
     pub address: u64,
@@ -125,6 +128,7 @@ command!(CmdWrite32, OP_WRITE32);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdWrite64 {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// Destination, 8-byte aligned.
     pub address: u64,
@@ -140,6 +144,7 @@ command!(CmdWrite64, OP_WRITE64);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdCopy {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// Source.
     pub src: u64,
@@ -157,6 +162,7 @@ command!(CmdCopy, OP_COPY);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdFill {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// Destination.
     pub dst: u64,
@@ -177,6 +183,7 @@ command!(CmdFill, OP_FILL);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdGemm {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// Matrix A.
     pub a: u64,
@@ -202,6 +209,7 @@ command!(CmdGemm, OP_GEMM);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdReduceSum {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// The input array.
     pub src: u64,
@@ -220,6 +228,7 @@ command!(CmdReduceSum, OP_REDUCE_SUM);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdChecksum {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// The bytes.
     pub src: u64,
@@ -237,6 +246,7 @@ command!(CmdChecksum, OP_CHECKSUM);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdBarrier {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// Stamp slot to watch.
     pub slot: u32,
@@ -252,6 +262,7 @@ command!(CmdBarrier, OP_BARRIER);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdDebugHang {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
 }
 // SAFETY: `repr(C)`, `Pod` fields only, no padding.
@@ -262,6 +273,7 @@ command!(CmdDebugHang, OP_DEBUG_HANG);
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct CmdDebugFault {
+    /// The command's header: `Self::HEADER`.
     pub header: CmdHeader,
     /// The address to read.
     pub address: u64,
