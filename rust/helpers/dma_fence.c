@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 #include <linux/dma-fence.h>
+#include <linux/dma-fence-chain.h>
 
 __rust_helper struct dma_fence *rust_helper_dma_fence_get(struct dma_fence *fence)
 {
@@ -30,4 +31,14 @@ __rust_helper void rust_helper_dma_fence_end_signalling(bool cookie)
 __rust_helper void rust_helper_dma_fence_set_error(struct dma_fence *fence, int error)
 {
 	dma_fence_set_error(fence, error);
+}
+
+__rust_helper struct dma_fence_chain *rust_helper_to_dma_fence_chain(struct dma_fence *fence)
+{
+	return to_dma_fence_chain(fence);
+}
+
+__rust_helper struct dma_fence *rust_helper_dma_fence_chain_contained(struct dma_fence *fence)
+{
+	return dma_fence_chain_contained(fence);
 }

@@ -34,6 +34,8 @@
 //! wait on fences) nor take locks held while waiting on fences. [`SignallingGuard`] marks such
 //! a section so that lockdep reports violations.
 
+pub mod chain;
+
 use crate::{
     bindings,
     prelude::*,
@@ -46,7 +48,7 @@ use core::{
     marker::PhantomData,
     mem::ManuallyDrop,
     ptr::NonNull,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicI64, AtomicU64, Ordering},
 };
 
 /// `ECANCELED`, the error of a fence dropped unsignalled (`kernel::error::code` lacks it).
@@ -262,6 +264,7 @@ impl FenceContext {
         unsafe {
             (&raw mut (*raw).driver).write(self.driver);
             (&raw mut (*raw).timeline).write(self.timeline);
+            (&raw mut (*raw).deadline).write(AtomicI64::new(NO_DEADLINE));
             (&raw mut (*raw).data).write(UnsafeCell::new(ManuallyDrop::new(data)));
             // A null lock selects the fence's inline lock.
             bindings::dma_fence_init(
@@ -286,8 +289,13 @@ struct FenceAlloc<T> {
     base: Opaque<bindings::dma_fence>,
     driver: &'static CStr,
     timeline: &'static CStr,
+    /// The earliest deadline anyone set, in ktime nanoseconds; [`NO_DEADLINE`] if none.
+    deadline: AtomicI64,
     data: UnsafeCell<ManuallyDrop<T>>,
 }
+
+/// [`FenceAlloc::deadline`] when no deadline was set.
+const NO_DEADLINE: i64 = i64::MAX;
 
 impl<T> FenceAlloc<T> {
     const OPS: bindings::dma_fence_ops = bindings::dma_fence_ops {
@@ -297,8 +305,16 @@ impl<T> FenceAlloc<T> {
         signaled: None,
         wait: None,
         release: Some(Self::release),
-        set_deadline: None,
+        set_deadline: Some(Self::set_deadline),
     };
+
+    unsafe extern "C" fn set_deadline(fence: *mut bindings::dma_fence, deadline: bindings::ktime_t) {
+        // SAFETY: C calls the ops of a fence initialised with them, i.e. one of ours. Called in
+        // the signalling path: an atomic update only.
+        unsafe { Self::from_base(fence) }
+            .deadline
+            .fetch_min(deadline, Ordering::Relaxed);
+    }
 
     /// # Safety
     ///
@@ -378,6 +394,15 @@ impl<T> DriverFence<T> {
         // SAFETY: the data is initialised and only dropped by `release`, after our reference
         // is gone.
         unsafe { &*self.ptr.as_ref().data.get() }
+    }
+
+    /// The earliest deadline set on the fence ([`Fence::set_deadline`]), if any: the driver
+    /// should have the work done by then.
+    pub fn deadline(&self) -> Option<Instant<Monotonic>> {
+        // SAFETY: by the type invariant the allocation is live.
+        let ns = unsafe { self.ptr.as_ref() }.deadline.load(Ordering::Relaxed);
+        // SAFETY: `ns` is a ktime value C passed to `set_deadline`.
+        (ns != NO_DEADLINE).then(|| unsafe { Instant::from_ktime(ns) })
     }
 
     /// Signals the fence successfully.
@@ -687,6 +712,71 @@ mod tests {
         let f = ctx.init(PreparedFence::new(GFP_KERNEL)?, 42u64);
         assert_eq!(*f.data(), 42);
         f.signal();
+        Ok(())
+    }
+
+    #[test]
+    fn deadlines_reach_the_driver() -> Result {
+        let ctx = context();
+        let f = fence(&ctx)?;
+        assert!(f.deadline().is_none());
+        let shared: ARef<Fence> = f.fence().into();
+        let now = Instant::<Monotonic>::now();
+        let later = now.as_nanos() + 5_000_000;
+        // SAFETY: a ktime value.
+        shared.set_deadline(unsafe { Instant::from_ktime(later) });
+        shared.set_deadline(now.clone());
+        // The earliest deadline wins.
+        assert_eq!(f.deadline().map(|d| d.as_nanos()), Some(now.as_nanos()));
+        f.signal();
+        Ok(())
+    }
+
+    #[test]
+    fn race_signal_callback() -> Result {
+        use crate::sync::Arc;
+        use crate::workqueue;
+
+        struct Flag(AtomicU32);
+        impl FenceCallbackFn for Flag {
+            fn signalled(&self, _fence: &Fence) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+
+        let ctx = context();
+        let (mut added, mut late) = (0u32, 0u32);
+        for _ in 0..500 {
+            let f = fence(&ctx)?;
+            let shared: ARef<Fence> = f.fence().into();
+            let mut cb = KBox::pin_init(FenceCallback::new(Flag(AtomicU32::new(0))), GFP_KERNEL)?;
+            let done = Arc::pin_init(crate::sync::Completion::new(), GFP_KERNEL)?;
+            let done2 = done.clone();
+            // Another CPU signals while this one adds the callback.
+            workqueue::system_highpri()
+                .try_spawn(GFP_KERNEL, move || {
+                    f.signal();
+                    done2.complete_all();
+                })
+                .map_err(|_| ENOMEM)?;
+            let result = cb.as_mut().add(&shared);
+            done.wait_for_completion();
+            let calls = cb.func().0.load(Ordering::SeqCst);
+            match result {
+                // Registered in time: it ran exactly once.
+                Ok(()) => {
+                    added += 1;
+                    assert_eq!(calls, 1);
+                }
+                // Too late: it never runs.
+                Err(AddCallbackError::AlreadySignalled) => {
+                    late += 1;
+                    assert_eq!(calls, 0);
+                }
+                Err(AddCallbackError::Busy) => return Err(EINVAL),
+            }
+        }
+        assert_eq!(added + late, 500);
         Ok(())
     }
 

@@ -87,6 +87,17 @@ pub fn build(paths: &Paths, kernel: &Kernel, tool: &Path) -> Result<PathBuf> {
         )?;
     }
 
+    // The C KUnit suites the guest loads in KUnit mode, beside the Rust ones: the dma-buf
+    // suites (dma-fence, dma-fence-chain, ...), for comparison with kernel::dma_fence.
+    let kunit_list: String = kernel
+        .kunit_modules
+        .iter()
+        .filter_map(|m| m.file_name())
+        .filter(|n| *n == "dmabuf_kunit.ko")
+        .map(|n| format!("/lib/modules/{}\n", n.to_string_lossy()))
+        .collect();
+    archive.entry("etc/vagx-kunit-modules", 0o100_644, kunit_list.as_bytes());
+
     let dir = ensure_dir(&paths.initramfs)?;
     let out = dir.join("initramfs.cpio");
     let tmp = dir.join("initramfs.cpio.tmp");

@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Fence chains: the nodes of a timeline (`struct dma_fence_chain`).
+//!
+//! C header: [`include/linux/dma-fence-chain.h`](srctree/include/linux/dma-fence-chain.h)
+//!
+//! A chain node is itself a fence. It wraps one fence (the point's payload) and points to the
+//! previous node; it signals when its fence and every earlier node have signalled. Timeline
+//! syncobjs keep their points as a chain.
+//!
+//! ```text
+//!   PreparedChain::new()          init(prev, fence, seqno)
+//!  ----------------------> Node ---------------------------> part of the timeline
+//!   (allocates, may sleep)        (no allocation; takes both references)
+//! ```
+//!
+//! Timeline rules of [`init`], as in C: when `seqno` is later than `prev`'s, the node continues
+//! `prev`'s context; otherwise it starts a new context and its seqno is `prev`'s (it can only
+//! be found by walking, never by `find_seqno` at a later point).
+
+use crate::{
+    bindings,
+    prelude::*,
+    sync::aref::ARef,
+};
+use core::{mem::MaybeUninit, ptr::NonNull};
+
+use super::Fence;
+
+/// Memory for one chain node, allocated ahead of time.
+pub struct PreparedChain {
+    node: KBox<MaybeUninit<bindings::dma_fence_chain>>,
+}
+
+impl PreparedChain {
+    /// Allocates a chain node.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM`.
+    pub fn new(flags: crate::alloc::Flags) -> Result<Self> {
+        Ok(Self {
+            node: KBox::new_uninit(flags)?,
+        })
+    }
+}
+
+/// Makes `node` the timeline point `seqno` after `prev`, holding `fence`; returns the node.
+///
+/// Consumes the references to `prev` and `fence`. Does not allocate.
+pub fn init(
+    node: PreparedChain,
+    prev: Option<ARef<Fence>>,
+    fence: ARef<Fence>,
+    seqno: u64,
+) -> ARef<Fence> {
+    let raw = KBox::into_raw(node.node).cast::<bindings::dma_fence_chain>();
+    let prev = prev.map_or(core::ptr::null_mut(), |p| ARef::into_raw(p).as_ptr().cast());
+    let fence = ARef::into_raw(fence).as_ptr().cast();
+    // SAFETY: `raw` is an exclusive kmalloc'd allocation of a chain node (the C release frees
+    // it with `kfree_rcu`); `prev` (or null) and `fence` are references we own, which
+    // `dma_fence_chain_init` takes over.
+    unsafe { bindings::dma_fence_chain_init(raw, prev, fence, seqno) };
+    // SAFETY: the node's base fence is initialised with one reference, which we return.
+    unsafe { ARef::from_raw(NonNull::new_unchecked(raw.cast())) }
+}
+
+/// Whether `fence` is a chain node.
+pub fn is_chain(fence: &Fence) -> bool {
+    // SAFETY: `fence` is valid; the helper only compares its ops.
+    !unsafe { bindings::to_dma_fence_chain(fence.as_raw()) }.is_null()
+}
+
+/// The fence a chain node holds; `fence` itself if it is not a chain node.
+pub fn contained(fence: &Fence) -> &Fence {
+    // SAFETY: `fence` is valid and the node keeps its contained fence alive as long as it lives.
+    unsafe { Fence::from_raw(bindings::dma_fence_chain_contained(fence.as_raw())) }
+}
+
+/// Steps from a chain node to the previous node that has not signalled yet, dropping the
+/// signalled ones from the chain; `None` at the end. Consumes the reference to `fence`.
+pub fn walk(fence: ARef<Fence>) -> Option<ARef<Fence>> {
+    let raw = ARef::into_raw(fence).as_ptr().cast();
+    // SAFETY: we own the reference to `raw`, which `dma_fence_chain_walk` consumes; it returns a
+    // new reference or null.
+    let next = unsafe { bindings::dma_fence_chain_walk(raw) };
+    // SAFETY: a non-null result is a fence with a reference we now own.
+    NonNull::new(next).map(|p| unsafe { ARef::from_raw(p.cast()) })
+}
+
+/// Finds the node of `fence`'s timeline that signals point `seqno`: the earliest node at or
+/// after `seqno` that has not signalled, or `None` if that point has signalled.
+///
+/// # Errors
+///
+/// `EINVAL` if `fence` is not a chain node and `seqno` is not 0, or `seqno` is beyond the
+/// timeline's last point (`fence`'s).
+pub fn find_seqno(fence: ARef<Fence>, seqno: u64) -> Result<Option<ARef<Fence>>> {
+    let mut raw: *mut bindings::dma_fence = ARef::into_raw(fence).as_ptr().cast();
+    // SAFETY: `raw` holds a reference we own; the call replaces it with another reference (or
+    // null) and drops the old one, in both the success and the error case.
+    let ret = unsafe { bindings::dma_fence_chain_find_seqno(&mut raw, seqno) };
+    // SAFETY: a non-null `raw` is a fence with a reference we own.
+    let found = NonNull::new(raw).map(|p| unsafe { ARef::<Fence>::from_raw(p.cast()) });
+    if ret < 0 {
+        return Err(Error::from_errno(ret));
+    }
+    Ok(found)
+}
+
+#[cfg(CONFIG_RUST_DMA_FENCE_KUNIT_TEST)]
+#[macros::kunit_tests(rust_dma_fence_chain)]
+mod tests {
+    use super::*;
+    use crate::dma_fence::{DriverFence, FenceContext, PreparedFence};
+
+    const N: usize = 64;
+
+    /// A timeline of `N` points: the driver fences and the chain nodes (points 1..=N).
+    struct Timeline {
+        fences: KVec<Option<DriverFence<()>>>,
+        chains: KVec<ARef<Fence>>,
+    }
+
+    fn timeline(seqno: impl Fn(usize) -> u64) -> Result<Timeline> {
+        let ctx = FenceContext::new(c"rust-dma-fence-chain-test", c"chain");
+        let mut fences = KVec::new();
+        let mut chains: KVec<ARef<Fence>> = KVec::new();
+        for i in 0..N {
+            let f = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+            let prev = chains.last().cloned();
+            let node = init(PreparedChain::new(GFP_KERNEL)?, prev, f.fence().into(), seqno(i));
+            fences.push(Some(f), GFP_KERNEL)?;
+            chains.push(node, GFP_KERNEL)?;
+        }
+        Ok(Timeline { fences, chains })
+    }
+
+    fn signal(t: &mut Timeline, i: usize) {
+        if let Some(f) = t.fences[i].take() {
+            f.signal();
+        }
+    }
+
+    #[test]
+    fn sanitycheck() -> Result {
+        let ctx = FenceContext::new(c"rust-dma-fence-chain-test", c"chain");
+        let f = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+        let chain = init(PreparedChain::new(GFP_KERNEL)?, None, f.fence().into(), 1);
+        assert!(is_chain(&chain));
+        assert!(!is_chain(f.fence()));
+        assert_eq!(contained(&chain).seqno(), f.fence().seqno());
+        assert!(!chain.is_signaled());
+        f.signal();
+        assert!(chain.is_signaled());
+        Ok(())
+    }
+
+    #[test]
+    fn find_seqno_finds_every_point() -> Result {
+        let mut t = timeline(|i| i as u64 + 1)?;
+        // Point 0 of a chain is the chain itself (nothing to wait for).
+        let head = t.chains[N - 1].clone();
+        assert!(find_seqno(head.clone(), 0)?.is_some());
+        for i in 0..N {
+            let found = find_seqno(head.clone(), i as u64 + 1)?;
+            let found = found.ok_or(EINVAL)?;
+            assert_eq!(found.seqno(), i as u64 + 1);
+            assert_eq!(found.as_raw(), t.chains[i].as_raw());
+        }
+        // Beyond the last point.
+        assert_eq!(find_seqno(head, N as u64 + 1).err(), Some(EINVAL));
+        for i in 0..N {
+            signal(&mut t, i);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn find_signaled() -> Result {
+        let mut t = timeline(|i| i as u64 + 1)?;
+        signal(&mut t, 0);
+        // Point 1 has signalled; nothing to wait for.
+        let found = find_seqno(t.chains[1].clone(), 1)?;
+        assert!(found.is_none() || found.is_some_and(|f| f.as_raw() == t.chains[0].as_raw()));
+        for i in 1..N {
+            signal(&mut t, i);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn find_out_of_order() -> Result {
+        let mut t = timeline(|i| i as u64 + 1)?;
+        // Signal point 3 before 1 and 2: point 3's chain node still waits for the earlier ones.
+        signal(&mut t, 2);
+        let found = find_seqno(t.chains[2].clone(), 2)?.ok_or(EINVAL)?;
+        assert_eq!(found.as_raw(), t.chains[1].as_raw());
+        assert!(!t.chains[2].is_signaled());
+        for i in 0..N {
+            signal(&mut t, i);
+        }
+        assert!(t.chains[2].is_signaled());
+        Ok(())
+    }
+
+    #[test]
+    fn find_gap() -> Result {
+        // Points 2, 4, 6, ...: an odd point is found at the next even node.
+        let mut t = timeline(|i| 2 * (i as u64 + 1))?;
+        let head = t.chains[N - 1].clone();
+        for i in 0..N {
+            let found = find_seqno(head.clone(), 2 * i as u64 + 1)?.ok_or(EINVAL)?;
+            assert_eq!(found.seqno(), 2 * (i as u64 + 1));
+        }
+        for i in 0..N {
+            signal(&mut t, i);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn signal_forward() -> Result {
+        let mut t = timeline(|i| i as u64 + 1)?;
+        for i in 0..N {
+            signal(&mut t, i);
+            assert!(t.chains[i].is_signaled(), "point {} not signalled", i + 1);
+            if i + 1 < N {
+                assert!(!t.chains[i + 1].is_signaled());
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn signal_backward() -> Result {
+        let mut t = timeline(|i| i as u64 + 1)?;
+        for i in (1..N).rev() {
+            signal(&mut t, i);
+            assert!(!t.chains[i].is_signaled(), "point {} signalled early", i + 1);
+        }
+        signal(&mut t, 0);
+        for c in t.chains.iter() {
+            assert!(c.is_signaled());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_earlier_seqno_starts_a_new_context() -> Result {
+        let ctx = FenceContext::new(c"rust-dma-fence-chain-test", c"chain");
+        let (a, b) = (ctx.init(PreparedFence::new(GFP_KERNEL)?, ()), ctx.init(PreparedFence::new(GFP_KERNEL)?, ()));
+        let first = init(PreparedChain::new(GFP_KERNEL)?, None, a.fence().into(), 10);
+        let later = init(PreparedChain::new(GFP_KERNEL)?, Some(first.clone()), b.fence().into(), 5);
+        assert_ne!(later.context(), first.context());
+        assert_eq!(later.seqno(), 10);
+        a.signal();
+        b.signal();
+        let walked = walk(later);
+        assert!(walked.is_none());
+        Ok(())
+    }
+}
