@@ -308,7 +308,16 @@ impl<T> FenceAlloc<T> {
         set_deadline: Some(Self::set_deadline),
     };
 
-    unsafe extern "C" fn set_deadline(fence: *mut bindings::dma_fence, deadline: bindings::ktime_t) {
+    /// `dma_fence_ops::set_deadline`.
+    ///
+    /// # Safety
+    ///
+    /// Called by C with `fence` the `base` of a live `FenceAlloc<T>` (a fence initialised with
+    /// [`Self::OPS`]).
+    unsafe extern "C" fn set_deadline(
+        fence: *mut bindings::dma_fence,
+        deadline: bindings::ktime_t,
+    ) {
         // SAFETY: C calls the ops of a fence initialised with them, i.e. one of ours. Called in
         // the signalling path: an atomic update only.
         unsafe { Self::from_base(fence) }
@@ -324,11 +333,23 @@ impl<T> FenceAlloc<T> {
         unsafe { &*fence.cast::<Self>() }
     }
 
+    /// `dma_fence_ops::get_driver_name`.
+    ///
+    /// # Safety
+    ///
+    /// Called by C with `fence` the `base` of a live `FenceAlloc<T>` (a fence initialised with
+    /// [`Self::OPS`]).
     unsafe extern "C" fn driver_name(fence: *mut bindings::dma_fence) -> *const crate::ffi::c_char {
         // SAFETY: C calls the ops of a fence initialised with them, i.e. one of ours.
         unsafe { Self::from_base(fence) }.driver.as_char_ptr()
     }
 
+    /// `dma_fence_ops::get_timeline_name`.
+    ///
+    /// # Safety
+    ///
+    /// Called by C with `fence` the `base` of a live `FenceAlloc<T>` (a fence initialised with
+    /// [`Self::OPS`]).
     unsafe extern "C" fn timeline_name(
         fence: *mut bindings::dma_fence,
     ) -> *const crate::ffi::c_char {
@@ -336,6 +357,13 @@ impl<T> FenceAlloc<T> {
         unsafe { Self::from_base(fence) }.timeline.as_char_ptr()
     }
 
+    /// `dma_fence_ops::release`.
+    ///
+    /// # Safety
+    ///
+    /// Called by C with `fence` the `base` of a live `FenceAlloc<T>` (a fence initialised with
+    /// [`Self::OPS`]), whose last reference is
+    /// gone.
     unsafe extern "C" fn release(fence: *mut bindings::dma_fence) {
         // SAFETY: the last reference is gone; nobody else accesses the data any more.
         unsafe { ManuallyDrop::drop(&mut *(*fence.cast::<Self>()).data.get()) };
@@ -400,7 +428,9 @@ impl<T> DriverFence<T> {
     /// should have the work done by then.
     pub fn deadline(&self) -> Option<Instant<Monotonic>> {
         // SAFETY: by the type invariant the allocation is live.
-        let ns = unsafe { self.ptr.as_ref() }.deadline.load(Ordering::Relaxed);
+        let ns = unsafe { self.ptr.as_ref() }
+            .deadline
+            .load(Ordering::Relaxed);
         // SAFETY: `ns` is a ktime value C passed to `set_deadline`.
         (ns != NO_DEADLINE).then(|| unsafe { Instant::from_ktime(ns) })
     }
@@ -529,10 +559,21 @@ impl<F: FenceCallbackFn> FenceCallback<F> {
         &self.func
     }
 
-    unsafe extern "C" fn trampoline(fence: *mut bindings::dma_fence, cb: *mut bindings::dma_fence_cb) {
+    /// The `dma_fence_func_t` registered by [`Self::add`].
+    ///
+    /// # Safety
+    ///
+    /// Called by C with `cb` the `cb` field of a live `FenceCallback<F>` registered on `fence`,
+    /// which holds a reference while it runs its callbacks.
+    unsafe extern "C" fn trampoline(
+        fence: *mut bindings::dma_fence,
+        cb: *mut bindings::dma_fence_cb,
+    ) {
         // SAFETY: `cb` is the `cb` field of a live `FenceCallback<F>` (it is unregistered before
         // the storage goes away), so `container_of` gives the whole.
-        let this = unsafe { &*crate::container_of!(cb.cast::<Opaque<bindings::dma_fence_cb>>(), Self, cb) };
+        let this = unsafe {
+            &*crate::container_of!(cb.cast::<Opaque<bindings::dma_fence_cb>>(), Self, cb)
+        };
         // SAFETY: the signalling fence holds a reference while calling its callbacks.
         this.func.signalled(unsafe { Fence::from_raw(fence) });
     }
@@ -609,7 +650,10 @@ mod tests {
         let shared: ARef<Fence> = f.fence().into();
         f.signal();
         let mut cb = counter()?;
-        assert_eq!(cb.as_mut().add(&shared), Err(AddCallbackError::AlreadySignalled));
+        assert_eq!(
+            cb.as_mut().add(&shared),
+            Err(AddCallbackError::AlreadySignalled)
+        );
         assert_eq!(cb.func().0.load(Ordering::SeqCst), 0);
         Ok(())
     }
@@ -670,7 +714,10 @@ mod tests {
             Err(ETIMEDOUT)
         );
         f.signal();
-        assert_eq!(shared.wait(Some(Delta::from_millis(2)), Interruptible::No), Ok(()));
+        assert_eq!(
+            shared.wait(Some(Delta::from_millis(2)), Interruptible::No),
+            Ok(())
+        );
         assert_eq!(shared.wait(None, Interruptible::Yes), Ok(()));
         Ok(())
     }
@@ -725,7 +772,7 @@ mod tests {
         let later = now.as_nanos() + 5_000_000;
         // SAFETY: a ktime value.
         shared.set_deadline(unsafe { Instant::from_ktime(later) });
-        shared.set_deadline(now.clone());
+        shared.set_deadline(now);
         // The earliest deadline wins.
         assert_eq!(f.deadline().map(|d| d.as_nanos()), Some(now.as_nanos()));
         f.signal();

@@ -18,11 +18,7 @@
 //! `prev`'s context; otherwise it starts a new context and its seqno is `prev`'s (it can only
 //! be found by walking, never by `find_seqno` at a later point).
 
-use crate::{
-    bindings,
-    prelude::*,
-    sync::aref::ARef,
-};
+use crate::{bindings, prelude::*, sync::aref::ARef};
 use core::{mem::MaybeUninit, ptr::NonNull};
 
 use super::Fence;
@@ -129,7 +125,12 @@ mod tests {
         for i in 0..N {
             let f = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
             let prev = chains.last().cloned();
-            let node = init(PreparedChain::new(GFP_KERNEL)?, prev, f.fence().into(), seqno(i));
+            let node = init(
+                PreparedChain::new(GFP_KERNEL)?,
+                prev,
+                f.fence().into(),
+                seqno(i),
+            );
             fences.push(Some(f), GFP_KERNEL)?;
             chains.push(node, GFP_KERNEL)?;
         }
@@ -249,9 +250,17 @@ mod tests {
     #[test]
     fn an_earlier_seqno_starts_a_new_context() -> Result {
         let ctx = FenceContext::new(c"rust-dma-fence-chain-test", c"chain");
-        let (a, b) = (ctx.init(PreparedFence::new(GFP_KERNEL)?, ()), ctx.init(PreparedFence::new(GFP_KERNEL)?, ()));
+        let (a, b) = (
+            ctx.init(PreparedFence::new(GFP_KERNEL)?, ()),
+            ctx.init(PreparedFence::new(GFP_KERNEL)?, ()),
+        );
         let first = init(PreparedChain::new(GFP_KERNEL)?, None, a.fence().into(), 10);
-        let later = init(PreparedChain::new(GFP_KERNEL)?, Some(first.clone()), b.fence().into(), 5);
+        let later = init(
+            PreparedChain::new(GFP_KERNEL)?,
+            Some(first.clone()),
+            b.fence().into(),
+            5,
+        );
         assert_ne!(later.context(), first.context());
         assert_eq!(later.seqno(), 10);
         a.signal();

@@ -26,14 +26,16 @@ unsafe impl<T: Pod, const N: usize> Pod for [T; N] {}
 pub fn as_bytes<T: Pod>(value: &T) -> &[u8] {
     // SAFETY: `T: Pod` has no padding, so all `size_of::<T>()` bytes behind the reference are
     // initialised, and they stay borrowed for the returned lifetime.
-    unsafe { core::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
+    unsafe { core::slice::from_raw_parts(core::ptr::from_ref(value).cast::<u8>(), size_of::<T>()) }
 }
 
 /// Views `value` as its bytes, mutably.
 pub fn as_bytes_mut<T: Pod>(value: &mut T) -> &mut [u8] {
     // SAFETY: as for `as_bytes`; and any bytes written leave a valid `T`, because `T: Pod`
     // accepts every bit pattern.
-    unsafe { core::slice::from_raw_parts_mut((value as *mut T).cast::<u8>(), size_of::<T>()) }
+    unsafe {
+        core::slice::from_raw_parts_mut(core::ptr::from_mut(value).cast::<u8>(), size_of::<T>())
+    }
 }
 
 /// Reads a `T` from the start of `bytes`, or `None` if `bytes` is too short.
