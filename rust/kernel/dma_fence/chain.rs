@@ -111,6 +111,7 @@ mod tests {
     use crate::dma_fence::{DriverFence, FenceContext, PreparedFence};
 
     const N: usize = 64;
+    crate::static_assert!(N.is_power_of_two());
 
     /// A timeline of `N` points: the driver fences and the chain nodes (points 1..=N).
     struct Timeline {
@@ -245,6 +246,51 @@ mod tests {
             assert!(c.is_signaled());
         }
         Ok(())
+    }
+
+    /// Waits for the last point on another CPU while `order` signals the points; checks that
+    /// the wait ends exactly when all have signalled.
+    fn wait_while_signalling(order: impl Fn(usize) -> usize) -> Result {
+        use crate::{sync::Arc, sync::Completion, workqueue};
+
+        let mut t = timeline(|i| i as u64 + 1)?;
+        let tail = t.chains[N - 1].clone();
+        let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+        let done2 = done.clone();
+        let waited = Arc::new(core::sync::atomic::AtomicBool::new(false), GFP_KERNEL)?;
+        let waited2 = waited.clone();
+        workqueue::system_highpri()
+            .try_spawn(GFP_KERNEL, move || {
+                let ok = tail.wait(None, crate::dma_fence::Interruptible::No).is_ok();
+                waited2.store(
+                    ok && tail.is_signaled(),
+                    core::sync::atomic::Ordering::SeqCst,
+                );
+                done2.complete_all();
+            })
+            .map_err(|_| ENOMEM)?;
+        for i in 0..N {
+            signal(&mut t, order(i));
+        }
+        done.wait_for_completion();
+        assert!(waited.load(core::sync::atomic::Ordering::SeqCst));
+        Ok(())
+    }
+
+    #[test]
+    fn wait_forward() -> Result {
+        wait_while_signalling(|i| i)
+    }
+
+    #[test]
+    fn wait_backward() -> Result {
+        wait_while_signalling(|i| N - 1 - i)
+    }
+
+    #[test]
+    fn wait_random() -> Result {
+        // A fixed permutation of 0..N: an odd multiplier modulo a power of two (N is one).
+        wait_while_signalling(|i| (i * 37 + 11) % N)
     }
 
     #[test]
