@@ -63,7 +63,12 @@ pub struct Test {}
 
 /// Arguments of `cargo xtask kunit`.
 #[derive(Debug, Args)]
-pub struct Kunit {}
+pub struct Kunit {
+    /// Run the kernel's `kunit.py run` with `linux/configs/debug.kunitconfig` (lockdep, debug
+    /// objects, slab debugging) in its own kernel build, instead of booting the main kernel.
+    #[arg(long)]
+    pub debug: bool,
+}
 
 /// Arguments of `cargo xtask qtest`.
 #[derive(Debug, Args)]

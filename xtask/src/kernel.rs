@@ -41,11 +41,17 @@ pub struct Kernel {
     pub version: String,
 }
 
-/// Brings the kernel tree and build up to date and returns the artifacts.
-pub fn build(paths: &Paths) -> Result<Kernel> {
+/// Brings the patched, overlaid source tree up to date; returns the kernel's version.
+pub fn prepare(paths: &Paths) -> Result<String> {
     let (tarball, version) = setup::kernel_tarball()?;
     prepare_tree(paths, &tarball, &version)?;
     overlay(paths)?;
+    Ok(version)
+}
+
+/// Brings the kernel tree and build up to date and returns the artifacts.
+pub fn build(paths: &Paths) -> Result<Kernel> {
+    let version = prepare(paths)?;
     configure(paths, &version)?;
 
     let log = paths.log("kernel-build")?;
@@ -100,7 +106,7 @@ fn make_cmd(paths: &Paths) -> Command {
     cmd
 }
 
-fn jobs() -> usize {
+pub fn jobs() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 

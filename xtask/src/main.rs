@@ -8,6 +8,7 @@ mod build;
 mod flags;
 mod initramfs;
 mod kernel;
+mod kunit_debug;
 mod qemu;
 mod qtest;
 mod test_cmd;

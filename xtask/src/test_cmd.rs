@@ -47,6 +47,9 @@ impl flags::Test {
 
 impl flags::Kunit {
     pub fn run(&self, sh: &Shell) -> Result<()> {
+        if self.debug {
+            return crate::kunit_debug::run(sh);
+        }
         single_stage(sh, "KUnit", kunit)
     }
 }
@@ -168,6 +171,7 @@ fn kunit(art: &Artifacts) -> Result<Tally> {
     }
     let status = vm::guest_status(&boot.console);
     let mut tally = report.tally();
+    tally.failed += count_kernel_warnings("kunit", &boot);
     if status != Some(0) {
         eprintln!(
             "  kunit: the guest's init failed (status {status:?}); log: {}",
@@ -270,6 +274,7 @@ fn vm_tests(art: &Artifacts) -> Result<Tally> {
     }
     let status = vm::guest_status(&boot.console);
     let mut tally = tally;
+    tally.failed += count_kernel_warnings("vm-test", &boot);
     if status != Some(0) && tally.failed == 0 {
         eprintln!(
             "  vm-test: the guest failed (status {status:?}); log: {}",
@@ -278,6 +283,18 @@ fn vm_tests(art: &Artifacts) -> Result<Tally> {
         tally.failed += 1;
     }
     Ok(tally)
+}
+
+/// Prints the kernel's warnings (lockdep, `WARN()`, ...) of a boot; each one counts as a failure.
+fn count_kernel_warnings(stage: &str, boot: &vm::Boot) -> usize {
+    let warnings = vm::kernel_warnings(&boot.console);
+    for line in &warnings {
+        eprintln!("  {stage} FAILED: kernel warning: {line}");
+    }
+    if !warnings.is_empty() {
+        eprintln!("  {stage}: see {}", boot.log.display());
+    }
+    warnings.len()
 }
 
 /// Counts top-level TAP result lines (`ok N - name`, `not ok N - name`).

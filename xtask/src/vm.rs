@@ -147,9 +147,44 @@ impl flags::Run {
     }
 }
 
+/// The kernel's reports of a bug it survived: lockdep splats, `WARN()`s, sleeping in atomic
+/// context, oopses, hung tasks and leaks. A test run with any of them has failed, whatever its
+/// tests printed: lockdep reports the first problem once and then turns itself off.
+pub fn kernel_warnings(console: &str) -> Vec<&str> {
+    const MARKERS: &[&str] = &[
+        "WARNING:",
+        "BUG:",
+        "Oops:",
+        "general protection fault",
+        "INFO: task ",
+        "INFO: rcu_",
+        "inconsistent lock state",
+        "kmemleak: ",
+        "UBSAN:",
+    ];
+    console
+        .lines()
+        .map(|l| l.trim_end())
+        .filter(|l| MARKERS.iter().any(|m| l.contains(m)))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_warnings_finds_lockdep_and_warn_on() {
+        let console = "[    1.0] ok 1 fence\n\
+            [    1.1] WARNING: possible circular locking dependency detected\n\
+            [    1.2] rcu: RCU lockdep checking is enabled.\n\
+            [    1.3] BUG: sleeping function called from invalid context at mm/slab.c:1\n\
+            [    1.4] WARNING: CPU: 1 PID: 7 at drivers/x.c:3 f+0x1/0x2\n";
+        let found = kernel_warnings(console);
+        assert_eq!(found.len(), 3);
+        assert!(found[0].contains("circular locking"));
+        assert!(kernel_warnings("[ 0.1] rcu: RCU lockdep checking is enabled.\n").is_empty());
+    }
 
     #[test]
     fn guest_status_takes_the_last_report() {

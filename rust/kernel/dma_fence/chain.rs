@@ -28,6 +28,11 @@ pub struct PreparedChain {
     node: KBox<MaybeUninit<bindings::dma_fence_chain>>,
 }
 
+// SAFETY: the node is uninitialised memory owned only by this value; nothing refers to it.
+unsafe impl Send for PreparedChain {}
+// SAFETY: as above; `&PreparedChain` gives no access to the memory.
+unsafe impl Sync for PreparedChain {}
+
 impl PreparedChain {
     /// Allocates a chain node.
     ///
@@ -38,6 +43,12 @@ impl PreparedChain {
         Ok(Self {
             node: KBox::new_uninit(flags)?,
         })
+    }
+
+    /// Gives up the node's memory to C code that initialises it and frees it with `kfree_rcu`
+    /// when the node's last reference goes (`dma_fence_chain_init`'s contract).
+    pub(crate) fn into_raw(self) -> *mut bindings::dma_fence_chain {
+        KBox::into_raw(self.node).cast()
     }
 }
 
@@ -50,7 +61,7 @@ pub fn init(
     fence: ARef<Fence>,
     seqno: u64,
 ) -> ARef<Fence> {
-    let raw = KBox::into_raw(node.node).cast::<bindings::dma_fence_chain>();
+    let raw = node.into_raw();
     let prev = prev.map_or(core::ptr::null_mut(), |p| ARef::into_raw(p).as_ptr().cast());
     let fence = ARef::into_raw(fence).as_ptr().cast();
     // SAFETY: `raw` is an exclusive kmalloc'd allocation of a chain node (the C release frees
@@ -120,10 +131,14 @@ mod tests {
     }
 
     fn timeline(seqno: impl Fn(usize) -> u64) -> Result<Timeline> {
+        timeline_of(N, seqno)
+    }
+
+    fn timeline_of(len: usize, seqno: impl Fn(usize) -> u64) -> Result<Timeline> {
         let ctx = FenceContext::new(c"rust-dma-fence-chain-test", c"chain");
         let mut fences = KVec::new();
         let mut chains: KVec<ARef<Fence>> = KVec::new();
-        for i in 0..N {
+        for i in 0..len {
             let f = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
             let prev = chains.last().cloned();
             let node = init(
@@ -218,6 +233,128 @@ mod tests {
         for i in 0..N {
             signal(&mut t, i);
         }
+        Ok(())
+    }
+
+    /// Shared state of [`find_race`].
+    #[pin_data]
+    struct Race {
+        #[pin]
+        fences: crate::sync::SpinLock<KVec<Option<DriverFence<()>>>>,
+        tail: ARef<Fence>,
+        len: u64,
+        stop: core::sync::atomic::AtomicBool,
+        errors: core::sync::atomic::AtomicUsize,
+        cycles: core::sync::atomic::AtomicUsize,
+    }
+
+    impl Race {
+        /// One finder: look up random points of the timeline and signal random fences, as
+        /// st-dma-fence-chain.c's `__find_race` does, until told to stop.
+        fn find(&self, mut rng: u64) {
+            use core::sync::atomic::Ordering::Relaxed;
+            let mut next = move || {
+                // xorshift64: cheap and good enough to spread the lookups.
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            while !self.stop.load(Relaxed) {
+                let seqno = 1 + next() % self.len;
+                match find_seqno(self.tail.clone(), seqno) {
+                    Err(_) => {
+                        pr_err!("find_race: no point {seqno}\n");
+                        self.errors.fetch_add(1, Relaxed);
+                    }
+                    // Signalled already: nothing to wait for.
+                    Ok(None) => {}
+                    Ok(Some(found)) => {
+                        // An earlier node is found only when the point's own fence has
+                        // signalled and the walk dropped its node (a fence is taken out of the
+                        // table before it is signalled).
+                        if found.seqno() < seqno
+                            && self.fences.lock()[(seqno - 1) as usize].is_some()
+                        {
+                            pr_err!("find_race: point {seqno} found at {}\n", found.seqno());
+                            self.errors.fetch_add(1, Relaxed);
+                        } else if found.seqno() == seqno && find_seqno(found, seqno).is_err() {
+                            // A node must find itself.
+                            pr_err!("find_race: point {seqno} did not find itself\n");
+                            self.errors.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+                // The last point is never signalled here, so lookups keep walking.
+                let i = (next() % (self.len - 1)) as usize;
+                let fence = self.fences.lock()[i].take();
+                if let Some(f) = fence {
+                    f.signal();
+                }
+                self.cycles.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    #[test]
+    fn find_race() -> Result {
+        use crate::{
+            new_spinlock,
+            sync::{Arc, Completion},
+            time::{delay::fsleep, Delta},
+            workqueue,
+        };
+        use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+        const LEN: usize = 4096;
+        const FINDERS: usize = 2;
+
+        let Timeline { fences, chains } = timeline_of(LEN, |i| i as u64 + 1)?;
+        let tail = chains[LEN - 1].clone();
+        let race = Arc::pin_init(
+            pin_init!(Race {
+                fences <- new_spinlock!(fences),
+                tail,
+                len: LEN as u64,
+                stop: AtomicBool::new(false),
+                errors: AtomicUsize::new(0),
+                cycles: AtomicUsize::new(0),
+            }),
+            GFP_KERNEL,
+        )?;
+        let done = Arc::pin_init(Completion::new(), GFP_KERNEL)?;
+        let left = Arc::new(AtomicUsize::new(FINDERS), GFP_KERNEL)?;
+        for k in 0..FINDERS {
+            let (race, done, left) = (race.clone(), done.clone(), left.clone());
+            workqueue::system_unbound()
+                .try_spawn(GFP_KERNEL, move || {
+                    race.find(0x9e37_79b9_7f4a_7c15 ^ (k as u64 + 1));
+                    if left.fetch_sub(1, SeqCst) == 1 {
+                        done.complete_all();
+                    }
+                })
+                .map_err(|_| ENOMEM)?;
+        }
+        // The C test races for 5 s; one second is thousands of cycles even under TCG.
+        fsleep(Delta::from_millis(1000));
+        race.stop.store(true, SeqCst);
+        done.wait_for_completion();
+        let mut fences = race.fences.lock();
+        let signalled = fences.iter().filter(|f| f.is_none()).count();
+        pr_info!(
+            "find_race: {} cycles, {}/{} fences signalled\n",
+            race.cycles.load(SeqCst),
+            signalled,
+            LEN
+        );
+        for f in fences.iter_mut() {
+            if let Some(f) = f.take() {
+                f.signal();
+            }
+        }
+        drop(fences);
+        assert_eq!(race.errors.load(SeqCst), 0);
+        assert!(race.cycles.load(SeqCst) > 0);
+        assert!(chains[LEN - 1].is_signaled());
         Ok(())
     }
 
