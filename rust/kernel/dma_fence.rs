@@ -378,6 +378,11 @@ pub struct PreparedFence<T> {
     alloc: KBox<core::mem::MaybeUninit<FenceAlloc<T>>>,
 }
 
+// SAFETY: the memory is uninitialised and owned only by this value; nothing refers to it.
+unsafe impl<T> Send for PreparedFence<T> {}
+// SAFETY: as above; `&PreparedFence` gives no access to the memory.
+unsafe impl<T> Sync for PreparedFence<T> {}
+
 impl<T> PreparedFence<T> {
     /// Allocates a fence.
     ///
@@ -493,6 +498,12 @@ pub struct FenceCallback<F: FenceCallbackFn> {
     fence: Option<ARef<Fence>>,
     func: F,
 }
+
+// SAFETY: the C part is only touched by `dma_fence` code under the fence's lock and by
+// `add`/`remove` through `Pin<&mut Self>`; the fence reference and `F` are `Send`.
+unsafe impl<F: FenceCallbackFn> Send for FenceCallback<F> {}
+// SAFETY: `&FenceCallback` only reads `func`, which is `Sync`.
+unsafe impl<F: FenceCallbackFn> Sync for FenceCallback<F> {}
 
 /// Why a callback was not added.
 #[derive(Debug, PartialEq, Eq)]

@@ -1,0 +1,252 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Jobs: a driver's unit of GPU work and its two fences.
+//!
+//! ```text
+//!  Job::new ---> add_dependency* ---> SubmitGuard::arm ---> ArmedJob::push ---> queued
+//!  (allocates     (allocates)          (fences get their      (no allocation)
+//!   everything)                         seqnos; no way back)
+//!
+//!  queued --(deps signalled, credits free)--> running --(hardware fence)--> done, freed
+//!     \--(killed / banned / failed dependency / scheduler gone)--> done with an error
+//! ```
+//!
+//! Dropping a [`Job`] before it is armed frees it; an [`ArmedJob`] can only be pushed (if it is
+//! dropped anyway, its fences signal `ECANCELED`). The *scheduled* fence signals when the job
+//! reaches the hardware, the *finished* fence when it completes, with its error.
+
+use super::{
+    scheduler::{Kick, Shared},
+    Backend,
+};
+use crate::{
+    dma_fence::{DriverFence, Fence, FenceCallback, PreparedFence},
+    new_spinlock,
+    prelude::*,
+    sync::{aref::ARef, Arc, SpinLock},
+    time::{Instant, Monotonic},
+};
+
+/// The scheduler's record of one job, shared by the queues it moves through.
+#[pin_data]
+pub(crate) struct JobNode<B: Backend> {
+    pub(crate) data: B::Job,
+    pub(crate) credits: u32,
+    pub(crate) entity: usize,
+    #[pin]
+    pub(crate) inner: SpinLock<JobInner>,
+    /// Wakes the scheduler when the dependency it waits for signals.
+    #[pin]
+    pub(crate) dep_cb: SpinLock<FenceCallback<Kick<B>>>,
+    /// Wakes the scheduler when the hardware fence signals.
+    #[pin]
+    pub(crate) hw_cb: SpinLock<FenceCallback<Kick<B>>>,
+}
+
+/// The mutable part of a job.
+pub(crate) struct JobInner {
+    pub(crate) prepared: Option<(PreparedFence<()>, PreparedFence<()>)>,
+    pub(crate) scheduled: Option<DriverFence<()>>,
+    pub(crate) finished: Option<DriverFence<()>>,
+    /// A reference to the finished fence, kept after it is signalled (for pipelining lookups).
+    pub(crate) finished_ref: Option<ARef<Fence>>,
+    pub(crate) scheduled_ref: Option<ARef<Fence>>,
+    pub(crate) deps: KVec<ARef<Fence>>,
+    /// The backend's extra dependency from `prepare_job`.
+    pub(crate) prepare: Option<ARef<Fence>>,
+    pub(crate) hw: Option<ARef<Fence>>,
+    pub(crate) error: Option<Error>,
+    pub(crate) submit_ts: u64,
+    pub(crate) started: Option<Instant<Monotonic>>,
+}
+
+impl<B: Backend> JobNode<B> {
+    /// Whether the job's hardware fence has signalled.
+    pub(crate) fn hw_done(&self) -> bool {
+        self.inner.lock().hw.as_ref().is_some_and(|f| f.is_signaled())
+    }
+
+    /// Signals the scheduled fence (if not yet) and the finished fence with `err`.
+    pub(crate) fn complete(&self, err: Option<Error>) {
+        let (scheduled, finished) = {
+            let mut inner = self.inner.lock();
+            (inner.scheduled.take(), inner.finished.take())
+        };
+        if let Some(s) = scheduled {
+            s.signal();
+        }
+        if let Some(f) = finished {
+            match err {
+                Some(e) => f.signal_with_error(e),
+                None => f.signal(),
+            }
+        }
+    }
+
+    /// The job's finished fence (after arm).
+    pub(crate) fn finished_fence(&self) -> Option<ARef<Fence>> {
+        self.inner.lock().finished_ref.clone()
+    }
+}
+
+/// A job that has been created but not armed: it can still get dependencies or be dropped.
+pub struct Job<B: Backend> {
+    pub(crate) node: Arc<JobNode<B>>,
+    pub(crate) shared: Arc<Shared<B>>,
+    /// Set when the job has been pushed: its reservations then belong to the queues.
+    pub(crate) pushed: bool,
+}
+
+impl<B: Backend> Job<B> {
+    /// Creates a job of `credits` for `entity` carrying the driver's `data`.
+    ///
+    /// Everything the job needs later is allocated here: both fences, and room in the entity's
+    /// queue and in the scheduler's in-flight list.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` if `credits` is 0 or more than the scheduler's credit limit; `ENOMEM`;
+    /// `ECANCELED` if the entity is banned or killed, `ENODEV` if the scheduler is stopped.
+    pub fn new(entity: &super::Entity<B>, credits: u32, data: B::Job) -> Result<Self> {
+        let shared = entity.shared.clone();
+        if credits == 0 || credits > shared.config.credit_limit {
+            return Err(EINVAL);
+        }
+        shared.check_usable(entity.id)?;
+        let prepared = (
+            PreparedFence::new(GFP_KERNEL)?,
+            PreparedFence::new(GFP_KERNEL)?,
+        );
+        let backend_cb = shared.clone();
+        let hw_cb_shared = shared.clone();
+        let node = Arc::pin_init(
+            pin_init!(JobNode::<B> {
+                data,
+                credits,
+                entity: entity.id,
+                inner <- new_spinlock!(JobInner {
+                    prepared: Some(prepared),
+                    scheduled: None,
+                    finished: None,
+                    finished_ref: None,
+                    scheduled_ref: None,
+                    deps: KVec::new(),
+                    prepare: None,
+                    hw: None,
+                    error: None,
+                    submit_ts: 0,
+                    started: None,
+                }),
+                dep_cb <- new_spinlock!(FenceCallback::new(Kick::new(backend_cb))),
+                hw_cb <- new_spinlock!(FenceCallback::new(Kick::new(hw_cb_shared))),
+            }),
+            GFP_KERNEL,
+        )?;
+        shared.reserve_job(entity.id)?;
+        Ok(Self {
+            node,
+            shared,
+            pushed: false,
+        })
+    }
+
+    /// The driver's data.
+    pub fn data(&self) -> &B::Job {
+        &self.node.data
+    }
+
+    /// Makes the job wait for `fence` before it runs.
+    ///
+    /// Signalled fences are dropped, fences of the job's own entity are ignored, and of
+    /// several fences of one context only the latest is kept. A finished fence of a job on the
+    /// same scheduler is relaxed to that job's scheduled fence (the hardware runs jobs of one
+    /// scheduler in order), unless it carries an error. A dependency that signals with an
+    /// error fails the job with that error; it never runs.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM`.
+    pub fn add_dependency(&mut self, fence: ARef<Fence>) -> Result {
+        let fence = match self.shared.relax_dependency(self.node.entity, fence) {
+            Some(f) => f,
+            None => return Ok(()),
+        };
+        let mut inner = self.node.inner.lock();
+        if let Some(same) = inner
+            .deps
+            .iter_mut()
+            .find(|d| d.context() == fence.context())
+        {
+            if fence.seqno() > same.seqno() {
+                *same = fence;
+            }
+            return Ok(());
+        }
+        drop(inner);
+        // Allocate without the job's lock held (the lock is taken in the signalling path).
+        let mut deps = KVec::new();
+        core::mem::swap(&mut deps, &mut self.node.inner.lock().deps);
+        let pushed = deps.push(fence, GFP_KERNEL);
+        core::mem::swap(&mut deps, &mut self.node.inner.lock().deps);
+        pushed.map_err(Into::into)
+    }
+
+    /// The number of dependencies the job waits for.
+    pub fn dependency_count(&self) -> usize {
+        self.node.inner.lock().deps.len()
+    }
+}
+
+impl<B: Backend> Drop for Job<B> {
+    fn drop(&mut self) {
+        if !self.pushed {
+            self.shared.unreserve_job(self.node.entity);
+        }
+    }
+}
+
+/// A job whose fences exist: it must be pushed, under the same [`super::SubmitGuard`].
+#[must_use = "an armed job must be pushed"]
+pub struct ArmedJob<'g, 'a, B: Backend> {
+    pub(crate) job: Job<B>,
+    pub(crate) guard: &'g super::SubmitGuard<'a, B>,
+}
+
+impl<B: Backend> ArmedJob<'_, '_, B> {
+    /// The fence that signals when the job completes (with its error, if any).
+    pub fn finished(&self) -> ARef<Fence> {
+        // Set by `arm`, before this type exists.
+        self.job
+            .node
+            .inner
+            .lock()
+            .finished_ref
+            .clone()
+            .unwrap_or_else(Fence::stub)
+    }
+
+    /// The fence that signals when the job reaches the hardware.
+    pub fn scheduled(&self) -> ARef<Fence> {
+        self.job
+            .node
+            .inner
+            .lock()
+            .scheduled_ref
+            .clone()
+            .unwrap_or_else(Fence::stub)
+    }
+
+    /// The driver's data.
+    pub fn data(&self) -> &B::Job {
+        &self.job.node.data
+    }
+
+    /// Queues the job on its entity. Never fails and never allocates: a job that can no
+    /// longer run (banned or killed entity, stopped scheduler) completes with an error.
+    pub fn push(mut self) -> ARef<Fence> {
+        let finished = self.finished();
+        self.job.pushed = true;
+        self.guard.push(self.job.node.clone());
+        finished
+    }
+}

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A mock GPU backend for the scheduler's KUnit suites, equivalent to drm_sched's.
+//!
+//! Jobs complete in order. A job with a duration completes `duration` after the later of its
+//! start and the previous job's completion, from an hrtimer; a job without one completes only
+//! through [`MockGpu::advance`]. A job flagged [`DONT_RESET`] makes the timeout handler report
+//! `NoHang`; any other timed-out job gets `ETIMEDOUT` on its hardware fence.
+
+use super::{Backend, TimeoutStatus};
+use crate::{
+    dma_fence::{DriverFence, Fence, FenceContext, PreparedFence},
+    impl_has_hr_timer, new_mutex, new_spinlock_irq,
+    prelude::*,
+    sync::{aref::ARef, Arc, ArcBorrow, Mutex, SpinLockIrq},
+    time::{
+        hrtimer::{
+            ArcHrTimerHandle, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerPointer,
+            HrTimerRestart, RelativeMode,
+        },
+        Delta, Instant, Monotonic,
+    },
+};
+use core::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
+
+use super::ring::Ring;
+
+/// The timeout handler must not reset this job (`NoHang`).
+pub(crate) const DONT_RESET: u32 = 1 << 0;
+/// Set by the mock when it timed the job out.
+pub(crate) const TIMEDOUT: u32 = 1 << 1;
+/// Set by the mock when it skipped a reset for a `DONT_RESET` job.
+pub(crate) const RESET_SKIPPED: u32 = 1 << 2;
+
+/// How many jobs the mock hardware holds at once.
+const CAPACITY: usize = 8192;
+
+/// One job's hardware side.
+#[pin_data]
+pub(crate) struct MockJobState {
+    duration: Delta,
+    pub(crate) flags: AtomicU32,
+    #[pin]
+    prepared: Mutex<Option<PreparedFence<()>>>,
+    #[pin]
+    hw: SpinLockIrq<Option<DriverFence<()>>>,
+    #[pin]
+    hw_ref: SpinLockIrq<Option<ARef<Fence>>>,
+    finish_at: AtomicI64,
+}
+
+impl MockJobState {
+    /// The hardware fence, once the job ran.
+    pub(crate) fn hw_fence(&self) -> Option<ARef<Fence>> {
+        self.hw_ref.lock().clone()
+    }
+
+    fn signal(&self, err: Option<Error>) {
+        let fence = self.hw.lock().take();
+        if let Some(f) = fence {
+            match err {
+                Some(e) => f.signal_with_error(e),
+                None => f.signal(),
+            }
+        }
+    }
+}
+
+/// The scheduler's job data for the mock.
+pub(crate) struct MockJob {
+    pub(crate) state: Arc<MockJobState>,
+}
+
+struct MockQueue {
+    running: Ring<Arc<MockJobState>>,
+    /// When the last timed job completes, in ns of the monotonic clock.
+    last_finish: i64,
+    /// Whether the timer is (or is about to be) running.
+    armed: bool,
+}
+
+#[pin_data]
+pub(crate) struct MockInner {
+    #[pin]
+    timer: HrTimer<MockInner>,
+    #[pin]
+    queue: SpinLockIrq<MockQueue>,
+    ctx: FenceContext,
+}
+
+impl_has_hr_timer! {
+    impl HasHrTimer<Self> for MockInner {
+        mode: RelativeMode<Monotonic>, field: self.timer
+    }
+}
+
+/// The mock GPU.
+pub(crate) struct MockGpu {
+    inner: Arc<MockInner>,
+    handle: Pin<KBox<Mutex<Option<ArcHrTimerHandle<MockInner>>>>>,
+}
+
+fn now_ns() -> i64 {
+    Instant::<Monotonic>::now().as_nanos()
+}
+
+impl MockGpu {
+    pub(crate) fn new() -> Result<Self> {
+        let inner = Arc::pin_init(
+            pin_init!(MockInner {
+                timer <- HrTimer::new(),
+                queue <- new_spinlock_irq!(MockQueue {
+                    running: Ring::with_capacity(CAPACITY, GFP_KERNEL)?,
+                    last_finish: 0,
+                    armed: false,
+                }),
+                ctx: FenceContext::new(c"vagx-mock-gpu", c"hw"),
+            }? Error),
+            GFP_KERNEL,
+        )?;
+        Ok(Self {
+            inner,
+            handle: KBox::pin_init(new_mutex!(None), GFP_KERNEL)?,
+        })
+    }
+
+    /// A job that runs for `duration_us` (0: until [`MockGpu::advance`]).
+    pub(crate) fn job(duration_us: i64, flags: u32) -> Result<MockJob> {
+        let prepared = PreparedFence::new(GFP_KERNEL)?;
+        Ok(MockJob {
+            state: Arc::pin_init(
+                pin_init!(MockJobState {
+                    duration: Delta::from_micros(duration_us),
+                    flags: AtomicU32::new(flags),
+                    prepared <- new_mutex!(Some(prepared)),
+                    hw <- new_spinlock_irq!(None),
+                    hw_ref <- new_spinlock_irq!(None),
+                    finish_at: AtomicI64::new(i64::MAX),
+                }),
+                GFP_KERNEL,
+            )?,
+        })
+    }
+
+    /// Completes the next `n` jobs in order, whatever their duration; returns how many.
+    pub(crate) fn advance(&self, n: usize) -> usize {
+        let mut done = 0;
+        while done < n {
+            let job = self.inner.queue.lock().running.pop_front();
+            let Some(job) = job else { break };
+            job.signal(None);
+            done += 1;
+        }
+        done
+    }
+
+    /// The deadline the scheduler passed to `job`'s hardware fence, while it runs.
+    pub(crate) fn hw_deadline(&self, job: &MockJobState) -> Option<Instant<Monotonic>> {
+        job.hw.lock().as_ref().and_then(|f| f.deadline())
+    }
+
+    /// Jobs on the mock hardware.
+    pub(crate) fn running(&self) -> usize {
+        self.inner.queue.lock().running.len()
+    }
+
+    fn start_timer(&self, at_ns: i64) {
+        let mut handle = self.handle.lock();
+        // The previous start's handle cancels the timer when dropped: drop it first.
+        drop(handle.take());
+        let delay = Delta::from_nanos((at_ns - now_ns()).max(1));
+        *handle = Some(self.inner.clone().start(delay));
+    }
+
+    fn remove(&self, job: &Arc<MockJobState>) {
+        let _ = self
+            .inner
+            .queue
+            .lock()
+            .running
+            .take_first(|j| Arc::ptr_eq(j, job));
+    }
+}
+
+impl Drop for MockGpu {
+    fn drop(&mut self) {
+        // Cancels the timer, which holds a reference to the inner state.
+        drop(self.handle.lock().take());
+    }
+}
+
+impl HrTimerCallback for MockInner {
+    type Pointer<'a> = Arc<Self>;
+
+    fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
+        let now = now_ns();
+        let mut q = this.queue.lock();
+        while let Some(front) = q.running.front() {
+            let at = front.finish_at.load(Relaxed);
+            if at == i64::MAX || at > now {
+                break;
+            }
+            if let Some(job) = q.running.pop_front() {
+                job.signal(None);
+            }
+        }
+        let next = q
+            .running
+            .front()
+            .map(|f| f.finish_at.load(Relaxed))
+            .filter(|&at| at != i64::MAX);
+        match next {
+            Some(at) => {
+                let expires = this.timer.expires().as_nanos();
+                ctx.forward(Instant::now(), Delta::from_nanos((at - expires).max(1)));
+                HrTimerRestart::Restart
+            }
+            None => {
+                q.armed = false;
+                HrTimerRestart::NoRestart
+            }
+        }
+    }
+}
+
+impl Backend for MockGpu {
+    type Job = MockJob;
+
+    fn run_job(&self, job: &MockJob) -> Result<ARef<Fence>> {
+        let prepared = job.state.prepared.lock().take().ok_or(EINVAL)?;
+        let fence = self.inner.ctx.init(prepared, ());
+        let hw: ARef<Fence> = fence.fence().into();
+        *job.state.hw.lock() = Some(fence);
+        *job.state.hw_ref.lock() = Some(hw.clone());
+        let start = {
+            let mut q = self.inner.queue.lock();
+            let timed = job.state.duration.as_nanos() > 0;
+            if timed {
+                let at = q.last_finish.max(now_ns()) + job.state.duration.as_nanos();
+                q.last_finish = at;
+                job.state.finish_at.store(at, Relaxed);
+            }
+            if q.running.push_back(job.state.clone()).is_err() {
+                drop(q);
+                job.state.signal(Some(ENOSPC));
+                return Ok(hw);
+            }
+            let head_timed = q
+                .running
+                .front()
+                .map(|f| f.finish_at.load(Relaxed))
+                .filter(|&at| at != i64::MAX);
+            match head_timed {
+                Some(at) if !q.armed => {
+                    q.armed = true;
+                    Some(at)
+                }
+                _ => None,
+            }
+        };
+        if let Some(at) = start {
+            self.start_timer(at);
+        }
+        Ok(hw)
+    }
+
+    fn timed_out(&self, job: &MockJob) -> TimeoutStatus {
+        if job.state.flags.load(Relaxed) & DONT_RESET != 0 {
+            job.state.flags.fetch_or(RESET_SKIPPED, Relaxed);
+            return TimeoutStatus::NoHang;
+        }
+        job.state.flags.fetch_or(TIMEDOUT, Relaxed);
+        self.remove(&job.state);
+        job.state.signal(Some(ETIMEDOUT));
+        TimeoutStatus::Reset
+    }
+
+    fn cancel_job(&self, job: &MockJob) {
+        self.remove(&job.state);
+        job.state.signal(Some(crate::dma_fence::ecanceled()));
+    }
+}

@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! FAIR: the entity with the least weighted GPU time (virtual runtime) goes next.
+//!
+//! All priorities share one queue. An entity is charged its average job time at pick time
+//! (so a client with many jobs in flight is charged before they complete), scaled by its
+//! priority: a nanosecond of a Low job costs 64 times a nanosecond of a Kernel job. An entity
+//! that rejoins after idling starts at the current minimum, so it gets its share from now on
+//! but cannot claim the time it did not use, and a Low entity still advances slower than the
+//! others' minimum only by its weight: it is never starved.
+
+use super::{EntityStats, Policy};
+use crate::drm::sched::Priority;
+
+pub(super) struct Fair;
+
+/// log2 of the cost of one nanosecond of GPU time per priority (Kernel, High, Normal, Low).
+const SHIFT: [u32; 4] = [0, 1, 3, 6];
+
+/// The charge for a job whose cost is not known yet (no completed job): 100 us.
+const FIRST_JOB_NS: u64 = 100_000;
+
+impl Policy for Fair {
+    const SINGLE_QUEUE: bool = true;
+
+    fn key(stats: &EntityStats, _head_submit: u64) -> u64 {
+        stats.vruntime
+    }
+
+    fn picked(stats: &mut EntityStats, prio: Priority, clock: u64) {
+        let cost = if stats.jobs_done == 0 {
+            FIRST_JOB_NS
+        } else {
+            stats.avg_job_ns.max(1)
+        };
+        stats.vruntime = stats
+            .vruntime
+            .saturating_add(cost << SHIFT[prio as usize]);
+        stats.last_pick = clock;
+    }
+
+    fn rejoined(stats: &mut EntityStats, min_key: u64) {
+        stats.vruntime = stats.vruntime.max(min_key);
+    }
+}

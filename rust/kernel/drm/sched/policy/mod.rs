@@ -1,0 +1,113 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Scheduling policies: which ready entity of a scheduler runs next.
+//!
+//! A policy gives every ready entity a key; the smallest key runs. RR and FIFO pick within the
+//! highest non-empty priority (Kernel first, Low last); FAIR puts all priorities in one queue
+//! and lets the priority weigh the virtual runtime instead, so Low is never starved.
+
+mod fair;
+mod fifo;
+mod rr;
+
+use super::Priority;
+
+/// Per-entity numbers the policies keep (under the scheduler's lock).
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct EntityStats {
+    /// Logical time of the entity's last pick (RR).
+    pub(crate) last_pick: u64,
+    /// Virtual runtime in weighted nanoseconds (FAIR).
+    pub(crate) vruntime: u64,
+    /// Moving average of the entity's job GPU time, in ns (FAIR's charge at pick time).
+    pub(crate) avg_job_ns: u64,
+    /// Total GPU time of completed jobs, in ns.
+    pub(crate) gpu_ns: u64,
+    /// Completed jobs.
+    pub(crate) jobs_done: u64,
+}
+
+/// What a policy decides with.
+pub(crate) trait Policy {
+    /// Whether all priorities share one queue (the priority only weighs the key).
+    const SINGLE_QUEUE: bool;
+
+    /// The entity's key for this pick; the smallest runs. `head_submit` is the logical submit
+    /// time of the entity's first queued job.
+    fn key(stats: &EntityStats, head_submit: u64) -> u64;
+
+    /// The entity was picked at logical time `clock`.
+    fn picked(stats: &mut EntityStats, prio: Priority, clock: u64);
+
+    /// The entity had nothing queued and now has: `min_key` is the smallest key among the
+    /// other entities (so an idle entity cannot bank credit while idle).
+    fn rejoined(stats: &mut EntityStats, min_key: u64);
+}
+
+/// The policy of a scheduler, chosen at creation (and changeable at run time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKind {
+    /// Round robin: the entity picked longest ago goes first.
+    RoundRobin,
+    /// First in, first out: the entity whose first job was pushed earliest goes first.
+    Fifo,
+    /// Fair share of GPU time, weighted by priority.
+    Fair,
+}
+
+impl PolicyKind {
+    /// The policy named by `s` (`rr`, `fifo`, `fair`), as a module parameter spells it.
+    pub fn from_name(s: &[u8]) -> Option<Self> {
+        match s {
+            b"rr" => Some(Self::RoundRobin),
+            b"fifo" => Some(Self::Fifo),
+            b"fair" => Some(Self::Fair),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn single_queue(self) -> bool {
+        match self {
+            Self::RoundRobin => rr::Rr::SINGLE_QUEUE,
+            Self::Fifo => fifo::Fifo::SINGLE_QUEUE,
+            Self::Fair => fair::Fair::SINGLE_QUEUE,
+        }
+    }
+
+    pub(crate) fn key(self, stats: &EntityStats, head_submit: u64) -> u64 {
+        match self {
+            Self::RoundRobin => rr::Rr::key(stats, head_submit),
+            Self::Fifo => fifo::Fifo::key(stats, head_submit),
+            Self::Fair => fair::Fair::key(stats, head_submit),
+        }
+    }
+
+    pub(crate) fn picked(self, stats: &mut EntityStats, prio: Priority, clock: u64) {
+        match self {
+            Self::RoundRobin => rr::Rr::picked(stats, prio, clock),
+            Self::Fifo => fifo::Fifo::picked(stats, prio, clock),
+            Self::Fair => fair::Fair::picked(stats, prio, clock),
+        }
+    }
+
+    pub(crate) fn rejoined(self, stats: &mut EntityStats, min_key: u64) {
+        match self {
+            Self::RoundRobin => rr::Rr::rejoined(stats, min_key),
+            Self::Fifo => fifo::Fifo::rejoined(stats, min_key),
+            Self::Fair => fair::Fair::rejoined(stats, min_key),
+        }
+    }
+}
+
+/// Accounts a completed job of `gpu_ns` to the entity (all policies keep the totals; FAIR's
+/// average feeds its charge at pick time).
+pub(crate) fn job_done(stats: &mut EntityStats, gpu_ns: u64) {
+    stats.gpu_ns = stats.gpu_ns.saturating_add(gpu_ns);
+    stats.jobs_done += 1;
+    // Exponential moving average with weight 1/4 for the newest job.
+    stats.avg_job_ns = if stats.jobs_done == 1 {
+        gpu_ns
+    } else {
+        (3 * stats.avg_job_ns + gpu_ns) / 4
+    };
+}

@@ -1,0 +1,911 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The scheduler: one hardware ring or firmware queue, its run queues and its worker.
+//!
+//! All scheduling state sits behind one spinlock that only process context takes. Fence
+//! callbacks (which may run in interrupt context) never take it: they only queue the worker.
+//! The worker runs on the scheduler's own ordered, reclaim-safe workqueue, inside a
+//! fence-signalling section, and never allocates: the room every job needs in every queue was
+//! reserved when the job was created. In one invocation it completes every job whose hardware
+//! fence has signalled and then runs jobs until the credits or the ready jobs run out.
+//!
+//! The timeout handler runs on the same ordered queue, so it never races with the worker.
+//!
+//! Lifetimes: a job's callbacks hold the scheduler's shared state, and the callbacks live in
+//! the job, which is freed only after its callbacks have run or been removed. The shared state
+//! is freed when the last holder goes; if that is the worker itself, the release is handed to
+//! the system workqueue, since a queue cannot be destroyed from its own work.
+
+use super::{
+    entity::EntityState,
+    job::JobNode,
+    policy::{self, PolicyKind},
+    ring::Ring,
+    Priority,
+};
+use crate::{
+    dma_fence::{Fence, FenceCallbackFn, SignallingGuard},
+    impl_has_delayed_work, impl_has_work, new_condvar, new_delayed_work, new_spinlock, new_work,
+    prelude::*,
+    sync::{aref::ARef, Arc, CondVar, SpinLock},
+    time::{msecs_to_jiffies, Delta, Instant, Monotonic},
+    workqueue::{
+        self,
+        owned::{cancel_delayed_work_sync, cancel_work_sync, OwnedQueue, QueueFlags},
+        DelayedWork, Work, WorkItem,
+    },
+};
+
+/// What the timeout handler found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeoutStatus {
+    /// The job hung and the backend has recovered: it made the job's hardware fence signal
+    /// (with an error) and the other jobs on the hardware continue.
+    Reset,
+    /// The job is making progress: keep it and re-arm the timer.
+    NoHang,
+    /// The device is gone: stop the scheduler.
+    NoDevice,
+}
+
+/// What a scheduler drives: the hardware (or firmware queue) side.
+///
+/// Every method is called from the scheduler's worker, in process context, inside a
+/// fence-signalling section: it must not allocate with `GFP_KERNEL` or wait for fences.
+pub trait Backend: Send + Sync + Sized + 'static {
+    /// The driver's job data.
+    type Job: Send + Sync;
+
+    /// Starts `job` on the hardware and returns the fence that signals when it completes
+    /// (with an error if it failed). An error return fails the job at once.
+    fn run_job(&self, job: &Self::Job) -> Result<ARef<Fence>>;
+
+    /// The job at the head of the hardware has run for longer than the timeout.
+    fn timed_out(&self, job: &Self::Job) -> TimeoutStatus;
+
+    /// The scheduler is going away with `job` on the hardware: make its fence signal (for
+    /// example with `ECANCELED`) soon, without freeing anything.
+    fn cancel_job(&self, job: &Self::Job);
+
+    /// A fence the job must also wait for before it runs (ring space, firmware slots), or
+    /// `None`. Called again, when it has signalled, until it returns `None`.
+    fn prepare_job(&self, _job: &Self::Job) -> Option<ARef<Fence>> {
+        None
+    }
+}
+
+/// How a scheduler is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct SchedulerConfig {
+    /// The name of the scheduler (fence driver name, workqueue name).
+    pub name: &'static CStr,
+    /// Credits available on the hardware; a job runs only if its credits fit.
+    pub credit_limit: u32,
+    /// How long the job at the head of the hardware may run; `None` disables timeouts.
+    pub timeout: Option<Delta>,
+    /// The scheduling policy.
+    pub policy: PolicyKind,
+    /// Timeouts after which an entity is banned; 0 never bans.
+    pub ban_limit: u32,
+}
+
+impl SchedulerConfig {
+    /// A configuration with the given name and limit, FIFO, no timeout, ban after 3 hangs.
+    pub const fn new(name: &'static CStr, credit_limit: u32) -> Self {
+        Self {
+            name,
+            credit_limit,
+            timeout: None,
+            policy: PolicyKind::Fifo,
+            ban_limit: 3,
+        }
+    }
+}
+
+/// A GPU scheduler. Dropping it stops it: jobs on the hardware are cancelled through the
+/// backend and complete with its error, queued jobs complete with `ECANCELED`.
+pub struct Scheduler<B: Backend> {
+    pub(crate) shared: Arc<Shared<B>>,
+}
+
+/// The scheduler's mutable state.
+pub(crate) struct State<B: Backend> {
+    pub(crate) entities: KVec<Option<EntityState<B>>>,
+    pub(crate) in_flight: Ring<Arc<JobNode<B>>>,
+    /// Jobs created and not yet freed: the room reserved in `in_flight`.
+    pub(crate) reserved: usize,
+    pub(crate) credits_used: u32,
+    pub(crate) stopped: bool,
+    /// Since when the head of `in_flight` has been the head (its timeout runs from there).
+    pub(crate) head_since: Option<Instant<Monotonic>>,
+    /// Logical time: one tick per push and per pick.
+    pub(crate) clock: u64,
+    pub(crate) policy: PolicyKind,
+}
+
+/// What the scheduler, its entities, its jobs and its work items share.
+#[pin_data]
+pub(crate) struct Shared<B: Backend> {
+    pub(crate) backend: B,
+    pub(crate) config: SchedulerConfig,
+    wq: OwnedQueue,
+    #[pin]
+    work: Work<Shared<B>, 0>,
+    #[pin]
+    tdr: DelayedWork<Shared<B>, 1>,
+    #[pin]
+    release: Work<Shared<B>, 2>,
+    #[pin]
+    pub(crate) state: SpinLock<State<B>>,
+    /// Notified whenever an entity's queue shrinks.
+    #[pin]
+    pub(crate) progress: CondVar,
+}
+
+impl_has_work! {
+    impl{B: Backend} HasWork<Shared<B>, 0> for Shared<B> { self.work }
+    impl{B: Backend} HasWork<Shared<B>, 2> for Shared<B> { self.release }
+}
+impl_has_delayed_work! {
+    impl{B: Backend} HasDelayedWork<Shared<B>, 1> for Shared<B> { self.tdr }
+}
+
+/// A fence callback that wakes the scheduler's worker.
+pub(crate) struct Kick<B: Backend> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B: Backend> Kick<B> {
+    pub(crate) fn new(shared: Arc<Shared<B>>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<B: Backend> FenceCallbackFn for Kick<B> {
+    fn signalled(&self, _fence: &Fence) {
+        // May run in interrupt context: only queue the worker (no allocation, no locks).
+        Shared::kick(&self.shared);
+    }
+}
+
+/// Which jobs a completed-without-running job belongs to.
+enum Outcome {
+    Run,
+    Fail(Error),
+}
+
+impl<B: Backend> Scheduler<B> {
+    /// Creates a scheduler driving `backend`.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a zero credit limit, `ENOMEM`.
+    pub fn new(config: SchedulerConfig, backend: B) -> Result<Self> {
+        if config.credit_limit == 0 {
+            return Err(EINVAL);
+        }
+        let wq = OwnedQueue::new_ordered(config.name, QueueFlags::MEM_RECLAIM)?;
+        let shared = Arc::pin_init(
+            pin_init!(Shared {
+                backend,
+                config,
+                wq,
+                work <- new_work!("vagx_sched::work"),
+                tdr <- new_delayed_work!("vagx_sched::tdr"),
+                release <- new_work!("vagx_sched::release"),
+                state <- new_spinlock!(State {
+                    entities: KVec::new(),
+                    in_flight: Ring::new(),
+                    reserved: 0,
+                    credits_used: 0,
+                    stopped: false,
+                    head_since: None,
+                    clock: 0,
+                    policy: config.policy,
+                }),
+                progress <- new_condvar!(),
+            }),
+            GFP_KERNEL,
+        )?;
+        Ok(Self { shared })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.shared.backend
+    }
+
+    /// Switches the policy (benchmarks compare policies on one scheduler).
+    pub fn set_policy(&self, policy: PolicyKind) {
+        self.shared.state.lock().policy = policy;
+        Shared::kick(&self.shared);
+    }
+
+    /// The current policy.
+    pub fn policy(&self) -> PolicyKind {
+        self.shared.state.lock().policy
+    }
+
+    /// Credits in use and jobs on the hardware.
+    pub fn load(&self) -> (u32, usize) {
+        let s = self.shared.state.lock();
+        (s.credits_used, s.in_flight.len())
+    }
+}
+
+impl<B: Backend> Drop for Scheduler<B> {
+    fn drop(&mut self) {
+        Shared::teardown(&self.shared);
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    /// Queues the worker (a no-op if it is queued already). Interrupt-safe.
+    pub(crate) fn kick(this: &Arc<Self>) {
+        let _ = this.wq.enqueue::<Arc<Self>, 0>(this.clone());
+    }
+
+    pub(crate) fn check_usable(&self, id: usize) -> Result {
+        let s = self.state.lock();
+        if s.stopped {
+            return Err(ENODEV);
+        }
+        match s.entities.get(id).and_then(Option::as_ref) {
+            Some(e) if e.banned || e.killed => Err(crate::dma_fence::ecanceled()),
+            Some(_) => Ok(()),
+            None => Err(ENOENT),
+        }
+    }
+
+    pub(crate) fn add_entity(&self, entity: EntityState<B>) -> Result<usize> {
+        let mut entity = Some(entity);
+        loop {
+            let len = {
+                let mut s = self.state.lock();
+                if s.stopped {
+                    return Err(ENODEV);
+                }
+                if let Some(i) = s.entities.iter().position(Option::is_none) {
+                    s.entities[i] = entity.take();
+                    return Ok(i);
+                }
+                if s.entities.len() < s.entities.capacity() {
+                    let i = s.entities.len();
+                    // Within capacity: does not allocate.
+                    s.entities.push(entity.take(), GFP_ATOMIC)?;
+                    return Ok(i);
+                }
+                s.entities.len()
+            };
+            // Grow outside the lock, then move the slots over.
+            let mut bigger = KVec::with_capacity((2 * len).max(8), GFP_KERNEL)?;
+            let mut s = self.state.lock();
+            if s.entities.capacity() < bigger.capacity() {
+                for e in s.entities.drain_all() {
+                    bigger.push(e, GFP_ATOMIC)?;
+                }
+                core::mem::swap(&mut s.entities, &mut bigger);
+            }
+        }
+    }
+
+    /// Reserves room for one more job of entity `id` in its queue and in the in-flight list.
+    pub(crate) fn reserve_job(&self, id: usize) -> Result {
+        loop {
+            let (queue_cap, queue_need, flight_cap, flight_need) = {
+                let mut s = self.state.lock();
+                let flight_need = s.reserved + 1;
+                let flight_cap = s.in_flight.capacity();
+                let e = s.entities.get_mut(id).and_then(Option::as_mut).ok_or(ENOENT)?;
+                let queue_need = e.reserved + 1;
+                let queue_cap = e.queue.capacity();
+                if queue_need <= queue_cap && flight_need <= flight_cap {
+                    e.reserved += 1;
+                    s.reserved += 1;
+                    return Ok(());
+                }
+                (queue_cap, queue_need, flight_cap, flight_need)
+            };
+            let queue = Ring::grown(queue_cap, queue_need)?;
+            let flight = Ring::grown(flight_cap, flight_need)?;
+            let mut s = self.state.lock();
+            if let Some(r) = flight {
+                s.in_flight.take_from(r);
+            }
+            if let (Some(r), Some(e)) = (queue, s.entities.get_mut(id).and_then(Option::as_mut)) {
+                e.queue.take_from(r);
+            }
+        }
+    }
+
+    pub(crate) fn unreserve_job(&self, id: usize) {
+        let mut s = self.state.lock();
+        s.reserved -= 1;
+        if let Some(e) = s.entities.get_mut(id).and_then(Option::as_mut) {
+            e.reserved -= 1;
+        }
+        Self::maybe_free_slot(&mut s, id);
+    }
+
+    fn maybe_free_slot(s: &mut State<B>, id: usize) {
+        let free = s
+            .entities
+            .get(id)
+            .and_then(Option::as_ref)
+            .is_some_and(|e| e.dropped && e.reserved == 0);
+        if free {
+            s.entities[id] = None;
+        }
+    }
+
+    /// Drops `fence` if there is nothing to wait for, or relaxes a finished fence of this
+    /// scheduler to the job's scheduled fence (pipelining).
+    pub(crate) fn relax_dependency(&self, id: usize, fence: ARef<Fence>) -> Option<ARef<Fence>> {
+        if matches!(fence.status(), Ok(true)) {
+            return None;
+        }
+        let ctx = fence.context();
+        let s = self.state.lock();
+        let own = s.entities.get(id).and_then(Option::as_ref);
+        if own.is_some_and(|e| e.scheduled_context == ctx || e.finished_context == ctx) {
+            // Jobs of one entity run in order anyway.
+            return None;
+        }
+        if fence.status().is_err() {
+            return Some(fence);
+        }
+        // A finished fence of ours? Find its job, queued or on the hardware. (Plain loops:
+        // iterator adapters over these generic types give symbol names too long for modpost.)
+        let is_it = |j: &Arc<JobNode<B>>| {
+            j.finished_fence()
+                .is_some_and(|f| f.context() == ctx && f.seqno() == fence.seqno())
+        };
+        let mut owner = None;
+        for e in s.entities.iter() {
+            if let Some(e) = e {
+                if e.finished_context == ctx {
+                    owner = Some(e);
+                    break;
+                }
+            }
+        }
+        let Some(owner) = owner else {
+            return Some(fence);
+        };
+        let mut job = None;
+        for j in owner.queue.iter() {
+            if is_it(j) {
+                job = Some(j.clone());
+                break;
+            }
+        }
+        if job.is_none() {
+            for j in s.in_flight.iter() {
+                if is_it(j) {
+                    job = Some(j.clone());
+                    break;
+                }
+            }
+        }
+        drop(s);
+        match job {
+            Some(job) => {
+                let inner = job.inner.lock();
+                match (&inner.scheduled, &inner.scheduled_ref) {
+                    // Not on the hardware yet: wait until it is.
+                    (Some(_), Some(scheduled)) => Some(scheduled.clone()),
+                    // On the hardware already: the ring orders us after it.
+                    _ => None,
+                }
+            }
+            // Freed: it has completed (its fence is signalled or about to be).
+            None => Some(fence),
+        }
+    }
+
+    pub(crate) fn push_job(this: &Arc<Self>, id: usize, node: Arc<JobNode<B>>) {
+        {
+            let mut s = this.state.lock();
+            s.clock += 1;
+            let clock = s.clock;
+            let policy = s.policy;
+            let min_key = s
+                .entities
+                .iter()
+                .flatten()
+                .filter(|e| !e.queue.is_empty())
+                .map(|e| e.stats.vruntime)
+                .min();
+            node.inner.lock().submit_ts = clock;
+            if let Some(e) = s.entities.get_mut(id).and_then(Option::as_mut) {
+                if e.queue.is_empty() {
+                    if let Some(min) = min_key {
+                        policy.rejoined(&mut e.stats, min);
+                    }
+                }
+                // Room was reserved by `Job::new`.
+                let _ = e.queue.push_back(node);
+            }
+        }
+        Self::kick(this);
+    }
+
+    pub(crate) fn entity_priority(&self, id: usize) -> Priority {
+        self.state
+            .lock()
+            .entities
+            .get(id)
+            .and_then(Option::as_ref)
+            .map_or(Priority::Normal, |e| e.priority)
+    }
+
+    pub(crate) fn set_entity_priority(this: &Arc<Self>, id: usize, prio: Priority) {
+        if let Some(e) = this.state.lock().entities.get_mut(id).and_then(Option::as_mut) {
+            e.priority = prio;
+        }
+        Self::kick(this);
+    }
+
+    pub(crate) fn entity_flags(&self, id: usize) -> (bool, bool) {
+        self.state
+            .lock()
+            .entities
+            .get(id)
+            .and_then(Option::as_ref)
+            .map_or((false, false), |e| (e.killed, e.banned))
+    }
+
+    pub(crate) fn entity_usage(&self, id: usize) -> (u64, u64) {
+        self.state
+            .lock()
+            .entities
+            .get(id)
+            .and_then(Option::as_ref)
+            .map_or((0, 0), |e| (e.stats.gpu_ns, e.stats.jobs_done))
+    }
+
+    pub(crate) fn flush_entity(&self, id: usize, timeout: Delta) -> Result {
+        let deadline = Instant::<Monotonic>::now() + timeout;
+        let mut s = self.state.lock();
+        loop {
+            let idle = s
+                .entities
+                .get(id)
+                .and_then(Option::as_ref)
+                .is_none_or(|e| e.is_idle());
+            if idle || s.stopped {
+                return Ok(());
+            }
+            let left = deadline - Instant::<Monotonic>::now();
+            if left.as_nanos() <= 0 {
+                return Err(ETIMEDOUT);
+            }
+            let jiffies = msecs_to_jiffies(left.as_millis().max(1) as u32);
+            if let crate::sync::CondVarTimeoutResult::Signal { .. } =
+                self.progress.wait_interruptible_timeout(&mut s, jiffies)
+            {
+                return Err(ERESTARTSYS);
+            }
+        }
+    }
+
+    pub(crate) fn kill_entity(this: &Arc<Self>, id: usize) {
+        if let Some(e) = this.state.lock().entities.get_mut(id).and_then(Option::as_mut) {
+            e.killed = true;
+        }
+        Self::kick(this);
+    }
+
+    pub(crate) fn drop_entity(this: &Arc<Self>, id: usize) {
+        {
+            let mut s = this.state.lock();
+            if let Some(e) = s.entities.get_mut(id).and_then(Option::as_mut) {
+                e.killed = true;
+                e.dropped = true;
+            }
+            Self::maybe_free_slot(&mut s, id);
+        }
+        Self::kick(this);
+    }
+
+    /// Completes every job on the hardware whose fence has signalled; returns how many.
+    fn complete_done(&self) -> usize {
+        let mut n = 0;
+        loop {
+            let job = {
+                let mut s = self.state.lock();
+                let head_done = s.in_flight.front().is_some_and(|j| j.hw_done());
+                let Some(job) = s.in_flight.take_first(|j| j.hw_done()) else {
+                    break;
+                };
+                s.credits_used -= job.credits;
+                if s.in_flight.is_empty() {
+                    s.head_since = None;
+                } else if head_done {
+                    // A new head: its timeout runs from now.
+                    s.head_since = Some(Instant::now());
+                }
+                job
+            };
+            let (err, gpu_ns) = {
+                let inner = job.inner.lock();
+                let err = inner.hw.as_ref().and_then(|f| f.status().err());
+                let ns = inner
+                    .started
+                    .map_or(0, |t| t.elapsed().as_nanos().max(0) as u64);
+                (err, ns)
+            };
+            job.complete(err);
+            self.job_freed(&job, Some(gpu_ns));
+            n += 1;
+        }
+        n
+    }
+
+    /// Bookkeeping when a job leaves the scheduler (`gpu_ns` if it ran).
+    fn job_freed(&self, job: &JobNode<B>, gpu_ns: Option<u64>) {
+        let mut s = self.state.lock();
+        s.reserved -= 1;
+        if let Some(e) = s.entities.get_mut(job.entity).and_then(Option::as_mut) {
+            e.reserved -= 1;
+            if let Some(ns) = gpu_ns {
+                e.in_flight -= 1;
+                policy::job_done(&mut e.stats, ns);
+            }
+        }
+        Self::maybe_free_slot(&mut s, job.entity);
+    }
+
+    /// Whether the head job's dependencies have all signalled; registers a wake-up on the
+    /// first that has not. Fails the job if one signalled with an error.
+    fn head_ready(&self, job: &JobNode<B>) -> bool {
+        loop {
+            let dep = {
+                let mut inner = job.inner.lock();
+                if inner.error.is_some() {
+                    return true;
+                }
+                let next = inner.deps.last().cloned().or_else(|| inner.prepare.clone());
+                let next = match next {
+                    Some(d) => Some(d),
+                    // Dependencies done: the backend may add one for its own resources.
+                    None => self.backend.prepare_job(&job.data).inspect(|f| {
+                        inner.prepare = Some(f.clone());
+                    }),
+                };
+                match next {
+                    None => return true,
+                    Some(d) => match d.status() {
+                        Ok(false) => d,
+                        status => {
+                            if let Err(e) = status {
+                                inner.error = Some(e);
+                            }
+                            if inner.deps.pop().is_none() {
+                                inner.prepare = None;
+                            }
+                            drop(inner);
+                            // The wake-up (if any) was for a fence that has signalled.
+                            job.dep_cb.lock().as_mut().remove();
+                            continue;
+                        }
+                    },
+                }
+            };
+            let mut cb = job.dep_cb.lock();
+            return match cb.as_mut().add(&dep) {
+                Ok(()) | Err(crate::dma_fence::AddCallbackError::Busy) => false,
+                Err(crate::dma_fence::AddCallbackError::AlreadySignalled) => continue,
+            };
+        }
+    }
+
+    /// Picks the next job to take off an entity queue, or `None`.
+    fn pick(&self) -> Option<(Arc<JobNode<B>>, Outcome)> {
+        let mut s = self.state.lock();
+        if s.stopped {
+            return None;
+        }
+        let policy = s.policy;
+        // Killed and banned entities first: their jobs never reach the hardware.
+        let mut best: Option<(usize, u64)> = None;
+        let mut blocked_by_credits = false;
+        let groups: &[Option<Priority>] = if policy.single_queue() {
+            &[None]
+        } else {
+            &[
+                Some(Priority::Kernel),
+                Some(Priority::High),
+                Some(Priority::Normal),
+                Some(Priority::Low),
+            ]
+        };
+        let dead = s.entities.iter().position(|e| {
+            e.as_ref().is_some_and(|e| {
+                (e.killed || e.banned) && e.queue.front().is_some_and(|j| self.head_ready(j))
+            })
+        });
+        if let Some(id) = dead {
+            let e = s.entities[id].as_mut()?;
+            let err = if e.banned {
+                crate::dma_fence::ecanceled()
+            } else {
+                ESRCH
+            };
+            let job = e.queue.pop_front()?;
+            self.progress.notify_all();
+            return Some((job, Outcome::Fail(err)));
+        }
+        for group in groups {
+            for (id, e) in s.entities.iter().enumerate() {
+                let Some(e) = e else { continue };
+                if group.is_some_and(|p| p != e.priority) || e.killed || e.banned {
+                    continue;
+                }
+                let Some(head) = e.queue.front() else { continue };
+                if !self.head_ready(head) {
+                    continue;
+                }
+                let key = policy.key(&e.stats, head.inner.lock().submit_ts);
+                if best.is_none_or(|(_, k)| key < k) {
+                    best = Some((id, key));
+                }
+            }
+            if best.is_some() {
+                break;
+            }
+        }
+        let (id, _) = best?;
+        let credits = s.entities[id].as_ref()?.queue.front()?.credits;
+        let failed = s.entities[id].as_ref()?.queue.front()?.inner.lock().error;
+        if failed.is_none() && s.credits_used + credits > self.config.credit_limit {
+            // The best job does not fit: nothing else may overtake it.
+            blocked_by_credits = true;
+        }
+        if blocked_by_credits {
+            return None;
+        }
+        s.clock += 1;
+        let clock = s.clock;
+        let e = s.entities[id].as_mut()?;
+        let job = e.queue.pop_front()?;
+        if let Some(err) = failed {
+            self.progress.notify_all();
+            return Some((job, Outcome::Fail(err)));
+        }
+        policy.picked(&mut e.stats, e.priority, clock);
+        e.in_flight += 1;
+        s.credits_used += credits;
+        self.progress.notify_all();
+        Some((job, Outcome::Run))
+    }
+
+    /// Runs one picked job on the hardware.
+    fn run(this: &Arc<Self>, job: Arc<JobNode<B>>) {
+        let hw = this.backend.run_job(&job.data);
+        let scheduled = {
+            let mut inner = job.inner.lock();
+            inner.started = Some(Instant::now());
+            match hw {
+                Ok(hw) => {
+                    if let Some(deadline) = inner.finished.as_ref().and_then(|f| f.deadline()) {
+                        hw.set_deadline(deadline);
+                    }
+                    inner.hw = Some(hw);
+                }
+                Err(e) => {
+                    inner.hw = None;
+                    inner.error = Some(e);
+                }
+            }
+            inner.scheduled.take()
+        };
+        let hw = job.inner.lock().hw.clone();
+        match hw {
+            Some(hw) => {
+                let _ = job.hw_cb.lock().as_mut().add(&hw);
+            }
+            None => {
+                // Failed to start: complete it at once.
+                let err = job.inner.lock().error;
+                if let Some(s) = scheduled {
+                    s.signal();
+                }
+                job.complete(err);
+                {
+                    let mut s = this.state.lock();
+                    s.credits_used -= job.credits;
+                }
+                this.job_freed(&job, Some(0));
+                return;
+            }
+        }
+        if let Some(s) = scheduled {
+            s.signal();
+        }
+        let arm = {
+            let mut s = this.state.lock();
+            let first = s.in_flight.is_empty();
+            if first {
+                s.head_since = Some(Instant::now());
+            }
+            // Room was reserved by `Job::new`.
+            let _ = s.in_flight.push_back(job);
+            first
+        };
+        if arm {
+            Self::arm_timeout(this, None);
+        }
+    }
+
+    fn arm_timeout(this: &Arc<Self>, after: Option<Delta>) {
+        if let Some(timeout) = this.config.timeout {
+            let delay = after.unwrap_or(timeout);
+            let jiffies = msecs_to_jiffies(delay.as_millis().max(1) as u32);
+            let _ = this
+                .wq
+                .enqueue_delayed::<Arc<Self>, 1>(this.clone(), jiffies);
+        }
+    }
+
+    /// The worker: completes finished jobs, then runs jobs while they fit.
+    fn process(this: &Arc<Self>) {
+        let _signalling = SignallingGuard::new();
+        loop {
+            this.complete_done();
+            match this.pick() {
+                Some((job, Outcome::Run)) => Self::run(this, job),
+                Some((job, Outcome::Fail(err))) => {
+                    job.complete(Some(err));
+                    this.job_freed(&job, None);
+                }
+                None => break,
+            }
+        }
+        this.progress.notify_all();
+    }
+
+    /// The timeout handler.
+    fn timeout(this: &Arc<Self>) {
+        let Some(timeout) = this.config.timeout else {
+            return;
+        };
+        let (head, since) = {
+            let s = this.state.lock();
+            if s.stopped {
+                return;
+            }
+            match (s.in_flight.front(), s.head_since) {
+                (Some(h), Some(t)) => (h.clone(), t),
+                _ => return,
+            }
+        };
+        let elapsed = since.elapsed();
+        if elapsed < timeout {
+            Self::arm_timeout(this, Some(timeout - elapsed));
+            return;
+        }
+        if head.hw_done() {
+            Self::kick(this);
+            Self::arm_timeout(this, None);
+            return;
+        }
+        let status = {
+            let _signalling = SignallingGuard::new();
+            this.backend.timed_out(&head.data)
+        };
+        match status {
+            TimeoutStatus::NoHang => {
+                this.state.lock().head_since = Some(Instant::now());
+                Self::arm_timeout(this, None);
+            }
+            TimeoutStatus::Reset => {
+                {
+                    let mut s = this.state.lock();
+                    let ban_limit = this.config.ban_limit;
+                    if let Some(e) = s.entities.get_mut(head.entity).and_then(Option::as_mut) {
+                        if e.priority != Priority::Kernel {
+                            e.guilty += 1;
+                            if ban_limit != 0 && e.guilty >= ban_limit {
+                                e.banned = true;
+                            }
+                        }
+                    }
+                    s.head_since = Some(Instant::now());
+                }
+                Self::kick(this);
+                Self::arm_timeout(this, None);
+            }
+            TimeoutStatus::NoDevice => {
+                this.state.lock().stopped = true;
+                this.cancel_all(false);
+            }
+        }
+    }
+
+    /// Cancels every job on the hardware through the backend and fails every queued job.
+    /// With `wait`, also waits for the cancelled jobs to complete (teardown); otherwise their
+    /// completion reaches the worker as usual.
+    fn cancel_all(&self, wait: bool) {
+        let mut i = 0;
+        while let Some(job) = self.state.lock().in_flight.get(i).cloned() {
+            self.backend.cancel_job(&job.data);
+            i += 1;
+        }
+        // Jobs on the hardware complete as their fences signal; wait for each.
+        while wait {
+            let head = self.state.lock().in_flight.front().cloned();
+            let Some(head) = head else { break };
+            let hw = head.inner.lock().hw.clone();
+            if let Some(hw) = hw {
+                let _ = hw.wait(None, crate::dma_fence::Interruptible::No);
+            }
+            if self.complete_done() == 0 && !head.hw_done() {
+                break;
+            }
+        }
+        // Queued jobs never run.
+        loop {
+            let job = {
+                let mut s = self.state.lock();
+                let mut found = None;
+                for e in s.entities.iter_mut().flatten() {
+                    if let Some(j) = e.queue.pop_front() {
+                        found = Some(j);
+                        break;
+                    }
+                }
+                found
+            };
+            let Some(job) = job else { break };
+            job.complete(Some(crate::dma_fence::ecanceled()));
+            self.job_freed(&job, None);
+        }
+        self.progress.notify_all();
+    }
+
+    /// Stops the scheduler for good (the `Scheduler` handle is being dropped).
+    fn teardown(this: &Arc<Self>) {
+        this.state.lock().stopped = true;
+        cancel_delayed_work_sync::<Self, 1>(this);
+        cancel_work_sync::<Self, 0>(this);
+        // No job starts any more (a later kick only completes jobs).
+        this.cancel_all(true);
+    }
+
+    /// Drops a work item's reference; the last one is released from the system queue, since
+    /// the scheduler's own queue cannot be destroyed from its work.
+    fn put_from_work(this: Arc<Self>) {
+        if let Some(last) = Arc::into_unique_or_drop(this) {
+            let last: Arc<Self> = last.into();
+            let _ = workqueue::system().enqueue::<Arc<Self>, 2>(last);
+        }
+    }
+}
+
+impl<B: Backend> WorkItem<0> for Shared<B> {
+    type Pointer = Arc<Self>;
+
+    fn run(this: Arc<Self>) {
+        Self::process(&this);
+        Self::put_from_work(this);
+    }
+}
+
+impl<B: Backend> WorkItem<1> for Shared<B> {
+    type Pointer = Arc<Self>;
+
+    fn run(this: Arc<Self>) {
+        Self::timeout(&this);
+        Self::put_from_work(this);
+    }
+}
+
+impl<B: Backend> WorkItem<2> for Shared<B> {
+    type Pointer = Arc<Self>;
+
+    fn run(this: Arc<Self>) {
+        // The last reference: dropping it destroys the scheduler's queue, from this one.
+        drop(this);
+    }
+}

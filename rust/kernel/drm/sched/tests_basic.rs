@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The cases of drm_sched's `tests_basic.c`, on the Rust scheduler and the mock GPU, with the
+//! same parameters and assertions, plus vagx's own cases.
+
+use super::{
+    mock::{MockGpu, MockJobState, DONT_RESET, RESET_SKIPPED, TIMEDOUT},
+    Entity, Priority, Scheduler, SchedulerConfig,
+};
+use crate::{
+    dma_fence::{Fence, Interruptible},
+    prelude::*,
+    sync::{aref::ARef, Arc},
+    time::{delay::fsleep, Delta},
+};
+use core::sync::atomic::Ordering::Relaxed;
+
+/// One second, drm_sched's `HZ` in its waits.
+pub(crate) const HZ_MS: i64 = 1000;
+
+pub(crate) fn mock_sched(timeout_ms: Option<i64>, credit_limit: u32) -> Result<Scheduler<MockGpu>> {
+    let mut config = SchedulerConfig::new(c"vagx-mock", credit_limit);
+    config.timeout = timeout_ms.map(Delta::from_millis);
+    Scheduler::new(config, MockGpu::new()?)
+}
+
+/// A submitted mock job: its fences and its hardware side.
+pub(crate) struct Submitted {
+    pub(crate) scheduled: ARef<Fence>,
+    pub(crate) finished: ARef<Fence>,
+    pub(crate) hw: Arc<MockJobState>,
+}
+
+pub(crate) fn submit(
+    entity: &Entity<MockGpu>,
+    duration_us: i64,
+    flags: u32,
+    dep: Option<&ARef<Fence>>,
+) -> Result<Submitted> {
+    let data = MockGpu::job(duration_us, flags)?;
+    let hw = data.state.clone();
+    let mut job = entity.job(1, data)?;
+    if let Some(dep) = dep {
+        job.add_dependency(dep.clone())?;
+    }
+    let guard = entity.begin_submit()?;
+    let armed = guard.arm(job);
+    let scheduled = armed.scheduled();
+    let finished = armed.push();
+    Ok(Submitted {
+        scheduled,
+        finished,
+        hw,
+    })
+}
+
+pub(crate) fn waits(fence: &Fence, ms: i64) -> bool {
+    fence.wait(Some(Delta::from_millis(ms)), Interruptible::No).is_ok()
+}
+
+#[macros::kunit_tests(vagx_sched_basic)]
+mod basic {
+    use super::*;
+
+    #[test]
+    fn basic_submit() -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let job = submit(&entity, 0, 0, None)?;
+        assert!(waits(&job.scheduled, HZ_MS));
+        assert!(!waits(&job.finished, HZ_MS / 2));
+        assert_eq!(sched.backend().advance(1), 1);
+        assert!(waits(&job.finished, HZ_MS));
+        Ok(())
+    }
+
+    /// drm_sched_basic_test: `qd` jobs of 1000 us over `entities`, optionally each depending on
+    /// the previous one's finished fence; the last must finish within a second.
+    fn basic_test(entities: usize, dep_chain: bool) -> Result {
+        const QD: usize = 100;
+        let sched = mock_sched(None, u32::MAX)?;
+        let mut ents = KVec::new();
+        for _ in 0..entities {
+            ents.push(Entity::new(&sched, Priority::Normal)?, GFP_KERNEL)?;
+        }
+        let mut last: Option<ARef<Fence>> = None;
+        for i in 0..QD {
+            let dep = if dep_chain { last.as_ref() } else { None };
+            let job = submit(&ents[i % entities], 1000, 0, dep)?;
+            last = Some(job.finished);
+        }
+        let last = last.ok_or(EINVAL)?;
+        assert!(waits(&last, HZ_MS));
+        Ok(())
+    }
+
+    #[test]
+    fn basic_test_a_queue_of_jobs_in_a_single_entity() -> Result {
+        basic_test(1, false)
+    }
+
+    #[test]
+    fn basic_test_a_chain_of_dependent_jobs_across_multiple_entities() -> Result {
+        // drm_sched's parameter says "multiple" but uses one entity with a chain.
+        basic_test(1, true)
+    }
+
+    #[test]
+    fn basic_test_multiple_independent_job_queues() -> Result {
+        basic_test(4, false)
+    }
+
+    #[test]
+    fn basic_test_multiple_inter_dependent_job_queues() -> Result {
+        basic_test(4, true)
+    }
+
+    #[test]
+    fn basic_entity_cleanup() -> Result {
+        const QD: usize = 100;
+        let sched = mock_sched(None, u32::MAX)?;
+        let mut ents = KVec::new();
+        for _ in 0..4 {
+            ents.push(Entity::new(&sched, Priority::Normal)?, GFP_KERNEL)?;
+        }
+        let mut finished: KVec<ARef<Fence>> = KVec::new();
+        for i in 0..QD {
+            let job = submit(&ents[i % 4], 1000, 0, finished.last())?;
+            finished.push(job.finished, GFP_KERNEL)?;
+        }
+        assert!(waits(&finished[QD / 2], HZ_MS));
+        // Tear the entities down with half the queue pending.
+        drop(ents);
+        // Every fence completes: queued jobs of a dropped entity with ESRCH.
+        for f in finished.iter() {
+            assert!(waits(f, 5 * HZ_MS));
+        }
+        assert!(finished.iter().any(|f| f.status() == Err(ESRCH)));
+        Ok(())
+    }
+
+    #[test]
+    fn basic_cancel() -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let job = submit(&entity, 0, 0, None)?;
+        assert!(waits(&job.scheduled, HZ_MS));
+        drop(entity);
+        drop(sched);
+        let hw = job.hw.hw_fence().ok_or(EINVAL)?;
+        assert_eq!(hw.status(), Err(crate::dma_fence::ecanceled()));
+        assert_eq!(job.finished.status(), Err(crate::dma_fence::ecanceled()));
+        Ok(())
+    }
+
+    #[test]
+    fn basic_timeout() -> Result {
+        let sched = mock_sched(Some(HZ_MS / 5), u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let job = submit(&entity, 0, 0, None)?;
+        assert!(waits(&job.scheduled, HZ_MS));
+        assert!(!waits(&job.finished, HZ_MS / 10));
+        assert_eq!(job.hw.flags.load(Relaxed) & TIMEDOUT, 0);
+        fsleep(Delta::from_millis(HZ_MS / 5));
+        assert_ne!(job.hw.flags.load(Relaxed) & TIMEDOUT, 0);
+        assert!(waits(&job.finished, HZ_MS));
+        assert_eq!(job.finished.status(), Err(ETIMEDOUT));
+        Ok(())
+    }
+
+    #[test]
+    fn skip_reset() -> Result {
+        let sched = mock_sched(Some(HZ_MS / 5), u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let job = submit(&entity, 0, DONT_RESET, None)?;
+        assert!(!waits(&job.finished, 2 * HZ_MS / 5));
+        assert_ne!(job.hw.flags.load(Relaxed) & RESET_SKIPPED, 0);
+        assert_eq!(sched.backend().advance(1), 1);
+        assert!(waits(&job.finished, HZ_MS));
+        assert_eq!(job.finished.status(), Ok(true));
+        Ok(())
+    }
+}
+
+#[macros::kunit_tests(vagx_sched_basic_priority)]
+mod priority {
+    use super::*;
+
+    fn all_priorities(qd: usize, change: bool) -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let mut ents = KVec::new();
+        for p in Priority::ALL {
+            ents.push(Entity::new(&sched, p)?, GFP_KERNEL)?;
+        }
+        let mut last = None;
+        for i in 0..qd {
+            last = Some(submit(&ents[i % ents.len()], 1000, 0, None)?.finished);
+        }
+        let last = last.ok_or(EINVAL)?;
+        if change {
+            // Cycle every entity's priority every 200-500 us until the last job is done.
+            let mut step = 0usize;
+            while !last.is_signaled() {
+                for e in ents.iter() {
+                    let next = Priority::ALL[(e.priority() as usize + 1) % Priority::ALL.len()];
+                    e.set_priority(next);
+                }
+                step += 1;
+                fsleep(Delta::from_micros(200 + (step as i64 * 37) % 300));
+            }
+        }
+        assert!(waits(&last, if change { 10 * HZ_MS } else { HZ_MS }));
+        Ok(())
+    }
+
+    #[test]
+    fn priorities() -> Result {
+        all_priorities(100, false)
+    }
+
+    #[test]
+    fn change_priority() -> Result {
+        all_priorities(1000, true)
+    }
+}
+
+#[macros::kunit_tests(vagx_sched_basic_credits)]
+mod credits {
+    use super::*;
+
+    #[test]
+    fn test_credits() -> Result {
+        let sched = mock_sched(None, 1)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let a = submit(&entity, 0, 0, None)?;
+        let b = submit(&entity, 0, 0, None)?;
+        assert!(waits(&a.scheduled, HZ_MS));
+        assert!(!waits(&b.scheduled, HZ_MS));
+        assert_eq!(sched.backend().advance(1), 1);
+        assert!(waits(&b.scheduled, HZ_MS));
+        assert_eq!(sched.backend().advance(1), 1);
+        assert!(waits(&b.finished, HZ_MS));
+        Ok(())
+    }
+
+    #[test]
+    fn credits_above_the_limit_are_an_error() -> Result {
+        let sched = mock_sched(None, 2)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        assert_eq!(entity.job(3, MockGpu::job(0, 0)?).err(), Some(EINVAL));
+        assert_eq!(entity.job(0, MockGpu::job(0, 0)?).err(), Some(EINVAL));
+        assert!(entity.job(2, MockGpu::job(0, 0)?).is_ok());
+        Ok(())
+    }
+}
+
+#[macros::kunit_tests(vagx_sched_own)]
+mod own {
+    use super::*;
+    use crate::dma_fence::{FenceContext, PreparedFence};
+
+    #[test]
+    fn failed_dependency_fails_the_job_without_running_it() -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let ctx = FenceContext::new(c"vagx-sched-test", c"dep");
+        let dep = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+        let job = submit(&entity, 0, 0, Some(&dep.fence().into()))?;
+        assert!(!waits(&job.scheduled, HZ_MS / 10));
+        dep.signal_with_error(EIO);
+        assert!(waits(&job.finished, HZ_MS));
+        assert_eq!(job.finished.status(), Err(EIO));
+        assert!(job.hw.hw_fence().is_none());
+        assert_eq!(sched.backend().running(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn dependencies_are_deduplicated_per_context() -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let ctx = FenceContext::new(c"vagx-sched-test", c"dep");
+        let (a, b) = (
+            ctx.init(PreparedFence::new(GFP_KERNEL)?, ()),
+            ctx.init(PreparedFence::new(GFP_KERNEL)?, ()),
+        );
+        let mut job = entity.job(1, MockGpu::job(0, 0)?)?;
+        job.add_dependency(b.fence().into())?;
+        job.add_dependency(a.fence().into())?;
+        assert_eq!(job.dependency_count(), 1);
+        let guard = entity.begin_submit()?;
+        let finished = guard.arm(job).push();
+        drop(guard);
+        a.signal();
+        // Only the later fence (b) holds the job back.
+        assert_eq!(sched.backend().running(), 0);
+        b.signal();
+        fsleep(Delta::from_millis(20));
+        assert_eq!(sched.backend().advance(1), 1);
+        assert!(waits(&finished, HZ_MS));
+        Ok(())
+    }
+
+    #[test]
+    fn a_dependency_on_the_same_scheduler_is_pipelined() -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let (e1, e2) = (
+            Entity::new(&sched, Priority::Normal)?,
+            Entity::new(&sched, Priority::Normal)?,
+        );
+        let first = submit(&e1, 0, 0, None)?;
+        assert!(waits(&first.scheduled, HZ_MS));
+        // `first` is on the hardware: a job depending on its finished fence runs right away,
+        // since the hardware orders it after `first`.
+        let second = submit(&e2, 0, 0, Some(&first.finished))?;
+        assert!(waits(&second.scheduled, HZ_MS));
+        assert!(!first.finished.is_signaled());
+        assert_eq!(sched.backend().advance(2), 2);
+        assert!(waits(&second.finished, HZ_MS));
+        Ok(())
+    }
+
+    #[test]
+    fn kill_waits_for_the_jobs_own_dependencies() -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let ctx = FenceContext::new(c"vagx-sched-test", c"dep");
+        let dep = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+        let job = submit(&entity, 0, 0, Some(&dep.fence().into()))?;
+        entity.kill();
+        assert!(!waits(&job.finished, HZ_MS / 10));
+        dep.signal();
+        assert!(waits(&job.finished, HZ_MS));
+        assert_eq!(job.finished.status(), Err(ESRCH));
+        assert!(job.hw.hw_fence().is_none());
+        assert_eq!(
+            entity.job(1, MockGpu::job(0, 0)?).err(),
+            Some(crate::dma_fence::ecanceled())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn repeated_hangs_ban_the_entity_and_spare_the_others() -> Result {
+        let sched = mock_sched(Some(50), u32::MAX)?;
+        let (bad, good) = (
+            Entity::new(&sched, Priority::Normal)?,
+            Entity::new(&sched, Priority::Normal)?,
+        );
+        for _ in 0..3 {
+            let hang = submit(&bad, 0, 0, None)?;
+            assert!(waits(&hang.finished, 5 * HZ_MS));
+            assert_eq!(hang.finished.status(), Err(ETIMEDOUT));
+        }
+        assert!(bad.is_banned());
+        assert_eq!(
+            bad.job(1, MockGpu::job(0, 0)?).err(),
+            Some(crate::dma_fence::ecanceled())
+        );
+        let ok = submit(&good, 1000, 0, None)?;
+        assert!(waits(&ok.finished, HZ_MS));
+        assert_eq!(ok.finished.status(), Ok(true));
+        Ok(())
+    }
+
+    #[test]
+    fn dropping_the_scheduler_with_jobs_queued_and_in_flight() -> Result {
+        let sched = mock_sched(None, 1)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let running = submit(&entity, 0, 0, None)?;
+        let queued = submit(&entity, 0, 0, None)?;
+        assert!(waits(&running.scheduled, HZ_MS));
+        drop(sched);
+        assert_eq!(running.finished.status(), Err(crate::dma_fence::ecanceled()));
+        assert_eq!(queued.finished.status(), Err(crate::dma_fence::ecanceled()));
+        assert_eq!(entity.job(1, MockGpu::job(0, 0)?).err(), Some(ENODEV));
+        Ok(())
+    }
+
+    #[test]
+    fn deadline_on_finished_reaches_the_hardware_fence() -> Result {
+        let sched = mock_sched(None, 1)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let blocker = submit(&entity, 0, 0, None)?;
+        let job = submit(&entity, 0, 0, None)?;
+        let deadline = crate::time::Instant::now() + Delta::from_millis(5);
+        job.finished.set_deadline(deadline);
+        assert!(waits(&blocker.scheduled, HZ_MS));
+        assert_eq!(sched.backend().advance(1), 1);
+        assert!(waits(&blocker.finished, HZ_MS));
+        assert!(waits(&job.scheduled, HZ_MS));
+        let forwarded = sched.backend().hw_deadline(&job.hw).map(|d| d.as_nanos());
+        assert!(forwarded == Some(deadline.as_nanos()));
+        assert_eq!(sched.backend().advance(1), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn many_entities() -> Result {
+        const N: usize = 4096;
+        let sched = mock_sched(None, u32::MAX)?;
+        let mut ents = KVec::with_capacity(N, GFP_KERNEL)?;
+        for _ in 0..N {
+            ents.push(Entity::new(&sched, Priority::Normal)?, GFP_KERNEL)?;
+        }
+        let mut fins = KVec::with_capacity(N, GFP_KERNEL)?;
+        for e in ents.iter() {
+            fins.push(submit(e, 1, 0, None)?.finished, GFP_KERNEL)?;
+        }
+        for f in fins.iter() {
+            assert!(waits(f, 10 * HZ_MS));
+        }
+        Ok(())
+    }
+}
