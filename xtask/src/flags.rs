@@ -29,6 +29,8 @@ pub enum Cmd {
     Test(Test),
     /// Runs the KUnit suites in QEMU.
     Kunit(Kunit),
+    /// Runs the scheduler benchmarks: vagx's scheduler and C drm_sched on the same workloads.
+    Bench(Bench),
     /// Runs the qtest tests of the vagx device (QEMU without a guest kernel).
     Qtest(Qtest),
     /// Runs the in-VM integration tests.
@@ -68,6 +70,17 @@ pub struct Kunit {
     /// objects, slab debugging) in its own kernel build, instead of booting the main kernel.
     #[arg(long)]
     pub debug: bool,
+}
+
+/// Arguments of `cargo xtask bench`.
+#[derive(Debug, Args)]
+pub struct Bench {
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Only the suites matching this KUnit glob (default: every scheduler workload suite).
+    #[arg(long, default_value = "*sched_scheduler*")]
+    pub filter: String,
 }
 
 /// Arguments of `cargo xtask qtest`.

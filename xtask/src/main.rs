@@ -4,6 +4,7 @@
 //!
 //! Run it as `cargo xtask <cmd>` through the alias in `.cargo/config.toml`.
 
+mod bench;
 mod build;
 mod flags;
 mod initramfs;
@@ -49,6 +50,7 @@ fn try_main() -> anyhow::Result<()> {
         flags::Cmd::Run(cmd) => cmd.run(&sh),
         flags::Cmd::Test(cmd) => cmd.run(&sh),
         flags::Cmd::Kunit(cmd) => cmd.run(&sh),
+        flags::Cmd::Bench(cmd) => cmd.run(&sh),
         flags::Cmd::Qtest(cmd) => cmd.run(&sh),
         flags::Cmd::VmTest(cmd) => cmd.run(&sh),
         flags::Cmd::Clean(cmd) => cmd.run(&sh),

@@ -23,6 +23,8 @@ pub enum Mode {
     Test,
     /// Run the KUnit suites (built-in ones at boot, module ones at load).
     Kunit,
+    /// Run the scheduler benchmarks: vagx's and C drm_sched's KUnit workloads.
+    Bench,
 }
 
 impl Mode {
@@ -31,6 +33,7 @@ impl Mode {
             Self::Run => "run",
             Self::Test => "test",
             Self::Kunit => "kunit",
+            Self::Bench => "bench",
         }
     }
 }
@@ -54,6 +57,17 @@ const VAGX_DEVICES: usize = 2;
 /// guest's init never reports an exit status. A non-zero guest status is not an error here; see
 /// [`guest_status`].
 pub fn boot(art: &build::Artifacts, mode: Mode, timeout: Duration, echo: bool) -> Result<Boot> {
+    boot_with(art, mode, timeout, echo, "*sched_scheduler*")
+}
+
+/// Like [`boot`]; in bench mode, `filter` is the KUnit glob of the suites to run.
+pub fn boot_with(
+    art: &build::Artifacts,
+    mode: Mode,
+    timeout: Duration,
+    echo: bool,
+    filter: &str,
+) -> Result<Boot> {
     let paths = Paths::new();
     let log = paths.log(&format!("vm-{}", mode.as_str()))?;
     std::fs::remove_file(&log).ok();
@@ -64,8 +78,14 @@ pub fn boot(art: &build::Artifacts, mode: Mode, timeout: Duration, echo: bool) -
         "oops=panic".to_owned(),
         format!("vagx.mode={}", mode.as_str()),
     ];
-    if mode == Mode::Kunit {
-        append.push("kunit.enable=1".to_owned());
+    match mode {
+        Mode::Kunit => append.push("kunit.enable=1".to_owned()),
+        Mode::Bench => {
+            append.push("kunit.enable=1".to_owned());
+            // Both schedulers' workload suites: vagx_sched_scheduler_*, drm_sched_scheduler_*.
+            append.push(format!("kunit.filter_glob={filter}"));
+        }
+        Mode::Run | Mode::Test => {}
     }
 
     let mut cmd = std::process::Command::new(&art.qemu);

@@ -142,3 +142,134 @@ where
     }
     was_pending
 }
+
+#[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
+#[macros::kunit_tests(rust_workqueue_owned)]
+mod tests {
+    use super::*;
+    use crate::{
+        impl_has_delayed_work, impl_has_work, new_delayed_work, new_spinlock, new_work,
+        sync::Completion,
+        workqueue::DelayedWork,
+    };
+    use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+
+    #[pin_data]
+    struct Item {
+        #[pin]
+        work: Work<Item, 0>,
+        #[pin]
+        delayed: DelayedWork<Item, 1>,
+        ran: AtomicUsize,
+        _dropped: DropFlag,
+        #[pin]
+        gate: Completion,
+        #[pin]
+        started: Completion,
+    }
+
+    impl_has_work! { impl HasWork<Item, 0> for Item { self.work } }
+    impl_has_delayed_work! { impl HasDelayedWork<Item, 1> for Item { self.delayed } }
+
+    impl WorkItem<0> for Item {
+        type Pointer = Arc<Item>;
+        fn run(this: Arc<Item>) {
+            this.started.complete_all();
+            this.gate.wait_for_completion();
+            this.ran.fetch_add(1, SeqCst);
+        }
+    }
+
+    impl WorkItem<1> for Item {
+        type Pointer = Arc<Item>;
+        fn run(this: Arc<Item>) {
+            this.ran.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// Sets its flag when dropped (with the item that holds it).
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, SeqCst);
+        }
+    }
+
+    fn item(dropped: &Arc<AtomicBool>) -> Result<Arc<Item>> {
+        Arc::pin_init(
+            pin_init!(Item {
+                work <- new_work!("owned_test::work"),
+                delayed <- new_delayed_work!("owned_test::delayed"),
+                ran: AtomicUsize::new(0),
+                _dropped: DropFlag(dropped.clone()),
+                gate <- Completion::new(),
+                started <- Completion::new(),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    #[test]
+    fn ordered_queue_runs_in_order_and_drains_on_drop() -> Result {
+        let q = OwnedQueue::new_ordered(c"rust-owned-test", QueueFlags::MEM_RECLAIM)?;
+        let log = Arc::pin_init(
+            new_spinlock!(KVec::<usize>::with_capacity(16, GFP_KERNEL)?),
+            GFP_KERNEL,
+        )?;
+        for i in 0..16 {
+            let log = log.clone();
+            q.try_spawn(GFP_KERNEL, move || {
+                // Within the capacity reserved above: does not allocate.
+                let _ = log.lock().push(i, GFP_ATOMIC);
+            })
+            .map_err(|_| ENOMEM)?;
+        }
+        drop(q);
+        let log = log.lock();
+        assert_eq!(log.len(), 16);
+        assert!(log.iter().enumerate().all(|(i, &v)| i == v));
+        Ok(())
+    }
+
+    #[test]
+    fn cancelling_delayed_work_releases_the_queued_reference() -> Result {
+        let q = OwnedQueue::new_ordered(c"rust-owned-test", QueueFlags::NONE)?;
+        let dropped = Arc::new(AtomicBool::new(false), GFP_KERNEL)?;
+        let it = item(&dropped)?;
+        assert!(!cancel_delayed_work_sync::<Item, 1>(&it));
+        assert!(q
+            .enqueue_delayed::<Arc<Item>, 1>(it.clone(), crate::time::msecs_to_jiffies(10_000))
+            .is_ok());
+        assert!(cancel_delayed_work_sync::<Item, 1>(&it));
+        assert_eq!(it.ran.load(SeqCst), 0);
+        // Ours was the last reference: the queue's was given back.
+        drop(it);
+        assert!(dropped.load(SeqCst));
+        Ok(())
+    }
+
+    #[test]
+    fn cancelling_pending_work_waits_and_never_runs_it() -> Result {
+        let q = OwnedQueue::new_ordered(c"rust-owned-test", QueueFlags::NONE)?;
+        let (d1, d2) = (
+            Arc::new(AtomicBool::new(false), GFP_KERNEL)?,
+            Arc::new(AtomicBool::new(false), GFP_KERNEL)?,
+        );
+        let (blocker, pending) = (item(&d1)?, item(&d2)?);
+        assert!(q.enqueue::<Arc<Item>, 0>(blocker.clone()).is_ok());
+        blocker.started.wait_for_completion();
+        // The queue is ordered and busy: `pending` waits behind `blocker`.
+        assert!(q.enqueue::<Arc<Item>, 0>(pending.clone()).is_ok());
+        assert!(cancel_work_sync::<Item, 0>(&pending));
+        blocker.gate.complete_all();
+        // Not queued any more: nothing to cancel, and it waits for the running instance.
+        assert!(!cancel_work_sync::<Item, 0>(&blocker));
+        assert_eq!(blocker.ran.load(SeqCst), 1);
+        drop(q);
+        assert_eq!(pending.ran.load(SeqCst), 0);
+        drop(pending);
+        assert!(d2.load(SeqCst));
+        Ok(())
+    }
+}

@@ -152,6 +152,11 @@ impl<B: Backend> Entity<B> {
         self.shared.entity_flags(self.id).1
     }
 
+    /// Jobs pushed and not yet handed to the hardware.
+    pub fn queued(&self) -> usize {
+        self.shared.entity_queued(self.id)
+    }
+
     /// Total GPU time in ns and number of completed jobs.
     pub fn usage(&self) -> (u64, u64) {
         self.shared.entity_usage(self.id)

@@ -184,7 +184,7 @@ impl<B: Backend> Scheduler<B> {
         if config.credit_limit == 0 {
             return Err(EINVAL);
         }
-        let wq = OwnedQueue::new_ordered(config.name, QueueFlags::MEM_RECLAIM)?;
+        let wq = OwnedQueue::new_ordered(config.name, QueueFlags::MEM_RECLAIM | QueueFlags::HIGHPRI)?;
         let shared = Arc::pin_init(
             pin_init!(Shared {
                 backend,
@@ -413,12 +413,12 @@ impl<B: Backend> Shared<B> {
                 .entities
                 .iter()
                 .flatten()
-                .filter(|e| !e.queue.is_empty())
+                .filter(|e| !e.queue.is_empty() || e.in_flight > 0)
                 .map(|e| e.stats.vruntime)
                 .min();
             node.inner.lock().submit_ts = clock;
             if let Some(e) = s.entities.get_mut(id).and_then(Option::as_mut) {
-                if e.queue.is_empty() {
+                if e.queue.is_empty() && e.in_flight == 0 {
                     if let Some(min) = min_key {
                         policy.rejoined(&mut e.stats, min);
                     }
@@ -462,6 +462,15 @@ impl<B: Backend> Shared<B> {
             .get(id)
             .and_then(Option::as_ref)
             .map_or((0, 0), |e| (e.stats.gpu_ns, e.stats.jobs_done))
+    }
+
+    pub(crate) fn entity_queued(&self, id: usize) -> usize {
+        self.state
+            .lock()
+            .entities
+            .get(id)
+            .and_then(Option::as_ref)
+            .map_or(0, |e| e.queue.len())
     }
 
     pub(crate) fn flush_entity(&self, id: usize, timeout: Delta) -> Result {
@@ -647,7 +656,18 @@ impl<B: Backend> Shared<B> {
                     continue;
                 }
                 let key = policy.key(&e.stats, head.inner.lock().submit_ts);
-                if best.is_none_or(|(_, k)| key < k) {
+                // Ties go to the entity with the shorter jobs (an interactive client).
+                let better = match best {
+                    None => true,
+                    Some((b, k)) => {
+                        key < k
+                            || (key == k
+                                && s.entities[b]
+                                    .as_ref()
+                                    .is_some_and(|o| e.stats.avg_job_ns < o.stats.avg_job_ns))
+                    }
+                };
+                if better {
                     best = Some((id, key));
                 }
             }

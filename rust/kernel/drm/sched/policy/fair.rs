@@ -5,9 +5,10 @@
 //! All priorities share one queue. An entity is charged its average job time at pick time
 //! (so a client with many jobs in flight is charged before they complete), scaled by its
 //! priority: a nanosecond of a Low job costs 64 times a nanosecond of a Kernel job. An entity
-//! that rejoins after idling starts at the current minimum, so it gets its share from now on
-//! but cannot claim the time it did not use, and a Low entity still advances slower than the
-//! others' minimum only by its weight: it is never starved.
+//! that rejoins after idling is placed a little before the busiest entities' minimum (as CFS
+//! places a waking task): it runs next, ahead of a hog, but cannot bank the time it did not
+//! use. A Low entity's key grows faster but still grows only when it runs: it is never starved.
+//! On equal keys the entity with the shorter jobs goes first.
 
 use super::{EntityStats, Policy};
 use crate::drm::sched::Priority;
@@ -19,6 +20,9 @@ const SHIFT: [u32; 4] = [0, 1, 3, 6];
 
 /// The charge for a job whose cost is not known yet (no completed job): 100 us.
 const FIRST_JOB_NS: u64 = 100_000;
+
+/// How far before the minimum a rejoining entity is placed: 2 ms of Normal-priority time.
+const REJOIN_CREDIT: u64 = 2_000_000 << SHIFT[2];
 
 impl Policy for Fair {
     const SINGLE_QUEUE: bool = true;
@@ -40,6 +44,8 @@ impl Policy for Fair {
     }
 
     fn rejoined(stats: &mut EntityStats, min_key: u64) {
-        stats.vruntime = stats.vruntime.max(min_key);
+        stats.vruntime = stats
+            .vruntime
+            .max(min_key.saturating_sub(REJOIN_CREDIT));
     }
 }

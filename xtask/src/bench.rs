@@ -1,0 +1,559 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! `cargo xtask bench`: the vagx scheduler and C `drm_sched` on the same workloads, same boot.
+//!
+//! The guest boots with only the scheduler-workload KUnit suites enabled: vagx's built-in
+//! `vagx_sched_scheduler_*` suites run at boot (FIFO and FAIR), then the guest loads
+//! `gpu-sched.ko` + `drm-sched-tests.ko` once with `sched_policy=1` (FIFO) and once with 2
+//! (FAIR). Both print the same metric lines; this module reads them back into one table and,
+//! with `--json`, a JSON file. Timing is what the suites measured on this machine under TCG:
+//! compare columns of one run, not runs of different machines.
+
+use std::{fmt::Write as _, time::Duration};
+
+use anyhow::{bail, Result};
+use xshell::Shell;
+
+use crate::{build, flags, vm};
+
+/// How long the benchmark boot may take (both suites twice over, under TCG).
+const BENCH_TIMEOUT: Duration = Duration::from_secs(1200);
+
+/// Which scheduler printed a metric.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Source {
+    /// `vagx` or `drm_sched`.
+    sched: &'static str,
+    /// `fifo` or `fair` (or `rr`).
+    policy: String,
+}
+
+impl Source {
+    fn column(&self) -> String {
+        format!("{}-{}", self.sched, self.policy)
+    }
+}
+
+/// One metric the suites printed.
+#[derive(Clone, Debug, PartialEq)]
+enum Metric {
+    /// queue_overhead / ping_pong: ideal and measured time of 1000 one-millisecond jobs.
+    Overhead {
+        test: String,
+        expected_us: u64,
+        actual_us: u64,
+    },
+    /// One client of a two-client workload.
+    Client {
+        case: String,
+        credits: u32,
+        client: u32,
+        prio: String,
+        elapsed_ms: u64,
+        ideal_ms: u64,
+        cycle_us: [u64; 3],
+        latency_us: [u64; 3],
+    },
+    /// The progress spread of N clients (avg_max_min_delta x100: lower is fairer).
+    Spread { clients: u32, delta_x100: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Record {
+    source: Source,
+    metric: Metric,
+}
+
+fn strip(line: &str) -> &str {
+    let line = line.trim_end();
+    let line = match line.strip_prefix('[') {
+        Some(rest) => rest.split_once("] ").map_or(line, |(_, l)| l),
+        None => line,
+    };
+    line.strip_prefix("rust_kernel: ").unwrap_or(line)
+}
+
+fn number(s: &str) -> Option<u64> {
+    s.trim()
+        .trim_end_matches("us")
+        .trim_end_matches("ms")
+        .parse()
+        .ok()
+}
+
+/// `a,b,c us` after `key=`.
+fn triple(line: &str, key: &str) -> Option<[u64; 3]> {
+    let rest = line.split_once(key)?.1;
+    let nums = rest.split_whitespace().next()?;
+    let mut it = nums.split(',').map(number);
+    Some([it.next()??, it.next()??, it.next()??])
+}
+
+fn field(line: &str, key: &str) -> Option<u64> {
+    let rest = line.split_once(key)?.1;
+    number(rest.split_whitespace().next()?.trim_start_matches('('))
+}
+
+/// `Expected <e>us, actual <a>us`.
+fn expected_actual(line: &str) -> Option<(u64, u64)> {
+    let rest = line.split_once("Expected ")?.1;
+    let (e, a) = rest.split_once(", actual ")?;
+    Some((number(e)?, number(a)?))
+}
+
+/// Reads the metric lines of a benchmark console.
+fn parse(console: &str) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut c_policy = String::new();
+    let mut suite = String::new();
+    let mut c_overhead_seen = 0;
+    // The current case: its source, description and credits.
+    let mut case: Option<(Source, String, u32)> = None;
+    let mut clients: Option<(Source, u32)> = None;
+    for raw in console.lines() {
+        let line = strip(raw);
+        let t = line.trim();
+        if let Some(p) = t.strip_prefix("vagx-bench: drm_sched policy ") {
+            c_policy = match p {
+                "0" => "rr",
+                "1" => "fifo",
+                _ => "fair",
+            }
+            .to_owned();
+            c_overhead_seen = 0;
+            continue;
+        }
+        if let Some(name) = t.strip_prefix("# Subtest: ") {
+            // Suites are at the first level; deeper ones are a parameterised case's name.
+            let depth = line.len() - line.trim_start().len();
+            if depth <= 4 {
+                suite = name.to_owned();
+            }
+            continue;
+        }
+        let c_source = || Source {
+            sched: "drm_sched",
+            policy: c_policy.clone(),
+        };
+        // vagx: "vagx_sched <test> (<policy>): Expected ..."
+        if let Some(rest) = t.strip_prefix("vagx_sched ") {
+            if let (Some((test, rest)), Some((e, a))) = (rest.split_once(" ("), expected_actual(t))
+            {
+                let policy = rest.split_once(')').map_or("", |(p, _)| p).to_owned();
+                out.push(Record {
+                    source: Source {
+                        sched: "vagx",
+                        policy,
+                    },
+                    metric: Metric::Overhead {
+                        test: test.to_owned(),
+                        expected_us: e,
+                        actual_us: a,
+                    },
+                });
+            }
+            continue;
+        }
+        if suite.starts_with("drm_sched_scheduler_overhead") && t.starts_with("Expected ") {
+            if let Some((e, a)) = expected_actual(t) {
+                let test = if c_overhead_seen == 0 {
+                    "queue_overhead"
+                } else {
+                    "ping_pong"
+                };
+                c_overhead_seen += 1;
+                out.push(Record {
+                    source: c_source(),
+                    metric: Metric::Overhead {
+                        test: test.to_owned(),
+                        expected_us: e,
+                        actual_us: a,
+                    },
+                });
+            }
+            continue;
+        }
+        // A client line of a two-client case.
+        if let Some((id, rest)) = t.split_once(": prio=") {
+            if let (Some((src, desc, credits)), Ok(client)) = (&case, id.parse::<u32>()) {
+                let (Some(cycle), Some(lat)) = (
+                    triple(rest, "cycle_time(min,avg,max)="),
+                    triple(rest, "latency_time(min,avg,max)="),
+                ) else {
+                    continue;
+                };
+                out.push(Record {
+                    source: src.clone(),
+                    metric: Metric::Client {
+                        case: desc.clone(),
+                        credits: *credits,
+                        client,
+                        prio: rest.split_whitespace().next().unwrap_or("").to_owned(),
+                        elapsed_ms: field(rest, "elapsed_ms=").unwrap_or(0),
+                        ideal_ms: field(rest, "ideal_ms=").unwrap_or(0),
+                        cycle_us: cycle,
+                        latency_us: lat,
+                    },
+                });
+            }
+            continue;
+        }
+        if let Some(v) = t.strip_prefix("avg_max_min_delta(x100)=") {
+            if let (Some((src, n)), Some(v)) = (&clients, number(v)) {
+                out.push(Record {
+                    source: src.clone(),
+                    metric: Metric::Spread {
+                        clients: *n,
+                        delta_x100: v,
+                    },
+                });
+            }
+            continue;
+        }
+        // Case headers. vagx: "<desc> (<policy>, <n> credit(s)):", "<n> clients (<policy>):".
+        // drm_sched: "<desc>:" and "<n> clients:" inside its suites.
+        let Some(head) = t.strip_suffix(':') else {
+            continue;
+        };
+        if let Some((n, rest)) = head.split_once(" clients") {
+            if let Ok(n) = n.parse::<u32>() {
+                let src = match rest
+                    .trim()
+                    .strip_prefix('(')
+                    .and_then(|r| r.strip_suffix(')'))
+                {
+                    Some(policy) => Source {
+                        sched: "vagx",
+                        policy: policy.to_owned(),
+                    },
+                    None => c_source(),
+                };
+                clients = Some((src, n));
+                continue;
+            }
+        }
+        if let Some((desc, rest)) = head.rsplit_once(" (") {
+            if let Some((policy, credits)) = rest.trim_end_matches(')').split_once(", ") {
+                if let Some(n) = credits
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                {
+                    let src = Source {
+                        sched: "vagx",
+                        policy: policy.to_owned(),
+                    };
+                    case = Some((src, desc.to_owned(), n));
+                    continue;
+                }
+            }
+        }
+        if suite.starts_with("drm_sched_scheduler_two_clients") && !head.contains('[') {
+            let credits = if suite.contains("two_credits") { 2 } else { 1 };
+            case = Some((c_source(), head.to_owned(), credits));
+        }
+    }
+    out
+}
+
+fn columns(records: &[Record]) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for r in records {
+        let c = r.source.column();
+        if !cols.contains(&c) {
+            cols.push(c);
+        }
+    }
+    cols.sort();
+    cols
+}
+
+/// The comparison tables.
+fn table(records: &[Record]) -> String {
+    let cols = columns(records);
+    let mut s = String::new();
+    let header = |s: &mut String, first: &str, width: usize| {
+        let _ = write!(s, "{first:<width$}");
+        for c in &cols {
+            let _ = write!(s, " {c:>16}");
+        }
+        s.push('\n');
+    };
+    let _ = writeln!(
+        s,
+        "Overhead: 1000 jobs of 1 ms, 1 credit; actual / ideal time (lower is better)"
+    );
+    header(&mut s, "test", 16);
+    for test in ["queue_overhead", "ping_pong"] {
+        let _ = write!(s, "{test:<16}");
+        for c in &cols {
+            let v = records.iter().find_map(|r| match &r.metric {
+                Metric::Overhead {
+                    test: t,
+                    expected_us,
+                    actual_us,
+                } if t == test && r.source.column() == *c => {
+                    Some(*actual_us as f64 / (*expected_us).max(1) as f64)
+                }
+                _ => None,
+            });
+            match v {
+                Some(v) => {
+                    let _ = write!(s, " {:>16}", format!("{v:.3}"));
+                }
+                None => {
+                    let _ = write!(s, " {:>16}", "-");
+                }
+            }
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "\nTwo clients: per-cycle latency avg/max in us (sync clients) or cycle time (async)"
+    );
+    header(&mut s, "case [credits] client prio", 56);
+    let mut cases: Vec<(String, u32, u32, String)> = Vec::new();
+    for r in records {
+        if let Metric::Client {
+            case,
+            credits,
+            client,
+            prio,
+            ..
+        } = &r.metric
+        {
+            let k = (case.clone(), *credits, *client, prio.clone());
+            if !cases.contains(&k) {
+                cases.push(k);
+            }
+        }
+    }
+    for (case, credits, client, prio) in &cases {
+        let label = format!("{case} [{credits}] {client} {prio}");
+        let _ = write!(s, "{label:<56}");
+        for c in &cols {
+            let v = records.iter().find_map(|r| match &r.metric {
+                Metric::Client {
+                    case: cs,
+                    credits: cr,
+                    client: cl,
+                    cycle_us,
+                    latency_us,
+                    ..
+                } if cs == case && cr == credits && cl == client && r.source.column() == *c => {
+                    // A sync client's latency is what it waits beyond its own GPU time;
+                    // an async client never waits, so show its cycle time instead.
+                    Some(if latency_us[2] > 0 {
+                        format!("{}/{}", latency_us[1], latency_us[2])
+                    } else {
+                        format!("c{}/{}", cycle_us[1], cycle_us[2])
+                    })
+                }
+                _ => None,
+            });
+            let _ = write!(s, " {:>16}", v.unwrap_or_else(|| "-".to_owned()));
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(
+        s,
+        "\nMany clients: progress spread avg_max_min_delta(x100) (lower is fairer)"
+    );
+    header(&mut s, "clients", 16);
+    let mut ns: Vec<u32> = records
+        .iter()
+        .filter_map(|r| match r.metric {
+            Metric::Spread { clients, .. } => Some(clients),
+            _ => None,
+        })
+        .collect();
+    ns.sort_unstable();
+    ns.dedup();
+    for n in ns {
+        let _ = write!(s, "{n:<16}");
+        for c in &cols {
+            let v = records.iter().find_map(|r| match r.metric {
+                Metric::Spread {
+                    clients,
+                    delta_x100,
+                } if clients == n && r.source.column() == *c => Some(delta_x100),
+                _ => None,
+            });
+            let _ = write!(
+                s,
+                " {:>16}",
+                v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+            );
+        }
+        s.push('\n');
+    }
+    s
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The records as a JSON array (one object per metric).
+fn json(records: &[Record]) -> String {
+    let mut s = String::from("[\n");
+    for (i, r) in records.iter().enumerate() {
+        let src = format!(
+            "\"scheduler\": {}, \"policy\": {}",
+            json_str(r.source.sched),
+            json_str(&r.source.policy)
+        );
+        let body = match &r.metric {
+            Metric::Overhead {
+                test,
+                expected_us,
+                actual_us,
+            } => format!(
+                "\"kind\": \"overhead\", \"test\": {}, \"expected_us\": {expected_us}, \"actual_us\": {actual_us}",
+                json_str(test)
+            ),
+            Metric::Client {
+                case,
+                credits,
+                client,
+                prio,
+                elapsed_ms,
+                ideal_ms,
+                cycle_us,
+                latency_us,
+            } => format!(
+                "\"kind\": \"two_clients\", \"case\": {}, \"credits\": {credits}, \"client\": {client}, \"prio\": {}, \"elapsed_ms\": {elapsed_ms}, \"ideal_ms\": {ideal_ms}, \"cycle_us\": [{}, {}, {}], \"latency_us\": [{}, {}, {}]",
+                json_str(case),
+                json_str(prio),
+                cycle_us[0],
+                cycle_us[1],
+                cycle_us[2],
+                latency_us[0],
+                latency_us[1],
+                latency_us[2]
+            ),
+            Metric::Spread {
+                clients,
+                delta_x100,
+            } => format!(
+                "\"kind\": \"many_clients\", \"clients\": {clients}, \"avg_max_min_delta_x100\": {delta_x100}"
+            ),
+        };
+        let comma = if i + 1 < records.len() { "," } else { "" };
+        let _ = writeln!(s, "  {{{src}, {body}}}{comma}");
+    }
+    s.push_str("]\n");
+    s
+}
+
+impl flags::Bench {
+    pub fn run(&self, sh: &Shell) -> Result<()> {
+        let art = build::build_all(sh)?;
+        eprintln!("bench: booting the scheduler workloads (vagx, then C drm_sched twice)");
+        let boot = vm::boot_with(&art, vm::Mode::Bench, BENCH_TIMEOUT, false, &self.filter)?;
+        let records = parse(&boot.console);
+        let warnings = vm::kernel_warnings(&boot.console);
+        for w in &warnings {
+            eprintln!("bench: kernel warning: {w}");
+        }
+        if records.is_empty() {
+            bail!(
+                "no benchmark results on the console; log: {}",
+                boot.log.display()
+            );
+        }
+        print!("{}", table(&records));
+        if let Some(path) = &self.json {
+            std::fs::write(path, json(&records))?;
+            eprintln!(
+                "bench: {} results written to {}",
+                records.len(),
+                path.display()
+            );
+        }
+        eprintln!("bench: console log {}", boot.log.display());
+        if vm::guest_status(&boot.console) != Some(0) || !warnings.is_empty() {
+            bail!("the benchmark guest failed; log: {}", boot.log.display());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+[    1.0] rust_kernel: vagx_sched queue_overhead (fifo): Expected 1000000us, actual 1400000us
+[    1.1]     # Subtest: vagx_sched_scheduler_two_clients
+[    1.2] rust_kernel: 50% and 50% (fair, 2 credit(s)):
+[    1.3] rust_kernel:     1: prio=normal sync=1 elapsed_ms=1500ms (ideal_ms=1000ms) cycle_time(min,avg,max)=3000,4000,9000 us latency_time(min,avg,max)=500,1500,6000 us
+[    1.4] rust_kernel: 7 clients (fifo):
+[    1.5] rust_kernel:     avg_max_min_delta(x100)=250
+[    2.0] vagx-bench: drm_sched policy 1
+[    2.1]     # Subtest: drm_sched_scheduler_overhead_tests
+[    2.2] Expected 1000000us, actual 1450000us
+[    2.3] Expected 1000000us, actual 1500000us
+[    2.4]     # Subtest: drm_sched_scheduler_two_clients_two_credits_tests
+[    2.4]         # Subtest: drm_sched_scheduler_two_clients_test
+[    2.5] 50% and 50%:
+[    2.6] \t            pct1 cps1 qd1;  pct2 cps2 qd2
+[    2.7]     1: prio=normal sync=1 elapsed_ms=1600ms (ideal_ms=1000ms) cycle_time(min,avg,max)=3100,4100,9100 us latency_time(min,avg,max)=600,1600,6100 us
+";
+
+    #[test]
+    fn both_schedulers_metrics_are_read() {
+        let r = parse(SAMPLE);
+        assert_eq!(r.len(), 6);
+        assert_eq!(r[0].source.column(), "vagx-fifo");
+        assert!(matches!(
+            &r[0].metric,
+            Metric::Overhead {
+                actual_us: 1400000,
+                ..
+            }
+        ));
+        assert!(matches!(
+            &r[1].metric,
+            Metric::Client {
+                credits: 2,
+                client: 1,
+                latency_us: [500, 1500, 6000],
+                ..
+            }
+        ));
+        assert!(matches!(
+            r[2].metric,
+            Metric::Spread {
+                clients: 7,
+                delta_x100: 250
+            }
+        ));
+        assert_eq!(r[3].source.column(), "drm_sched-fifo");
+        assert!(matches!(&r[4].metric, Metric::Overhead { test, .. } if test == "ping_pong"));
+        match &r[5].metric {
+            Metric::Client { case, credits, .. } => {
+                assert_eq!(case, "50% and 50%");
+                assert_eq!(*credits, 2);
+            }
+            m => panic!("{m:?}"),
+        }
+        let t = table(&r);
+        assert!(t.contains("queue_overhead"));
+        assert!(t.contains("1.400"));
+        assert!(json(&r).contains("\"scheduler\": \"drm_sched\""));
+    }
+}
