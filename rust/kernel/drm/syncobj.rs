@@ -296,7 +296,10 @@ mod tests {
     impl TestDevice {
         fn new() -> Result<Self> {
             let faux = faux::Registration::new(c"rust-syncobj-test", None)?;
-            let drm = drm::UnregisteredDevice::<TestDriver>::new(faux.as_ref(), try_pin_init!(TestData {}))?;
+            let drm = drm::UnregisteredDevice::<TestDriver>::new(
+                faux.as_ref(),
+                try_pin_init!(TestData {}),
+            )?;
             // SAFETY: a new, unregistered device; `Drop` unregisters it.
             to_result(unsafe { bindings::drm_dev_register(drm.as_raw(), 0) })?;
             Ok(Self { drm, _faux: faux })
@@ -305,8 +308,10 @@ mod tests {
         /// Opens a client, as userspace opening the primary node would.
         fn open(&self) -> Result<Client> {
             // SAFETY: the device is registered, so its primary minor exists.
-            let file = unsafe { bindings::mock_drm_getfile((*self.drm.as_raw()).primary, bindings::O_RDWR) };
-            // SAFETY: on success the file is ours; on failure an error pointer.
+            let file = unsafe {
+                bindings::mock_drm_getfile((*self.drm.as_raw()).primary, bindings::O_RDWR)
+            };
+            // On success the file is ours; on failure an error pointer.
             let file = crate::error::from_err_ptr(file)?;
             Ok(Client { file })
         }
@@ -422,16 +427,17 @@ mod tests {
         let handle = obj.create_handle(file)?;
         let mut f = fences(3)?;
         for (i, fence) in f.iter().enumerate() {
-            obj.add_point(PreparedChain::new(GFP_KERNEL)?, fence.fence(), 2 * i as u64 + 2);
+            obj.add_point(
+                PreparedChain::new(GFP_KERNEL)?,
+                fence.fence(),
+                2 * i as u64 + 2,
+            );
         }
         // Points 2, 4, 6 exist; 3 is found at 4, as Vulkan timeline semantics require.
         for (point, idx) in [(2, 0), (3, 1), (4, 1), (6, 2)] {
             let found = Syncobj::find_fence(file, handle, point, WaitForSubmit::No)?;
             assert!(chain::is_chain(&found));
-            assert_eq!(
-                chain::contained(&found).as_raw(),
-                f[idx].fence().as_raw()
-            );
+            assert_eq!(chain::contained(&found).as_raw(), f[idx].fence().as_raw());
             assert_eq!(obj.fence_at(point)?.as_raw(), found.as_raw());
         }
         // Beyond the last point there is nothing to wait on yet.
@@ -489,10 +495,7 @@ mod tests {
             })
             .map_err(|_| ENOMEM)?;
         let found = Syncobj::find_fence(file, handle, 1, WaitForSubmit::Yes)?;
-        assert_eq!(
-            chain::contained(&found).as_raw(),
-            f[0].fence().as_raw()
-        );
+        assert_eq!(chain::contained(&found).as_raw(), f[0].fence().as_raw());
         f.pop().ok_or(EINVAL)?.signal();
         assert!(found.is_signaled());
         Ok(())

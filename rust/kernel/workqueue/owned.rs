@@ -149,8 +149,7 @@ mod tests {
     use super::*;
     use crate::{
         impl_has_delayed_work, impl_has_work, new_delayed_work, new_spinlock, new_work,
-        sync::Completion,
-        workqueue::DelayedWork,
+        sync::Completion, workqueue::DelayedWork,
     };
     use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 

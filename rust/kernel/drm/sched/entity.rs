@@ -116,7 +116,11 @@ impl<B: Backend> Entity<B> {
     }
 
     /// Creates, arms and pushes a job without dependencies; returns its finished fence.
-    pub fn submit(&self, credits: u32, data: B::Job) -> Result<crate::sync::aref::ARef<crate::dma_fence::Fence>> {
+    pub fn submit(
+        &self,
+        credits: u32,
+        data: B::Job,
+    ) -> Result<crate::sync::aref::ARef<crate::dma_fence::Fence>> {
         let job = self.job(credits, data)?;
         let guard = self.begin_submit()?;
         Ok(guard.arm(job).push())

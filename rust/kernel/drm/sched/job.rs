@@ -56,6 +56,8 @@ pub(crate) struct JobInner {
     pub(crate) prepare: Option<ARef<Fence>>,
     pub(crate) hw: Option<ARef<Fence>>,
     pub(crate) error: Option<Error>,
+    /// The backend has been asked to cancel the job (teardown).
+    pub(crate) cancelled: bool,
     pub(crate) submit_ts: u64,
     pub(crate) started: Option<Instant<Monotonic>>,
 }
@@ -63,7 +65,11 @@ pub(crate) struct JobInner {
 impl<B: Backend> JobNode<B> {
     /// Whether the job's hardware fence has signalled.
     pub(crate) fn hw_done(&self) -> bool {
-        self.inner.lock().hw.as_ref().is_some_and(|f| f.is_signaled())
+        self.inner
+            .lock()
+            .hw
+            .as_ref()
+            .is_some_and(|f| f.is_signaled())
     }
 
     /// Signals the scheduled fence (if not yet) and the finished fence with `err`.
@@ -134,6 +140,7 @@ impl<B: Backend> Job<B> {
                     prepare: None,
                     hw: None,
                     error: None,
+                    cancelled: false,
                     submit_ts: 0,
                     started: None,
                 }),

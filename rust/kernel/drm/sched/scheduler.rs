@@ -184,7 +184,8 @@ impl<B: Backend> Scheduler<B> {
         if config.credit_limit == 0 {
             return Err(EINVAL);
         }
-        let wq = OwnedQueue::new_ordered(config.name, QueueFlags::MEM_RECLAIM | QueueFlags::HIGHPRI)?;
+        let wq =
+            OwnedQueue::new_ordered(config.name, QueueFlags::MEM_RECLAIM | QueueFlags::HIGHPRI)?;
         let shared = Arc::pin_init(
             pin_init!(Shared {
                 backend,
@@ -296,7 +297,11 @@ impl<B: Backend> Shared<B> {
                 let mut s = self.state.lock();
                 let flight_need = s.reserved + 1;
                 let flight_cap = s.in_flight.capacity();
-                let e = s.entities.get_mut(id).and_then(Option::as_mut).ok_or(ENOENT)?;
+                let e = s
+                    .entities
+                    .get_mut(id)
+                    .and_then(Option::as_mut)
+                    .ok_or(ENOENT)?;
                 let queue_need = e.reserved + 1;
                 let queue_cap = e.queue.capacity();
                 if queue_need <= queue_cap && flight_need <= flight_cap {
@@ -361,12 +366,10 @@ impl<B: Backend> Shared<B> {
                 .is_some_and(|f| f.context() == ctx && f.seqno() == fence.seqno())
         };
         let mut owner = None;
-        for e in s.entities.iter() {
-            if let Some(e) = e {
-                if e.finished_context == ctx {
-                    owner = Some(e);
-                    break;
-                }
+        for e in s.entities.iter().flatten() {
+            if e.finished_context == ctx {
+                owner = Some(e);
+                break;
             }
         }
         let Some(owner) = owner else {
@@ -440,7 +443,13 @@ impl<B: Backend> Shared<B> {
     }
 
     pub(crate) fn set_entity_priority(this: &Arc<Self>, id: usize, prio: Priority) {
-        if let Some(e) = this.state.lock().entities.get_mut(id).and_then(Option::as_mut) {
+        if let Some(e) = this
+            .state
+            .lock()
+            .entities
+            .get_mut(id)
+            .and_then(Option::as_mut)
+        {
             e.priority = prio;
         }
         Self::kick(this);
@@ -499,7 +508,13 @@ impl<B: Backend> Shared<B> {
     }
 
     pub(crate) fn kill_entity(this: &Arc<Self>, id: usize) {
-        if let Some(e) = this.state.lock().entities.get_mut(id).and_then(Option::as_mut) {
+        if let Some(e) = this
+            .state
+            .lock()
+            .entities
+            .get_mut(id)
+            .and_then(Option::as_mut)
+        {
             e.killed = true;
         }
         Self::kick(this);
@@ -651,7 +666,9 @@ impl<B: Backend> Shared<B> {
                 if group.is_some_and(|p| p != e.priority) || e.killed || e.banned {
                     continue;
                 }
-                let Some(head) = e.queue.front() else { continue };
+                let Some(head) = e.queue.front() else {
+                    continue;
+                };
                 if !self.head_ready(head) {
                     continue;
                 }
@@ -847,22 +864,27 @@ impl<B: Backend> Shared<B> {
     /// With `wait`, also waits for the cancelled jobs to complete (teardown); otherwise their
     /// completion reaches the worker as usual.
     fn cancel_all(&self, wait: bool) {
-        let mut i = 0;
-        while let Some(job) = self.state.lock().in_flight.get(i).cloned() {
+        // Completions may remove jobs meanwhile: mark each job as it is cancelled.
+        loop {
+            let job = {
+                let s = self.state.lock();
+                let mut next = None;
+                for j in s.in_flight.iter() {
+                    let mut inner = j.inner.lock();
+                    if !inner.cancelled {
+                        inner.cancelled = true;
+                        next = Some(j.clone());
+                        break;
+                    }
+                }
+                next
+            };
+            let Some(job) = job else { break };
             self.backend.cancel_job(&job.data);
-            i += 1;
         }
         // Jobs on the hardware complete as their fences signal; wait for each.
-        while wait {
-            let head = self.state.lock().in_flight.front().cloned();
-            let Some(head) = head else { break };
-            let hw = head.inner.lock().hw.clone();
-            if let Some(hw) = hw {
-                let _ = hw.wait(None, crate::dma_fence::Interruptible::No);
-            }
-            if self.complete_done() == 0 && !head.hw_done() {
-                break;
-            }
+        if wait {
+            self.wait_in_flight();
         }
         // Queued jobs never run.
         loop {
@@ -882,6 +904,21 @@ impl<B: Backend> Shared<B> {
             self.job_freed(&job, None);
         }
         self.progress.notify_all();
+    }
+
+    /// Waits until every cancelled job on the hardware has completed.
+    fn wait_in_flight(&self) {
+        loop {
+            let head = self.state.lock().in_flight.front().cloned();
+            let Some(head) = head else { break };
+            let hw = head.inner.lock().hw.clone();
+            if let Some(hw) = hw {
+                let _ = hw.wait(None, crate::dma_fence::Interruptible::No);
+            }
+            if self.complete_done() == 0 && !head.hw_done() {
+                break;
+            }
+        }
     }
 
     /// Stops the scheduler for good (the `Scheduler` handle is being dropped).

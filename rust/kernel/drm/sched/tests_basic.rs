@@ -55,7 +55,9 @@ pub(crate) fn submit(
 }
 
 pub(crate) fn waits(fence: &Fence, ms: i64) -> bool {
-    fence.wait(Some(Delta::from_millis(ms)), Interruptible::No).is_ok()
+    fence
+        .wait(Some(Delta::from_millis(ms)), Interruptible::No)
+        .is_ok()
 }
 
 #[macros::kunit_tests(vagx_sched_basic)]
@@ -371,7 +373,10 @@ mod own {
         let queued = submit(&entity, 0, 0, None)?;
         assert!(waits(&running.scheduled, HZ_MS));
         drop(sched);
-        assert_eq!(running.finished.status(), Err(crate::dma_fence::ecanceled()));
+        assert_eq!(
+            running.finished.status(),
+            Err(crate::dma_fence::ecanceled())
+        );
         assert_eq!(queued.finished.status(), Err(crate::dma_fence::ecanceled()));
         assert_eq!(entity.job(1, MockGpu::job(0, 0)?).err(), Some(ENODEV));
         Ok(())

@@ -3,11 +3,11 @@
 //! The scheduling-quality cases of drm_sched's `tests_scheduler.c`, printing the same metric
 //! lines so that a boot that runs both suites compares the two schedulers side by side.
 
+use super::mock::MockGpu;
 use super::{
     tests_basic::{mock_sched, submit, waits, HZ_MS},
     Entity, PolicyKind, Priority,
 };
-use super::mock::MockGpu;
 use crate::{
     dma_fence::{Fence, Interruptible},
     prelude::*,
@@ -107,7 +107,13 @@ struct ClientParams {
     sync: bool,
 }
 
-const fn cp(priority: Priority, job_cnt: u32, job_us: i64, wait_us: i64, sync: bool) -> ClientParams {
+const fn cp(
+    priority: Priority,
+    job_cnt: u32,
+    job_us: i64,
+    wait_us: i64,
+    sync: bool,
+) -> ClientParams {
     ClientParams {
         priority,
         job_cnt,
@@ -121,16 +127,56 @@ use Priority::{High, Low, Normal};
 
 /// The ten two-client cases of tests_scheduler.c, with the same descriptions and numbers.
 const TWO_CLIENT_CASES: [(&str, ClientParams, ClientParams); 10] = [
-    ("Normal priority and normal priority", cp(Normal, 1, 8000, 0, false), cp(Normal, 1, 8000, 0, false)),
-    ("Normal priority and low priority", cp(Normal, 1, 8000, 0, false), cp(Low, 1, 8000, 0, false)),
-    ("High priority and normal priority", cp(High, 1, 8000, 0, false), cp(Normal, 1, 8000, 0, false)),
-    ("High priority and low priority", cp(High, 1, 8000, 0, false), cp(Low, 1, 8000, 0, false)),
-    ("50% and 50%", cp(Normal, 1, 1500, 1500, true), cp(Normal, 1, 2500, 2500, true)),
-    ("50% and 50% low priority", cp(Normal, 1, 1500, 1500, true), cp(Low, 1, 2500, 2500, true)),
-    ("50% high priority and 50%", cp(High, 1, 1500, 1500, true), cp(Normal, 1, 2500, 2500, true)),
-    ("Low priority hog and interactive client", cp(Low, 3, 2500, 500, false), cp(Normal, 1, 500, 10000, true)),
-    ("Heavy rendering and interactive client", cp(Normal, 3, 2500, 2500, true), cp(Normal, 1, 1000, 9000, true)),
-    ("Very heavy rendering and interactive client", cp(Normal, 4, 50000, 1, true), cp(Normal, 1, 1000, 9000, true)),
+    (
+        "Normal priority and normal priority",
+        cp(Normal, 1, 8000, 0, false),
+        cp(Normal, 1, 8000, 0, false),
+    ),
+    (
+        "Normal priority and low priority",
+        cp(Normal, 1, 8000, 0, false),
+        cp(Low, 1, 8000, 0, false),
+    ),
+    (
+        "High priority and normal priority",
+        cp(High, 1, 8000, 0, false),
+        cp(Normal, 1, 8000, 0, false),
+    ),
+    (
+        "High priority and low priority",
+        cp(High, 1, 8000, 0, false),
+        cp(Low, 1, 8000, 0, false),
+    ),
+    (
+        "50% and 50%",
+        cp(Normal, 1, 1500, 1500, true),
+        cp(Normal, 1, 2500, 2500, true),
+    ),
+    (
+        "50% and 50% low priority",
+        cp(Normal, 1, 1500, 1500, true),
+        cp(Low, 1, 2500, 2500, true),
+    ),
+    (
+        "50% high priority and 50%",
+        cp(High, 1, 1500, 1500, true),
+        cp(Normal, 1, 2500, 2500, true),
+    ),
+    (
+        "Low priority hog and interactive client",
+        cp(Low, 3, 2500, 500, false),
+        cp(Normal, 1, 500, 10000, true),
+    ),
+    (
+        "Heavy rendering and interactive client",
+        cp(Normal, 3, 2500, 2500, true),
+        cp(Normal, 1, 1000, 9000, true),
+    ),
+    (
+        "Very heavy rendering and interactive client",
+        cp(Normal, 4, 50000, 1, true),
+        cp(Normal, 1, 1000, 9000, true),
+    ),
 ];
 
 /// min / total / max of a per-cycle time, in us.
@@ -285,7 +331,11 @@ fn two_clients(credits: u32) -> Result {
                 for (i, c) in clients.iter().enumerate() {
                     let cycle = c.cycle.load(Relaxed);
                     let cycles = c.cycles.load(Relaxed);
-                    let pct = if cycles != 0 { (100 * (1 + cycle)).div_ceil(cycles) } else { 0 };
+                    let pct = if cycles != 0 {
+                        (100 * (1 + cycle)).div_ceil(cycles)
+                    } else {
+                        0
+                    };
                     line[i] = (pct, 10 * (cycle - prev[i].min(cycle)), c.entity.queued());
                     prev[i] = cycle;
                 }
@@ -360,7 +410,10 @@ mod many {
                     params.push(p, GFP_KERNEL)?;
                 }
                 let clients = spawn_clients(&sched, &params, 1_000_000 / n as i64)?;
-                pr_info!("{n} clients ({}):\n\tt\t\tcycle:\t  min    avg    max\n", name(policy));
+                pr_info!(
+                    "{n} clients ({}):\n\tt\t\tcycle:\t  min    avg    max\n",
+                    name(policy)
+                );
                 let start = Instant::<Monotonic>::now();
                 let (mut loops, mut delta_total) = (0u64, 0u64);
                 loop {

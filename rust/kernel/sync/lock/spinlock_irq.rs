@@ -100,7 +100,10 @@ mod tests {
     impl HrTimerCallback for Shared {
         type Pointer<'a> = Arc<Self>;
 
-        fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
+        fn run(
+            this: ArcBorrow<'_, Self>,
+            mut ctx: HrTimerCallbackContext<'_, Self>,
+        ) -> HrTimerRestart {
             // Hard interrupt context: the lock must be taken with interrupts off elsewhere.
             let mut c = this.count.lock();
             c.0 += 1;

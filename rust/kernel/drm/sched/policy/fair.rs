@@ -37,15 +37,11 @@ impl Policy for Fair {
         } else {
             stats.avg_job_ns.max(1)
         };
-        stats.vruntime = stats
-            .vruntime
-            .saturating_add(cost << SHIFT[prio as usize]);
+        stats.vruntime = stats.vruntime.saturating_add(cost << SHIFT[prio as usize]);
         stats.last_pick = clock;
     }
 
     fn rejoined(stats: &mut EntityStats, min_key: u64) {
-        stats.vruntime = stats
-            .vruntime
-            .max(min_key.saturating_sub(REJOIN_CREDIT));
+        stats.vruntime = stats.vruntime.max(min_key.saturating_sub(REJOIN_CREDIT));
     }
 }
