@@ -57,10 +57,18 @@ pub(crate) struct Timelines {
     pub(crate) finished: FenceContext,
 }
 
-/// A client's job stream on one scheduler.
-pub struct Entity<B: Backend> {
+/// Which scheduler an entity is on, and which ones it may move to.
+pub(crate) struct Binding<B: Backend> {
     pub(crate) shared: Arc<Shared<B>>,
     pub(crate) id: usize,
+    /// The schedulers the entity may run on; with more than one, an idle entity moves to the
+    /// least loaded when it gets a new job.
+    scheds: KVec<Arc<Shared<B>>>,
+}
+
+/// A client's job stream, on one scheduler at a time.
+pub struct Entity<B: Backend> {
+    binding: Pin<KBox<Mutex<Binding<B>>>>,
     timelines: Pin<KBox<Mutex<Timelines>>>,
 }
 
@@ -71,7 +79,19 @@ impl<B: Backend> Entity<B> {
     ///
     /// `ENOMEM`, `ENODEV` if the scheduler is stopped.
     pub fn new(sched: &Scheduler<B>, priority: Priority) -> Result<Self> {
-        let shared = sched.shared.clone();
+        Self::new_on(&[sched], priority)
+    }
+
+    /// Creates an entity of `priority` that may run on any of `scheds` (at least one): it
+    /// starts on the least loaded, and moves to the least loaded whenever it gets a job while
+    /// it has none queued or running (so its jobs still complete in order).
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an empty list, `ENOMEM`, `ENODEV` if the scheduler is stopped.
+    pub fn new_on(scheds: &[&Scheduler<B>], priority: Priority) -> Result<Self> {
+        let list = Self::list(scheds)?;
+        let shared = least_loaded(&list).ok_or(EINVAL)?;
         let timelines = Timelines {
             scheduled: FenceContext::new(shared.config.name, c"scheduled"),
             finished: FenceContext::new(shared.config.name, c"finished"),
@@ -90,11 +110,66 @@ impl<B: Backend> Entity<B> {
             finished_context: timelines.finished.context(),
         };
         let id = shared.add_entity(state)?;
-        Ok(Self {
+        let binding = Binding {
             shared,
             id,
+            scheds: list,
+        };
+        Ok(Self {
+            binding: KBox::pin_init(new_mutex!(binding), GFP_KERNEL)?,
             timelines: KBox::pin_init(new_mutex!(timelines), GFP_KERNEL)?,
         })
+    }
+
+    fn list(scheds: &[&Scheduler<B>]) -> Result<KVec<Arc<Shared<B>>>> {
+        let mut list = KVec::with_capacity(scheds.len(), GFP_KERNEL)?;
+        for s in scheds {
+            list.push(s.shared.clone(), GFP_KERNEL)?;
+        }
+        Ok(list)
+    }
+
+    /// Replaces the schedulers the entity may run on (drm_sched_entity_modify_sched). The
+    /// entity moves when it is next idle and gets a job.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for an empty list, `ENOMEM`.
+    pub fn modify_sched(&self, scheds: &[&Scheduler<B>]) -> Result {
+        if scheds.is_empty() {
+            return Err(EINVAL);
+        }
+        let list = Self::list(scheds)?;
+        self.binding.lock().scheds = list;
+        Ok(())
+    }
+
+    /// The scheduler and slot the entity is on now.
+    fn current(&self) -> (Arc<Shared<B>>, usize) {
+        let b = self.binding.lock();
+        (b.shared.clone(), b.id)
+    }
+
+    /// Moves the entity if it is idle and another of its schedulers is less loaded, then
+    /// reserves room for one job there; returns where.
+    pub(crate) fn reserve_job(&self) -> Result<(Arc<Shared<B>>, usize)> {
+        let mut b = self.binding.lock();
+        let on_list = b.scheds.iter().any(|s| Arc::ptr_eq(s, &b.shared));
+        if b.scheds.len() > 1 || !on_list {
+            if let Some(best) = least_loaded(&b.scheds) {
+                if !Arc::ptr_eq(&best, &b.shared) {
+                    if let Some(state) = b.shared.idle_entity_state(b.id) {
+                        let id = best.add_entity(state)?;
+                        Shared::drop_entity(&b.shared, b.id);
+                        b.shared = best;
+                        b.id = id;
+                    }
+                }
+            }
+        }
+        b.shared.check_usable(b.id)?;
+        b.shared.reserve_job(b.id)?;
+        Ok((b.shared.clone(), b.id))
     }
 
     /// Starts a submission: arm and push jobs under the returned guard.
@@ -103,10 +178,11 @@ impl<B: Backend> Entity<B> {
     ///
     /// `ECANCELED` if the entity is banned or killed, `ENODEV` if the scheduler is stopped.
     pub fn begin_submit(&self) -> Result<SubmitGuard<'_, B>> {
-        self.shared.check_usable(self.id)?;
+        let (shared, id) = self.current();
+        shared.check_usable(id)?;
         Ok(SubmitGuard {
-            entity: self,
             timelines: self.timelines.lock(),
+            _backend: core::marker::PhantomData,
         })
     }
 
@@ -128,12 +204,14 @@ impl<B: Backend> Entity<B> {
 
     /// The entity's priority.
     pub fn priority(&self) -> Priority {
-        self.shared.entity_priority(self.id)
+        let (shared, id) = self.current();
+        shared.entity_priority(id)
     }
 
     /// Changes the entity's priority; takes effect at the next pick.
     pub fn set_priority(&self, priority: Priority) {
-        Shared::set_entity_priority(&self.shared, self.id, priority);
+        let (shared, id) = self.current();
+        Shared::set_entity_priority(&shared, id, priority);
     }
 
     /// Waits until every queued job has been handed to the hardware (or completed).
@@ -142,41 +220,59 @@ impl<B: Backend> Entity<B> {
     ///
     /// `ETIMEDOUT` after `timeout`; `ERESTARTSYS` if a signal interrupts the wait.
     pub fn flush(&self, timeout: Delta) -> Result {
-        self.shared.flush_entity(self.id, timeout)
+        let (shared, id) = self.current();
+        shared.flush_entity(id, timeout)
     }
 
     /// Stops the entity: queued jobs complete with `ESRCH` once their own dependencies have
     /// signalled (they never run), and new jobs are refused.
     pub fn kill(&self) {
-        Shared::kill_entity(&self.shared, self.id);
+        let (shared, id) = self.current();
+        Shared::kill_entity(&shared, id);
     }
 
     /// Whether the entity has been banned after repeated timeouts.
     pub fn is_banned(&self) -> bool {
-        self.shared.entity_flags(self.id).1
+        let (shared, id) = self.current();
+        shared.entity_flags(id).1
     }
 
     /// Jobs pushed and not yet handed to the hardware.
     pub fn queued(&self) -> usize {
-        self.shared.entity_queued(self.id)
+        let (shared, id) = self.current();
+        shared.entity_queued(id)
     }
 
     /// Total GPU time in ns and number of completed jobs.
     pub fn usage(&self) -> (u64, u64) {
-        self.shared.entity_usage(self.id)
+        let (shared, id) = self.current();
+        shared.entity_usage(id)
     }
+}
+
+/// The scheduler of `list` with the fewest jobs (created and not yet freed).
+fn least_loaded<B: Backend>(list: &[Arc<Shared<B>>]) -> Option<Arc<Shared<B>>> {
+    let mut best: Option<(&Arc<Shared<B>>, usize)> = None;
+    for s in list {
+        let load = s.load();
+        if best.is_none_or(|(_, l)| load < l) {
+            best = Some((s, load));
+        }
+    }
+    best.map(|(s, _)| s.clone())
 }
 
 impl<B: Backend> Drop for Entity<B> {
     fn drop(&mut self) {
-        Shared::drop_entity(&self.shared, self.id);
+        let (shared, id) = self.current();
+        Shared::drop_entity(&shared, id);
     }
 }
 
 /// Arming and pushing happen under this guard, so fence order is queue order.
 pub struct SubmitGuard<'a, B: Backend> {
-    entity: &'a Entity<B>,
     timelines: MutexGuard<'a, Timelines>,
+    _backend: core::marker::PhantomData<B>,
 }
 
 impl<'a, B: Backend> SubmitGuard<'a, B> {
@@ -197,7 +293,7 @@ impl<'a, B: Backend> SubmitGuard<'a, B> {
         ArmedJob { job, guard: self }
     }
 
-    pub(crate) fn push(&self, node: Arc<JobNode<B>>) {
-        Shared::push_job(&self.entity.shared, self.entity.id, node);
+    pub(crate) fn push(&self, shared: &Arc<Shared<B>>, node: Arc<JobNode<B>>) {
+        Shared::push_job(shared, node.entity, node);
     }
 }

@@ -114,22 +114,25 @@ impl<B: Backend> Job<B> {
     /// `EINVAL` if `credits` is 0 or more than the scheduler's credit limit; `ENOMEM`;
     /// `ECANCELED` if the entity is banned or killed, `ENODEV` if the scheduler is stopped.
     pub fn new(entity: &super::Entity<B>, credits: u32, data: B::Job) -> Result<Self> {
-        let shared = entity.shared.clone();
-        if credits == 0 || credits > shared.config.credit_limit {
+        if credits == 0 {
             return Err(EINVAL);
         }
-        shared.check_usable(entity.id)?;
         let prepared = (
             PreparedFence::new(GFP_KERNEL)?,
             PreparedFence::new(GFP_KERNEL)?,
         );
+        let (shared, id) = entity.reserve_job()?;
+        if credits > shared.config.credit_limit {
+            shared.unreserve_job(id);
+            return Err(EINVAL);
+        }
         let backend_cb = shared.clone();
         let hw_cb_shared = shared.clone();
         let node = Arc::pin_init(
             pin_init!(JobNode::<B> {
                 data,
                 credits,
-                entity: entity.id,
+                entity: id,
                 inner <- new_spinlock!(JobInner {
                     prepared: Some(prepared),
                     scheduled: None,
@@ -148,8 +151,8 @@ impl<B: Backend> Job<B> {
                 hw_cb <- new_spinlock!(FenceCallback::new(Kick::new(hw_cb_shared))),
             }),
             GFP_KERNEL,
-        )?;
-        shared.reserve_job(entity.id)?;
+        )
+        .inspect_err(|_| shared.unreserve_job(id))?;
         Ok(Self {
             node,
             shared,
@@ -253,7 +256,7 @@ impl<B: Backend> ArmedJob<'_, '_, B> {
     pub fn push(mut self) -> ARef<Fence> {
         let finished = self.finished();
         self.job.pushed = true;
-        self.guard.push(self.job.node.clone());
+        self.guard.push(&self.job.shared, self.job.node.clone());
         finished
     }
 }

@@ -246,6 +246,34 @@ impl<B: Backend> Shared<B> {
         let _ = this.wq.enqueue::<Arc<Self>, 0>(this.clone());
     }
 
+    /// Jobs created on this scheduler and not yet freed: the load entities balance on.
+    pub(crate) fn load(&self) -> usize {
+        self.state.lock().reserved
+    }
+
+    /// A copy of entity `id`'s state for a move, if it has nothing queued, reserved or
+    /// running (and is usable): its jobs so far have all completed, so order is kept.
+    pub(crate) fn idle_entity_state(&self, id: usize) -> Option<EntityState<B>> {
+        let s = self.state.lock();
+        let e = s.entities.get(id).and_then(Option::as_ref)?;
+        if !e.queue.is_empty() || e.reserved != 0 || e.in_flight != 0 || e.killed || e.banned {
+            return None;
+        }
+        Some(EntityState {
+            queue: Ring::new(),
+            reserved: 0,
+            in_flight: 0,
+            priority: e.priority,
+            stats: e.stats,
+            killed: false,
+            banned: false,
+            dropped: false,
+            guilty: e.guilty,
+            scheduled_context: e.scheduled_context,
+            finished_context: e.finished_context,
+        })
+    }
+
     pub(crate) fn check_usable(&self, id: usize) -> Result {
         let s = self.state.lock();
         if s.stopped {

@@ -226,6 +226,68 @@ mod priority {
     }
 }
 
+#[macros::kunit_tests(vagx_sched_basic_modify_sched)]
+mod modify_sched {
+    use super::*;
+
+    #[test]
+    fn test_modify_sched() -> Result {
+        const QD: usize = 1000;
+        let mut scheds = KVec::new();
+        for _ in 0..3 {
+            scheds.push(mock_sched(None, u32::MAX)?, GFP_KERNEL)?;
+        }
+        let mut ents = KVec::new();
+        for i in 0..13 {
+            ents.push(Entity::new(&scheds[i % 3], Priority::Normal)?, GFP_KERNEL)?;
+        }
+        let mut last = None;
+        for i in 0..QD {
+            last = Some(submit(&ents[i % 13], 1000, 0, None)?.finished);
+        }
+        let last = last.ok_or(EINVAL)?;
+        let (mut cur_ent, mut cur_sched, mut step) = (0usize, 0usize, 0i64);
+        while !last.is_signaled() {
+            fsleep(Delta::from_micros(200 + (step * 53) % 300));
+            step += 1;
+            cur_ent = (cur_ent + 1) % 13;
+            cur_sched = (cur_sched + 1) % 3;
+            ents[cur_ent].modify_sched(&[&scheds[cur_sched]])?;
+        }
+        assert!(waits(&last, HZ_MS));
+        Ok(())
+    }
+
+    #[test]
+    fn an_idle_entity_moves_to_the_least_loaded_scheduler() -> Result {
+        let (a, b) = (mock_sched(None, u32::MAX)?, mock_sched(None, u32::MAX)?);
+        let mover = Entity::new_on(&[&a, &b], Priority::Normal)?;
+        let busy = Entity::new(&a, Priority::Normal)?;
+        // Load `a` with two jobs that run until advanced.
+        let (x, y) = (submit(&busy, 0, 0, None)?, submit(&busy, 0, 0, None)?);
+        // The idle entity's next job goes to `b`, the less loaded.
+        let job = submit(&mover, 0, 0, None)?;
+        assert!(waits(&job.scheduled, HZ_MS));
+        assert_eq!(b.backend().running(), 1);
+        // Not idle any more: the next job follows on `b`, whatever the load.
+        let next = submit(&mover, 0, 0, None)?;
+        assert!(waits(&next.scheduled, HZ_MS));
+        assert_eq!(b.backend().running(), 2);
+        assert_eq!(b.backend().advance(2), 2);
+        assert!(waits(&next.finished, HZ_MS));
+        // Pinned to `a` now: idle, so it moves there even though `a` is busier.
+        mover.modify_sched(&[&a])?;
+        let on_a = submit(&mover, 0, 0, None)?;
+        assert!(waits(&on_a.scheduled, HZ_MS));
+        assert_eq!(a.backend().running(), 3);
+        assert_eq!(a.backend().advance(3), 3);
+        for j in [&x, &y, &on_a] {
+            assert!(waits(&j.finished, HZ_MS));
+        }
+        Ok(())
+    }
+}
+
 #[macros::kunit_tests(vagx_sched_basic_credits)]
 mod credits {
     use super::*;
