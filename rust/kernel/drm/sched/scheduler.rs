@@ -25,9 +25,10 @@ use super::{
 };
 use crate::{
     dma_fence::{Fence, FenceCallbackFn, SignallingGuard},
-    impl_has_delayed_work, impl_has_work, new_condvar, new_delayed_work, new_spinlock, new_work,
+    impl_has_delayed_work, impl_has_work, new_condvar, new_delayed_work, new_mutex, new_spinlock,
+    new_work,
     prelude::*,
-    sync::{aref::ARef, Arc, CondVar, SpinLock},
+    sync::{aref::ARef, Arc, CondVar, Mutex, SpinLock},
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
     workqueue::{
         self,
@@ -87,6 +88,9 @@ pub struct SchedulerConfig {
     pub policy: PolicyKind,
     /// Timeouts after which an entity is banned; 0 never bans.
     pub ban_limit: u32,
+    /// Run a job straight from `push` when the scheduler has nothing else queued, the job
+    /// waits for nothing and its credits are free (no worker round trip).
+    pub bypass: bool,
 }
 
 impl SchedulerConfig {
@@ -98,6 +102,7 @@ impl SchedulerConfig {
             timeout: None,
             policy: PolicyKind::Fifo,
             ban_limit: 3,
+            bypass: true,
         }
     }
 }
@@ -137,6 +142,10 @@ pub(crate) struct Shared<B: Backend> {
     release: Work<Shared<B>, 2>,
     #[pin]
     pub(crate) state: SpinLock<State<B>>,
+    /// Held while jobs are run or timed out: by the worker, the timeout handler and the
+    /// bypass, which must not overlap.
+    #[pin]
+    run_lock: Mutex<()>,
     /// Notified whenever an entity's queue shrinks.
     #[pin]
     pub(crate) progress: CondVar,
@@ -205,6 +214,7 @@ impl<B: Backend> Scheduler<B> {
                     policy: config.policy,
                 }),
                 progress <- new_condvar!(),
+                run_lock <- new_mutex!(()),
             }),
             GFP_KERNEL,
         )?;
@@ -435,6 +445,7 @@ impl<B: Backend> Shared<B> {
     }
 
     pub(crate) fn push_job(this: &Arc<Self>, id: usize, node: Arc<JobNode<B>>) {
+        let bypass;
         {
             let mut s = this.state.lock();
             s.clock += 1;
@@ -447,7 +458,15 @@ impl<B: Backend> Shared<B> {
                 .filter(|e| !e.queue.is_empty() || e.in_flight > 0)
                 .map(|e| e.stats.vruntime)
                 .min();
-            node.inner.lock().submit_ts = clock;
+            let no_deps = {
+                let mut inner = node.inner.lock();
+                inner.submit_ts = clock;
+                inner.deps.is_empty()
+            };
+            // Bypass: nothing else is queued anywhere, the job waits for nothing and fits.
+            let others_idle = s.entities.iter().flatten().all(|e| e.queue.is_empty());
+            let fits = s.credits_used + node.credits <= this.config.credit_limit;
+            bypass = this.config.bypass && others_idle && no_deps && fits && !s.stopped;
             if let Some(e) = s.entities.get_mut(id).and_then(Option::as_mut) {
                 if e.queue.is_empty() && e.in_flight == 0 {
                     if let Some(min) = min_key {
@@ -456,6 +475,20 @@ impl<B: Backend> Shared<B> {
                 }
                 // Room was reserved by `Job::new`.
                 let _ = e.queue.push_back(node);
+            }
+        }
+        if bypass {
+            // Run it from here, unless the worker is busy (it will then pick the job up).
+            if let Some(_running) = this.run_lock.try_lock() {
+                match this.pick() {
+                    Some((job, Outcome::Run)) => Self::run(this, job),
+                    Some((job, Outcome::Fail(err))) => {
+                        job.complete(Some(err));
+                        this.job_freed(&job, None);
+                    }
+                    None => {}
+                }
+                return;
             }
         }
         Self::kick(this);
@@ -815,6 +848,8 @@ impl<B: Backend> Shared<B> {
 
     /// The worker: completes finished jobs, then runs jobs while they fit.
     fn process(this: &Arc<Self>) {
+        // Serialises with the bypass and the timeout handler.
+        let _running = this.run_lock.lock();
         let _signalling = SignallingGuard::new();
         loop {
             this.complete_done();
@@ -856,6 +891,7 @@ impl<B: Backend> Shared<B> {
             return;
         }
         let status = {
+            let _running = this.run_lock.lock();
             let _signalling = SignallingGuard::new();
             this.backend.timed_out(&head.data)
         };

@@ -463,6 +463,26 @@ mod own {
     }
 
     #[test]
+    fn bypass_runs_a_job_from_push_on_an_idle_scheduler() -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let job = submit(&entity, 0, 0, None)?;
+        // No worker round trip: on the hardware when push returns.
+        assert!(job.scheduled.is_signaled());
+        assert_eq!(sched.backend().running(), 1);
+        // A job with a dependency is never bypassed.
+        let ctx = FenceContext::new(c"vagx-sched-test", c"dep");
+        let dep = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+        let waiting = submit(&entity, 0, 0, Some(&dep.fence().into()))?;
+        assert!(!waiting.scheduled.is_signaled());
+        dep.signal();
+        assert!(waits(&waiting.scheduled, HZ_MS));
+        assert_eq!(sched.backend().advance(2), 2);
+        assert!(waits(&waiting.finished, HZ_MS));
+        Ok(())
+    }
+
+    #[test]
     fn many_entities() -> Result {
         const N: usize = 4096;
         let sched = mock_sched(None, u32::MAX)?;
