@@ -237,6 +237,41 @@ impl<B: Backend> Scheduler<B> {
         self.shared.state.lock().policy
     }
 
+    /// Writes the scheduler's state for debugfs: the policy and credits, then one line per
+    /// entity (priority, queued and running jobs, GPU time, completed jobs, virtual runtime,
+    /// hangs, killed/banned).
+    pub fn dump(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let s = self.shared.state.lock();
+        writeln!(
+            w,
+            "{}: policy {:?}, credits {}/{}, on hardware {}, jobs {}{}",
+            self.shared.config.name.to_str().unwrap_or("?"),
+            s.policy,
+            s.credits_used,
+            self.shared.config.credit_limit,
+            s.in_flight.len(),
+            s.reserved,
+            if s.stopped { ", stopped" } else { "" }
+        )?;
+        for (id, e) in s.entities.iter().enumerate() {
+            let Some(e) = e else { continue };
+            writeln!(
+                w,
+                "  entity {id}: {:?} queued {} running {} gpu_ns {} jobs {} vruntime {} hangs {}{}{}",
+                e.priority,
+                e.queue.len(),
+                e.in_flight,
+                e.stats.gpu_ns,
+                e.stats.jobs_done,
+                e.stats.vruntime,
+                e.guilty,
+                if e.killed { " killed" } else { "" },
+                if e.banned { " banned" } else { "" }
+            )?;
+        }
+        Ok(())
+    }
+
     /// Credits in use and jobs on the hardware.
     pub fn load(&self) -> (u32, usize) {
         let s = self.shared.state.lock();

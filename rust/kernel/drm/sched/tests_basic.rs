@@ -483,6 +483,40 @@ mod own {
     }
 
     #[test]
+    fn dump_shows_run_queues() -> Result {
+        /// A fixed-size text buffer.
+        struct Buf {
+            bytes: [u8; 512],
+            len: usize,
+        }
+        impl core::fmt::Write for Buf {
+            fn write_str(&mut self, s: &str) -> core::fmt::Result {
+                let end = self.len + s.len();
+                self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
+                self.len = end;
+                Ok(())
+            }
+        }
+        let sched = mock_sched(None, 4)?;
+        let (a, b) = (
+            Entity::new(&sched, Priority::High)?,
+            Entity::new(&sched, Priority::Low)?,
+        );
+        let job = submit(&a, 0, 0, None)?;
+        assert!(waits(&job.scheduled, HZ_MS));
+        b.kill();
+        let mut buf = Buf { bytes: [0; 512], len: 0 };
+        assert!(sched.dump(&mut buf).is_ok());
+        let text = core::str::from_utf8(&buf.bytes[..buf.len]).map_err(|_| EINVAL)?;
+        assert!(text.starts_with("vagx-mock: policy Fifo, credits 1/4, on hardware 1, jobs 1\n"));
+        assert!(text.contains("entity 0: High queued 0 running 1"));
+        assert!(text.contains("entity 1: Low queued 0 running 0") && text.contains(" killed"));
+        assert_eq!(sched.backend().advance(1), 1);
+        assert!(waits(&job.finished, HZ_MS));
+        Ok(())
+    }
+
+    #[test]
     fn many_entities() -> Result {
         const N: usize = 4096;
         let sched = mock_sched(None, u32::MAX)?;
