@@ -179,7 +179,7 @@ pub fn kernel_warnings(console: &str) -> Vec<&str> {
         "INFO: task ",
         "INFO: rcu_",
         "inconsistent lock state",
-        "kmemleak: ",
+        "suspected memory leak",
         "UBSAN:",
     ];
     console

@@ -41,6 +41,8 @@ pub(crate) struct EntityState<B: Backend> {
     /// The entity handle is gone; the slot is freed once the last job is.
     pub(crate) dropped: bool,
     pub(crate) guilty: u32,
+    /// A higher priority inherited from a waiter (see the scheduler's `boost_blockers`).
+    pub(crate) boost: Option<Priority>,
     pub(crate) scheduled_context: u64,
     pub(crate) finished_context: u64,
 }
@@ -48,6 +50,11 @@ pub(crate) struct EntityState<B: Backend> {
 impl<B: Backend> EntityState<B> {
     pub(crate) fn is_idle(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    /// The priority the entity is picked at: its own, or a waiter's if higher.
+    pub(crate) fn effective_priority(&self) -> Priority {
+        self.boost.map_or(self.priority, |b| b.min(self.priority))
     }
 }
 
@@ -106,6 +113,7 @@ impl<B: Backend> Entity<B> {
             banned: false,
             dropped: false,
             guilty: 0,
+            boost: None,
             scheduled_context: timelines.scheduled.context(),
             finished_context: timelines.finished.context(),
         };

@@ -314,6 +314,7 @@ impl<B: Backend> Shared<B> {
             banned: false,
             dropped: false,
             guilty: e.guilty,
+            boost: None,
             scheduled_context: e.scheduled_context,
             finished_context: e.finished_context,
         })
@@ -679,11 +680,17 @@ impl<B: Backend> Shared<B> {
     /// Whether the head job's dependencies have all signalled; registers a wake-up on the
     /// first that has not. Fails the job if one signalled with an error.
     fn head_ready(&self, job: &JobNode<B>) -> bool {
+        self.readiness(job).is_none()
+    }
+
+    /// `None` if the job may run; otherwise the context of the fence it waits for (a wake-up
+    /// is registered on it).
+    fn readiness(&self, job: &JobNode<B>) -> Option<u64> {
         loop {
             let dep = {
                 let mut inner = job.inner.lock();
                 if inner.error.is_some() {
-                    return true;
+                    return None;
                 }
                 let next = inner.deps.last().cloned().or_else(|| inner.prepare.clone());
                 let next = match next {
@@ -694,7 +701,7 @@ impl<B: Backend> Shared<B> {
                     }),
                 };
                 match next {
-                    None => return true,
+                    None => return None,
                     Some(d) => match d.status() {
                         Ok(false) => d,
                         status => {
@@ -714,9 +721,38 @@ impl<B: Backend> Shared<B> {
             };
             let mut cb = job.dep_cb.lock();
             return match cb.as_mut().add(&dep) {
-                Ok(()) | Err(crate::dma_fence::AddCallbackError::Busy) => false,
+                Ok(()) | Err(crate::dma_fence::AddCallbackError::Busy) => Some(dep.context()),
                 Err(crate::dma_fence::AddCallbackError::AlreadySignalled) => continue,
             };
+        }
+    }
+
+    /// Priority inheritance: an entity whose queued job another entity's head job waits for
+    /// runs at the waiter's priority, so a High job waiting on a Low one is not held back by
+    /// Normal work (strict-priority policies only; FAIR has no strict order to invert).
+    fn boost_blockers(&self, s: &mut State<B>) {
+        for e in s.entities.iter_mut().flatten() {
+            e.boost = None;
+        }
+        for i in 0..s.entities.len() {
+            let Some(e) = s.entities[i].as_ref() else {
+                continue;
+            };
+            if e.killed || e.banned {
+                continue;
+            }
+            let prio = e.effective_priority();
+            let Some(ctx) = e.queue.front().and_then(|head| self.readiness(head)) else {
+                continue;
+            };
+            for other in s.entities.iter_mut().flatten() {
+                if other.scheduled_context == ctx || other.finished_context == ctx {
+                    if prio < other.effective_priority() {
+                        other.boost = Some(prio);
+                    }
+                    break;
+                }
+            }
         }
     }
 
@@ -756,10 +792,13 @@ impl<B: Backend> Shared<B> {
             self.progress.notify_all();
             return Some((job, Outcome::Fail(err)));
         }
+        if !policy.single_queue() {
+            self.boost_blockers(&mut s);
+        }
         for group in groups {
             for (id, e) in s.entities.iter().enumerate() {
                 let Some(e) = e else { continue };
-                if group.is_some_and(|p| p != e.priority) || e.killed || e.banned {
+                if group.is_some_and(|p| p != e.effective_priority()) || e.killed || e.banned {
                     continue;
                 }
                 let Some(head) = e.queue.front() else {
@@ -836,7 +875,12 @@ impl<B: Backend> Shared<B> {
         let hw = job.inner.lock().hw.clone();
         match hw {
             Some(hw) => {
-                let _ = job.hw_cb.lock().as_mut().add(&hw);
+                let added = job.hw_cb.lock().as_mut().add(&hw);
+                if added == Err(crate::dma_fence::AddCallbackError::AlreadySignalled) {
+                    // Done already: no callback will wake the worker, so wake it now (the
+                    // bypass does not loop back to collect completions).
+                    Self::kick(this);
+                }
             }
             None => {
                 // Failed to start: complete it at once.

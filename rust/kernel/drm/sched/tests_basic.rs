@@ -463,6 +463,35 @@ mod own {
     }
 
     #[test]
+    fn a_low_job_a_high_job_waits_for_inherits_its_priority() -> Result {
+        let sched = mock_sched(None, 1)?;
+        let (kernel, hog, low, high) = (
+            Entity::new(&sched, Priority::Kernel)?,
+            Entity::new(&sched, Priority::Normal)?,
+            Entity::new(&sched, Priority::Low)?,
+            Entity::new(&sched, Priority::High)?,
+        );
+        // Hold the hardware until everything is queued.
+        let blocker = submit(&kernel, 0, 0, None)?;
+        assert!(waits(&blocker.scheduled, HZ_MS));
+        let mut last = None;
+        for _ in 0..30 {
+            last = Some(submit(&hog, 2000, 0, None)?.finished);
+        }
+        let l = submit(&low, 1000, 0, None)?;
+        let h = submit(&high, 1000, 0, Some(&l.finished))?;
+        assert_eq!(sched.backend().advance(1), 1);
+        assert!(waits(&h.finished, 5 * HZ_MS));
+        // Without inheritance Low would wait for all 30 Normal jobs, and High with it.
+        let (_, hog_done) = hog.usage();
+        pr_info!("vagx_sched priority inheritance: {hog_done} hog jobs before the High one\n");
+        assert!(hog_done <= 1);
+        let last = last.ok_or(EINVAL)?;
+        assert!(waits(&last, 5 * HZ_MS));
+        Ok(())
+    }
+
+    #[test]
     fn bypass_runs_a_job_from_push_on_an_idle_scheduler() -> Result {
         let sched = mock_sched(None, u32::MAX)?;
         let entity = Entity::new(&sched, Priority::Normal)?;
@@ -576,6 +605,41 @@ mod policy {
         let fair = low_share(PolicyKind::Fair)?;
         pr_info!("vagx_sched policy: Low jobs done beside 40 Normal ones under FAIR: {fair}\n");
         assert!(fair >= 2);
+        Ok(())
+    }
+
+    #[test]
+    fn switching_policy_with_jobs_queued() -> Result {
+        const JOBS: usize = 40;
+        let sched = mock_sched(None, 1)?;
+        assert!(sched.policy() == PolicyKind::Fifo);
+        let kernel = Entity::new(&sched, Priority::Kernel)?;
+        let (normal, low) = (
+            Entity::new(&sched, Priority::Normal)?,
+            Entity::new(&sched, Priority::Low)?,
+        );
+        let blocker = submit(&kernel, 0, 0, None)?;
+        assert!(waits(&blocker.scheduled, HZ_MS));
+        let (mut last_normal, mut last_low) = (None, None);
+        for _ in 0..JOBS {
+            last_normal = Some(submit(&normal, 1000, 0, None)?.finished);
+            last_low = Some(submit(&low, 1000, 0, None)?.finished);
+        }
+        assert_eq!(sched.backend().advance(1), 1);
+        let mut polls = 0;
+        while normal.usage().1 < 5 && polls < 5000 {
+            fsleep(Delta::from_micros(500));
+            polls += 1;
+        }
+        // FIFO so far: strict priority, Low has not run.
+        assert!(normal.usage().1 >= 5);
+        assert_eq!(low.usage().1, 0);
+        sched.set_policy(PolicyKind::Fair);
+        let (last_normal, last_low) = (last_normal.ok_or(EINVAL)?, last_low.ok_or(EINVAL)?);
+        assert!(waits(&last_normal, 10 * HZ_MS));
+        // FAIR from the switch on: Low gets a share before Normal is done.
+        assert!(low.usage().1 >= 1);
+        assert!(waits(&last_low, 10 * HZ_MS));
         Ok(())
     }
 
