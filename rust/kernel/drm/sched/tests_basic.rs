@@ -521,7 +521,10 @@ mod own {
         impl core::fmt::Write for Buf {
             fn write_str(&mut self, s: &str) -> core::fmt::Result {
                 let end = self.len + s.len();
-                self.bytes.get_mut(self.len..end).ok_or(core::fmt::Error)?.copy_from_slice(s.as_bytes());
+                self.bytes
+                    .get_mut(self.len..end)
+                    .ok_or(core::fmt::Error)?
+                    .copy_from_slice(s.as_bytes());
                 self.len = end;
                 Ok(())
             }
@@ -534,7 +537,10 @@ mod own {
         let job = submit(&a, 0, 0, None)?;
         assert!(waits(&job.scheduled, HZ_MS));
         b.kill();
-        let mut buf = Buf { bytes: [0; 512], len: 0 };
+        let mut buf = Buf {
+            bytes: [0; 512],
+            len: 0,
+        };
         assert!(sched.dump(&mut buf).is_ok());
         let text = core::str::from_utf8(&buf.bytes[..buf.len]).map_err(|_| EINVAL)?;
         assert!(text.starts_with("vagx-mock: policy Fifo, credits 1/4, on hardware 1, jobs 1\n"));
