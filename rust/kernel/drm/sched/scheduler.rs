@@ -530,16 +530,22 @@ impl<B: Backend> Shared<B> {
         Self::kick(this);
     }
 
-    pub(crate) fn entity_priority(&self, id: usize) -> Priority {
+    /// Reads entity `id`'s state under the lock (`None` if the slot is free).
+    pub(crate) fn with_entity<R>(
+        &self,
+        id: usize,
+        f: impl FnOnce(&EntityState<B>) -> R,
+    ) -> Option<R> {
         self.state
             .lock()
             .entities
             .get(id)
             .and_then(Option::as_ref)
-            .map_or(Priority::Normal, |e| e.priority)
+            .map(f)
     }
 
-    pub(crate) fn set_entity_priority(this: &Arc<Self>, id: usize, prio: Priority) {
+    /// Changes entity `id`'s state under the lock, then wakes the worker.
+    fn update_entity(this: &Arc<Self>, id: usize, f: impl FnOnce(&mut EntityState<B>)) {
         if let Some(e) = this
             .state
             .lock()
@@ -547,36 +553,32 @@ impl<B: Backend> Shared<B> {
             .get_mut(id)
             .and_then(Option::as_mut)
         {
-            e.priority = prio;
+            f(e);
         }
         Self::kick(this);
     }
 
+    pub(crate) fn entity_priority(&self, id: usize) -> Priority {
+        self.with_entity(id, |e| e.priority)
+            .unwrap_or(Priority::Normal)
+    }
+
+    pub(crate) fn set_entity_priority(this: &Arc<Self>, id: usize, prio: Priority) {
+        Self::update_entity(this, id, |e| e.priority = prio);
+    }
+
     pub(crate) fn entity_flags(&self, id: usize) -> (bool, bool) {
-        self.state
-            .lock()
-            .entities
-            .get(id)
-            .and_then(Option::as_ref)
-            .map_or((false, false), |e| (e.killed, e.banned))
+        self.with_entity(id, |e| (e.killed, e.banned))
+            .unwrap_or((false, false))
     }
 
     pub(crate) fn entity_usage(&self, id: usize) -> (u64, u64) {
-        self.state
-            .lock()
-            .entities
-            .get(id)
-            .and_then(Option::as_ref)
-            .map_or((0, 0), |e| (e.stats.gpu_ns, e.stats.jobs_done))
+        self.with_entity(id, |e| (e.stats.gpu_ns, e.stats.jobs_done))
+            .unwrap_or((0, 0))
     }
 
     pub(crate) fn entity_queued(&self, id: usize) -> usize {
-        self.state
-            .lock()
-            .entities
-            .get(id)
-            .and_then(Option::as_ref)
-            .map_or(0, |e| e.queue.len())
+        self.with_entity(id, |e| e.queue.len()).unwrap_or(0)
     }
 
     pub(crate) fn flush_entity(&self, id: usize, timeout: Delta) -> Result {
@@ -605,16 +607,7 @@ impl<B: Backend> Shared<B> {
     }
 
     pub(crate) fn kill_entity(this: &Arc<Self>, id: usize) {
-        if let Some(e) = this
-            .state
-            .lock()
-            .entities
-            .get_mut(id)
-            .and_then(Option::as_mut)
-        {
-            e.killed = true;
-        }
-        Self::kick(this);
+        Self::update_entity(this, id, |e| e.killed = true);
     }
 
     pub(crate) fn drop_entity(this: &Arc<Self>, id: usize) {

@@ -133,11 +133,12 @@ mod basic {
         assert!(waits(&finished[QD / 2], HZ_MS));
         // Tear the entities down with half the queue pending.
         drop(ents);
-        // Every fence completes: queued jobs of a dropped entity with ESRCH.
+        // Every fence completes: jobs on the hardware normally, jobs still queued when their
+        // entity went (how many depends on timing) with ESRCH; nothing else.
         for f in finished.iter() {
             assert!(waits(f, 5 * HZ_MS));
+            assert!(matches!(f.status(), Ok(true) | Err(ESRCH)));
         }
-        assert!(finished.iter().any(|f| f.status() == Err(ESRCH)));
         Ok(())
     }
 
@@ -353,13 +354,15 @@ mod own {
         job.add_dependency(a.fence().into())?;
         assert_eq!(job.dependency_count(), 1);
         let guard = entity.begin_submit()?;
-        let finished = guard.arm(job).push();
+        let armed = guard.arm(job);
+        let scheduled = armed.scheduled();
+        let finished = armed.push();
         drop(guard);
         a.signal();
         // Only the later fence (b) holds the job back.
-        assert_eq!(sched.backend().running(), 0);
+        assert!(!waits(&scheduled, HZ_MS / 10));
         b.signal();
-        fsleep(Delta::from_millis(20));
+        assert!(waits(&scheduled, HZ_MS));
         assert_eq!(sched.backend().advance(1), 1);
         assert!(waits(&finished, HZ_MS));
         Ok(())
@@ -604,13 +607,14 @@ mod policy {
 
     #[test]
     fn fair_gives_low_a_share_where_fifo_does_not() -> Result {
-        // Strict priority: Low runs only once Normal has nothing queued.
-        assert_eq!(low_share(PolicyKind::Fifo)?, 0);
-        assert_eq!(low_share(PolicyKind::RoundRobin)?, 0);
+        // Strict priority: Low runs only once Normal has nothing queued (its first job may
+        // just have completed when the test thread wakes up).
+        assert!(low_share(PolicyKind::Fifo)? <= 1);
+        assert!(low_share(PolicyKind::RoundRobin)? <= 1);
         // FAIR: Low's time costs 8x Normal's, so it gets about one job in nine.
         let fair = low_share(PolicyKind::Fair)?;
         pr_info!("vagx_sched policy: Low jobs done beside 40 Normal ones under FAIR: {fair}\n");
-        assert!(fair >= 2);
+        assert!(fair >= 3);
         Ok(())
     }
 
@@ -650,8 +654,8 @@ mod policy {
     }
 
     /// A hog with 20 queued 5 ms jobs, then an interactive 1 ms job; returns how many hog jobs
-    /// had completed when the interactive job did.
-    fn interactive_wait(policy: PolicyKind) -> Result<u64> {
+    /// had completed when the interactive job was submitted and when it completed.
+    fn interactive_wait(policy: PolicyKind) -> Result<(u64, u64)> {
         let sched = mock_sched(None, 1)?;
         sched.set_policy(policy);
         let (hog, interactive) = (
@@ -663,22 +667,27 @@ mod policy {
             last = Some(submit(&hog, 5000, 0, None)?.finished);
         }
         fsleep(Delta::from_millis(12));
+        let before = hog.usage().1;
         let job = submit(&interactive, 1000, 0, None)?;
         assert!(waits(&job.finished, 5 * HZ_MS));
-        let hog_done = hog.usage().1;
+        let after = hog.usage().1;
         let last = last.ok_or(EINVAL)?;
         assert!(waits(&last, 5 * HZ_MS));
-        Ok(hog_done)
+        Ok((before, after))
     }
 
     #[test]
     fn fair_runs_an_interactive_job_ahead_of_a_queued_hog() -> Result {
         let fifo = interactive_wait(PolicyKind::Fifo)?;
         let fair = interactive_wait(PolicyKind::Fair)?;
-        pr_info!("vagx_sched policy: hog jobs done before the interactive one: fifo {fifo}, fair {fair}\n");
+        pr_info!(
+            "vagx_sched policy: hog jobs done while the interactive one waited: fifo {}, fair {}\n",
+            fifo.1 - fifo.0,
+            fair.1 - fair.0
+        );
         // FIFO: behind every queued hog job. FAIR: next, once the job on the hardware ends.
-        assert_eq!(fifo, 20);
-        assert!(fair <= 5);
+        assert_eq!(fifo.1, 20);
+        assert!(fair.1 - fair.0 <= 2);
         Ok(())
     }
 }
