@@ -286,9 +286,11 @@ pub struct SubmitGuard<'a, B: Backend> {
 impl<'a, B: Backend> SubmitGuard<'a, B> {
     /// Arms `job`: its scheduled and finished fences are initialised with the entity's next
     /// seqno. From here the job must be pushed.
-    pub fn arm<'g>(&'g self, job: Job<B>) -> ArmedJob<'g, 'a, B> {
+    pub fn arm<'g>(&'g self, mut job: Job<B>) -> ArmedJob<'g, 'a, B> {
         {
             let mut inner = job.node.inner.lock();
+            // Moving the vector does not allocate.
+            inner.deps = core::mem::take(&mut job.deps);
             if let Some((s, f)) = inner.prepared.take() {
                 let scheduled = self.timelines.scheduled.init(s, ());
                 let finished = self.timelines.finished.init(f, ());

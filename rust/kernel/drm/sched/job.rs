@@ -101,6 +101,9 @@ pub struct Job<B: Backend> {
     pub(crate) shared: Arc<Shared<B>>,
     /// Set when the job has been pushed: its reservations then belong to the queues.
     pub(crate) pushed: bool,
+    /// The dependencies, owned here until `arm` moves them into the job's node (so adding one
+    /// may allocate without any lock held).
+    pub(crate) deps: KVec<ARef<Fence>>,
 }
 
 impl<B: Backend> Job<B> {
@@ -157,6 +160,7 @@ impl<B: Backend> Job<B> {
             node,
             shared,
             pushed: false,
+            deps: KVec::new(),
         })
     }
 
@@ -181,8 +185,7 @@ impl<B: Backend> Job<B> {
             Some(f) => f,
             None => return Ok(()),
         };
-        let mut inner = self.node.inner.lock();
-        if let Some(same) = inner
+        if let Some(same) = self
             .deps
             .iter_mut()
             .find(|d| d.context() == fence.context())
@@ -192,18 +195,13 @@ impl<B: Backend> Job<B> {
             }
             return Ok(());
         }
-        drop(inner);
-        // Allocate without the job's lock held (the lock is taken in the signalling path).
-        let mut deps = KVec::new();
-        core::mem::swap(&mut deps, &mut self.node.inner.lock().deps);
-        let pushed = deps.push(fence, GFP_KERNEL);
-        core::mem::swap(&mut deps, &mut self.node.inner.lock().deps);
-        pushed.map_err(Into::into)
+        self.deps.push(fence, GFP_KERNEL)?;
+        Ok(())
     }
 
     /// The number of dependencies the job waits for.
     pub fn dependency_count(&self) -> usize {
-        self.node.inner.lock().deps.len()
+        self.deps.len()
     }
 }
 

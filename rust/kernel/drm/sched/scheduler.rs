@@ -177,7 +177,7 @@ impl<B: Backend> FenceCallbackFn for Kick<B> {
     }
 }
 
-/// Which jobs a completed-without-running job belongs to.
+/// What the worker does with a job it took off a queue.
 enum Outcome {
     Run,
     Fail(Error),
@@ -756,9 +756,7 @@ impl<B: Backend> Shared<B> {
             return None;
         }
         let policy = s.policy;
-        // Killed and banned entities first: their jobs never reach the hardware.
         let mut best: Option<(usize, u64)> = None;
-        let mut blocked_by_credits = false;
         let groups: &[Option<Priority>] = if policy.single_queue() {
             &[None]
         } else {
@@ -769,6 +767,7 @@ impl<B: Backend> Shared<B> {
                 Some(Priority::Low),
             ]
         };
+        // Killed and banned entities first: their jobs never reach the hardware.
         let dead = s.entities.iter().position(|e| {
             e.as_ref().is_some_and(|e| {
                 (e.killed || e.banned) && e.queue.front().is_some_and(|j| self.head_ready(j))
@@ -825,9 +824,6 @@ impl<B: Backend> Shared<B> {
         let failed = s.entities[id].as_ref()?.queue.front()?.inner.lock().error;
         if failed.is_none() && s.credits_used + credits > self.config.credit_limit {
             // The best job does not fit: nothing else may overtake it.
-            blocked_by_credits = true;
-        }
-        if blocked_by_credits {
             return None;
         }
         s.clock += 1;
