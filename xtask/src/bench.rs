@@ -3,9 +3,8 @@
 //! `cargo xtask bench`: the vagx scheduler and C `drm_sched` on the same workloads, same boot.
 //!
 //! The guest boots with only the scheduler-workload KUnit suites enabled: vagx's built-in
-//! `vagx_sched_scheduler_*` suites run at boot (FIFO and FAIR), then the guest loads
-//! `gpu-sched.ko` + `drm-sched-tests.ko` once with `sched_policy=1` (FIFO) and once with 2
-//! (FAIR). Both print the same metric lines; this module reads them back into one table and,
+//! `vagx_sched_scheduler_*` suites run at boot (RR, FIFO and FAIR), then the guest loads
+//! `gpu-sched.ko` + `drm-sched-tests.ko` with `sched_policy=0` (RR), 1 (FIFO) and 2 (FAIR). Both print the same metric lines; this module reads them back into one table and,
 //! with `--json`, a JSON file. Timing is what the suites measured on this machine under TCG:
 //! compare columns of one run, not runs of different machines.
 
@@ -16,8 +15,8 @@ use xshell::Shell;
 
 use crate::{build, flags, vm};
 
-/// How long the benchmark boot may take (both suites twice over, under TCG).
-const BENCH_TIMEOUT: Duration = Duration::from_secs(1200);
+/// How long the benchmark boot may take (vagx once, C drm_sched three times, under TCG).
+const BENCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Which scheduler printed a metric.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +55,8 @@ enum Metric {
     },
     /// The progress spread of N clients (avg_max_min_delta x100: lower is fairer).
     Spread { clients: u32, delta_x100: u64 },
+    /// Wall time per job of many 1 us jobs with unlimited credits: the CPU cost of a job.
+    Cost { jobs: u64, ns_per_job: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -101,6 +102,17 @@ fn expected_actual(line: &str) -> Option<(u64, u64)> {
     Some((number(e)?, number(a)?))
 }
 
+/// `<n> jobs in <t>us, <c> ns/job`.
+fn cost(line: &str) -> Option<Metric> {
+    let rest = line.split_once(": ")?.1;
+    let (jobs, rest) = rest.split_once(" jobs in ")?;
+    let per_job = rest.split_once(", ")?.1.strip_suffix(" ns/job")?;
+    Some(Metric::Cost {
+        jobs: number(jobs)?,
+        ns_per_job: number(per_job)?,
+    })
+}
+
 /// Reads the metric lines of a benchmark console.
 fn parse(console: &str) -> Vec<Record> {
     let mut out = Vec::new();
@@ -135,6 +147,28 @@ fn parse(console: &str) -> Vec<Record> {
             sched: "drm_sched",
             policy: c_policy.clone(),
         };
+        // "drm_sched cost: ..." / "vagx_sched cost (<policy>): ..."
+        if t.starts_with("drm_sched cost: ") {
+            if let Some(metric) = cost(t) {
+                out.push(Record {
+                    source: c_source(),
+                    metric,
+                });
+            }
+            continue;
+        }
+        if let Some(rest) = t.strip_prefix("vagx_sched cost (") {
+            if let (Some((policy, _)), Some(metric)) = (rest.split_once(')'), cost(t)) {
+                out.push(Record {
+                    source: Source {
+                        sched: "vagx",
+                        policy: policy.to_owned(),
+                    },
+                    metric,
+                });
+            }
+            continue;
+        }
         // vagx: "vagx_sched <test> (<policy>): Expected ..."
         if let Some(rest) = t.strip_prefix("vagx_sched ") {
             if let (Some((test, rest)), Some((e, a))) = (rest.split_once(" ("), expected_actual(t))
@@ -310,6 +344,24 @@ fn table(records: &[Record]) -> String {
     }
     let _ = writeln!(
         s,
+        "\nPer-job cost: 100000 jobs of 1 us, unlimited credits; wall ns per job (lower is better)"
+    );
+    header(&mut s, "ns/job", 16);
+    let _ = write!(s, "{:<16}", "cost");
+    for c in &cols {
+        let v = records.iter().find_map(|r| match r.metric {
+            Metric::Cost { ns_per_job, .. } if r.source.column() == *c => Some(ns_per_job),
+            _ => None,
+        });
+        let _ = write!(
+            s,
+            " {:>16}",
+            v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+        );
+    }
+    s.push('\n');
+    let _ = writeln!(
+        s,
         "\nTwo clients: per-cycle latency avg/max in us (sync clients) or cycle time (async)"
     );
     header(&mut s, "case [credits] client prio", 56);
@@ -451,6 +503,9 @@ fn json(records: &[Record]) -> String {
             } => format!(
                 "\"kind\": \"many_clients\", \"clients\": {clients}, \"avg_max_min_delta_x100\": {delta_x100}"
             ),
+            Metric::Cost { jobs, ns_per_job } => format!(
+                "\"kind\": \"per_job_cost\", \"jobs\": {jobs}, \"ns_per_job\": {ns_per_job}"
+            ),
         };
         let comma = if i + 1 < records.len() { "," } else { "" };
         let _ = writeln!(s, "  {{{src}, {body}}}{comma}");
@@ -462,7 +517,7 @@ fn json(records: &[Record]) -> String {
 impl flags::Bench {
     pub fn run(&self, sh: &Shell) -> Result<()> {
         let art = build::build_all(sh)?;
-        eprintln!("bench: booting the scheduler workloads (vagx, then C drm_sched twice)");
+        eprintln!("bench: booting the scheduler workloads (vagx, then C drm_sched under RR, FIFO and FAIR)");
         let boot = vm::boot_with(&art, vm::Mode::Bench, BENCH_TIMEOUT, false, &self.filter)?;
         let records = parse(&boot.console);
         let warnings = vm::kernel_warnings(&boot.console);
@@ -503,6 +558,7 @@ mod tests {
 [    1.3] rust_kernel:     1: prio=normal sync=1 elapsed_ms=1500ms (ideal_ms=1000ms) cycle_time(min,avg,max)=3000,4000,9000 us latency_time(min,avg,max)=500,1500,6000 us
 [    1.4] rust_kernel: 7 clients (fifo):
 [    1.5] rust_kernel:     avg_max_min_delta(x100)=250
+[    1.6] rust_kernel: vagx_sched cost (fifo): 100000 jobs in 4000000us, 40000 ns/job
 [    2.0] vagx-bench: drm_sched policy 1
 [    2.1]     # Subtest: drm_sched_scheduler_overhead_tests
 [    2.2] Expected 1000000us, actual 1450000us
@@ -512,12 +568,13 @@ mod tests {
 [    2.5] 50% and 50%:
 [    2.6] \t            pct1 cps1 qd1;  pct2 cps2 qd2
 [    2.7]     1: prio=normal sync=1 elapsed_ms=1600ms (ideal_ms=1000ms) cycle_time(min,avg,max)=3100,4100,9100 us latency_time(min,avg,max)=600,1600,6100 us
+[    2.8] drm_sched cost: 100000 jobs in 9000000us, 90000 ns/job
 ";
 
     #[test]
     fn both_schedulers_metrics_are_read() {
         let r = parse(SAMPLE);
-        assert_eq!(r.len(), 6);
+        assert_eq!(r.len(), 8);
         assert_eq!(r[0].source.column(), "vagx-fifo");
         assert!(matches!(
             &r[0].metric,
@@ -542,9 +599,25 @@ mod tests {
                 delta_x100: 250
             }
         ));
-        assert_eq!(r[3].source.column(), "drm_sched-fifo");
-        assert!(matches!(&r[4].metric, Metric::Overhead { test, .. } if test == "ping_pong"));
-        match &r[5].metric {
+        assert_eq!(r[3].source.column(), "vagx-fifo");
+        assert_eq!(
+            r[3].metric,
+            Metric::Cost {
+                jobs: 100000,
+                ns_per_job: 40000
+            }
+        );
+        assert_eq!(r[4].source.column(), "drm_sched-fifo");
+        assert!(matches!(&r[5].metric, Metric::Overhead { test, .. } if test == "ping_pong"));
+        assert_eq!(r[7].source.column(), "drm_sched-fifo");
+        assert!(matches!(
+            r[7].metric,
+            Metric::Cost {
+                ns_per_job: 90000,
+                ..
+            }
+        ));
+        match &r[6].metric {
             Metric::Client { case, credits, .. } => {
                 assert_eq!(case, "50% and 50%");
                 assert_eq!(*credits, 2);
@@ -554,6 +627,7 @@ mod tests {
         let t = table(&r);
         assert!(t.contains("queue_overhead"));
         assert!(t.contains("1.400"));
+        assert!(t.contains("40000") && t.contains("90000"));
         assert!(json(&r).contains("\"scheduler\": \"drm_sched\""));
     }
 }

@@ -53,6 +53,14 @@ pub fn run(module_path: &Path) -> Result<Tally> {
             },
         ),
         ("final_unload", &module_unloads_and_unbinds),
+        (
+            "sched_policy_parameter_accepts_only_policy_names",
+            &sched_policy_parameter_accepts_only_policy_names,
+        ),
+        (
+            "sched_tracepoints_are_in_tracefs",
+            &sched_tracepoints_are_in_tracefs,
+        ),
     ];
 
     println!("1..{}", tests.len());
@@ -145,6 +153,70 @@ fn module_unloads_and_unbinds() -> Result<()> {
             "{} still bound to {:?}",
             dev.address,
             dev.driver
+        );
+    }
+    Ok(())
+}
+
+/// The built-in scheduler's `vagx_sched.policy`: each name reads back, anything else is
+/// `EINVAL` and changes nothing.
+fn sched_policy_parameter_accepts_only_policy_names() -> Result<()> {
+    const PARAM: &str = "/sys/module/vagx_sched/parameters/policy";
+    let read = || -> Result<String> {
+        Ok(std::fs::read_to_string(PARAM)
+            .with_context(|| format!("reading {PARAM}"))?
+            .trim_end()
+            .to_owned())
+    };
+    let before = read()?;
+    ensure!(before == "fifo", "default is {before:?}, expected \"fifo\"");
+    for name in ["fair", "rr", "fifo"] {
+        std::fs::write(PARAM, name).with_context(|| format!("writing {name}"))?;
+        ensure!(read()? == name, "wrote {name}, read {:?}", read()?);
+    }
+    for bad in ["FAIR", "fair2", "deadline", "1"] {
+        match std::fs::write(PARAM, bad) {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => bail!("writing {bad:?}: expected EINVAL, got {e}"),
+            Ok(()) => bail!("writing {bad:?} succeeded"),
+        }
+        ensure!(read()? == "fifo", "a rejected write changed the policy");
+    }
+    Ok(())
+}
+
+/// The scheduler's six tracepoints exist in tracefs with the fields they are documented with.
+fn sched_tracepoints_are_in_tracefs() -> Result<()> {
+    let dir = Path::new("/sys/kernel/tracing/events/vagx_sched");
+    if !dir.exists() {
+        let target = std::ffi::CString::new("/sys/kernel/tracing")?;
+        let fstype = std::ffi::CString::new("tracefs")?;
+        // SAFETY: Both strings are NUL-terminated and outlive the call; no data argument.
+        let rc = unsafe {
+            libc::mount(
+                fstype.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        ensure!(rc == 0, "mounting tracefs: {}", io::Error::last_os_error());
+    }
+    for (event, field) in [
+        ("vagx_sched_job_queue", "queued"),
+        ("vagx_sched_job_add_dep", "dep_seqno"),
+        ("vagx_sched_job_unschedulable", "dep_ctx"),
+        ("vagx_sched_job_run", "credits_used"),
+        ("vagx_sched_job_done", "gpu_ns"),
+        ("vagx_sched_job_timeout", "status"),
+    ] {
+        let format = dir.join(event).join("format");
+        let text = std::fs::read_to_string(&format)
+            .with_context(|| format!("reading {}", format.display()))?;
+        ensure!(
+            text.contains(&format!(" {field};")),
+            "{event} has no field {field}"
         );
     }
     Ok(())

@@ -296,6 +296,7 @@ impl<'a, B: Backend> SubmitGuard<'a, B> {
                 let finished = self.timelines.finished.init(f, ());
                 inner.scheduled_ref = Some(scheduled.fence().into());
                 inner.finished_ref = Some(finished.fence().into());
+                job.node.set_trace_id(finished.fence());
                 inner.scheduled = Some(scheduled);
                 inner.finished = Some(finished);
             }

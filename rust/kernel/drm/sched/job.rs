@@ -17,13 +17,18 @@
 
 use super::{
     scheduler::{Kick, Shared},
+    trace::{self, JobId},
     Backend,
 };
 use crate::{
     dma_fence::{DriverFence, Fence, FenceCallback, PreparedFence},
     new_spinlock,
     prelude::*,
-    sync::{aref::ARef, Arc, SpinLock},
+    sync::{
+        aref::ARef,
+        atomic::{Atomic, Relaxed},
+        Arc, SpinLock,
+    },
     time::{Instant, Monotonic},
 };
 
@@ -33,6 +38,9 @@ pub(crate) struct JobNode<B: Backend> {
     pub(crate) data: B::Job,
     pub(crate) credits: u32,
     pub(crate) entity: usize,
+    /// The finished fence's context and seqno, set at arm (the job's name in tracepoints).
+    fence_ctx: Atomic<u64>,
+    fence_seqno: Atomic<u64>,
     #[pin]
     pub(crate) inner: SpinLock<JobInner>,
     /// Wakes the scheduler when the dependency it waits for signals.
@@ -72,8 +80,23 @@ impl<B: Backend> JobNode<B> {
             .is_some_and(|f| f.is_signaled())
     }
 
-    /// Signals the scheduled fence (if not yet) and the finished fence with `err`.
-    pub(crate) fn complete(&self, err: Option<Error>) {
+    /// The job's name in tracepoints (zero before arm).
+    pub(crate) fn trace_id(&self) -> JobId {
+        JobId {
+            ctx: self.fence_ctx.load(Relaxed),
+            seqno: self.fence_seqno.load(Relaxed),
+        }
+    }
+
+    pub(crate) fn set_trace_id(&self, fence: &Fence) {
+        self.fence_ctx.store(fence.context(), Relaxed);
+        self.fence_seqno.store(fence.seqno(), Relaxed);
+    }
+
+    /// Signals the scheduled fence (if not yet) and the finished fence with `err`; `gpu_ns` is
+    /// the time it ran (0 if it never did), for the `done` event.
+    pub(crate) fn complete(&self, err: Option<Error>, gpu_ns: u64) {
+        trace::job_done(self.trace_id(), err.map_or(0, |e| e.to_errno()), gpu_ns);
         let (scheduled, finished) = {
             let mut inner = self.inner.lock();
             (inner.scheduled.take(), inner.finished.take())
@@ -136,6 +159,8 @@ impl<B: Backend> Job<B> {
                 data,
                 credits,
                 entity: id,
+                fence_ctx: Atomic::new(0),
+                fence_seqno: Atomic::new(0),
                 inner <- new_spinlock!(JobInner {
                     prepared: Some(prepared),
                     scheduled: None,

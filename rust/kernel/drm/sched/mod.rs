@@ -18,9 +18,12 @@
 
 mod entity;
 mod job;
+mod params;
 mod policy;
+mod priority;
 mod ring;
 mod scheduler;
+mod trace;
 
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod mock;
@@ -32,24 +35,5 @@ mod tests_scheduler;
 pub use entity::{Entity, SubmitGuard};
 pub use job::{ArmedJob, Job};
 pub use policy::PolicyKind;
+pub use priority::Priority;
 pub use scheduler::{Backend, Scheduler, SchedulerConfig, TimeoutStatus};
-
-/// The priority of an entity. Under RR and FIFO a higher priority always goes first; under
-/// FAIR it weighs the GPU time an entity is charged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Priority {
-    /// The kernel's own work (never banned).
-    Kernel = 0,
-    /// High priority.
-    High = 1,
-    /// Normal priority.
-    Normal = 2,
-    /// Low priority.
-    Low = 3,
-}
-
-impl Priority {
-    /// All priorities, highest first.
-    pub const ALL: [Priority; 4] = [Self::Kernel, Self::High, Self::Normal, Self::Low];
-}

@@ -21,7 +21,7 @@ use super::{
     job::JobNode,
     policy::{self, PolicyKind},
     ring::Ring,
-    Priority,
+    trace, Priority,
 };
 use crate::{
     dma_fence::{Fence, FenceCallbackFn, SignallingGuard},
@@ -94,13 +94,14 @@ pub struct SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    /// A configuration with the given name and limit, FIFO, no timeout, ban after 3 hangs.
-    pub const fn new(name: &'static CStr, credit_limit: u32) -> Self {
+    /// A configuration with the given name and limit, the policy of `vagx_sched.policy`
+    /// ([`PolicyKind::module_default`]), no timeout, ban after 3 hangs.
+    pub fn new(name: &'static CStr, credit_limit: u32) -> Self {
         Self {
             name,
             credit_limit,
             timeout: None,
-            policy: PolicyKind::Fifo,
+            policy: PolicyKind::module_default(),
             ban_limit: 3,
             bypass: true,
         }
@@ -494,14 +495,19 @@ impl<B: Backend> Shared<B> {
                 .filter(|e| !e.queue.is_empty() || e.in_flight > 0)
                 .map(|e| e.stats.vruntime)
                 .min();
+            let job_id = node.trace_id();
+            let credits = node.credits;
             let no_deps = {
                 let mut inner = node.inner.lock();
                 inner.submit_ts = clock;
+                for dep in inner.deps.iter() {
+                    trace::job_add_dep(job_id, dep.context(), dep.seqno());
+                }
                 inner.deps.is_empty()
             };
             // Bypass: nothing else is queued anywhere, the job waits for nothing and fits.
             let others_idle = s.entities.iter().flatten().all(|e| e.queue.is_empty());
-            let fits = s.credits_used + node.credits <= this.config.credit_limit;
+            let fits = policy::credits_fit(s.credits_used, node.credits, this.config.credit_limit);
             bypass = this.config.bypass && others_idle && no_deps && fits && !s.stopped;
             if let Some(e) = s.entities.get_mut(id).and_then(Option::as_mut) {
                 if e.queue.is_empty() && e.in_flight == 0 {
@@ -511,6 +517,7 @@ impl<B: Backend> Shared<B> {
                 }
                 // Room was reserved by `Job::new`.
                 let _ = e.queue.push_back(node);
+                trace::job_queue(this.config.name, id, job_id, credits, e.queue.len());
             }
         }
         if bypass {
@@ -519,7 +526,7 @@ impl<B: Backend> Shared<B> {
                 match this.pick() {
                     Some((job, Outcome::Run)) => Self::run(this, job),
                     Some((job, Outcome::Fail(err))) => {
-                        job.complete(Some(err));
+                        job.complete(Some(err), 0);
                         this.job_freed(&job, None);
                     }
                     None => {}
@@ -649,7 +656,7 @@ impl<B: Backend> Shared<B> {
                     .map_or(0, |t| t.elapsed().as_nanos().max(0) as u64);
                 (err, ns)
             };
-            job.complete(err);
+            job.complete(err, gpu_ns);
             self.job_freed(&job, Some(gpu_ns));
             n += 1;
         }
@@ -714,7 +721,11 @@ impl<B: Backend> Shared<B> {
             };
             let mut cb = job.dep_cb.lock();
             return match cb.as_mut().add(&dep) {
-                Ok(()) | Err(crate::dma_fence::AddCallbackError::Busy) => Some(dep.context()),
+                Ok(()) => {
+                    trace::job_unschedulable(job.trace_id(), dep.context(), dep.seqno());
+                    Some(dep.context())
+                }
+                Err(crate::dma_fence::AddCallbackError::Busy) => Some(dep.context()),
                 Err(crate::dma_fence::AddCallbackError::AlreadySignalled) => continue,
             };
         }
@@ -756,17 +767,6 @@ impl<B: Backend> Shared<B> {
             return None;
         }
         let policy = s.policy;
-        let mut best: Option<(usize, u64)> = None;
-        let groups: &[Option<Priority>] = if policy.single_queue() {
-            &[None]
-        } else {
-            &[
-                Some(Priority::Kernel),
-                Some(Priority::High),
-                Some(Priority::Normal),
-                Some(Priority::Low),
-            ]
-        };
         // Killed and banned entities first: their jobs never reach the hardware.
         let dead = s.entities.iter().position(|e| {
             e.as_ref().is_some_and(|e| {
@@ -787,7 +787,8 @@ impl<B: Backend> Shared<B> {
         if !policy.single_queue() {
             self.boost_blockers(&mut s);
         }
-        for group in groups {
+        let mut choice = policy::Choice::default();
+        for group in policy.groups() {
             for (id, e) in s.entities.iter().enumerate() {
                 let Some(e) = e else { continue };
                 if group.is_some_and(|p| p != e.effective_priority()) || e.killed || e.banned {
@@ -800,29 +801,18 @@ impl<B: Backend> Shared<B> {
                     continue;
                 }
                 let key = policy.key(&e.stats, head.inner.lock().submit_ts);
-                // Ties go to the entity with the shorter jobs (an interactive client).
-                let better = match best {
-                    None => true,
-                    Some((b, k)) => {
-                        key < k
-                            || (key == k
-                                && s.entities[b]
-                                    .as_ref()
-                                    .is_some_and(|o| e.stats.avg_job_ns < o.stats.avg_job_ns))
-                    }
-                };
-                if better {
-                    best = Some((id, key));
-                }
+                choice.offer(id, key, e.stats.avg_job_ns);
             }
-            if best.is_some() {
+            if choice.best().is_some() {
                 break;
             }
         }
-        let (id, _) = best?;
+        let id = choice.best()?;
         let credits = s.entities[id].as_ref()?.queue.front()?.credits;
         let failed = s.entities[id].as_ref()?.queue.front()?.inner.lock().error;
-        if failed.is_none() && s.credits_used + credits > self.config.credit_limit {
+        if failed.is_none()
+            && !policy::credits_fit(s.credits_used, credits, self.config.credit_limit)
+        {
             // The best job does not fit: nothing else may overtake it.
             return None;
         }
@@ -837,6 +827,13 @@ impl<B: Backend> Shared<B> {
         policy.picked(&mut e.stats, e.priority, clock);
         e.in_flight += 1;
         s.credits_used += credits;
+        trace::job_run(
+            self.config.name,
+            id,
+            job.trace_id(),
+            credits,
+            s.credits_used,
+        );
         self.progress.notify_all();
         Some((job, Outcome::Run))
     }
@@ -877,7 +874,7 @@ impl<B: Backend> Shared<B> {
                 if let Some(s) = scheduled {
                     s.signal();
                 }
-                job.complete(err);
+                job.complete(err, 0);
                 {
                     let mut s = this.state.lock();
                     s.credits_used -= job.credits;
@@ -924,7 +921,7 @@ impl<B: Backend> Shared<B> {
             match this.pick() {
                 Some((job, Outcome::Run)) => Self::run(this, job),
                 Some((job, Outcome::Fail(err))) => {
-                    job.complete(Some(err));
+                    job.complete(Some(err), 0);
                     this.job_freed(&job, None);
                 }
                 None => break,
@@ -963,6 +960,7 @@ impl<B: Backend> Shared<B> {
             let _signalling = SignallingGuard::new();
             this.backend.timed_out(&head.data)
         };
+        trace::job_timeout(this.config.name, head.trace_id(), status as i32);
         match status {
             TimeoutStatus::NoHang => {
                 this.state.lock().head_since = Some(Instant::now());
@@ -1032,7 +1030,7 @@ impl<B: Backend> Shared<B> {
                 found
             };
             let Some(job) = job else { break };
-            job.complete(Some(crate::dma_fence::ecanceled()));
+            job.complete(Some(crate::dma_fence::ecanceled()), 0);
             self.job_freed(&job, None);
         }
         self.progress.notify_all();

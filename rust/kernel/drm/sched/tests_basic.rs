@@ -20,6 +20,8 @@ pub(crate) const HZ_MS: i64 = 1000;
 
 pub(crate) fn mock_sched(timeout_ms: Option<i64>, credit_limit: u32) -> Result<Scheduler<MockGpu>> {
     let mut config = SchedulerConfig::new(c"vagx-mock", credit_limit);
+    // drm_sched's default; the cases that need another policy set it.
+    config.policy = super::PolicyKind::Fifo;
     config.timeout = timeout_ms.map(Delta::from_millis);
     Scheduler::new(config, MockGpu::new()?)
 }
@@ -551,6 +553,40 @@ mod own {
         assert!(text.contains("entity 1: Low queued 0 running 0") && text.contains(" killed"));
         assert_eq!(sched.backend().advance(1), 1);
         assert!(waits(&job.finished, HZ_MS));
+        Ok(())
+    }
+
+    #[test]
+    fn tracepoints_fire_for_queue_dependency_run_done_and_timeout() -> Result {
+        use super::super::trace::counter::{Event, TraceCounter};
+        let counter = TraceCounter::start()?;
+        let sched = mock_sched(Some(HZ_MS / 10), u32::MAX)?;
+        let (a, b) = (
+            Entity::new(&sched, Priority::Normal)?,
+            Entity::new(&sched, Priority::Normal)?,
+        );
+        // A job that waits for an outside fence: queued, one dependency, unschedulable.
+        let ctx = FenceContext::new(c"vagx-sched-test", c"dep");
+        let dep = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+        let waiting = submit(&a, 1000, 0, Some(&dep.fence().into()))?;
+        assert!(!waits(&waiting.scheduled, HZ_MS / 20));
+        assert_eq!(counter.count(Event::Queue), 1);
+        assert_eq!(counter.count(Event::AddDep), 1);
+        assert!(counter.count(Event::Unschedulable) >= 1);
+        assert_eq!(counter.count(Event::Run), 0);
+        dep.signal();
+        assert!(waits(&waiting.finished, HZ_MS));
+        assert_eq!(counter.count(Event::Run), 1);
+        assert_eq!(counter.count(Event::Done), 1);
+        assert_eq!(counter.last_done_error(), 0);
+        // A job that hangs: run, timeout, done with ETIMEDOUT.
+        let hang = submit(&b, 0, 0, None)?;
+        assert!(waits(&hang.finished, HZ_MS));
+        assert_eq!(counter.count(Event::Queue), 2);
+        assert_eq!(counter.count(Event::Run), 2);
+        assert_eq!(counter.count(Event::Timeout), 1);
+        assert_eq!(counter.count(Event::Done), 2);
+        assert_eq!(counter.last_done_error(), ETIMEDOUT.to_errno());
         Ok(())
     }
 

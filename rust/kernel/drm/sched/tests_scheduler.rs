@@ -97,6 +97,37 @@ mod overhead {
     }
 }
 
+/// The per-job cost: `COST_JOBS` jobs of 1 us from one entity with unlimited credits, timed
+/// from the first submission to the last completion. The mock GPU is idle most of that time, so
+/// this is the CPU cost of a job through submission, scheduling, completion and freeing. The
+/// same workload runs on C drm_sched in `tests_cost.c`.
+#[macros::kunit_tests(vagx_sched_scheduler_cost)]
+mod cost {
+    use super::*;
+
+    const COST_JOBS: usize = 100_000;
+
+    #[test]
+    fn per_job_cost() -> Result {
+        let sched = mock_sched(None, u32::MAX)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let start = Instant::<Monotonic>::now();
+        let mut last: Option<ARef<Fence>> = None;
+        for _ in 0..COST_JOBS {
+            last = Some(submit(&entity, 1, 0, None)?.finished);
+        }
+        let last = last.ok_or(EINVAL)?;
+        assert!(waits(&last, 60 * HZ_MS));
+        let us = start.elapsed().as_micros_ceil();
+        pr_info!(
+            "vagx_sched cost (fifo): {COST_JOBS} jobs in {us}us, {} ns/job\n",
+            us * 1000 / COST_JOBS as i64
+        );
+        assert_eq!(last.status(), Ok(true));
+        Ok(())
+    }
+}
+
 /// One simulated client's workload (drm_sched_client_params).
 #[derive(Clone, Copy)]
 struct ClientParams {
@@ -317,7 +348,7 @@ fn all_finished(clients: &[Arc<Client>]) -> bool {
 
 /// drm_sched_scheduler_two_clients_test for every case, with `credits` on the mock.
 fn two_clients(credits: u32) -> Result {
-    for policy in [PolicyKind::Fifo, PolicyKind::Fair] {
+    for policy in [PolicyKind::RoundRobin, PolicyKind::Fifo, PolicyKind::Fair] {
         for (desc, a, b) in TWO_CLIENT_CASES.iter() {
             let sched = mock_sched(None, credits)?;
             sched.set_policy(policy);

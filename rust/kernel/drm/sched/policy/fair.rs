@@ -10,19 +10,18 @@
 //! use. A Low entity's key grows faster but still grows only when it runs: it is never starved.
 //! On equal keys the entity with the shorter jobs goes first.
 
-use super::{EntityStats, Policy};
-use crate::drm::sched::Priority;
+use super::{EntityStats, Policy, Priority};
 
 pub(super) struct Fair;
 
 /// log2 of the cost of one nanosecond of GPU time per priority (Kernel, High, Normal, Low).
-const SHIFT: [u32; 4] = [0, 1, 3, 6];
+pub(super) const SHIFT: [u32; 4] = [0, 1, 3, 6];
 
 /// The charge for a job whose cost is not known yet (no completed job): 100 us.
-const FIRST_JOB_NS: u64 = 100_000;
+pub(super) const FIRST_JOB_NS: u64 = 100_000;
 
 /// How far before the minimum a rejoining entity is placed: 2 ms of Normal-priority time.
-const REJOIN_CREDIT: u64 = 2_000_000 << SHIFT[2];
+pub(super) const REJOIN_CREDIT: u64 = 2_000_000 << SHIFT[2];
 
 impl Policy for Fair {
     const SINGLE_QUEUE: bool = true;

@@ -2,8 +2,7 @@
 
 //! FIFO: within a priority, the entity whose oldest queued job was pushed first goes next.
 
-use super::{EntityStats, Policy};
-use crate::drm::sched::Priority;
+use super::{EntityStats, Policy, Priority};
 
 pub(super) struct Fifo;
 

@@ -9,6 +9,8 @@
 mod fair;
 mod fifo;
 mod rr;
+#[cfg(test)]
+mod tests;
 
 use super::Priority;
 
@@ -66,6 +68,21 @@ impl PolicyKind {
         }
     }
 
+    /// The groups a pick walks, highest first: all priorities at once for a single-queue
+    /// policy, one priority at a time otherwise. The first group with a ready entity wins.
+    pub(crate) fn groups(self) -> &'static [Option<Priority>] {
+        if self.single_queue() {
+            &[None]
+        } else {
+            &[
+                Some(Priority::Kernel),
+                Some(Priority::High),
+                Some(Priority::Normal),
+                Some(Priority::Low),
+            ]
+        }
+    }
+
     pub(crate) fn single_queue(self) -> bool {
         match self {
             Self::RoundRobin => rr::Rr::SINGLE_QUEUE,
@@ -110,4 +127,35 @@ pub(crate) fn job_done(stats: &mut EntityStats, gpu_ns: u64) {
     } else {
         (3 * stats.avg_job_ns + gpu_ns) / 4
     };
+}
+
+/// The best entity offered so far in one pick: the smallest key; on equal keys the entity with
+/// the shorter jobs (an interactive client), then the first offered.
+#[derive(Default)]
+pub(crate) struct Choice {
+    /// (entity, key, average job time)
+    best: Option<(usize, u64, u64)>,
+}
+
+impl Choice {
+    pub(crate) fn offer(&mut self, id: usize, key: u64, avg_job_ns: u64) {
+        let better = match self.best {
+            None => true,
+            Some((_, k, avg)) => key < k || (key == k && avg_job_ns < avg),
+        };
+        if better {
+            self.best = Some((id, key, avg_job_ns));
+        }
+    }
+
+    pub(crate) fn best(&self) -> Option<usize> {
+        self.best.map(|(id, _, _)| id)
+    }
+}
+
+/// Whether a job of `credits` fits beside `used` credits of `limit` (without overflowing, even
+/// with a limit of `u32::MAX`).
+pub(crate) fn credits_fit(used: u32, credits: u32, limit: u32) -> bool {
+    used.checked_add(credits)
+        .is_some_and(|total| total <= limit)
 }

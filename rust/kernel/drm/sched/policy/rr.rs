@@ -2,8 +2,7 @@
 
 //! Round robin: within a priority, the entity picked longest ago goes next.
 
-use super::{EntityStats, Policy};
-use crate::drm::sched::Priority;
+use super::{EntityStats, Policy, Priority};
 
 pub(super) struct Rr;
 
