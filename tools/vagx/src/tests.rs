@@ -189,19 +189,11 @@ fn sched_policy_parameter_accepts_only_policy_names() -> Result<()> {
 fn sched_tracepoints_are_in_tracefs() -> Result<()> {
     let dir = Path::new("/sys/kernel/tracing/events/vagx_sched");
     if !dir.exists() {
-        let target = std::ffi::CString::new("/sys/kernel/tracing")?;
-        let fstype = std::ffi::CString::new("tracefs")?;
-        // SAFETY: Both strings are NUL-terminated and outlive the call; no data argument.
-        let rc = unsafe {
-            libc::mount(
-                fstype.as_ptr(),
-                target.as_ptr(),
-                fstype.as_ptr(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        ensure!(rc == 0, "mounting tracefs: {}", io::Error::last_os_error());
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"])
+            .status()
+            .context("running mount")?;
+        ensure!(status.success(), "mounting tracefs: {status}");
     }
     for (event, field) in [
         ("vagx_sched_job_queue", "queued"),

@@ -175,7 +175,6 @@ impl<B: Backend> Entity<B> {
                 }
             }
         }
-        b.shared.check_usable(b.id)?;
         b.shared.reserve_job(b.id)?;
         Ok((b.shared.clone(), b.id))
     }

@@ -41,6 +41,10 @@ pub(crate) struct JobNode<B: Backend> {
     /// The finished fence's context and seqno, set at arm (the job's name in tracepoints).
     fence_ctx: Atomic<u64>,
     fence_seqno: Atomic<u64>,
+    /// The scheduler's logical time at push (FIFO's key); read by picks without the job lock.
+    pub(crate) submit_ts: Atomic<u64>,
+    /// Set (with `JobInner::error`) when a dependency failed: picks test it without the lock.
+    pub(crate) failed: Atomic<bool>,
     #[pin]
     pub(crate) inner: SpinLock<JobInner>,
     /// Wakes the scheduler when the dependency it waits for signals.
@@ -66,7 +70,6 @@ pub(crate) struct JobInner {
     pub(crate) error: Option<Error>,
     /// The backend has been asked to cancel the job (teardown).
     pub(crate) cancelled: bool,
-    pub(crate) submit_ts: u64,
     pub(crate) started: Option<Instant<Monotonic>>,
 }
 
@@ -93,14 +96,39 @@ impl<B: Backend> JobNode<B> {
         self.fence_seqno.store(fence.seqno(), Relaxed);
     }
 
+    /// Completes a job whose hardware fence has signalled, with that fence's error; returns
+    /// the time it ran, in ns. One lock for all of it: this is every job's path.
+    pub(crate) fn complete_ran(&self) -> u64 {
+        let (err, gpu_ns, scheduled, finished) = {
+            let mut inner = self.inner.lock();
+            let err = inner.hw.as_ref().and_then(|f| f.status().err());
+            let ns = inner
+                .started
+                .map_or(0, |t| t.elapsed().as_nanos().max(0) as u64);
+            (err, ns, inner.scheduled.take(), inner.finished.take())
+        };
+        self.signal(err, gpu_ns, scheduled, finished);
+        gpu_ns
+    }
+
     /// Signals the scheduled fence (if not yet) and the finished fence with `err`; `gpu_ns` is
     /// the time it ran (0 if it never did), for the `done` event.
     pub(crate) fn complete(&self, err: Option<Error>, gpu_ns: u64) {
-        trace::job_done(self.trace_id(), err.map_or(0, |e| e.to_errno()), gpu_ns);
         let (scheduled, finished) = {
             let mut inner = self.inner.lock();
             (inner.scheduled.take(), inner.finished.take())
         };
+        self.signal(err, gpu_ns, scheduled, finished);
+    }
+
+    fn signal(
+        &self,
+        err: Option<Error>,
+        gpu_ns: u64,
+        scheduled: Option<DriverFence<()>>,
+        finished: Option<DriverFence<()>>,
+    ) {
+        trace::job_done(self.trace_id(), err.map_or(0, |e| e.to_errno()), gpu_ns);
         if let Some(s) = scheduled {
             s.signal();
         }
@@ -161,6 +189,8 @@ impl<B: Backend> Job<B> {
                 entity: id,
                 fence_ctx: Atomic::new(0),
                 fence_seqno: Atomic::new(0),
+                submit_ts: Atomic::new(0),
+                failed: Atomic::new(false),
                 inner <- new_spinlock!(JobInner {
                     prepared: Some(prepared),
                     scheduled: None,
@@ -172,7 +202,6 @@ impl<B: Backend> Job<B> {
                     hw: None,
                     error: None,
                     cancelled: false,
-                    submit_ts: 0,
                     started: None,
                 }),
                 dep_cb <- new_spinlock!(FenceCallback::new(Kick::new(backend_cb))),

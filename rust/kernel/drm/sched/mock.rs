@@ -40,23 +40,26 @@ const CAPACITY: usize = 8192;
 pub(crate) struct MockJobState {
     duration: Delta,
     pub(crate) flags: AtomicU32,
+    /// The hardware fence: prepared at creation, initialised by `run_job`, signalled once.
     #[pin]
-    prepared: Mutex<Option<PreparedFence<()>>>,
-    #[pin]
-    hw: SpinLockIrq<Option<DriverFence<()>>>,
-    #[pin]
-    hw_ref: SpinLockIrq<Option<ARef<Fence>>>,
+    hw: SpinLockIrq<MockHw>,
     finish_at: AtomicI64,
+}
+
+struct MockHw {
+    prepared: Option<PreparedFence<()>>,
+    fence: Option<DriverFence<()>>,
+    fence_ref: Option<ARef<Fence>>,
 }
 
 impl MockJobState {
     /// The hardware fence, once the job ran.
     pub(crate) fn hw_fence(&self) -> Option<ARef<Fence>> {
-        self.hw_ref.lock().clone()
+        self.hw.lock().fence_ref.clone()
     }
 
     fn signal(&self, err: Option<Error>) {
-        let fence = self.hw.lock().take();
+        let fence = self.hw.lock().fence.take();
         if let Some(f) = fence {
             match err {
                 Some(e) => f.signal_with_error(e),
@@ -132,9 +135,11 @@ impl MockGpu {
                 pin_init!(MockJobState {
                     duration: Delta::from_micros(duration_us),
                     flags: AtomicU32::new(flags),
-                    prepared <- new_mutex!(Some(prepared)),
-                    hw <- new_spinlock_irq!(None),
-                    hw_ref <- new_spinlock_irq!(None),
+                    hw <- new_spinlock_irq!(MockHw {
+                        prepared: Some(prepared),
+                        fence: None,
+                        fence_ref: None,
+                    }),
                     finish_at: AtomicI64::new(i64::MAX),
                 }),
                 GFP_KERNEL,
@@ -156,7 +161,7 @@ impl MockGpu {
 
     /// The deadline the scheduler passed to `job`'s hardware fence, while it runs.
     pub(crate) fn hw_deadline(&self, job: &MockJobState) -> Option<Instant<Monotonic>> {
-        job.hw.lock().as_ref().and_then(|f| f.deadline())
+        job.hw.lock().fence.as_ref().and_then(|f| f.deadline())
     }
 
     /// Jobs on the mock hardware.
@@ -227,11 +232,15 @@ impl Backend for MockGpu {
     type Job = MockJob;
 
     fn run_job(&self, job: &MockJob) -> Result<ARef<Fence>> {
-        let prepared = job.state.prepared.lock().take().ok_or(EINVAL)?;
-        let fence = self.inner.ctx.init(prepared, ());
-        let hw: ARef<Fence> = fence.fence().into();
-        *job.state.hw.lock() = Some(fence);
-        *job.state.hw_ref.lock() = Some(hw.clone());
+        let hw = {
+            let mut state = job.state.hw.lock();
+            let prepared = state.prepared.take().ok_or(EINVAL)?;
+            let fence = self.inner.ctx.init(prepared, ());
+            let hw: ARef<Fence> = fence.fence().into();
+            state.fence = Some(fence);
+            state.fence_ref = Some(hw.clone());
+            hw
+        };
         let start = {
             let mut q = self.inner.queue.lock();
             let timed = job.state.duration.as_nanos() > 0;

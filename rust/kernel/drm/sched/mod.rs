@@ -36,4 +36,4 @@ pub use entity::{Entity, SubmitGuard};
 pub use job::{ArmedJob, Job};
 pub use policy::PolicyKind;
 pub use priority::Priority;
-pub use scheduler::{Backend, Scheduler, SchedulerConfig, TimeoutStatus};
+pub use scheduler::{Backend, DebugfsView, Scheduler, SchedulerConfig, TimeoutStatus};

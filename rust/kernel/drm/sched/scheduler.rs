@@ -28,6 +28,7 @@ use crate::{
     impl_has_delayed_work, impl_has_work, new_condvar, new_delayed_work, new_mutex, new_spinlock,
     new_work,
     prelude::*,
+    sync::atomic::{Atomic, Relaxed},
     sync::{aref::ARef, Arc, CondVar, Mutex, SpinLock},
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
     workqueue::{
@@ -147,9 +148,12 @@ pub(crate) struct Shared<B: Backend> {
     /// bypass, which must not overlap.
     #[pin]
     run_lock: Mutex<()>,
-    /// Notified whenever an entity's queue shrinks.
+    /// Notified whenever an entity's queue shrinks, if someone waits (`flush_waiters`).
     #[pin]
     pub(crate) progress: CondVar,
+    /// Threads in `flush_entity`'s wait: changed under `state`, so a waker that changed the
+    /// state under `state` and reads 0 afterwards knows nobody can be waiting for it.
+    flush_waiters: Atomic<u32>,
 }
 
 impl_has_work! {
@@ -184,6 +188,17 @@ enum Outcome {
     Fail(Error),
 }
 
+/// A scheduler's run queues as text, for a debugfs file (see [`Scheduler::debugfs_view`]). It
+/// keeps the scheduler's shared state alive, not the scheduler: after the scheduler is dropped
+/// it shows the stopped, empty state.
+pub struct DebugfsView<B: Backend>(Arc<Shared<B>>);
+
+impl<B: Backend> core::fmt::Debug for DebugfsView<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.dump(f)
+    }
+}
+
 impl<B: Backend> Scheduler<B> {
     /// Creates a scheduler driving `backend`.
     ///
@@ -215,6 +230,7 @@ impl<B: Backend> Scheduler<B> {
                     policy: config.policy,
                 }),
                 progress <- new_condvar!(),
+                flush_waiters: Atomic::new(0),
                 run_lock <- new_mutex!(()),
             }),
             GFP_KERNEL,
@@ -242,14 +258,39 @@ impl<B: Backend> Scheduler<B> {
     /// entity (priority, queued and running jobs, GPU time, completed jobs, virtual runtime,
     /// hangs, killed/banned).
     pub fn dump(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        self.shared.dump(w)
+    }
+
+    /// The same text as [`Self::dump`] for a debugfs file (`kernel::debugfs` shows a value's
+    /// `Debug` text): `dir.read_only_file(c"sched", sched.debugfs_view())`.
+    pub fn debugfs_view(&self) -> DebugfsView<B> {
+        DebugfsView(self.shared.clone())
+    }
+
+    /// Credits in use and jobs on the hardware.
+    pub fn load(&self) -> (u32, usize) {
         let s = self.shared.state.lock();
+        (s.credits_used, s.in_flight.len())
+    }
+}
+
+impl<B: Backend> Drop for Scheduler<B> {
+    fn drop(&mut self) {
+        Shared::teardown(&self.shared);
+    }
+}
+
+impl<B: Backend> Shared<B> {
+    /// See [`Scheduler::dump`].
+    fn dump(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let s = self.state.lock();
         writeln!(
             w,
             "{}: policy {:?}, credits {}/{}, on hardware {}, jobs {}{}",
-            self.shared.config.name.to_str().unwrap_or("?"),
+            self.config.name.to_str().unwrap_or("?"),
             s.policy,
             s.credits_used,
-            self.shared.config.credit_limit,
+            self.config.credit_limit,
             s.in_flight.len(),
             s.reserved,
             if s.stopped { ", stopped" } else { "" }
@@ -273,20 +314,13 @@ impl<B: Backend> Scheduler<B> {
         Ok(())
     }
 
-    /// Credits in use and jobs on the hardware.
-    pub fn load(&self) -> (u32, usize) {
-        let s = self.shared.state.lock();
-        (s.credits_used, s.in_flight.len())
+    /// Wakes `flush_entity` waiters (a wake-up costs a lock; skipped when nobody waits).
+    fn notify_progress(&self) {
+        if self.flush_waiters.load(Relaxed) != 0 {
+            self.progress.notify_all();
+        }
     }
-}
 
-impl<B: Backend> Drop for Scheduler<B> {
-    fn drop(&mut self) {
-        Shared::teardown(&self.shared);
-    }
-}
-
-impl<B: Backend> Shared<B> {
     /// Queues the worker (a no-op if it is queued already). Interrupt-safe.
     pub(crate) fn kick(this: &Arc<Self>) {
         let _ = this.wq.enqueue::<Arc<Self>, 0>(this.clone());
@@ -365,11 +399,22 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    /// Reserves room for one more job of entity `id` in its queue and in the in-flight list.
+    /// Reserves room for one more job of entity `id` in its queue and in the in-flight list,
+    /// if the entity is usable (see [`Self::check_usable`]).
     pub(crate) fn reserve_job(&self, id: usize) -> Result {
         loop {
             let (queue_cap, queue_need, flight_cap, flight_need) = {
                 let mut s = self.state.lock();
+                if s.stopped {
+                    return Err(ENODEV);
+                }
+                if s.entities
+                    .get(id)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|e| e.banned || e.killed)
+                {
+                    return Err(crate::dma_fence::ecanceled());
+                }
                 let flight_need = s.reserved + 1;
                 let flight_cap = s.in_flight.capacity();
                 let e = s
@@ -497,9 +542,9 @@ impl<B: Backend> Shared<B> {
                 .min();
             let job_id = node.trace_id();
             let credits = node.credits;
+            node.submit_ts.store(clock, Relaxed);
             let no_deps = {
-                let mut inner = node.inner.lock();
-                inner.submit_ts = clock;
+                let inner = node.inner.lock();
                 for dep in inner.deps.iter() {
                     trace::job_add_dep(job_id, dep.context(), dep.seqno());
                 }
@@ -605,9 +650,10 @@ impl<B: Backend> Shared<B> {
                 return Err(ETIMEDOUT);
             }
             let jiffies = msecs_to_jiffies(left.as_millis().max(1) as u32);
-            if let crate::sync::CondVarTimeoutResult::Signal { .. } =
-                self.progress.wait_interruptible_timeout(&mut s, jiffies)
-            {
+            self.flush_waiters.add(1, Relaxed);
+            let woken = self.progress.wait_interruptible_timeout(&mut s, jiffies);
+            self.flush_waiters.fetch_sub(1, Relaxed);
+            if let crate::sync::CondVarTimeoutResult::Signal { .. } = woken {
                 return Err(ERESTARTSYS);
             }
         }
@@ -632,11 +678,24 @@ impl<B: Backend> Shared<B> {
     /// Completes every job on the hardware whose fence has signalled; returns how many.
     fn complete_done(&self) -> usize {
         let mut n = 0;
+        // The previous job's bookkeeping is done under the next iteration's lock.
+        let mut freed: Option<(Arc<JobNode<B>>, u64)> = None;
         loop {
+            // Dropped after the lock below: the last reference frees the driver's data.
+            let prev = freed.take();
             let job = {
                 let mut s = self.state.lock();
+                if let Some((job, gpu_ns)) = &prev {
+                    Self::account_freed(&mut s, job, Some(*gpu_ns));
+                }
+                // Jobs complete in order, almost always: look at the head first.
                 let head_done = s.in_flight.front().is_some_and(|j| j.hw_done());
-                let Some(job) = s.in_flight.take_first(|j| j.hw_done()) else {
+                let job = if head_done {
+                    s.in_flight.pop_front()
+                } else {
+                    s.in_flight.take_first(|j| j.hw_done())
+                };
+                let Some(job) = job else {
                     break;
                 };
                 s.credits_used -= job.credits;
@@ -648,16 +707,9 @@ impl<B: Backend> Shared<B> {
                 }
                 job
             };
-            let (err, gpu_ns) = {
-                let inner = job.inner.lock();
-                let err = inner.hw.as_ref().and_then(|f| f.status().err());
-                let ns = inner
-                    .started
-                    .map_or(0, |t| t.elapsed().as_nanos().max(0) as u64);
-                (err, ns)
-            };
-            job.complete(err, gpu_ns);
-            self.job_freed(&job, Some(gpu_ns));
+            drop(prev);
+            let gpu_ns = job.complete_ran();
+            freed = Some((job, gpu_ns));
             n += 1;
         }
         n
@@ -665,7 +717,10 @@ impl<B: Backend> Shared<B> {
 
     /// Bookkeeping when a job leaves the scheduler (`gpu_ns` if it ran).
     fn job_freed(&self, job: &JobNode<B>, gpu_ns: Option<u64>) {
-        let mut s = self.state.lock();
+        Self::account_freed(&mut self.state.lock(), job, gpu_ns);
+    }
+
+    fn account_freed(s: &mut State<B>, job: &JobNode<B>, gpu_ns: Option<u64>) {
         s.reserved -= 1;
         if let Some(e) = s.entities.get_mut(job.entity).and_then(Option::as_mut) {
             e.reserved -= 1;
@@ -674,7 +729,7 @@ impl<B: Backend> Shared<B> {
                 policy::job_done(&mut e.stats, ns);
             }
         }
-        Self::maybe_free_slot(&mut s, job.entity);
+        Self::maybe_free_slot(s, job.entity);
     }
 
     /// Whether the head job's dependencies have all signalled; registers a wake-up on the
@@ -707,6 +762,7 @@ impl<B: Backend> Shared<B> {
                         status => {
                             if let Err(e) = status {
                                 inner.error = Some(e);
+                                job.failed.store(true, Relaxed);
                             }
                             if inner.deps.pop().is_none() {
                                 inner.prepare = None;
@@ -781,11 +837,22 @@ impl<B: Backend> Shared<B> {
                 ESRCH
             };
             let job = e.queue.pop_front()?;
-            self.progress.notify_all();
+            self.notify_progress();
             return Some((job, Outcome::Fail(err)));
         }
-        if !policy.single_queue() {
+        // An inversion needs a waiter and a blocker, each with a queued job.
+        let mut queued = 0;
+        for e in s.entities.iter().flatten() {
+            if !e.queue.is_empty() {
+                queued += 1;
+            }
+        }
+        if !policy.single_queue() && queued > 1 {
             self.boost_blockers(&mut s);
+        } else {
+            for e in s.entities.iter_mut().flatten() {
+                e.boost = None;
+            }
         }
         let mut choice = policy::Choice::default();
         for group in policy.groups() {
@@ -800,7 +867,7 @@ impl<B: Backend> Shared<B> {
                 if !self.head_ready(head) {
                     continue;
                 }
-                let key = policy.key(&e.stats, head.inner.lock().submit_ts);
+                let key = policy.key(&e.stats, head.submit_ts.load(Relaxed));
                 choice.offer(id, key, e.stats.avg_job_ns);
             }
             if choice.best().is_some() {
@@ -809,7 +876,14 @@ impl<B: Backend> Shared<B> {
         }
         let id = choice.best()?;
         let credits = s.entities[id].as_ref()?.queue.front()?.credits;
-        let failed = s.entities[id].as_ref()?.queue.front()?.inner.lock().error;
+        let failed = {
+            let head = s.entities[id].as_ref()?.queue.front()?;
+            if head.failed.load(Relaxed) {
+                head.inner.lock().error
+            } else {
+                None
+            }
+        };
         if failed.is_none()
             && !policy::credits_fit(s.credits_used, credits, self.config.credit_limit)
         {
@@ -821,7 +895,7 @@ impl<B: Backend> Shared<B> {
         let e = s.entities[id].as_mut()?;
         let job = e.queue.pop_front()?;
         if let Some(err) = failed {
-            self.progress.notify_all();
+            self.notify_progress();
             return Some((job, Outcome::Fail(err)));
         }
         policy.picked(&mut e.stats, e.priority, clock);
@@ -834,7 +908,7 @@ impl<B: Backend> Shared<B> {
             credits,
             s.credits_used,
         );
-        self.progress.notify_all();
+        self.notify_progress();
         Some((job, Outcome::Run))
     }
 
@@ -856,9 +930,9 @@ impl<B: Backend> Shared<B> {
                     inner.error = Some(e);
                 }
             }
-            inner.scheduled.take()
+            (inner.scheduled.take(), inner.hw.clone())
         };
-        let hw = job.inner.lock().hw.clone();
+        let (scheduled, hw) = scheduled;
         match hw {
             Some(hw) => {
                 let added = job.hw_cb.lock().as_mut().add(&hw);
@@ -927,7 +1001,7 @@ impl<B: Backend> Shared<B> {
                 None => break,
             }
         }
-        this.progress.notify_all();
+        this.notify_progress();
     }
 
     /// The timeout handler.
@@ -1033,7 +1107,7 @@ impl<B: Backend> Shared<B> {
             job.complete(Some(crate::dma_fence::ecanceled()), 0);
             self.job_freed(&job, None);
         }
-        self.progress.notify_all();
+        self.notify_progress();
     }
 
     /// Waits until every cancelled job on the hardware has completed.

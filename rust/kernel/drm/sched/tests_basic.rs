@@ -551,6 +551,16 @@ mod own {
         assert!(text.starts_with("vagx-mock: policy Fifo, credits 1/4, on hardware 1, jobs 1\n"));
         assert!(text.contains("entity 0: High queued 0 running 1"));
         assert!(text.contains("entity 1: Low queued 0 running 0") && text.contains(" killed"));
+        // The debugfs view shows the same text, and a debugfs file can be made of it.
+        let mut shown = Buf {
+            bytes: [0; 512],
+            len: 0,
+        };
+        assert!(core::fmt::write(&mut shown, format_args!("{:?}", sched.debugfs_view())).is_ok());
+        assert_eq!(&shown.bytes[..shown.len], &buf.bytes[..buf.len]);
+        let dir = crate::debugfs::Dir::new(c"vagx_sched_test");
+        let file = KBox::pin_init(dir.read_only_file(c"sched", sched.debugfs_view()), GFP_KERNEL);
+        assert!(file.is_ok());
         assert_eq!(sched.backend().advance(1), 1);
         assert!(waits(&job.finished, HZ_MS));
         Ok(())

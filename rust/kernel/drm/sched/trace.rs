@@ -11,34 +11,42 @@ use crate::{
     str::{CStr, CStrExt},
 };
 
+// The kernel's `declare_trace!` expands our arguments inside its `unsafe` block, which clippy
+// reports on every use; the arguments here are plain identifiers of integers and pointers.
 crate::declare_trace! {
     /// # Safety
     ///
     /// `name` must point to a NUL-terminated string valid for the call.
+    #[allow(clippy::macro_metavars_in_unsafe)]
     unsafe fn vagx_sched_job_queue(
         name: *const c_char, entity: u64, ctx: u64, seqno: u64, credits: u32, queued: u32
     );
     /// # Safety
     ///
     /// Always safe to call (the macro makes every tracepoint function `unsafe`).
+    #[allow(clippy::macro_metavars_in_unsafe)]
     unsafe fn vagx_sched_job_add_dep(ctx: u64, seqno: u64, dep_ctx: u64, dep_seqno: u64);
     /// # Safety
     ///
     /// Always safe to call.
+    #[allow(clippy::macro_metavars_in_unsafe)]
     unsafe fn vagx_sched_job_unschedulable(ctx: u64, seqno: u64, dep_ctx: u64, dep_seqno: u64);
     /// # Safety
     ///
     /// `name` must point to a NUL-terminated string valid for the call.
+    #[allow(clippy::macro_metavars_in_unsafe)]
     unsafe fn vagx_sched_job_run(
         name: *const c_char, entity: u64, ctx: u64, seqno: u64, credits: u32, credits_used: u32
     );
     /// # Safety
     ///
     /// Always safe to call.
+    #[allow(clippy::macro_metavars_in_unsafe)]
     unsafe fn vagx_sched_job_done(ctx: u64, seqno: u64, error: i32, gpu_ns: u64);
     /// # Safety
     ///
     /// `name` must point to a NUL-terminated string valid for the call.
+    #[allow(clippy::macro_metavars_in_unsafe)]
     unsafe fn vagx_sched_job_timeout(name: *const c_char, ctx: u64, seqno: u64, status: i32);
 }
 
