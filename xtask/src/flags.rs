@@ -72,9 +72,19 @@ pub struct Kunit {
     pub debug: bool,
 }
 
+/// What `cargo xtask bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchWhat {
+    /// The vagx scheduler and C drm_sched on the same KUnit workloads, in one boot.
+    Sched,
+}
+
 /// Arguments of `cargo xtask bench`.
 #[derive(Debug, Args)]
 pub struct Bench {
+    /// The benchmark to run.
+    #[arg(value_enum, default_value_t = BenchWhat::Sched)]
+    pub what: BenchWhat,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -112,6 +122,17 @@ mod tests {
             Cmd::Run(r) => assert_eq!(r.timeout, 300),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn bench_sched_is_the_default_and_can_be_named() {
+        for args in [&["cargo xtask", "bench"][..], &["cargo xtask", "bench", "sched"]] {
+            match Xtask::parse_from(args).cmd {
+                Cmd::Bench(b) => assert_eq!(b.what, BenchWhat::Sched),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(Xtask::try_parse_from(["cargo xtask", "bench", "gpu"]).is_err());
     }
 
     #[test]

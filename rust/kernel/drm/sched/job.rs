@@ -16,18 +16,18 @@
 //! reaches the hardware, the *finished* fence when it completes, with its error.
 
 use super::{
-    scheduler::{Kick, Shared},
+    scheduler::{HwKick, Kick, Shared},
     trace::{self, JobId},
     Backend,
 };
 use crate::{
     dma_fence::{DriverFence, Fence, FenceCallback, PreparedFence},
-    new_spinlock,
+    new_spinlock_irq,
     prelude::*,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
-        Arc, SpinLock,
+        Arc, SpinLockIrq,
     },
     time::{Instant, Monotonic},
 };
@@ -45,14 +45,18 @@ pub(crate) struct JobNode<B: Backend> {
     pub(crate) submit_ts: Atomic<u64>,
     /// Set (with `JobInner::error`) when a dependency failed: picks test it without the lock.
     pub(crate) failed: Atomic<bool>,
+    /// Whether the job's credits went back when its hardware fence signalled (by a start
+    /// from the completion, [`Backend::RUN_IN_IRQ`]); otherwise the worker returns them.
+    pub(crate) credits_returned: Atomic<bool>,
+    // Every lock of a job is interrupt-safe: completions may take them (`RUN_IN_IRQ`).
     #[pin]
-    pub(crate) inner: SpinLock<JobInner>,
+    pub(crate) inner: SpinLockIrq<JobInner>,
     /// Wakes the scheduler when the dependency it waits for signals.
     #[pin]
-    pub(crate) dep_cb: SpinLock<FenceCallback<Kick<B>>>,
-    /// Wakes the scheduler when the hardware fence signals.
+    pub(crate) dep_cb: SpinLockIrq<FenceCallback<Kick<B>>>,
+    /// Wakes the scheduler (or starts the next job) when the hardware fence signals.
     #[pin]
-    pub(crate) hw_cb: SpinLock<FenceCallback<Kick<B>>>,
+    pub(crate) hw_cb: SpinLockIrq<FenceCallback<HwKick<B>>>,
 }
 
 /// The mutable part of a job.
@@ -74,13 +78,14 @@ pub(crate) struct JobInner {
 }
 
 impl<B: Backend> JobNode<B> {
-    /// Whether the job's hardware fence has signalled.
+    /// Whether the job's hardware fence has signalled (or it failed to start from a completion,
+    /// so that it has none).
     pub(crate) fn hw_done(&self) -> bool {
-        self.inner
-            .lock()
-            .hw
-            .as_ref()
-            .is_some_and(|f| f.is_signaled())
+        let inner = self.inner.lock();
+        match &inner.hw {
+            Some(f) => f.is_signaled(),
+            None => inner.error.is_some(),
+        }
     }
 
     /// The job's name in tracepoints (zero before arm).
@@ -101,7 +106,10 @@ impl<B: Backend> JobNode<B> {
     pub(crate) fn complete_ran(&self) -> u64 {
         let (err, gpu_ns, scheduled, finished) = {
             let mut inner = self.inner.lock();
-            let err = inner.hw.as_ref().and_then(|f| f.status().err());
+            let err = match &inner.hw {
+                Some(f) => f.status().err(),
+                None => inner.error,
+            };
             let ns = inner
                 .started
                 .map_or(0, |t| t.elapsed().as_nanos().max(0) as u64);
@@ -191,7 +199,8 @@ impl<B: Backend> Job<B> {
                 fence_seqno: Atomic::new(0),
                 submit_ts: Atomic::new(0),
                 failed: Atomic::new(false),
-                inner <- new_spinlock!(JobInner {
+                credits_returned: Atomic::new(false),
+                inner <- new_spinlock_irq!(JobInner {
                     prepared: Some(prepared),
                     scheduled: None,
                     finished: None,
@@ -204,8 +213,8 @@ impl<B: Backend> Job<B> {
                     cancelled: false,
                     started: None,
                 }),
-                dep_cb <- new_spinlock!(FenceCallback::new(Kick::new(backend_cb))),
-                hw_cb <- new_spinlock!(FenceCallback::new(Kick::new(hw_cb_shared))),
+                dep_cb <- new_spinlock_irq!(FenceCallback::new(Kick::new(backend_cb))),
+                hw_cb <- new_spinlock_irq!(FenceCallback::new(HwKick::new(hw_cb_shared))),
             }),
             GFP_KERNEL,
         )

@@ -10,9 +10,9 @@
 use super::{Backend, TimeoutStatus};
 use crate::{
     dma_fence::{DriverFence, Fence, FenceContext, PreparedFence},
-    impl_has_hr_timer, new_mutex, new_spinlock_irq,
+    impl_has_hr_timer, new_spinlock_irq,
     prelude::*,
-    sync::{aref::ARef, Arc, ArcBorrow, Mutex, SpinLockIrq},
+    sync::{aref::ARef, Arc, ArcBorrow, SpinLockIrq},
     time::{
         hrtimer::{
             ArcHrTimerHandle, HrTimer, HrTimerCallback, HrTimerCallbackContext, HrTimerPointer,
@@ -100,7 +100,8 @@ impl_has_hr_timer! {
 /// The mock GPU.
 pub(crate) struct MockGpu {
     inner: Arc<MockInner>,
-    handle: Pin<KBox<Mutex<Option<ArcHrTimerHandle<MockInner>>>>>,
+    /// Interrupt-safe: `run_job` may run in a completion ([`Backend::RUN_IN_IRQ`]).
+    handle: Pin<KBox<SpinLockIrq<Option<ArcHrTimerHandle<MockInner>>>>>,
 }
 
 fn now_ns() -> i64 {
@@ -123,7 +124,7 @@ impl MockGpu {
         )?;
         Ok(Self {
             inner,
-            handle: KBox::pin_init(new_mutex!(None), GFP_KERNEL)?,
+            handle: KBox::pin_init(new_spinlock_irq!(None), GFP_KERNEL)?,
         })
     }
 
@@ -199,16 +200,20 @@ impl HrTimerCallback for MockInner {
 
     fn run(this: ArcBorrow<'_, Self>, mut ctx: HrTimerCallbackContext<'_, Self>) -> HrTimerRestart {
         let now = now_ns();
-        let mut q = this.queue.lock();
-        while let Some(front) = q.running.front() {
-            let at = front.finish_at.load(Relaxed);
-            if at == i64::MAX || at > now {
-                break;
-            }
-            if let Some(job) = q.running.pop_front() {
-                job.signal(None);
-            }
+        // Signal with the queue unlocked: the signal may start the next job (`run_job`).
+        loop {
+            let due = {
+                let mut q = this.queue.lock();
+                let at = q.running.front().map(|f| f.finish_at.load(Relaxed));
+                match at {
+                    Some(at) if at != i64::MAX && at <= now => q.running.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(job) = due else { break };
+            job.signal(None);
         }
+        let mut q = this.queue.lock();
         let next = q
             .running
             .front()
@@ -230,6 +235,9 @@ impl HrTimerCallback for MockInner {
 
 impl Backend for MockGpu {
     type Job = MockJob;
+
+    // Like drm_sched's mock, a job's start is a few stores and an hrtimer; no sleeping lock.
+    const RUN_IN_IRQ: bool = true;
 
     fn run_job(&self, job: &MockJob) -> Result<ARef<Fence>> {
         let hw = {

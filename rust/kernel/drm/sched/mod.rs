@@ -16,6 +16,7 @@
 //!
 //! See `Documentation/gpu/vagx-sched.rst`.
 
+mod direct;
 mod entity;
 mod job;
 mod params;

@@ -25,11 +25,13 @@ use super::{
 };
 use crate::{
     dma_fence::{Fence, FenceCallbackFn, SignallingGuard},
-    impl_has_delayed_work, impl_has_work, new_condvar, new_delayed_work, new_mutex, new_spinlock,
+    impl_has_delayed_work, impl_has_work, new_condvar, new_delayed_work, new_mutex,
+    new_spinlock_irq,
     new_work,
     prelude::*,
-    sync::atomic::{Atomic, Relaxed},
-    sync::{aref::ARef, Arc, CondVar, Mutex, SpinLock},
+    sync::atomic::{Acquire, Atomic, Relaxed, Release},
+    irq_work::IrqWork,
+    sync::{aref::ARef, Arc, CondVar, Mutex, SpinLockIrq},
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
     workqueue::{
         self,
@@ -74,6 +76,13 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn prepare_job(&self, _job: &Self::Job) -> Option<ARef<Fence>> {
         None
     }
+
+    /// Whether `run_job` and `prepare_job` may also be called in interrupt context, from the
+    /// signalling of a job's hardware fence. Then a completion starts the next job at once
+    /// instead of waiting for the worker, and the hardware does not idle for a kworker round
+    /// trip. Such a backend's `run_job` and `prepare_job` must not sleep, allocate, or take a
+    /// lock that is held with interrupts enabled, nor the hardware fence's lock.
+    const RUN_IN_IRQ: bool = false;
 }
 
 /// How a scheduler is set up.
@@ -142,12 +151,19 @@ pub(crate) struct Shared<B: Backend> {
     tdr: DelayedWork<Shared<B>, 1>,
     #[pin]
     release: Work<Shared<B>, 2>,
+    /// Interrupt-safe: starts from a completion ([`Backend::RUN_IN_IRQ`]) take it.
     #[pin]
-    pub(crate) state: SpinLock<State<B>>,
+    pub(crate) state: SpinLockIrq<State<B>>,
     /// Held while jobs are run or timed out: by the worker, the timeout handler and the
     /// bypass, which must not overlap.
     #[pin]
-    run_lock: Mutex<()>,
+    pub(crate) run_lock: Mutex<()>,
+    /// Held by whoever runs jobs, including a start from a completion, which cannot take
+    /// `run_lock` and only tries this (a process-context holder of `run_lock` spins for it).
+    pub(crate) runner: Atomic<bool>,
+    /// Starts jobs after a completion (`direct.rs`).
+    #[pin]
+    pub(crate) irq_start: IrqWork<Shared<B>>,
     /// Notified whenever an entity's queue shrinks, if someone waits (`flush_waiters`).
     #[pin]
     pub(crate) progress: CondVar,
@@ -182,8 +198,68 @@ impl<B: Backend> FenceCallbackFn for Kick<B> {
     }
 }
 
+/// The hardware fence's callback: wakes the worker, or for a [`Backend::RUN_IN_IRQ`] backend
+/// first starts the next jobs from an `irq_work` (`direct.rs`).
+pub(crate) struct HwKick<B: Backend> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B: Backend> HwKick<B> {
+    pub(crate) fn new(shared: Arc<Shared<B>>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<B: Backend> FenceCallbackFn for HwKick<B> {
+    fn signalled(&self, _fence: &Fence) {
+        if B::RUN_IN_IRQ {
+            // Under the fence's lock: start from an irq_work, which then kicks the worker. If
+            // it is pending already, that run sees this completion too.
+            if let Err(again) = IrqWork::queue(self.shared.clone()) {
+                drop(again);
+            }
+        } else {
+            Shared::kick(&self.shared);
+        }
+    }
+}
+
+/// The right to run jobs, taken by the worker, the bypass and the timeout handler (with
+/// `run_lock`); released on drop.
+pub(crate) struct Runner<'a, B: Backend> {
+    shared: &'a Shared<B>,
+}
+
+impl<'a, B: Backend> Runner<'a, B> {
+    /// Waits for a start from a completion to finish (it is short and never waits itself).
+    fn spin(shared: &'a Shared<B>) -> Self {
+        if B::RUN_IN_IRQ {
+            while shared.runner.xchg(true, Acquire) {
+                core::hint::spin_loop();
+            }
+        }
+        Self { shared }
+    }
+
+    /// `None` if someone else runs jobs now.
+    pub(crate) fn try_take(shared: &'a Shared<B>) -> Option<Self> {
+        if B::RUN_IN_IRQ && shared.runner.xchg(true, Acquire) {
+            return None;
+        }
+        Some(Self { shared })
+    }
+}
+
+impl<B: Backend> Drop for Runner<'_, B> {
+    fn drop(&mut self) {
+        if B::RUN_IN_IRQ {
+            self.shared.runner.store(false, Release);
+        }
+    }
+}
+
 /// What the worker does with a job it took off a queue.
-enum Outcome {
+pub(crate) enum Outcome {
     Run,
     Fail(Error),
 }
@@ -219,7 +295,7 @@ impl<B: Backend> Scheduler<B> {
                 work <- new_work!("vagx_sched::work"),
                 tdr <- new_delayed_work!("vagx_sched::tdr"),
                 release <- new_work!("vagx_sched::release"),
-                state <- new_spinlock!(State {
+                state <- new_spinlock_irq!(State {
                     entities: KVec::new(),
                     in_flight: Ring::new(),
                     reserved: 0,
@@ -232,6 +308,8 @@ impl<B: Backend> Scheduler<B> {
                 progress <- new_condvar!(),
                 flush_waiters: Atomic::new(0),
                 run_lock <- new_mutex!(()),
+                runner: Atomic::new(false),
+                irq_start <- IrqWork::new(),
             }),
             GFP_KERNEL,
         )?;
@@ -567,8 +645,10 @@ impl<B: Backend> Shared<B> {
         }
         if bypass {
             // Run it from here, unless the worker is busy (it will then pick the job up).
-            if let Some(_running) = this.run_lock.try_lock() {
-                match this.pick() {
+            let running = this.run_lock.try_lock();
+            let runner = running.as_ref().and_then(|_| Runner::try_take(this));
+            if let Some(_runner) = runner {
+                match this.pick(false) {
                     Some((job, Outcome::Run)) => Self::run(this, job),
                     Some((job, Outcome::Fail(err))) => {
                         job.complete(Some(err), 0);
@@ -698,7 +778,10 @@ impl<B: Backend> Shared<B> {
                 let Some(job) = job else {
                     break;
                 };
-                s.credits_used -= job.credits;
+                if !job.credits_returned.load(Relaxed) {
+                    s.credits_used -= job.credits;
+                }
+
                 if s.in_flight.is_empty() {
                     s.head_since = None;
                 } else if head_done {
@@ -802,7 +885,10 @@ impl<B: Backend> Shared<B> {
                 continue;
             }
             let prio = e.effective_priority();
-            let Some(ctx) = e.queue.front().and_then(|head| self.readiness(head)) else {
+            let Some(head) = e.queue.front() else {
+                continue;
+            };
+            let Some(ctx) = self.readiness(head) else {
                 continue;
             };
             for other in s.entities.iter_mut().flatten() {
@@ -816,8 +902,10 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    /// Picks the next job to take off an entity queue, or `None`.
-    fn pick(&self) -> Option<(Arc<JobNode<B>>, Outcome)> {
+    /// Picks the next job to take off an entity queue, or `None`. With `irq` (a start from a
+    /// completion) a job that would fail (killed, banned, failed dependency) is left queued:
+    /// completing and freeing jobs is the worker's.
+    pub(crate) fn pick(&self, irq: bool) -> Option<(Arc<JobNode<B>>, Outcome)> {
         let mut s = self.state.lock();
         if s.stopped {
             return None;
@@ -830,6 +918,9 @@ impl<B: Backend> Shared<B> {
             })
         });
         if let Some(id) = dead {
+            if irq {
+                return None;
+            }
             let e = s.entities[id].as_mut()?;
             let err = if e.banned {
                 crate::dma_fence::ecanceled()
@@ -888,6 +979,9 @@ impl<B: Backend> Shared<B> {
             && !policy::credits_fit(s.credits_used, credits, self.config.credit_limit)
         {
             // The best job does not fit: nothing else may overtake it.
+            return None;
+        }
+        if failed.is_some() && irq {
             return None;
         }
         s.clock += 1;
@@ -975,7 +1069,7 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    fn arm_timeout(this: &Arc<Self>, after: Option<Delta>) {
+    pub(crate) fn arm_timeout(this: &Arc<Self>, after: Option<Delta>) {
         if let Some(timeout) = this.config.timeout {
             let delay = after.unwrap_or(timeout);
             let jiffies = msecs_to_jiffies(delay.as_millis().max(1) as u32);
@@ -989,10 +1083,11 @@ impl<B: Backend> Shared<B> {
     fn process(this: &Arc<Self>) {
         // Serialises with the bypass and the timeout handler.
         let _running = this.run_lock.lock();
+        let _runner = Runner::spin(this);
         let _signalling = SignallingGuard::new();
         loop {
             this.complete_done();
-            match this.pick() {
+            match this.pick(false) {
                 Some((job, Outcome::Run)) => Self::run(this, job),
                 Some((job, Outcome::Fail(err))) => {
                     job.complete(Some(err), 0);
@@ -1031,6 +1126,7 @@ impl<B: Backend> Shared<B> {
         }
         let status = {
             let _running = this.run_lock.lock();
+            let _runner = Runner::spin(this);
             let _signalling = SignallingGuard::new();
             this.backend.timed_out(&head.data)
         };
@@ -1136,7 +1232,7 @@ impl<B: Backend> Shared<B> {
 
     /// Drops a work item's reference; the last one is released from the system queue, since
     /// the scheduler's own queue cannot be destroyed from its work.
-    fn put_from_work(this: Arc<Self>) {
+    pub(crate) fn put_from_work(this: Arc<Self>) {
         if let Some(last) = Arc::into_unique_or_drop(this) {
             let last: Arc<Self> = last.into();
             let _ = workqueue::system().enqueue::<Arc<Self>, 2>(last);

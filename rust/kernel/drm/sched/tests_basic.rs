@@ -517,6 +517,40 @@ mod own {
     }
 
     #[test]
+    fn a_completion_starts_the_next_job_without_the_worker() -> Result {
+        let sched = mock_sched(None, 1)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let first = submit(&entity, 0, 0, None)?;
+        let second = submit(&entity, 1000, 0, None)?;
+        let ctx = FenceContext::new(c"vagx-sched-test", c"dep");
+        let dep = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+        let dep_fence: ARef<Fence> = dep.fence().into();
+        let third = submit(&entity, 1000, 0, Some(&dep_fence))?;
+        assert!(waits(&first.scheduled, HZ_MS));
+        assert!(!second.scheduled.is_signaled());
+        {
+            // The worker (and the bypass) cannot run jobs while this is held.
+            let _worker = sched.shared.run_lock.lock();
+            assert_eq!(sched.backend().advance(1), 1);
+            // The completion started the second job, and it ran to its end on the hardware.
+            assert!(waits(&second.scheduled, HZ_MS));
+            let hw = second.hw.hw_fence().ok_or(EINVAL)?;
+            assert!(hw.wait(Some(Delta::from_millis(HZ_MS)), Interruptible::No).is_ok());
+            // Completing it (its finished fence) is the worker's.
+            assert!(!second.finished.is_signaled());
+            // The third waited for a fence when the second completed; its signal wakes only the
+            // worker, so it does not start.
+            dep.signal();
+            fsleep(Delta::from_millis(10));
+            assert!(third.hw.hw_fence().is_none());
+        }
+        assert!(waits(&second.finished, HZ_MS));
+        assert!(waits(&third.finished, HZ_MS));
+        assert_eq!(third.finished.status(), Ok(true));
+        Ok(())
+    }
+
+    #[test]
     fn dump_shows_run_queues() -> Result {
         /// A fixed-size text buffer.
         struct Buf {
