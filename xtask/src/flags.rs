@@ -126,7 +126,10 @@ mod tests {
 
     #[test]
     fn bench_sched_is_the_default_and_can_be_named() {
-        for args in [&["cargo xtask", "bench"][..], &["cargo xtask", "bench", "sched"]] {
+        for args in [
+            &["cargo xtask", "bench"][..],
+            &["cargo xtask", "bench", "sched"],
+        ] {
             match Xtask::parse_from(args).cmd {
                 Cmd::Bench(b) => assert_eq!(b.what, BenchWhat::Sched),
                 other => panic!("unexpected {other:?}"),

@@ -25,12 +25,11 @@ use super::{
 };
 use crate::{
     dma_fence::{Fence, FenceCallbackFn, SignallingGuard},
-    impl_has_delayed_work, impl_has_work, new_condvar, new_delayed_work, new_mutex,
-    new_spinlock_irq,
-    new_work,
+    impl_has_delayed_work, impl_has_work,
+    irq_work::IrqWork,
+    new_condvar, new_delayed_work, new_mutex, new_spinlock_irq, new_work,
     prelude::*,
     sync::atomic::{Acquire, Atomic, Relaxed, Release},
-    irq_work::IrqWork,
     sync::{aref::ARef, Arc, CondVar, Mutex, SpinLockIrq},
     time::{msecs_to_jiffies, Delta, Instant, Monotonic},
     workqueue::{

@@ -535,7 +535,9 @@ mod own {
             // The completion started the second job, and it ran to its end on the hardware.
             assert!(waits(&second.scheduled, HZ_MS));
             let hw = second.hw.hw_fence().ok_or(EINVAL)?;
-            assert!(hw.wait(Some(Delta::from_millis(HZ_MS)), Interruptible::No).is_ok());
+            assert!(hw
+                .wait(Some(Delta::from_millis(HZ_MS)), Interruptible::No)
+                .is_ok());
             // Completing it (its finished fence) is the worker's.
             assert!(!second.finished.is_signaled());
             // The third waited for a fence when the second completed; its signal wakes only the
@@ -593,7 +595,10 @@ mod own {
         assert!(core::fmt::write(&mut shown, format_args!("{:?}", sched.debugfs_view())).is_ok());
         assert_eq!(&shown.bytes[..shown.len], &buf.bytes[..buf.len]);
         let dir = crate::debugfs::Dir::new(c"vagx_sched_test");
-        let file = KBox::pin_init(dir.read_only_file(c"sched", sched.debugfs_view()), GFP_KERNEL);
+        let file = KBox::pin_init(
+            dir.read_only_file(c"sched", sched.debugfs_view()),
+            GFP_KERNEL,
+        );
         assert!(file.is_ok());
         assert_eq!(sched.backend().advance(1), 1);
         assert!(waits(&job.finished, HZ_MS));
