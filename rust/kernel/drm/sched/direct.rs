@@ -51,12 +51,10 @@ impl<B: Backend> Shared<B> {
             return;
         }
         if this.return_done_credits() {
-            loop {
-                match this.pick(true) {
-                    Some((job, Outcome::Run)) => Self::start_in_irq(this, job),
-                    // `pick(true)` leaves failed jobs queued, for the worker.
-                    Some((_, Outcome::Fail(_))) | None => break,
-                }
+            // `pick(true)` never returns `Outcome::Fail`: it leaves failing jobs queued, for
+            // the worker.
+            while let Some((job, Outcome::Run)) = this.pick(true) {
+                Self::start_in_irq(this, job);
             }
         }
         this.runner.store(false, Release);
