@@ -39,8 +39,8 @@ TRACE_EVENT(vagx_sched_job_queue,
 		  __entry->credits, __entry->queued)
 );
 
-/* A pushed job waits for a fence (after deduplication and pipelining). */
-TRACE_EVENT(vagx_sched_job_add_dep,
+/* A job and a fence it waits for. */
+DECLARE_EVENT_CLASS(vagx_sched_job_dep,
 	TP_PROTO(u64 ctx, u64 seqno, u64 dep_ctx, u64 dep_seqno),
 	TP_ARGS(ctx, seqno, dep_ctx, dep_seqno),
 	TP_STRUCT__entry(
@@ -55,28 +55,20 @@ TRACE_EVENT(vagx_sched_job_add_dep,
 		__entry->dep_ctx = dep_ctx;
 		__entry->dep_seqno = dep_seqno;
 	),
-	TP_printk("fence=%llu:%llu depends on fence=%llu:%llu",
+	TP_printk("fence=%llu:%llu dep=%llu:%llu",
 		  __entry->ctx, __entry->seqno, __entry->dep_ctx, __entry->dep_seqno)
 );
 
-/* The head job of an entity cannot run yet: a wake-up was registered on this fence. */
-TRACE_EVENT(vagx_sched_job_unschedulable,
+/* A pushed job waits for a fence (after deduplication and pipelining). */
+DEFINE_EVENT(vagx_sched_job_dep, vagx_sched_job_add_dep,
 	TP_PROTO(u64 ctx, u64 seqno, u64 dep_ctx, u64 dep_seqno),
-	TP_ARGS(ctx, seqno, dep_ctx, dep_seqno),
-	TP_STRUCT__entry(
-		__field(u64, ctx)
-		__field(u64, seqno)
-		__field(u64, dep_ctx)
-		__field(u64, dep_seqno)
-	),
-	TP_fast_assign(
-		__entry->ctx = ctx;
-		__entry->seqno = seqno;
-		__entry->dep_ctx = dep_ctx;
-		__entry->dep_seqno = dep_seqno;
-	),
-	TP_printk("fence=%llu:%llu waits for fence=%llu:%llu",
-		  __entry->ctx, __entry->seqno, __entry->dep_ctx, __entry->dep_seqno)
+	TP_ARGS(ctx, seqno, dep_ctx, dep_seqno)
+);
+
+/* The head job of an entity cannot run yet: a wake-up was registered on this fence. */
+DEFINE_EVENT(vagx_sched_job_dep, vagx_sched_job_unschedulable,
+	TP_PROTO(u64 ctx, u64 seqno, u64 dep_ctx, u64 dep_seqno),
+	TP_ARGS(ctx, seqno, dep_ctx, dep_seqno)
 );
 
 /* A job was handed to the backend. */

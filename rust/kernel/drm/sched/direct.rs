@@ -111,18 +111,6 @@ impl<B: Backend> Shared<B> {
         if let Some(s) = scheduled {
             s.signal();
         }
-        let first = {
-            let mut s = this.state.lock();
-            let first = s.in_flight.is_empty();
-            if first {
-                s.head_since = Some(Instant::now());
-            }
-            // Room was reserved by `Job::new`.
-            let _ = s.in_flight.push_back(job);
-            first
-        };
-        if first {
-            Self::arm_timeout(this, None);
-        }
+        Self::put_on_hardware_list(this, job);
     }
 }

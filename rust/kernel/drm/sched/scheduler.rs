@@ -1053,7 +1053,12 @@ impl<B: Backend> Shared<B> {
         if let Some(s) = scheduled {
             s.signal();
         }
-        let arm = {
+        Self::put_on_hardware_list(this, job);
+    }
+
+    /// Adds a started job to the in-flight list; its timeout runs from now if it is the head.
+    pub(crate) fn put_on_hardware_list(this: &Arc<Self>, job: Arc<JobNode<B>>) {
+        let first = {
             let mut s = this.state.lock();
             let first = s.in_flight.is_empty();
             if first {
@@ -1063,12 +1068,12 @@ impl<B: Backend> Shared<B> {
             let _ = s.in_flight.push_back(job);
             first
         };
-        if arm {
+        if first {
             Self::arm_timeout(this, None);
         }
     }
 
-    pub(crate) fn arm_timeout(this: &Arc<Self>, after: Option<Delta>) {
+    fn arm_timeout(this: &Arc<Self>, after: Option<Delta>) {
         if let Some(timeout) = this.config.timeout {
             let delay = after.unwrap_or(timeout);
             let jiffies = msecs_to_jiffies(delay.as_millis().max(1) as u32);
