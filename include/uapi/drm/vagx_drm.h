@@ -323,26 +323,32 @@ struct drm_vagx_queue_get_status {
 	__u32 pad;
 };
 
-#define DRM_IOCTL_VAGX_GET_PARAM \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_GET_PARAM, struct drm_vagx_get_param)
-#define DRM_IOCTL_VAGX_GEM_CREATE \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_GEM_CREATE, struct drm_vagx_gem_create)
-#define DRM_IOCTL_VAGX_GEM_MMAP_OFFSET \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_GEM_MMAP_OFFSET, struct drm_vagx_gem_mmap_offset)
-#define DRM_IOCTL_VAGX_VM_CREATE \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_VM_CREATE, struct drm_vagx_vm_create)
-#define DRM_IOCTL_VAGX_VM_DESTROY \
-	DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_VM_DESTROY, struct drm_vagx_vm_destroy)
-#define DRM_IOCTL_VAGX_VM_BIND \
-	DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_VM_BIND, struct drm_vagx_vm_bind)
-#define DRM_IOCTL_VAGX_QUEUE_CREATE \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_CREATE, struct drm_vagx_queue_create)
-#define DRM_IOCTL_VAGX_QUEUE_DESTROY \
-	DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_DESTROY, struct drm_vagx_queue_destroy)
-#define DRM_IOCTL_VAGX_SUBMIT \
-	DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_SUBMIT, struct drm_vagx_submit)
-#define DRM_IOCTL_VAGX_QUEUE_GET_STATUS \
-	DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_GET_STATUS, struct drm_vagx_queue_get_status)
+/*
+ * Ioctl numbers, as an enum so that bindings generators see them (the values do not fit
+ * in an int; compilers give such an enum an unsigned type).
+ */
+enum {
+	DRM_IOCTL_VAGX_GET_PARAM =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_GET_PARAM, struct drm_vagx_get_param),
+	DRM_IOCTL_VAGX_GEM_CREATE =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_GEM_CREATE, struct drm_vagx_gem_create),
+	DRM_IOCTL_VAGX_GEM_MMAP_OFFSET =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_GEM_MMAP_OFFSET, struct drm_vagx_gem_mmap_offset),
+	DRM_IOCTL_VAGX_VM_CREATE =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_VM_CREATE, struct drm_vagx_vm_create),
+	DRM_IOCTL_VAGX_VM_DESTROY =
+		DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_VM_DESTROY, struct drm_vagx_vm_destroy),
+	DRM_IOCTL_VAGX_VM_BIND =
+		DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_VM_BIND, struct drm_vagx_vm_bind),
+	DRM_IOCTL_VAGX_QUEUE_CREATE =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_CREATE, struct drm_vagx_queue_create),
+	DRM_IOCTL_VAGX_QUEUE_DESTROY =
+		DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_DESTROY, struct drm_vagx_queue_destroy),
+	DRM_IOCTL_VAGX_SUBMIT =
+		DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_SUBMIT, struct drm_vagx_submit),
+	DRM_IOCTL_VAGX_QUEUE_GET_STATUS =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_GET_STATUS, struct drm_vagx_queue_get_status),
+};
 
 #if defined(__cplusplus)
 }

@@ -1,30 +1,44 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! PCI driver: binds to the vagx device and checks its identity and ABI version.
+//! PCI driver: binds to the vagx device, boots its firmware and registers the DRM device.
 
 use kernel::{
     device::Core,
+    drm,
     io::Io,
+    irq,
     pci,
-    prelude::*, //
+    prelude::*,
+    sync::{
+        aref::ARef,
+        Arc, //
+    },
 };
 
 use crate::{
     abi,
+    drv::{
+        VagxData,
+        VagxDriver, //
+    },
+    fw::Firmware,
+    gpu::{
+        Gpu,
+        IrqHandler, //
+    },
+    queue::KernelScheds,
     regs::{
         self,
         AbiVersion, //
     },
+    uapi,
 };
 
-/// BAR0 of a vagx device, sized to the register window.
-type Bar0<'bound> = pci::Bar<'bound, { regs::END }>;
-
 /// Per-device state of a bound vagx GPU.
-pub(crate) struct VagxDevice<'bound> {
-    pdev: &'bound pci::Device,
-    /// Kept mapped for the lifetime of the binding.
-    _bar: Bar0<'bound>,
+pub(crate) struct VagxPci {
+    gpu: Arc<Gpu>,
+    _drm: ARef<drm::Device<VagxDriver>>,
+    _irq: Pin<KBox<irq::Registration<IrqHandler>>>,
 }
 
 /// The vagx PCI driver.
@@ -43,9 +57,17 @@ kernel::pci_device_table!(
 // The table above names the vendor through the kernel's constant; it must be the ABI's.
 kernel::static_assert!(abi::pci::VENDOR_ID == 0x1af4);
 
+/// The scheduling mode the module parameter asks for.
+fn sched_mode() -> u32 {
+    match *crate::module_parameters::sched_mode.value() {
+        1 => uapi::SCHED_FIRMWARE,
+        _ => uapi::SCHED_KERNEL,
+    }
+}
+
 impl pci::Driver for VagxPciDriver {
     type IdInfo = ();
-    type Data<'bound> = VagxDevice<'bound>;
+    type Data<'bound> = VagxPci;
 
     const ID_TABLE: pci::IdTable<Self::IdInfo> = &PCI_TABLE;
 
@@ -68,7 +90,8 @@ impl pci::Driver for VagxPciDriver {
             return Err(ENODEV);
         }
 
-        let version = AbiVersion::from_raw(bar.read(regs::ABI_VERSION).into_raw());
+        let raw_version = bar.read(regs::ABI_VERSION).into_raw();
+        let version = AbiVersion::from_raw(raw_version);
         if !AbiVersion::DRIVER.supports(version) {
             dev_err!(
                 pdev,
@@ -78,22 +101,70 @@ impl pci::Driver for VagxPciDriver {
             );
             return Err(ENODEV);
         }
+        let units = bar.read32(abi::regs::UNITS);
 
+        let vectors = pdev.alloc_irq_vectors(
+            1,
+            1,
+            pci::IrqTypes::default().with(pci::IrqType::MsiX),
+        )?;
+        let fw = Arc::pin_init(Firmware::new(pdev.as_ref(), bar.into_devres()?)?, GFP_KERNEL)?;
+        let gpu = Gpu::new(pdev, fw.clone(), units)?;
+        let irq = KBox::pin_init(
+            pdev.request_irq(
+                *vectors.start(),
+                irq::Flags::SHARED,
+                c"vagx",
+                IrqHandler::new(gpu.clone()),
+            ),
+            GFP_KERNEL,
+        )?;
+
+        fw.boot(pdev.as_ref())?;
+        let mode = sched_mode();
+        let scheds = KernelScheds::new(&fw, mode == uapi::SCHED_KERNEL)?;
+
+        let data_gpu = gpu.clone();
+        let data = try_pin_init!(VagxData {
+            gpu: data_gpu,
+            scheds,
+            sched_mode: mode,
+            abi_version: raw_version,
+        });
+        let drm = drm::UnregisteredDevice::<VagxDriver>::new(pdev.as_ref(), data)?;
+        let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
+
+        let mode_name = if mode == uapi::SCHED_KERNEL {
+            "kernel"
+        } else {
+            "firmware"
+        };
         dev_info!(
             pdev,
-            "vagx GPU {:04x}:{:04x} rev {}, firmware ABI {}\n",
+            "vagx GPU {:04x}:{:04x} rev {}, firmware ABI {}, {} units, {} scheduling\n",
             abi::pci::VENDOR_ID,
             pdev.device_id(),
             pdev.revision_id(),
-            version
+            version,
+            units,
+            mode_name
         );
 
-        Ok(VagxDevice { pdev, _bar: bar })
+        Ok(VagxPci {
+            gpu,
+            _drm: drm.into(),
+            _irq: irq,
+        })
     }
 }
 
-impl Drop for VagxDevice<'_> {
+impl Drop for VagxPci {
     fn drop(&mut self) {
-        dev_info!(self.pdev, "vagx GPU unbound\n");
+        // Jobs on the hardware fail with ENODEV; later submits too. Allocations stop, and the
+        // firmware is reset so that it touches no memory after this.
+        self.gpu.lose();
+        self.gpu.dma.unbind();
+        let _ = self.gpu.fw.reset();
+        dev_info!(self.gpu.dev(), "vagx GPU unbound\n");
     }
 }

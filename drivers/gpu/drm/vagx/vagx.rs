@@ -9,12 +9,24 @@
 //!
 //! - ABI: the firmware interface, specified in `Documentation/gpu/vagx-firmware.rst`.
 //! - BAR: PCI base address register; BAR0 holds the device's registers.
+//! - stamp: a per-queue counter the firmware advances as entries complete.
 
 // Public because it is the interface shared with the device model, of which the driver uses only
 // a part.
 pub mod abi;
 mod driver;
+mod drv;
+mod file;
+mod fw;
+mod fwmem;
+mod gem;
+mod gpu;
+mod hwqueue;
+mod queue;
 mod regs;
+mod ring;
+mod uapi;
+mod vm;
 
 kernel::module_pci_driver! {
     type: driver::VagxPciDriver,
@@ -22,4 +34,10 @@ kernel::module_pci_driver! {
     authors: ["The vagx authors"],
     description: "DRM driver for the vagx virtual GPU",
     license: "Dual MIT/GPL",
+    params: {
+        sched_mode: u32 {
+            default: 0,
+            description: "Who orders jobs of different queues: 0 the kernel's scheduler (one per priority), 1 the firmware (a scheduler per queue)",
+        },
+    },
 }

@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! A client (an open DRM file) and its ioctls.
+//!
+//! Every argument is checked before anything changes: pads and unknown flags are `EINVAL`,
+//! unknown handles and ids `ENOENT`, and a failed ioctl leaves no half-made object behind.
+
+use kernel::{
+    capability::{
+        capable,
+        Capability, //
+    },
+    dma_fence::chain::PreparedChain,
+    drm::{
+        self,
+        gem::BaseObject,
+        syncobj::{
+            Syncobj,
+            WaitForSubmit, //
+        },
+    },
+    new_mutex,
+    prelude::*,
+    sync::{
+        Arc,
+        Mutex, //
+    },
+    uaccess::{
+        UserPtr,
+        UserSlice, //
+    },
+    uapi,
+};
+
+use crate::{
+    abi::queue::MAX_CMDBUF_SIZE,
+    drv::{
+        VagxDevice,
+        VagxDriver, //
+    },
+    gem::Bo,
+    queue::Queue,
+    uapi as u,
+    vm::{
+        Vm,
+        VA_BITS, //
+    },
+};
+
+/// Most syncs one submit may name.
+const MAX_SYNCS: u32 = 64;
+
+/// Objects of one kind a client holds, by id (ids start at 1 and are not reused).
+struct Table<T> {
+    next: u32,
+    items: KVec<(u32, Arc<T>)>,
+}
+
+impl<T> Table<T> {
+    fn new() -> Self {
+        Self {
+            next: 1,
+            items: KVec::new(),
+        }
+    }
+
+    fn get(&self, id: u32) -> Result<Arc<T>> {
+        self.items
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, t)| t.clone())
+            .ok_or(ENOENT)
+    }
+
+    fn insert(&mut self, item: Arc<T>) -> Result<u32> {
+        let id = self.next;
+        let next = id.checked_add(1).ok_or(ENOSPC)?;
+        self.items.push((id, item), GFP_KERNEL)?;
+        self.next = next;
+        Ok(id)
+    }
+
+    fn remove(&mut self, id: u32) -> Result<Arc<T>> {
+        let pos = self.items.iter().position(|(i, _)| *i == id).ok_or(ENOENT)?;
+        Ok(self.items.remove(pos)?.1)
+    }
+}
+
+/// A client of the vagx device.
+#[pin_data]
+pub(crate) struct File {
+    #[pin]
+    vms: Mutex<Table<Vm>>,
+    #[pin]
+    queues: Mutex<Table<Queue>>,
+}
+
+/// The DRM file of a vagx client.
+pub(crate) type VagxFile = drm::File<File>;
+
+impl drm::file::DriverFile for File {
+    type Driver = VagxDriver;
+
+    fn open(_dev: &VagxDevice) -> Result<Pin<KBox<Self>>> {
+        KBox::try_pin_init(
+            try_pin_init!(Self {
+                vms <- new_mutex!(Table::new()),
+                queues <- new_mutex!(Table::new()),
+            }),
+            GFP_KERNEL,
+        )
+    }
+}
+
+impl File {
+    /// GET_PARAM: a device or driver value.
+    pub(crate) fn get_param(
+        dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_get_param,
+        _file: &VagxFile,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        args.value = match args.param {
+            u::PARAM_ABI_VERSION => dev.abi_version.into(),
+            u::PARAM_UNITS => dev.gpu.units.into(),
+            u::PARAM_VA_BITS => VA_BITS.into(),
+            u::PARAM_SCHED_MODE => dev.sched_mode.into(),
+            // CAST: a small constant.
+            u::PARAM_MAX_QUEUES => crate::abi::MAX_QUEUES as u64,
+            u::PARAM_MAX_CMDBUF_SIZE => MAX_CMDBUF_SIZE.into(),
+            _ => return Err(EINVAL),
+        };
+        Ok(0)
+    }
+
+    /// GEM_CREATE: a zeroed shmem buffer object.
+    pub(crate) fn gem_create(
+        dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_gem_create,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        if args.flags != 0 || args.size == 0 {
+            return Err(EINVAL);
+        }
+        let size = usize::try_from(args.size)
+            .ok()
+            .and_then(|s| s.checked_next_multiple_of(kernel::page::PAGE_SIZE))
+            .ok_or(EINVAL)?;
+        let config = drm::gem::shmem::ObjectConfig {
+            map_wc: false,
+            parent_resv_obj: None,
+        };
+        let bo = Bo::new(dev, size, config, ())?;
+        args.handle = bo.create_handle(file)?;
+        Ok(0)
+    }
+
+    /// GEM_MMAP_OFFSET: where to mmap a buffer object.
+    pub(crate) fn gem_mmap_offset(
+        _dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_gem_mmap_offset,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        if args.flags != 0 {
+            return Err(EINVAL);
+        }
+        let bo = Bo::lookup_handle(file, args.handle)?;
+        args.offset = bo.create_mmap_offset()?;
+        Ok(0)
+    }
+
+    /// VM_CREATE: an empty GPU VM.
+    pub(crate) fn vm_create(
+        dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_vm_create,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        if args.flags != 0 {
+            return Err(EINVAL);
+        }
+        let vm = Vm::new(&dev.gpu)?;
+        args.vm_id = file.inner().vms.lock().insert(vm)?;
+        Ok(0)
+    }
+
+    /// VM_DESTROY: `EBUSY` while a queue uses it.
+    pub(crate) fn vm_destroy(
+        _dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_vm_destroy,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let f = file.inner();
+        let queues = f.queues.lock();
+        let mut vms = f.vms.lock();
+        let vm = vms.get(args.vm_id)?;
+        if queues.items.iter().any(|(_, q)| Arc::ptr_eq(q.vm(), &vm)) {
+            return Err(EBUSY);
+        }
+        vms.remove(args.vm_id)?;
+        Ok(0)
+    }
+
+    /// VM_BIND: map or unmap a range.
+    pub(crate) fn vm_bind(
+        _dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_vm_bind,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        let vm = file.inner().vms.lock().get(args.vm_id)?;
+        match args.op {
+            u::BIND_OP_MAP => {
+                let bo = Bo::lookup_handle(file, args.handle)?;
+                vm.map(bo, args.bo_offset, args.va, args.range, args.flags)?;
+            }
+            u::BIND_OP_UNMAP => {
+                if args.handle != 0 || args.flags != 0 || args.bo_offset != 0 {
+                    return Err(EINVAL);
+                }
+                vm.unmap(args.va, args.range)?;
+            }
+            _ => return Err(EINVAL),
+        }
+        Ok(0)
+    }
+
+    /// QUEUE_CREATE: a queue in a VM at a priority.
+    pub(crate) fn queue_create(
+        dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_queue_create,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        if args.flags != 0 || args.pad != 0 {
+            return Err(EINVAL);
+        }
+        if args.priority == u::PRIORITY_HIGH && !capable(Capability::SYS_NICE) {
+            return Err(EACCES);
+        }
+        let vm = file.inner().vms.lock().get(args.vm_id)?;
+        let queue = Queue::new(&dev.gpu, &dev.scheds, vm, args.priority, args.pipe)?;
+        args.queue_id = file.inner().queues.lock().insert(queue)?;
+        Ok(0)
+    }
+
+    /// QUEUE_DESTROY: unfinished jobs complete with `ECANCELED`.
+    pub(crate) fn queue_destroy(
+        _dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_queue_destroy,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        if args.pad != 0 {
+            return Err(EINVAL);
+        }
+        let queue = file.inner().queues.lock().remove(args.queue_id)?;
+        // The teardown (firmware calls) runs here, without the table's lock.
+        drop(queue);
+        Ok(0)
+    }
+
+    /// QUEUE_GET_STATUS: the queue's state and last failure.
+    pub(crate) fn queue_get_status(
+        _dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_queue_get_status,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        if args.flags != 0 {
+            return Err(EINVAL);
+        }
+        let queue = file.inner().queues.lock().get(args.queue_id)?;
+        let (info, completed) = queue.status();
+        args.state = info.state;
+        args.error = info.error;
+        args.fault_address = info.address;
+        args.fault_kind = info.kind;
+        args.fault_command = info.command;
+        args.completed = completed;
+        args.hangs = info.hangs;
+        args.pad = 0;
+        Ok(0)
+    }
+
+    /// SUBMIT: one job, with its wait and signal syncobjs.
+    pub(crate) fn submit(
+        _dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_submit,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        if args.flags != 0 || args.reserved != 0 {
+            return Err(EINVAL);
+        }
+        if args.cmdbuf % 8 != 0
+            || args.cmdbuf_size == 0
+            || args.cmdbuf_size % 8 != 0
+            || args.cmdbuf_size > MAX_CMDBUF_SIZE
+            || args.cmdbuf.checked_add(args.cmdbuf_size.into()).is_none()
+        {
+            return Err(EINVAL);
+        }
+        if args.sync_count > MAX_SYNCS {
+            return Err(EINVAL);
+        }
+        let queue = file.inner().queues.lock().get(args.queue_id)?;
+
+        // Read and check every sync before anything is queued.
+        let mut syncs = KVec::<uapi::drm_vagx_sync>::with_capacity(args.sync_count as usize, GFP_KERNEL)?;
+        if args.sync_count > 0 {
+            let size = args.sync_count as usize * size_of::<uapi::drm_vagx_sync>();
+            let mut reader = UserSlice::new(UserPtr::from_addr(args.syncs as usize), size).reader();
+            for _ in 0..args.sync_count {
+                syncs.push(read_sync(&mut reader)?, GFP_KERNEL)?;
+            }
+        }
+        let mut seen_signal = false;
+        for s in syncs.iter() {
+            if s.flags & !u::SYNC_SIGNAL != 0 {
+                return Err(EINVAL);
+            }
+            let signal = s.flags & u::SYNC_SIGNAL != 0;
+            if seen_signal && !signal {
+                return Err(EINVAL);
+            }
+            seen_signal |= signal;
+        }
+
+        let mut job = queue.entity().job(1, queue.job(args.cmdbuf, args.cmdbuf_size)?)?;
+        // Signals: the syncobj and, for a timeline point, its chain node, made now.
+        let mut signals = KVec::with_capacity(syncs.len(), GFP_KERNEL)?;
+        for s in syncs.iter() {
+            if s.flags & u::SYNC_SIGNAL == 0 {
+                let fence = Syncobj::find_fence(file, s.handle, s.point, WaitForSubmit::No)?;
+                job.add_dependency(fence)?;
+            } else {
+                let obj = Syncobj::lookup(file, s.handle)?;
+                let chain = if s.point != 0 {
+                    Some(PreparedChain::new(GFP_KERNEL)?)
+                } else {
+                    None
+                };
+                signals.push((obj, chain, s.point), GFP_KERNEL)?;
+            }
+        }
+
+        let guard = queue.entity().begin_submit()?;
+        let done = guard.arm(job).push();
+        drop(guard);
+        queue.count_submit();
+        queue.vm().set_last(done.clone());
+        for (obj, chain, point) in signals {
+            match chain {
+                Some(node) => obj.add_point(node, &done, point),
+                None => obj.replace_fence(Some(&done)),
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// Reads one `struct drm_vagx_sync` from userspace.
+fn read_sync(reader: &mut kernel::uaccess::UserSliceReader) -> Result<uapi::drm_vagx_sync> {
+    let mut raw = [0u8; 16];
+    reader.read_slice(&mut raw)?;
+    let word = |at: usize| -> [u8; 4] { [raw[at], raw[at + 1], raw[at + 2], raw[at + 3]] };
+    let mut point = [0u8; 8];
+    point.copy_from_slice(&raw[8..16]);
+    Ok(uapi::drm_vagx_sync {
+        handle: u32::from_ne_bytes(word(0)),
+        flags: u32::from_ne_bytes(word(4)),
+        point: u64::from_ne_bytes(point),
+    })
+}
+
+kernel::static_assert!(size_of::<uapi::drm_vagx_sync>() == 16);

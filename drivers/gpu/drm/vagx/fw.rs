@@ -1,0 +1,422 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The firmware transport: mailbox, boot, device-control calls and the rings from the firmware.
+//!
+//! Everything here follows `Documentation/gpu/vagx-firmware.rst`; what the driver does with
+//! an event is [`crate::gpu`]'s business.
+
+use kernel::{
+    device::{
+        Bound,
+        Device, //
+    },
+    devres::Devres,
+    io::{
+        poll::read_poll_timeout,
+        Io, //
+    },
+    new_mutex,
+    new_spinlock_irq,
+    pci,
+    prelude::*,
+    sync::{
+        Mutex,
+        SpinLockIrq, //
+    },
+    time::Delta, //
+};
+
+use crate::{
+    abi::{
+        channels::{
+            self,
+            DevCtrlArgs,
+            DevCtrlMsg,
+            EventDevCtrlDone,
+            EventMsg,
+            LogMsg,
+            PipeMsg,
+            StatsMsg, //
+        },
+        init::{
+            InitData,
+            PendingTable,
+            INIT_MAGIC, //
+        },
+        mbox,
+        regs as r, NUM_PIPES, NUM_STAMP_SLOTS,
+    },
+    fwmem::FwMem,
+    regs,
+    ring::{
+        Ring,
+        Side, //
+    },
+};
+
+/// BAR0 of a vagx device, sized to the register window.
+pub(crate) type Bar0 = pci::Bar<'static, { regs::END }>;
+
+/// Entries of the device-control ring.
+const DEVCTRL_COUNT: u32 = 64;
+/// Entries of the event ring: enough for a burst of stamps, faults and replies.
+const EVENT_COUNT: u32 = 1024;
+/// Entries of the firmware-log ring.
+const FWLOG_COUNT: u32 = 64;
+/// Entries of the statistics ring.
+const STATS_COUNT: u32 = 256;
+/// Entries of each submission pipe.
+pub(crate) const PIPE_COUNT: u32 = 256;
+
+/// How long the firmware may take to boot or to answer a device-control message.
+const FW_TIMEOUT: Delta = Delta::from_secs(2);
+
+/// A device-control operation with its typed reply.
+pub(crate) trait DevCtrlOp: DevCtrlArgs {
+    /// What a successful reply carries.
+    type Reply;
+    /// Decodes the reply's `value`.
+    fn reply(value: u64) -> Self::Reply;
+}
+
+/// Declares operations whose reply carries nothing.
+macro_rules! unit_reply {
+    ($($ty:ty),*) => {$(
+        impl DevCtrlOp for $ty {
+            type Reply = ();
+            fn reply(_value: u64) {}
+        }
+    )*};
+}
+unit_reply!(
+    channels::DevCtrlCreateQueue,
+    channels::DevCtrlDestroyQueue,
+    channels::DevCtrlBindVm,
+    channels::DevCtrlUnbindVm,
+    channels::DevCtrlHalt,
+    channels::DevCtrlResume,
+    channels::DevCtrlFlush
+);
+
+impl DevCtrlOp for channels::DevCtrlResetQueue {
+    /// Entries discarded.
+    type Reply = u64;
+    fn reply(value: u64) -> u64 {
+        value
+    }
+}
+
+impl DevCtrlOp for channels::DevCtrlQuery {
+    type Reply = u64;
+    fn reply(value: u64) -> u64 {
+        value
+    }
+}
+
+/// The errno of a device-control status.
+fn status_to_error(status: u32) -> Error {
+    match status {
+        channels::DEVCTRL_BUSY => EBUSY,
+        channels::DEVCTRL_NOT_FOUND => ENOENT,
+        channels::DEVCTRL_EXISTS => EEXIST,
+        _ => EINVAL,
+    }
+}
+
+/// The device-control ring and the next sequence number; callers are serialised.
+struct DevCtrl {
+    ring: Ring<DevCtrlMsg>,
+    seq: u32,
+}
+
+/// The reply slot the event handler fills.
+#[derive(Default)]
+struct Reply {
+    done: Option<EventDevCtrlDone>,
+}
+
+/// Everything the driver shares with the firmware.
+#[pin_data]
+pub(crate) struct Firmware {
+    bar: Devres<Bar0>,
+    /// The init data block (4 KiB aligned, as the ABI asks).
+    init: FwMem,
+    /// `NUM_STAMP_SLOTS` stamps, written by the firmware.
+    stamps: FwMem,
+    /// The pending table, written by the firmware when it halts.
+    pending: FwMem,
+    #[pin]
+    devctrl: Mutex<DevCtrl>,
+    #[pin]
+    reply: SpinLockIrq<Reply>,
+    /// Host-to-firmware mailbox writes are three registers; one sender at a time.
+    #[pin]
+    mbox: SpinLockIrq<()>,
+    #[pin]
+    events: SpinLockIrq<Ring<EventMsg>>,
+    #[pin]
+    fwlog: SpinLockIrq<Ring<LogMsg>>,
+    #[pin]
+    stats: SpinLockIrq<Ring<StatsMsg>>,
+    #[pin]
+    pipes: SpinLockIrq<KVec<Ring<PipeMsg>>>,
+}
+
+/// A firmware-to-host mailbox message.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MboxMsg {
+    pub(crate) endpoint: u32,
+    pub(crate) msg: u64,
+}
+
+impl Firmware {
+    /// Allocates the rings and tables; the firmware is not booted yet.
+    pub(crate) fn new(dev: &Device<Bound>, bar: Devres<Bar0>) -> Result<impl PinInit<Self, Error>> {
+        let mut pipes = KVec::with_capacity(NUM_PIPES, GFP_KERNEL)?;
+        for _ in 0..NUM_PIPES {
+            pipes.push(Ring::new(dev, PIPE_COUNT, Side::Producer)?, GFP_KERNEL)?;
+        }
+        let devctrl = DevCtrl {
+            ring: Ring::new(dev, DEVCTRL_COUNT, Side::Producer)?,
+            seq: 0,
+        };
+        let events = Ring::new(dev, EVENT_COUNT, Side::Consumer)?;
+        let fwlog = Ring::new(dev, FWLOG_COUNT, Side::Consumer)?;
+        let stats = Ring::new(dev, STATS_COUNT, Side::Consumer)?;
+        let init = FwMem::new(dev, 4096)?;
+        let stamps = FwMem::new(dev, NUM_STAMP_SLOTS * 4)?;
+        let pending = FwMem::new(dev, size_of::<PendingTable>())?;
+        Ok(try_pin_init!(Self {
+            bar,
+            init,
+            stamps,
+            pending,
+            devctrl <- new_mutex!(devctrl),
+            reply <- new_spinlock_irq!(Reply::default()),
+            mbox <- new_spinlock_irq!(()),
+            events <- new_spinlock_irq!(events),
+            fwlog <- new_spinlock_irq!(fwlog),
+            stats <- new_spinlock_irq!(stats),
+            pipes <- new_spinlock_irq!(pipes),
+        }? Error))
+    }
+
+    /// Runs `f` on the registers, or `ENODEV` once the device is unbound.
+    pub(crate) fn with_bar<R>(&self, f: impl FnOnce(&Bar0) -> R) -> Result<R> {
+        self.bar.try_access_with(f).ok_or(ENODEV)
+    }
+
+    /// The registers, in a context where the device is known to be bound (the IRQ handler).
+    pub(crate) fn bar<'a>(&'a self, dev: &'a Device<Bound>) -> Result<&'a Bar0> {
+        self.bar.access(dev)
+    }
+
+    /// Sends a mailbox message to `endpoint`.
+    pub(crate) fn send(&self, endpoint: u32, msg: u64) -> Result {
+        self.with_bar(|bar| {
+            let _guard = self.mbox.lock();
+            // CAST: the two halves of a 64-bit message.
+            bar.write32(msg as u32, r::MBOX_H2F_LO);
+            bar.write32((msg >> 32) as u32, r::MBOX_H2F_HI);
+            bar.write32(endpoint, r::MBOX_H2F_SEND);
+        })
+    }
+
+    /// Rings doorbell `which` (a `DOORBELL_*` value).
+    pub(crate) fn doorbell(&self, which: u64) -> Result {
+        self.send(mbox::EP_DOORBELL, mbox::message(mbox::MSG_DOORBELL, which))
+    }
+
+    /// Takes the oldest firmware-to-host message, if any.
+    pub(crate) fn recv(bar: &Bar0) -> Option<MboxMsg> {
+        if bar.read32(r::MBOX_F2H_COUNT) == 0 {
+            return None;
+        }
+        let endpoint = bar.read32(r::MBOX_F2H_EP);
+        let lo = u64::from(bar.read32(r::MBOX_F2H_LO));
+        let hi = u64::from(bar.read32(r::MBOX_F2H_HI));
+        bar.write32(1, r::MBOX_F2H_COUNT);
+        Some(MboxMsg {
+            endpoint,
+            msg: (hi << 32) | lo,
+        })
+    }
+
+    /// Resets the device: the firmware forgets every queue, VM and ring.
+    pub(crate) fn reset(&self) -> Result {
+        self.with_bar(|bar| {
+            bar.write32(r::RESET_MAGIC, r::RESET);
+            bar.write32(0, r::IRQ_MASK);
+        })
+    }
+
+    /// Boots the firmware: resets the device, writes the init data, sends `INIT` and waits
+    /// until the firmware runs. Interrupts are enabled once it does.
+    pub(crate) fn boot(&self, dev: &Device) -> Result {
+        self.reset()?;
+        self.events.lock().reset()?;
+        self.fwlog.lock().reset()?;
+        self.stats.lock().reset()?;
+        for pipe in self.pipes.lock().iter_mut() {
+            pipe.reset()?;
+        }
+        {
+            let mut devctrl = self.devctrl.lock();
+            devctrl.ring.reset()?;
+        }
+        self.reply.lock().done = None;
+
+        let pipes = {
+            let pipes = self.pipes.lock();
+            let mut descs = [Default::default(); NUM_PIPES];
+            for (desc, pipe) in descs.iter_mut().zip(pipes.iter()) {
+                *desc = pipe.desc();
+            }
+            descs
+        };
+        let init = InitData {
+            magic: INIT_MAGIC,
+            abi_version: r::ABI_VERSION_VALUE,
+            devctrl: self.devctrl.lock().ring.desc(),
+            event: self.events.lock().desc(),
+            fwlog: self.fwlog.lock().desc(),
+            stats: self.stats.lock().desc(),
+            pipes,
+            stamps: self.stamps.bus_addr(),
+            pending: self.pending.bus_addr(),
+            watchdog_ns: 0,
+        };
+        self.init.write(0, &init)?;
+
+        self.send(
+            mbox::EP_FIRMWARE,
+            mbox::message(mbox::MSG_INIT, self.init.bus_addr()),
+        )?;
+        let state = read_poll_timeout(
+            || self.with_bar(|bar| bar.read32(r::FW_STATE)),
+            |s| *s != r::FW_STATE_OFF && *s != r::FW_STATE_BOOTING,
+            Delta::from_micros(100),
+            FW_TIMEOUT,
+        )
+        .inspect_err(|_| dev_err!(dev, "firmware did not answer INIT within 2 s\n"))?;
+        if state != r::FW_STATE_RUNNING {
+            let err = self.with_bar(|bar| bar.read32(r::FW_ERROR))?;
+            dev_err!(
+                dev,
+                "firmware failed to boot: state {}, error {} ({:?})\n",
+                state,
+                err,
+                mbox::FwError::from_raw(err)
+            );
+            return Err(EIO);
+        }
+        self.with_bar(|bar| bar.write32(r::IRQ_ALL, r::IRQ_MASK))
+    }
+
+    /// Runs a device-control operation and waits for its reply.
+    pub(crate) fn call<T: DevCtrlOp>(&self, args: &T) -> Result<T::Reply> {
+        let mut devctrl = self.devctrl.lock();
+        devctrl.seq = devctrl.seq.wrapping_add(1);
+        let seq = devctrl.seq;
+        self.reply.lock().done = None;
+        devctrl.ring.push(&DevCtrlMsg::new(seq, args))?;
+        self.doorbell(mbox::DOORBELL_DEVCTRL)?;
+        // Replies come from the event handler; operations are rare, so poll for the slot.
+        let done = read_poll_timeout(
+            || Ok(self.reply.lock().done.filter(|d| d.seq == seq)),
+            Option::is_some,
+            Delta::from_micros(20),
+            FW_TIMEOUT,
+        )?
+        .ok_or(ETIMEDOUT)?;
+        drop(devctrl);
+        match done.status {
+            channels::DEVCTRL_OK => Ok(T::reply(done.value)),
+            s => Err(status_to_error(s)),
+        }
+    }
+
+    /// Records a device-control reply (from the event handler).
+    pub(crate) fn complete_call(&self, done: EventDevCtrlDone) {
+        self.reply.lock().done = Some(done);
+    }
+
+    /// Takes the oldest event; `EIO` if the firmware corrupted the ring.
+    pub(crate) fn next_event(&self) -> Result<Option<EventMsg>> {
+        self.events.lock().pop()
+    }
+
+    /// Takes the oldest firmware log message.
+    pub(crate) fn next_log(&self) -> Result<Option<LogMsg>> {
+        self.fwlog.lock().pop()
+    }
+
+    /// Takes the oldest statistics message.
+    pub(crate) fn next_stats(&self) -> Result<Option<StatsMsg>> {
+        self.stats.lock().pop()
+    }
+
+    /// Posts `msg` on submission pipe `pipe` and rings its doorbell.
+    pub(crate) fn post(&self, pipe: usize, msg: &PipeMsg) -> Result {
+        {
+            let mut pipes = self.pipes.lock();
+            pipes.get_mut(pipe).ok_or(EINVAL)?.push(msg)?;
+        }
+        // CAST: pipe indices are below NUM_PIPES.
+        self.doorbell(mbox::DOORBELL_PIPE_BASE + pipe as u64)
+    }
+
+    /// The current stamp of slot `slot`.
+    pub(crate) fn stamp(&self, slot: usize) -> Result<u32> {
+        self.stamps.load_acquire(slot.checked_mul(4).ok_or(EINVAL)?)
+    }
+
+    /// The pending table as the firmware last wrote it.
+    pub(crate) fn pending(&self) -> Result<PendingTable> {
+        self.pending.read(0)
+    }
+
+    /// Debugfs: pointers of every ring.
+    pub(crate) fn dump_rings(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let line = |w: &mut dyn core::fmt::Write, name: &str, own: u32, (rp, wp): (u32, u32)| {
+            writeln!(w, "{name:<10} own {own:5} rptr {rp:5} wptr {wp:5}")
+        };
+        {
+            let d = self.devctrl.lock();
+            line(w, "devctrl", d.ring.own_pointer(), d.ring.pointers())?;
+        }
+        {
+            let e = self.events.lock();
+            line(w, "event", e.own_pointer(), e.pointers())?;
+        }
+        {
+            let l = self.fwlog.lock();
+            line(w, "fwlog", l.own_pointer(), l.pointers())?;
+        }
+        {
+            let s = self.stats.lock();
+            line(w, "stats", s.own_pointer(), s.pointers())?;
+        }
+        let pipes = self.pipes.lock();
+        for (i, p) in pipes.iter().enumerate() {
+            writeln!(
+                w,
+                "pipe{i:<6} own {:5} rptr {:5} wptr {:5}",
+                p.own_pointer(),
+                p.pointers().0,
+                p.pointers().1
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The text of a firmware log message.
+pub(crate) fn log_text(msg: &LogMsg) -> &str {
+    let len = (msg.len as usize).min(msg.text.len());
+    let bytes = &msg.text[..len];
+    match core::str::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => core::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or(""),
+    }
+}

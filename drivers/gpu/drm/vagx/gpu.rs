@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The GPU: firmware, work queues by stamp slot, interrupt handling and recovery.
+
+use core::sync::atomic::{
+    AtomicBool,
+    AtomicU32,
+    AtomicU64,
+    Ordering::Relaxed, //
+};
+
+use kernel::{
+    device::{
+        Bound,
+        Device, //
+    },
+    impl_has_work,
+    io::Io,
+    irq::{
+        Handler,
+        IrqReturn, //
+    },
+    new_mutex,
+    new_spinlock_irq,
+    new_work,
+    pci,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        Arc,
+        Mutex,
+        SpinLockIrq, //
+    },
+    workqueue::{
+        self,
+        Work,
+        WorkItem, //
+    },
+};
+
+use crate::{
+    abi::{
+        channels::{
+            self,
+            DevCtrlBindVm,
+            DevCtrlHalt,
+            DevCtrlResetQueue,
+            DevCtrlResume,
+            DevCtrlUnbindVm,
+            EventFault,
+            EventTimeout, //
+        },
+        init::{
+            PENDING_CULPRIT,
+            PENDING_VALID, //
+        },
+        mbox,
+        regs as r, MAX_QUEUES, MAX_VMS, NUM_STAMP_SLOTS,
+    },
+    fw::{
+        log_text,
+        Firmware,
+    },
+    fwmem::DmaDevice,
+    hwqueue::HwQueue,
+};
+
+/// Why a queue last failed, for `QUEUE_GET_STATUS`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct FaultInfo {
+    /// `DRM_VAGX_QUEUE_*` state.
+    pub(crate) state: u32,
+    /// Positive errno of the failed job.
+    pub(crate) error: u32,
+    pub(crate) address: u64,
+    pub(crate) kind: u32,
+    pub(crate) command: u32,
+    pub(crate) hangs: u32,
+}
+
+/// A queue as the interrupt handler and the recovery see it.
+pub(crate) struct QueueSlot {
+    pub(crate) hw: Arc<HwQueue>,
+    /// Filled by the event handler, read by `QUEUE_GET_STATUS`.
+    pub(crate) status: Arc<SpinLockIrq<FaultInfo>>,
+}
+
+/// Ids handed out to queues and VMs (device-wide: the firmware's name space).
+struct Ids {
+    queues: [bool; MAX_QUEUES],
+    vms: [bool; MAX_VMS],
+    /// Root page table of each bound VM, to bind again after a firmware reboot.
+    roots: [Option<u64>; MAX_VMS],
+}
+
+/// The GPU.
+#[pin_data]
+pub(crate) struct Gpu {
+    pub(crate) fw: Arc<Firmware>,
+    pdev: ARef<pci::Device>,
+    /// The bound device, for DMA allocations from ioctls.
+    #[pin]
+    pub(crate) dma: DmaDevice,
+    /// Queues by id (= stamp slot); read in the interrupt handler.
+    #[pin]
+    slots: SpinLockIrq<KVec<Option<QueueSlot>>>,
+    #[pin]
+    ids: Mutex<Ids>,
+    /// Serialises recovery with queue and VM changes.
+    #[pin]
+    pub(crate) recovery: Mutex<()>,
+    #[pin]
+    recover_work: Work<Gpu>,
+    /// Set by the event handler when the firmware halted on a fault or timeout.
+    halted: AtomicBool,
+    /// Set when the firmware crashed.
+    crashed: AtomicBool,
+    /// Set once the device is gone or could not be brought back.
+    lost: AtomicBool,
+    /// Execution units.
+    pub(crate) units: u32,
+    /// Statistics: interrupts, events, recoveries, resets.
+    pub(crate) irqs: AtomicU64,
+    pub(crate) events: AtomicU64,
+    pub(crate) recoveries: AtomicU32,
+    pub(crate) resets: AtomicU32,
+}
+
+impl_has_work! {
+    impl HasWork<Self> for Gpu { self.recover_work }
+}
+
+impl Gpu {
+    /// Creates the GPU state around a booted firmware.
+    pub(crate) fn new(pdev: &pci::Device<Bound>, fw: Arc<Firmware>, units: u32) -> Result<Arc<Self>> {
+        let mut slots = KVec::with_capacity(NUM_STAMP_SLOTS, GFP_KERNEL)?;
+        for _ in 0..NUM_STAMP_SLOTS {
+            slots.push(None, GFP_KERNEL)?;
+        }
+        let dev: &Device<Bound> = pdev.as_ref();
+        let pdev: &pci::Device = pdev;
+        Arc::pin_init(
+            try_pin_init!(Self {
+                fw,
+                pdev: pdev.into(),
+                dma <- DmaDevice::new(dev),
+                slots <- new_spinlock_irq!(slots),
+                ids <- new_mutex!(Ids {
+                    queues: [false; MAX_QUEUES],
+                    vms: [false; MAX_VMS],
+                    roots: [None; MAX_VMS],
+                }),
+                recovery <- new_mutex!(()),
+                recover_work <- new_work!("vagx::recover"),
+                halted: AtomicBool::new(false),
+                crashed: AtomicBool::new(false),
+                lost: AtomicBool::new(false),
+                units,
+                irqs: AtomicU64::new(0),
+                events: AtomicU64::new(0),
+                recoveries: AtomicU32::new(0),
+                resets: AtomicU32::new(0),
+            }? Error),
+            GFP_KERNEL,
+        )
+    }
+
+    /// The PCI device.
+    pub(crate) fn dev(&self) -> &Device {
+        self.pdev.as_ref()
+    }
+
+    /// Whether the device is gone for good.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Relaxed)
+    }
+
+    /// Takes a free queue id, or `EBUSY`.
+    pub(crate) fn alloc_queue_id(&self) -> Result<u32> {
+        let mut ids = self.ids.lock();
+        let (i, used) = ids
+            .queues
+            .iter_mut()
+            .enumerate()
+            .find(|(_, u)| !**u)
+            .ok_or(EBUSY)?;
+        *used = true;
+        // CAST: below MAX_QUEUES.
+        Ok(i as u32)
+    }
+
+    /// Takes a free VM id, or `EBUSY`.
+    pub(crate) fn alloc_vm_id(&self) -> Result<u32> {
+        let mut ids = self.ids.lock();
+        let (i, used) = ids
+            .vms
+            .iter_mut()
+            .enumerate()
+            .find(|(_, u)| !**u)
+            .ok_or(EBUSY)?;
+        *used = true;
+        // CAST: below MAX_VMS.
+        Ok(i as u32)
+    }
+
+    /// Returns a queue id.
+    pub(crate) fn free_queue_id(&self, id: u32) {
+        if let Some(u) = self.ids.lock().queues.get_mut(id as usize) {
+            *u = false;
+        }
+    }
+
+    /// Returns a VM id, unbinding it from the firmware first.
+    pub(crate) fn free_vm_id(&self, id: u32) {
+        let mut ids = self.ids.lock();
+        if let Some(Some(_)) = ids.roots.get(id as usize) {
+            let _ = self.fw.call(&DevCtrlUnbindVm { vm: id });
+        }
+        if let Some(r) = ids.roots.get_mut(id as usize) {
+            *r = None;
+        }
+        if let Some(u) = ids.vms.get_mut(id as usize) {
+            *u = false;
+        }
+    }
+
+    /// Gives the firmware VM `id`'s root page table.
+    pub(crate) fn bind_vm(&self, id: u32, root: u64) -> Result {
+        let mut ids = self.ids.lock();
+        let r = ids.roots.get_mut(id as usize).ok_or(EINVAL)?;
+        self.fw.call(&DevCtrlBindVm {
+            vm: id,
+            _pad: 0,
+            root,
+        })?;
+        *r = Some(root);
+        Ok(())
+    }
+
+    /// Binds every VM again (after a firmware reboot).
+    fn rebind_vms(&self) -> Result {
+        let ids = self.ids.lock();
+        for (vm, root) in ids.roots.iter().enumerate() {
+            if let Some(root) = *root {
+                // CAST: below MAX_VMS.
+                self.fw.call(&DevCtrlBindVm {
+                    vm: vm as u32,
+                    _pad: 0,
+                    root,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes a queue visible to the interrupt handler.
+    pub(crate) fn install(&self, slot: QueueSlot) -> Result {
+        let id = slot.hw.id() as usize;
+        let mut slots = self.slots.lock();
+        let s = slots.get_mut(id).ok_or(EINVAL)?;
+        *s = Some(slot);
+        Ok(())
+    }
+
+    /// Hides a queue from the interrupt handler.
+    pub(crate) fn uninstall(&self, id: u32) -> Option<QueueSlot> {
+        self.slots.lock().get_mut(id as usize).and_then(Option::take)
+    }
+
+    fn slot_hw(&self, id: usize) -> Option<(Arc<HwQueue>, Arc<SpinLockIrq<FaultInfo>>)> {
+        self.slots
+            .lock()
+            .get(id)
+            .and_then(|s| s.as_ref())
+            .map(|s| (s.hw.clone(), s.status.clone()))
+    }
+
+    /// Every installed queue (for recovery and debugfs), into `out`.
+    fn each_slot(&self, mut f: impl FnMut(&Arc<HwQueue>)) {
+        for id in 0..NUM_STAMP_SLOTS {
+            if let Some((hw, _)) = self.slot_hw(id) {
+                f(&hw);
+            }
+        }
+    }
+
+    /// Handles the device's interrupt: clears it, drains the mailbox and the rings.
+    fn interrupt(this: &Arc<Self>, dev: &Device<Bound>) -> IrqReturn {
+        let Ok(bar) = this.fw.bar(dev) else {
+            return IrqReturn::None;
+        };
+        let status = bar.read32(r::IRQ_STATUS);
+        if status == 0 {
+            return IrqReturn::None;
+        }
+        bar.write32(status, r::IRQ_STATUS);
+        this.irqs.fetch_add(1, Relaxed);
+        let mut events = false;
+        while let Some(m) = Firmware::recv(bar) {
+            match mbox::message_type(m.msg) {
+                mbox::MSG_RX_DOORBELL => events = true,
+                mbox::MSG_CRASHED => {
+                    dev_err!(
+                        dev,
+                        "firmware crashed (error {})\n",
+                        mbox::message_payload(m.msg)
+                    );
+                    this.crashed.store(true, Relaxed);
+                }
+                // Boot is polled; the reply needs nothing more.
+                mbox::MSG_INIT_DONE => {}
+                t => dev_warn!(dev, "unexpected mailbox message type {:#x}\n", t),
+            }
+        }
+        if status & r::IRQ_STATE != 0 && bar.read32(r::FW_STATE) == r::FW_STATE_CRASHED {
+            this.crashed.store(true, Relaxed);
+        }
+        // Events are read on every interrupt: a dropped RX_DOORBELL loses nothing.
+        let _ = events;
+        this.drain_events(dev);
+        if this.crashed.load(Relaxed) || this.halted.load(Relaxed) {
+            let _ = workqueue::system().enqueue(this.clone());
+        }
+        IrqReturn::Handled
+    }
+
+    fn drain_events(&self, dev: &Device) {
+        loop {
+            let ev = match self.fw.next_event() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => {
+                    dev_err!(dev, "event ring corrupted ({:?}); resetting\n", e);
+                    self.crashed.store(true, Relaxed);
+                    break;
+                }
+            };
+            self.events.fetch_add(1, Relaxed);
+            if let Some(st) = ev.payload::<channels::EventStamps>() {
+                for slot in 0..NUM_STAMP_SLOTS {
+                    if st.is_set(slot) {
+                        self.complete_slot(slot);
+                    }
+                }
+            } else if let Some(done) = ev.payload::<channels::EventDevCtrlDone>() {
+                self.fw.complete_call(done);
+            } else if let Some(f) = ev.payload::<EventFault>() {
+                self.record_fault(f.queue, EIO, |s| {
+                    s.state = crate::uapi::QUEUE_FAULTED;
+                    s.address = f.address;
+                    s.kind = f.kind;
+                    s.command = f.command;
+                });
+                dev_warn!(
+                    dev,
+                    "fault on queue {} entry {} command {}: kind {} at {:#x}\n",
+                    f.queue,
+                    f.entry,
+                    f.command,
+                    f.kind,
+                    f.address
+                );
+                self.halted.store(true, Relaxed);
+            } else if let Some(t) = ev.payload::<EventTimeout>() {
+                self.record_fault(t.queue, ETIMEDOUT, |s| {
+                    s.state = crate::uapi::QUEUE_TIMED_OUT;
+                });
+                dev_warn!(dev, "queue {} entry {} timed out\n", t.queue, t.entry);
+                self.halted.store(true, Relaxed);
+            } else if let Some(c) = ev.payload::<channels::EventCrash>() {
+                dev_err!(dev, "firmware crash event (error {})\n", c.error);
+                self.crashed.store(true, Relaxed);
+            } else if ev.payload::<channels::EventLog>().is_some() {
+                self.drain_log(dev);
+            } else if let Some(e) = ev.payload::<channels::EventError>() {
+                dev_warn!(
+                    dev,
+                    "firmware refused a message: kind {} object {} value {:#x}\n",
+                    e.kind,
+                    e.object,
+                    e.value
+                );
+            }
+        }
+    }
+
+    fn record_fault(&self, queue: u32, err: Error, f: impl FnOnce(&mut FaultInfo)) {
+        if let Some((_, status)) = self.slot_hw(queue as usize) {
+            let mut s = status.lock();
+            f(&mut s);
+            // CAST: errnos are small positive numbers.
+            s.error = (-err.to_errno()) as u32;
+            s.hangs += 1;
+        }
+    }
+
+    fn complete_slot(&self, slot: usize) {
+        let Some((hw, _)) = self.slot_hw(slot) else {
+            return;
+        };
+        if let Ok(stamp) = self.fw.stamp(slot) {
+            hw.complete(stamp);
+        }
+    }
+
+    fn drain_log(&self, dev: &Device) {
+        while let Ok(Some(msg)) = self.fw.next_log() {
+            let text = log_text(&msg);
+            match msg.level {
+                channels::LOG_ERROR => dev_err!(dev, "fw: {}\n", text),
+                channels::LOG_WARN => dev_warn!(dev, "fw: {}\n", text),
+                _ => dev_info!(dev, "fw: {}\n", text),
+            }
+        }
+        // Statistics are drained so the ring never fills; fdinfo uses the driver's own clock.
+        while let Ok(Some(_)) = self.fw.next_stats() {}
+    }
+
+    /// After a fault or timeout: fail the culprit's entries, reset its queue, resume.
+    fn recover_halt(&self) -> Result {
+        let table = self.fw.pending()?;
+        let reason = table.reason;
+        let err = if reason == channels::EVENT_TIMEOUT {
+            ETIMEDOUT
+        } else {
+            EIO
+        };
+        let mut culprits = 0;
+        for e in table.entries.iter() {
+            if e.flags & (PENDING_VALID | PENDING_CULPRIT) != PENDING_VALID | PENDING_CULPRIT {
+                continue;
+            }
+            culprits += 1;
+            if let Some((hw, _)) = self.slot_hw(e.queue as usize) {
+                hw.mark_discard(e.next_stamp, err);
+                self.fw.call(&DevCtrlResetQueue(channels::DevCtrlQueue { queue: e.queue }))?;
+            }
+        }
+        if culprits == 0 {
+            dev_warn!(self.dev(), "halted without a culprit in the pending table\n");
+        }
+        self.fw.call(&DevCtrlResume { _pad: 0 })?;
+        self.recoveries.fetch_add(1, Relaxed);
+        Ok(())
+    }
+
+    /// After a crash: every entry on the hardware fails with `ENODEV`, the firmware reboots
+    /// and the queues are created again; queued jobs run after.
+    fn recover_crash(&self) -> Result {
+        self.resets.fetch_add(1, Relaxed);
+        self.each_slot(|hw| {
+            hw.fail_all(ENODEV, false);
+        });
+        self.fw.boot(self.dev())?;
+        self.rebind_vms()?;
+        let mut result = Ok(());
+        self.each_slot(|hw| {
+            if let Err(e) = hw.reset_ring().and_then(|()| self.fw.call(&hw.create_args())) {
+                result = Err(e);
+            }
+        });
+        result
+    }
+
+    /// The device is gone: every queue's work fails with `ENODEV`, now and later.
+    pub(crate) fn lose(&self) {
+        self.lost.store(true, Relaxed);
+        self.each_slot(|hw| {
+            hw.fail_all(ENODEV, true);
+        });
+    }
+
+    /// Halts the firmware (debugfs and tests use it to check recovery).
+    pub(crate) fn halt(&self) -> Result {
+        self.fw.call(&DevCtrlHalt { _pad: 0 })
+    }
+
+    /// Debugfs: every queue.
+    pub(crate) fn dump_queues(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let mut r = Ok(());
+        self.each_slot(|hw| {
+            if r.is_ok() {
+                r = hw.dump(&self.fw, w);
+            }
+        });
+        r
+    }
+}
+
+impl WorkItem for Gpu {
+    type Pointer = Arc<Gpu>;
+
+    fn run(this: Arc<Gpu>) {
+        let _guard = this.recovery.lock();
+        if this.is_lost() {
+            return;
+        }
+        if this.crashed.swap(false, Relaxed) {
+            this.halted.store(false, Relaxed);
+            dev_err!(this.dev(), "recovering from a firmware crash: reset and reboot\n");
+            if let Err(e) = this.recover_crash() {
+                dev_err!(this.dev(), "firmware did not come back ({:?}); device lost\n", e);
+                this.lose();
+            }
+            return;
+        }
+        if this.halted.swap(false, Relaxed) {
+            if let Err(e) = this.recover_halt() {
+                dev_err!(this.dev(), "recovery failed ({:?}); resetting\n", e);
+                this.crashed.store(true, Relaxed);
+                let _ = workqueue::system().enqueue(this.clone());
+            }
+        }
+    }
+}
+
+/// The interrupt handler's state.
+#[pin_data]
+pub(crate) struct IrqHandler {
+    gpu: Arc<Gpu>,
+}
+
+impl IrqHandler {
+    /// A handler for `gpu`'s interrupt.
+    pub(crate) fn new(gpu: Arc<Gpu>) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self { gpu }? Error)
+    }
+}
+
+impl Handler for IrqHandler {
+    fn handle(&self, dev: &Device<Bound>) -> IrqReturn {
+        Gpu::interrupt(&self.gpu, dev)
+    }
+}

@@ -1,0 +1,275 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Queues: a client's ordered job stream, a scheduler entity backed by a firmware work queue.
+//!
+//! Two scheduling modes (module parameter `sched_mode`):
+//!
+//! - kernel: one scheduler per priority orders the jobs of every queue of that priority onto
+//!   the hardware, with `KERNEL_MODE_CREDITS` jobs in flight per priority;
+//! - firmware: every queue has its own scheduler (1:1) that hands jobs to the firmware as soon
+//!   as their dependencies signal; the firmware arbitrates between queues by priority.
+
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering::Relaxed, //
+};
+
+use kernel::{
+    dma_fence::{
+        ecanceled,
+        Fence,
+        PreparedFence, //
+    },
+    drm::sched::{
+        Backend,
+        Entity,
+        Priority,
+        Scheduler,
+        SchedulerConfig,
+        TimeoutStatus, //
+    },
+    new_spinlock_irq,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        Arc,
+        SpinLockIrq, //
+    },
+    time::Delta,
+};
+
+use crate::{
+    abi::{
+        self,
+        channels::{
+            DevCtrlDestroyQueue,
+            DevCtrlQueue,
+            DevCtrlResetQueue, //
+        },
+        queue::QueueEntry,
+        PipeType,
+    },
+    fw::Firmware,
+    gpu::{
+        FaultInfo,
+        Gpu,
+        QueueSlot, //
+    },
+    hwqueue::{
+        HwQueue,
+        QUEUE_RING_COUNT, //
+    },
+    uapi,
+    vm::Vm,
+};
+
+/// Jobs in flight per priority in kernel mode: few enough that the kernel, not the firmware,
+/// decides the order.
+pub(crate) const KERNEL_MODE_CREDITS: u32 = 8;
+
+/// A job: one command buffer entry for a firmware work queue.
+pub(crate) struct VagxJob {
+    hw: Arc<HwQueue>,
+    entry: QueueEntry,
+    /// The hardware fence's memory, taken when the job runs.
+    fence: Pin<KBox<SpinLockIrq<Option<PreparedFence<()>>>>>,
+    /// Keeps the VM (its page tables and buffers) alive until the job is freed.
+    _vm: Arc<Vm>,
+}
+
+/// The scheduler backend: hands jobs to the firmware.
+pub(crate) struct FwBackend {
+    pub(crate) fw: Arc<Firmware>,
+}
+
+impl Backend for FwBackend {
+    type Job = VagxJob;
+
+    // Starting a job is two ring writes and a doorbell under interrupt-safe spinlocks.
+    const RUN_IN_IRQ: bool = true;
+
+    fn run_job(&self, job: &VagxJob) -> Result<ARef<Fence>> {
+        let prepared = job.fence.lock().take().ok_or(EINVAL)?;
+        job.hw.submit(&self.fw, &job.entry, prepared)
+    }
+
+    fn timed_out(&self, _job: &VagxJob) -> TimeoutStatus {
+        // The firmware's watchdog stops a hung entry and the interrupt handler recovers; the
+        // scheduler's timer is only a backstop for a firmware that stopped answering.
+        TimeoutStatus::NoHang
+    }
+
+    fn cancel_job(&self, job: &VagxJob) {
+        job.hw.fail_all(ecanceled(), false);
+    }
+}
+
+/// The schedulers of kernel mode, one per firmware priority.
+pub(crate) struct KernelScheds(pub(crate) KVec<Scheduler<FwBackend>>);
+
+impl KernelScheds {
+    /// Creates them (kernel mode) or nothing (firmware mode).
+    pub(crate) fn new(fw: &Arc<Firmware>, kernel_mode: bool) -> Result<Self> {
+        let mut v = KVec::new();
+        if kernel_mode {
+            for _ in 0..abi::NUM_PRIORITIES {
+                let cfg = SchedulerConfig {
+                    timeout: Some(Delta::from_secs(10)),
+                    ..SchedulerConfig::new(c"vagx-kernel", KERNEL_MODE_CREDITS)
+                };
+                v.push(
+                    Scheduler::new(cfg, FwBackend { fw: fw.clone() })?,
+                    GFP_KERNEL,
+                )?;
+            }
+        }
+        Ok(Self(v))
+    }
+}
+
+/// A client's queue.
+pub(crate) struct Queue {
+    gpu: Arc<Gpu>,
+    hw: Arc<HwQueue>,
+    vm: Arc<Vm>,
+    status: Arc<SpinLockIrq<FaultInfo>>,
+    /// Dropped before `own_sched`, which it may run on.
+    entity: Entity<FwBackend>,
+    /// Firmware mode: the queue's own scheduler.
+    own_sched: Option<Scheduler<FwBackend>>,
+    submitted: AtomicU64,
+}
+
+/// The firmware priority (0 highest) of a UAPI priority.
+fn fw_priority(prio: u32) -> Result<(u32, Priority)> {
+    match prio {
+        uapi::PRIORITY_HIGH => Ok((0, Priority::High)),
+        uapi::PRIORITY_NORMAL => Ok((1, Priority::Normal)),
+        uapi::PRIORITY_LOW => Ok((2, Priority::Low)),
+        _ => Err(EINVAL),
+    }
+}
+
+impl Queue {
+    /// Creates a queue in `vm` at UAPI priority `prio` on UAPI pipe `pipe`.
+    pub(crate) fn new(
+        gpu: &Arc<Gpu>,
+        scheds: &KernelScheds,
+        vm: Arc<Vm>,
+        prio: u32,
+        pipe: u32,
+    ) -> Result<Arc<Self>> {
+        let (fw_prio, prio) = fw_priority(prio)?;
+        let ty = match pipe {
+            uapi::PIPE_COMPUTE => PipeType::Compute,
+            uapi::PIPE_COPY => PipeType::Copy,
+            _ => return Err(EINVAL),
+        };
+        let id = gpu.alloc_queue_id()?;
+        let made = (|| -> Result<Arc<Self>> {
+            let pipe = abi::pipe_index(ty, fw_prio);
+            let hw = gpu
+                .dma
+                .with(|dev| Arc::pin_init(HwQueue::new(dev, id, vm.id(), pipe)?, GFP_KERNEL))?;
+            let status = Arc::pin_init(new_spinlock_irq!(FaultInfo::default()), GFP_KERNEL)?;
+            let own_sched = if scheds.0.is_empty() {
+                let cfg = SchedulerConfig {
+                    timeout: Some(Delta::from_secs(10)),
+                    ..SchedulerConfig::new(c"vagx-queue", QUEUE_RING_COUNT - 1)
+                };
+                Some(Scheduler::new(cfg, FwBackend { fw: gpu.fw.clone() })?)
+            } else {
+                None
+            };
+            let sched = match &own_sched {
+                Some(s) => s,
+                None => scheds.0.get(fw_prio as usize).ok_or(EINVAL)?,
+            };
+            let entity = Entity::new(sched, prio)?;
+            hw.reset_ring()?;
+            gpu.fw.call(&hw.create_args())?;
+            gpu.install(QueueSlot {
+                hw: hw.clone(),
+                status: status.clone(),
+            })?;
+            Ok(Arc::new(
+                Self {
+                    gpu: gpu.clone(),
+                    hw,
+                    vm,
+                    status,
+                    entity,
+                    own_sched,
+                    submitted: AtomicU64::new(0),
+                },
+                GFP_KERNEL,
+            )?)
+        })();
+        made.inspect_err(|_| gpu.free_queue_id(id))
+    }
+
+    /// The queue's VM.
+    pub(crate) fn vm(&self) -> &Arc<Vm> {
+        &self.vm
+    }
+
+    /// The scheduler entity.
+    pub(crate) fn entity(&self) -> &Entity<FwBackend> {
+        &self.entity
+    }
+
+    /// A job running the command buffer at `cmdbuf` (GPU VA) of `len` bytes.
+    pub(crate) fn job(&self, cmdbuf: u64, len: u32) -> Result<VagxJob> {
+        Ok(VagxJob {
+            hw: self.hw.clone(),
+            entry: QueueEntry {
+                cmdbuf,
+                len,
+                flags: 0,
+            },
+            fence: KBox::pin_init(
+                new_spinlock_irq!(Some(PreparedFence::new(GFP_KERNEL)?)),
+                GFP_KERNEL,
+            )?,
+            _vm: self.vm.clone(),
+        })
+    }
+
+    /// Counts a submitted job.
+    pub(crate) fn count_submit(&self) {
+        self.submitted.fetch_add(1, Relaxed);
+    }
+
+    /// The queue's state for `QUEUE_GET_STATUS`: (fault info, jobs completed, banned).
+    pub(crate) fn status(&self) -> (FaultInfo, u64) {
+        let mut info = *self.status.lock();
+        if self.gpu.is_lost() {
+            info.state = uapi::QUEUE_DEVICE_LOST;
+        } else if self.entity.is_banned() {
+            info.state = uapi::QUEUE_BANNED;
+        }
+        (info, self.entity.usage().1)
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        // Queued jobs never run; entries on the hardware are discarded by the firmware, which
+        // advances the stamp over them so their fences signal (ECANCELED).
+        self.entity.kill();
+        let _recovery = self.gpu.recovery.lock();
+        let id = self.hw.id();
+        if !self.gpu.is_lost() {
+            self.hw.mark_discard(u32::MAX, ecanceled());
+            let queue = DevCtrlQueue { queue: id };
+            if self.hw.in_flight() > 0 {
+                let _ = self.gpu.fw.call(&DevCtrlResetQueue(queue));
+            }
+            let _ = self.gpu.fw.call(&DevCtrlDestroyQueue(queue));
+        }
+        // Whatever the firmware did not complete (device lost, reset failed) fails here.
+        self.hw.fail_all(ecanceled(), true);
+        self.gpu.uninstall(id);
+        self.gpu.free_queue_id(id);
+    }
+}

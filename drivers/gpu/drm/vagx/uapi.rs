@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Short names for the UAPI constants of `include/uapi/drm/vagx_drm.h` (bindgen'd into
+//! `kernel::uapi`).
+
+use kernel::uapi;
+
+pub(crate) const PARAM_ABI_VERSION: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION;
+pub(crate) const PARAM_UNITS: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS;
+pub(crate) const PARAM_VA_BITS: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_VA_BITS;
+pub(crate) const PARAM_SCHED_MODE: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE;
+pub(crate) const PARAM_MAX_QUEUES: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_QUEUES;
+pub(crate) const PARAM_MAX_CMDBUF_SIZE: u32 =
+    uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_CMDBUF_SIZE;
+
+pub(crate) const SCHED_KERNEL: u32 = uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_KERNEL;
+pub(crate) const SCHED_FIRMWARE: u32 = uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_FIRMWARE;
+
+pub(crate) const BIND_OP_MAP: u32 = uapi::DRM_VAGX_VM_BIND_OP_MAP;
+pub(crate) const BIND_OP_UNMAP: u32 = uapi::DRM_VAGX_VM_BIND_OP_UNMAP;
+pub(crate) const BIND_READ: u32 = uapi::DRM_VAGX_VM_BIND_READ;
+pub(crate) const BIND_WRITE: u32 = uapi::DRM_VAGX_VM_BIND_WRITE;
+
+pub(crate) const PRIORITY_LOW: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_LOW;
+pub(crate) const PRIORITY_NORMAL: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL;
+pub(crate) const PRIORITY_HIGH: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_HIGH;
+
+pub(crate) const PIPE_COMPUTE: u32 = uapi::DRM_VAGX_PIPE_COMPUTE;
+pub(crate) const PIPE_COPY: u32 = uapi::DRM_VAGX_PIPE_COPY;
+
+pub(crate) const SYNC_SIGNAL: u32 = uapi::DRM_VAGX_SYNC_SIGNAL;
+
+pub(crate) const QUEUE_OK: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_OK;
+pub(crate) const QUEUE_FAULTED: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_FAULTED;
+pub(crate) const QUEUE_TIMED_OUT: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_TIMED_OUT;
+pub(crate) const QUEUE_BANNED: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_BANNED;
+pub(crate) const QUEUE_DEVICE_LOST: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_DEVICE_LOST;

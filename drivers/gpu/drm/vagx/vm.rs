@@ -1,0 +1,296 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! GPU VMs: a private address space per VM, with page tables the driver builds.
+//!
+//! The device walks three levels of 4 KiB tables (`abi::mmu`). A job reaches only what its
+//! queue's VM maps: the driver writes a leaf entry only for pages of a buffer object the
+//! client bound, and keeps the object alive while it is mapped.
+
+use kernel::{
+    device::{
+        Bound,
+        Device, //
+    },
+    dma_fence::{
+        Fence,
+        Interruptible, //
+    },
+    new_mutex,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        Arc,
+        Mutex, //
+    },
+};
+
+use crate::{
+    abi::mmu::{
+        self,
+        table_index,
+        PAGE_SIZE,
+        PTE_ADDR_MASK,
+        PTE_READ,
+        PTE_VALID,
+        PTE_WRITE, //
+    },
+    fwmem::FwMem,
+    gem::Bo,
+    gpu::Gpu,
+    uapi,
+};
+
+/// Width of a VM's address space.
+pub(crate) const VA_BITS: u32 = 39;
+kernel::static_assert!(1u64 << VA_BITS == mmu::VA_LIMIT);
+
+/// A range of a buffer object mapped into the VM.
+struct Mapping {
+    va: u64,
+    range: u64,
+    /// Kept alive while mapped: the device may reach its pages.
+    _bo: ARef<Bo>,
+}
+
+struct Tables {
+    /// Every table, the root first, with its bus address.
+    tables: KVec<FwMem>,
+    mappings: KVec<Mapping>,
+}
+
+impl Tables {
+    /// The leaf table covering `va`, made if `create`.
+    fn leaf(&mut self, dev: &Device<Bound>, va: u64, create: bool) -> Result<Option<usize>> {
+        let mut table = 0usize;
+        for level in 0..mmu::LEVELS - 1 {
+            // CAST: table indices are below 512.
+            let off = table_index(va, level) as usize * 8;
+            let pte: u64 = self.tables.get(table).ok_or(EINVAL)?.read(off)?;
+            let next = if pte & PTE_VALID != 0 {
+                let bus = pte & PTE_ADDR_MASK;
+                self.tables
+                    .iter()
+                    .position(|t| t.bus_addr() == bus)
+                    .ok_or(EINVAL)?
+            } else if create {
+                let t = FwMem::new(dev, PAGE_SIZE as usize)?;
+                let entry = (t.bus_addr() & PTE_ADDR_MASK) | PTE_VALID;
+                self.tables.push(t, GFP_KERNEL)?;
+                let new = self.tables.len() - 1;
+                self.tables.get(table).ok_or(EINVAL)?.write(off, &entry)?;
+                new
+            } else {
+                return Ok(None);
+            };
+            table = next;
+        }
+        Ok(Some(table))
+    }
+
+    fn overlaps(&self, va: u64, range: u64) -> bool {
+        self.mappings
+            .iter()
+            .any(|m| va < m.va + m.range && m.va < va + range)
+    }
+}
+
+/// A GPU VM.
+#[pin_data(PinnedDrop)]
+pub(crate) struct Vm {
+    gpu: Arc<Gpu>,
+    id: u32,
+    #[pin]
+    tables: Mutex<Tables>,
+    /// The finished fence of the last job submitted in this VM: unmapping waits for it.
+    #[pin]
+    last: Mutex<Option<ARef<Fence>>>,
+}
+
+impl Vm {
+    /// Creates an empty VM and gives the firmware its root table.
+    pub(crate) fn new(gpu: &Arc<Gpu>) -> Result<Arc<Self>> {
+        let id = gpu.alloc_vm_id()?;
+        let build = || -> Result<Arc<Self>> {
+            let root = gpu.dma.with(|dev| FwMem::new(dev, PAGE_SIZE as usize))?;
+            let root_bus = root.bus_addr();
+            let mut tables = KVec::new();
+            tables.push(root, GFP_KERNEL)?;
+            let vm = Arc::pin_init(
+                try_pin_init!(Self {
+                    gpu: gpu.clone(),
+                    id,
+                    tables <- new_mutex!(Tables {
+                        tables,
+                        mappings: KVec::new(),
+                    }),
+                    last <- new_mutex!(None),
+                }? Error),
+                GFP_KERNEL,
+            )?;
+            gpu.bind_vm(id, root_bus)?;
+            Ok(vm)
+        };
+        build().inspect_err(|_| gpu.free_vm_id(id))
+    }
+
+    /// The firmware's id of this VM.
+    pub(crate) fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// Records the last job of the VM (see [`Vm::unmap`]).
+    pub(crate) fn set_last(&self, fence: ARef<Fence>) {
+        *self.last.lock() = Some(fence);
+    }
+
+    fn check_range(va: u64, range: u64) -> Result {
+        let end = va.checked_add(range).ok_or(EINVAL)?;
+        if range == 0 || va % PAGE_SIZE != 0 || range % PAGE_SIZE != 0 || end > mmu::VA_LIMIT {
+            return Err(EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Maps `range` bytes of `bo` from `bo_offset` at `va` with `flags` (`BIND_READ`,
+    /// `BIND_WRITE`).
+    pub(crate) fn map(
+        &self,
+        bo: ARef<Bo>,
+        bo_offset: u64,
+        va: u64,
+        range: u64,
+        flags: u32,
+    ) -> Result {
+        use kernel::drm::gem::BaseObject;
+        Self::check_range(va, range)?;
+        let bo_end = bo_offset.checked_add(range).ok_or(EINVAL)?;
+        if bo_offset % PAGE_SIZE != 0 || bo_end > bo.size() as u64 {
+            return Err(EINVAL);
+        }
+        if flags & !(uapi::BIND_READ | uapi::BIND_WRITE) != 0 || flags == 0 {
+            return Err(EINVAL);
+        }
+        let mut perm = PTE_VALID;
+        if flags & uapi::BIND_READ != 0 {
+            perm |= PTE_READ;
+        }
+        if flags & uapi::BIND_WRITE != 0 {
+            perm |= PTE_WRITE;
+        }
+
+        self.gpu.dma.with(|dev| self.map_locked(dev, bo, bo_offset, va, range, perm))
+    }
+
+    fn map_locked(
+        &self,
+        dev: &Device<Bound>,
+        bo: ARef<Bo>,
+        bo_offset: u64,
+        va: u64,
+        range: u64,
+        perm: u64,
+    ) -> Result {
+        let sgt = bo.sg_table()?;
+        let mut t = self.tables.lock();
+        if t.overlaps(va, range) {
+            return Err(EEXIST);
+        }
+        t.mappings.reserve(1, GFP_KERNEL)?;
+        // Walk the object's DMA segments, writing a leaf entry per page in the range.
+        let mut obj_off = 0u64;
+        let mut written = 0u64;
+        for seg in sgt.iter() {
+            let (addr, len) = (seg.dma_address(), seg.dma_len() as u64);
+            let mut p = 0;
+            while p < len && written < range {
+                let at = obj_off + p;
+                if at >= bo_offset {
+                    let gva = va + (at - bo_offset);
+                    let leaf = t.leaf(dev, gva, true)?.ok_or(EINVAL)?;
+                    let pte = ((addr + p) & PTE_ADDR_MASK) | perm;
+                    // CAST: table indices are below 512.
+                    let off = table_index(gva, 2) as usize * 8;
+                    t.tables.get(leaf).ok_or(EINVAL)?.write(off, &pte)?;
+                    written += PAGE_SIZE;
+                }
+                p += PAGE_SIZE;
+            }
+            obj_off += len;
+            if written >= range {
+                break;
+            }
+        }
+        t.mappings.push(
+            Mapping {
+                va,
+                range,
+                _bo: bo,
+            },
+            GFP_KERNEL,
+        )?;
+        Ok(())
+    }
+
+    /// Unmaps `range` bytes at `va`, once the VM's jobs submitted so far have completed.
+    pub(crate) fn unmap(&self, va: u64, range: u64) -> Result {
+        Self::check_range(va, range)?;
+        let last = self.last.lock().clone();
+        if let Some(f) = last {
+            f.wait(None, Interruptible::Yes)?;
+        }
+        let mut t = self.tables.lock();
+        let mut gva = va;
+        while gva < va + range {
+            // The device has nothing to walk where no table exists.
+            if let Some(leaf) = t.leaf_readonly(gva)? {
+                // CAST: table indices are below 512.
+                let off = table_index(gva, 2) as usize * 8;
+                t.tables.get(leaf).ok_or(EINVAL)?.write(off, &0u64)?;
+            }
+            gva += PAGE_SIZE;
+        }
+        // Objects wholly unmapped are released; partly unmapped ones stay until unmapped.
+        t.mappings
+            .retain(|m| !(va <= m.va && m.va + m.range <= va + range));
+        Ok(())
+    }
+
+    /// Debugfs: the VM's mappings.
+    pub(crate) fn dump(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let t = self.tables.lock();
+        writeln!(w, "vm {} tables {}", self.id, t.tables.len())?;
+        for m in t.mappings.iter() {
+            writeln!(w, "  {:#012x}..{:#012x}", m.va, m.va + m.range)?;
+        }
+        Ok(())
+    }
+}
+
+impl Tables {
+    /// The leaf table covering `va`, if it exists (no device needed: nothing is made).
+    fn leaf_readonly(&self, va: u64) -> Result<Option<usize>> {
+        let mut table = 0usize;
+        for level in 0..mmu::LEVELS - 1 {
+            // CAST: table indices are below 512.
+            let off = table_index(va, level) as usize * 8;
+            let pte: u64 = self.tables.get(table).ok_or(EINVAL)?.read(off)?;
+            if pte & PTE_VALID == 0 {
+                return Ok(None);
+            }
+            let bus = pte & PTE_ADDR_MASK;
+            table = self
+                .tables
+                .iter()
+                .position(|t| t.bus_addr() == bus)
+                .ok_or(EINVAL)?;
+        }
+        Ok(Some(table))
+    }
+}
+
+#[pinned_drop]
+impl PinnedDrop for Vm {
+    fn drop(self: Pin<&mut Self>) {
+        self.gpu.free_vm_id(self.id);
+    }
+}
