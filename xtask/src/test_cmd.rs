@@ -29,6 +29,12 @@ const VM_TEST_TIMEOUT: Duration = Duration::from_secs(600);
 impl flags::Test {
     pub fn run(&self, sh: &Shell) -> Result<()> {
         let mut total = Tally::default();
+        // Set-up first: the tool's build script runs the bindgen it installs.
+        if let Err(err) = setup::ensure(sh) {
+            eprintln!("test: set-up failed: {err:#}");
+            total.failed += 1;
+            return finish(&total);
+        }
         stage(&mut total, "host cargo test", host_tests);
         match build::build_all(sh) {
             Ok(art) => {

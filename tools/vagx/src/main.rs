@@ -4,9 +4,13 @@
 //!
 //! It runs inside the test VM as a static binary in the initramfs.
 
+mod cmdbuf;
+mod driver_tests;
+mod gpu;
 mod module;
 mod sysfs;
 mod tests;
+mod uapi;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

@@ -10,8 +10,17 @@ use std::{ffi::CString, fs::File, io, os::fd::AsRawFd, path::Path};
 ///
 /// The errno of `finit_module`, e.g. `EEXIST` if the module is already loaded.
 pub fn load(path: &Path) -> io::Result<()> {
+    load_with(path, "")
+}
+
+/// Loads the module at `path` with parameters `params` (`name=value ...`).
+///
+/// # Errors
+///
+/// As [`load`]; `EINVAL` also for a parameter the module rejects.
+pub fn load_with(path: &Path, params: &str) -> io::Result<()> {
     let file = File::open(path)?;
-    let params = CString::default();
+    let params = CString::new(params).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let (fd, params) = (file.as_raw_fd(), params.as_ptr());
     // SAFETY: the fd is open for the duration of the call and `params` is a valid C string.
     let ret = unsafe { libc::syscall(libc::SYS_finit_module, fd, params, 0) };

@@ -17,7 +17,7 @@ use std::{
 use anyhow::{bail, ensure, Context, Result};
 use vagx_abi::{pci, regs};
 
-use crate::{module, sysfs};
+use crate::{driver_tests, gpu::Gpu, module, sysfs};
 
 /// Counts of a test run.
 #[derive(Debug, Default)]
@@ -61,7 +61,30 @@ pub fn run(module_path: &Path) -> Result<Tally> {
             "sched_tracepoints_are_in_tracefs",
             &sched_tracepoints_are_in_tracefs,
         ),
+        ("driver_loads_for_the_driver_tests", &|| {
+            load_module(module_path)?;
+            driver_binds_every_device()
+        }),
     ];
+    let driver: Vec<(String, Box<dyn Fn() -> Result<()>>)> = driver_tests::tests()
+        .into_iter()
+        .map(|(name, f)| (format!("driver_{name}"), Box::new(f) as Box<dyn Fn() -> Result<()>>))
+        .collect();
+    let after: &[(&str, &dyn Fn() -> Result<()>)] = &[
+        ("unload_refused_while_a_client_is_open", &unload_refused_while_open),
+        ("firmware_mode_runs_the_same_work", &|| {
+            module::load_with(module_path, "sched_mode=1").context("load sched_mode=1")?;
+            driver_binds_every_device()?;
+            driver_tests::firmware_mode_runs_the_same_work()
+        }),
+        ("final_driver_unload", &module_unloads_and_unbinds),
+    ];
+    let mut all: Vec<(&str, &dyn Fn() -> Result<()>)> = tests.to_vec();
+    for (name, f) in &driver {
+        all.push((name.as_str(), f.as_ref()));
+    }
+    all.extend_from_slice(after);
+    let tests = &all;
 
     println!("1..{}", tests.len());
     let mut tally = Tally::default();
@@ -111,6 +134,25 @@ fn device_is_on_the_pci_bus() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A client with a job in flight keeps the module loaded; once it closes, unload is clean.
+fn unload_refused_while_open() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = driver_tests::Ctx::normal(&g)?;
+    let mut slow = crate::cmdbuf::CmdBuf::new();
+    slow.delay(30_000_000);
+    for _ in 0..4 {
+        ctx.run(&slow, &[])?;
+    }
+    match module::unload(MODULE) {
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {}
+        Err(e) => bail!("unload with a client open: expected EWOULDBLOCK, got {e}"),
+        Ok(()) => bail!("the module unloaded under an open client"),
+    }
+    drop(ctx);
+    drop(g);
+    module_unloads_and_unbinds()
 }
 
 fn load_module(path: &Path) -> Result<()> {

@@ -51,6 +51,8 @@ impl drm::Driver for VagxDriver {
     type Object<Ctx: drm::DeviceContext> = drm::gem::shmem::Object<crate::gem::BoData, Ctx>;
 
     const INFO: drm::DriverInfo = INFO;
+    // Open files keep the module loaded.
+    const THIS_MODULE: Option<&'static kernel::ThisModule> = Some(&crate::THIS_MODULE);
     const FEAT_RENDER: bool = true;
     const FEAT_SYNCOBJ: bool = true;
     const FEAT_SYNCOBJ_TIMELINE: bool = true;

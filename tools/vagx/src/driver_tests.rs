@@ -1,0 +1,650 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The driver's conformance tests: every ioctl with good and bad input, real GPU work with
+//! checked results, syncobjs (binary, timeline, sync_file), faults, hangs and isolation.
+
+use std::{
+    io,
+    os::fd::AsFd,
+    thread,
+    time::Duration,
+};
+
+use anyhow::{bail, ensure, Context, Result};
+use vagx_abi::regs;
+
+use crate::{
+    cmdbuf::{fnv1a64, CmdBuf},
+    gpu::{self, sync_file_status, Gpu, Mapping, Sync},
+    sysfs, uapi,
+};
+
+/// Where a test context's buffer starts in its VM.
+pub const BASE: u64 = 0x10_0000;
+/// Bytes of command buffers at the start of the buffer; 4 KiB each.
+const CMD_AREA: u64 = 64 * 1024;
+/// Default size of a context's buffer.
+const CTX_SIZE: u64 = 1 << 20;
+/// How long a test waits for a job.
+const WAIT_MS: i64 = 20_000;
+
+/// A VM with one buffer mapped at [`BASE`], a CPU mapping of it and a queue.
+pub struct Ctx<'g> {
+    pub gpu: &'g Gpu,
+    pub vm: u32,
+    pub bo: u32,
+    pub queue: u32,
+    pub map: Mapping,
+    pub size: u64,
+    next_cmd: std::cell::Cell<u64>,
+}
+
+impl<'g> Ctx<'g> {
+    /// A context of `size` bytes at `priority`.
+    pub fn new(gpu: &'g Gpu, priority: u32, size: u64) -> Result<Self> {
+        let vm = gpu.vm_create().context("VM_CREATE")?;
+        let bo = gpu.gem_create(size).context("GEM_CREATE")?;
+        gpu.vm_map(vm, bo, BASE, size).context("VM_BIND map")?;
+        let map = gpu.map(bo, usize::try_from(size)?).context("mmap")?;
+        let queue = gpu.queue_create(vm, priority).context("QUEUE_CREATE")?;
+        Ok(Self {
+            gpu,
+            vm,
+            bo,
+            queue,
+            map,
+            size,
+            next_cmd: std::cell::Cell::new(0),
+        })
+    }
+
+    /// A normal-priority context of the default size.
+    pub fn normal(gpu: &'g Gpu) -> Result<Self> {
+        Self::new(gpu, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL, CTX_SIZE)
+    }
+
+    /// The GPU address of byte `offset` of the buffer (past the command area).
+    pub fn va(&self, offset: u64) -> u64 {
+        BASE + CMD_AREA + offset
+    }
+
+    /// The CPU offset of byte `offset` of the data area.
+    pub fn off(&self, offset: u64) -> usize {
+        usize::try_from(CMD_AREA + offset).expect("small")
+    }
+
+    /// Copies `cmds` into the command area and submits it with `syncs`.
+    pub fn run(&self, cmds: &CmdBuf, syncs: &[Sync]) -> io::Result<()> {
+        let slot = self.next_cmd.get();
+        self.next_cmd.set((slot + 1) % (CMD_AREA / 4096));
+        let at = slot * 4096;
+        assert!(u64::from(cmds.len()) <= 4096, "command buffer too big for a slot");
+        self.map.write(usize::try_from(at).expect("small"), cmds.bytes());
+        self.gpu.submit(self.queue, BASE + at, cmds.len(), syncs)
+    }
+
+    /// Submits `cmds` signalling a new syncobj and waits for it; returns the syncobj.
+    pub fn run_and_wait(&self, cmds: &CmdBuf) -> Result<u32> {
+        let s = self.gpu.syncobj()?;
+        self.run(cmds, &[Sync::signal(s, 0)]).context("SUBMIT")?;
+        self.gpu.wait(s, WAIT_MS).context("waiting for the job")?;
+        Ok(s)
+    }
+
+    /// The error of the fence in binary syncobj `s`: `Ok(())` if it signalled without one.
+    pub fn fence_result(&self, s: u32) -> Result<Result<(), i32>> {
+        let fd = self.gpu.export_sync_file(s).context("export sync_file")?;
+        match sync_file_status(fd.as_fd())? {
+            Ok(true) => Ok(Ok(())),
+            Ok(false) => bail!("fence still pending"),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+}
+
+impl Drop for Ctx<'_> {
+    fn drop(&mut self) {
+        let _ = self.gpu.queue_destroy(self.queue);
+        let _ = self.gpu.vm_destroy(self.vm);
+        let _ = self.gpu.gem_close(self.bo);
+    }
+}
+
+/// Asserts that `r` failed with `errno`.
+pub fn expect_errno<T: std::fmt::Debug>(r: io::Result<T>, errno: i32, what: &str) -> Result<()> {
+    match r {
+        Err(e) if e.raw_os_error() == Some(errno) => Ok(()),
+        Err(e) => bail!("{what}: expected errno {errno}, got {e}"),
+        Ok(v) => bail!("{what}: expected errno {errno}, succeeded with {v:?}"),
+    }
+}
+
+/// The driver tests, in order.
+pub fn tests() -> Vec<(&'static str, fn() -> Result<()>)> {
+    vec![
+        ("render_node_per_device", render_node_per_device),
+        ("get_param_reports_the_device", get_param_reports_the_device),
+        ("get_param_rejects_bad_input", get_param_rejects_bad_input),
+        ("gem_create_checks_arguments", gem_create_checks_arguments),
+        ("gem_objects_are_zeroed_and_mappable", gem_objects_are_zeroed_and_mappable),
+        ("vm_bind_checks_arguments", vm_bind_checks_arguments),
+        ("queue_create_checks_arguments", queue_create_checks_arguments),
+        ("submit_checks_arguments", submit_checks_arguments),
+        ("fill_copy_checksum_results_are_right", fill_copy_checksum_results_are_right),
+        ("gemm_and_reduce_results_are_right", gemm_and_reduce_results_are_right),
+        ("binary_syncobj_orders_two_queues", binary_syncobj_orders_two_queues),
+        ("timeline_syncobj_chains_jobs", timeline_syncobj_chains_jobs),
+        ("sync_file_export_and_import", sync_file_export_and_import),
+        ("failed_wait_fails_the_job_without_running_it", failed_wait_fails_the_job),
+        ("gpu_reaches_only_its_vm", gpu_reaches_only_its_vm),
+        ("hang_times_out_only_the_culprit", hang_times_out_only_the_culprit),
+        ("clients_are_isolated", clients_are_isolated),
+        ("queue_destroy_cancels_unfinished_jobs", queue_destroy_cancels_unfinished_jobs),
+        ("close_with_jobs_in_flight", close_with_jobs_in_flight),
+    ]
+}
+
+fn render_node_per_device() -> Result<()> {
+    let nodes = gpu::render_nodes()?;
+    let devices = sysfs::vagx_devices()?.len();
+    ensure!(nodes.len() == devices, "{} render nodes for {devices} devices", nodes.len());
+    for n in &nodes {
+        Gpu::open(n).with_context(|| format!("open {}", n.display()))?;
+    }
+    Ok(())
+}
+
+fn get_param_reports_the_device() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let p = |param| g.get_param(param).with_context(|| format!("GET_PARAM {param}"));
+    ensure!(p(uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION)? == u64::from(regs::ABI_VERSION_VALUE));
+    let units = p(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
+    ensure!((1..=16).contains(&units), "units {units}");
+    ensure!(p(uapi::drm_vagx_param_DRM_VAGX_PARAM_VA_BITS)? == 39);
+    let mode = p(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?;
+    ensure!(mode <= 1, "sched mode {mode}");
+    ensure!(p(uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_QUEUES)? == 128);
+    ensure!(p(uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_CMDBUF_SIZE)? == 1 << 20);
+    Ok(())
+}
+
+fn get_param_rejects_bad_input() -> Result<()> {
+    let g = Gpu::open_first()?;
+    expect_errno(g.get_param(99), libc::EINVAL, "unknown param")?;
+    expect_errno(g.get_param_raw(0, 1), libc::EINVAL, "non-zero pad")?;
+    Ok(())
+}
+
+fn gem_create_checks_arguments() -> Result<()> {
+    let g = Gpu::open_first()?;
+    expect_errno(g.gem_create(0), libc::EINVAL, "size 0")?;
+    expect_errno(g.gem_create_raw(4096, 1), libc::EINVAL, "flags")?;
+    expect_errno(g.mmap_offset_raw(12345, 0), libc::ENOENT, "unknown handle")?;
+    let h = g.gem_create(100)?;
+    expect_errno(g.mmap_offset_raw(h, 1), libc::EINVAL, "mmap offset flags")?;
+    Ok(())
+}
+
+fn gem_objects_are_zeroed_and_mappable() -> Result<()> {
+    let g = Gpu::open_first()?;
+    // 100 bytes round up to a page.
+    let h = g.gem_create(100)?;
+    let m = g.map(h, 4096)?;
+    let mut buf = vec![0xffu8; 4096];
+    m.read(0, &mut buf);
+    ensure!(buf.iter().all(|b| *b == 0), "new object not zeroed");
+    m.write(4000, b"vagx");
+    let m2 = g.map(h, 4096)?;
+    let mut got = [0u8; 4];
+    m2.read(4000, &mut got);
+    ensure!(&got == b"vagx", "second mapping sees {got:?}");
+    Ok(())
+}
+
+fn vm_bind_checks_arguments() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let vm = g.vm_create()?;
+    let bo = g.gem_create(64 * 1024)?;
+    let map = |va, range, bo_offset, flags, handle| {
+        g.vm_bind_raw(uapi::drm_vagx_vm_bind {
+            vm_id: vm,
+            op: uapi::DRM_VAGX_VM_BIND_OP_MAP,
+            handle,
+            flags,
+            bo_offset,
+            va,
+            range,
+        })
+    };
+    let rw = uapi::DRM_VAGX_VM_BIND_READ | uapi::DRM_VAGX_VM_BIND_WRITE;
+    expect_errno(map(0x1001, 4096, 0, rw, bo), libc::EINVAL, "misaligned va")?;
+    expect_errno(map(0x1000, 0, 0, rw, bo), libc::EINVAL, "empty range")?;
+    expect_errno(map(0x1000, 100, 0, rw, bo), libc::EINVAL, "unaligned range")?;
+    expect_errno(map(1 << 39, 4096, 0, rw, bo), libc::EINVAL, "beyond the VA space")?;
+    expect_errno(map(u64::MAX - 4095, 8192, 0, rw, bo), libc::EINVAL, "overflowing range")?;
+    expect_errno(map(0x1000, 4096, 64 * 1024, rw, bo), libc::EINVAL, "past the object")?;
+    expect_errno(map(0x1000, 4096, 0, 0, bo), libc::EINVAL, "no permission")?;
+    expect_errno(map(0x1000, 4096, 0, 8, bo), libc::EINVAL, "unknown flag")?;
+    expect_errno(map(0x1000, 4096, 0, rw, 999), libc::ENOENT, "unknown object")?;
+    let mut bad_vm = uapi::drm_vagx_vm_bind {
+        vm_id: 999,
+        op: 0,
+        handle: bo,
+        flags: rw,
+        bo_offset: 0,
+        va: 0x1000,
+        range: 4096,
+    };
+    expect_errno(g.vm_bind_raw(bad_vm), libc::ENOENT, "unknown VM")?;
+    bad_vm.vm_id = vm;
+    bad_vm.op = 7;
+    expect_errno(g.vm_bind_raw(bad_vm), libc::EINVAL, "unknown op")?;
+    map(0x10000, 8192, 0, rw, bo).context("valid map")?;
+    expect_errno(map(0x11000, 4096, 0, rw, bo), libc::EEXIST, "overlapping map")?;
+    let mut unmap = bad_vm;
+    unmap.op = uapi::DRM_VAGX_VM_BIND_OP_UNMAP;
+    unmap.va = 0x10000;
+    unmap.range = 8192;
+    expect_errno(g.vm_bind_raw(unmap), libc::EINVAL, "unmap with a handle")?;
+    g.vm_unmap(vm, 0x10000, 8192).context("unmap")?;
+    map(0x11000, 4096, 0, rw, bo).context("map after unmap")?;
+    // Unmapping what is not mapped is fine.
+    g.vm_unmap(vm, 0x4000_0000, 4096).context("unmap of nothing")?;
+    expect_errno(g.vm_destroy(999), libc::ENOENT, "destroy unknown VM")?;
+    g.vm_destroy(vm).context("VM_DESTROY")?;
+    Ok(())
+}
+
+fn queue_create_checks_arguments() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let vm = g.vm_create()?;
+    let base = uapi::drm_vagx_queue_create {
+        vm_id: vm,
+        priority: uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL,
+        pipe: uapi::DRM_VAGX_PIPE_COMPUTE,
+        ..Default::default()
+    };
+    let with = |f: &dyn Fn(&mut uapi::drm_vagx_queue_create)| {
+        let mut a = base;
+        f(&mut a);
+        g.queue_create_raw(a)
+    };
+    expect_errno(with(&|a| a.vm_id = 999), libc::ENOENT, "unknown VM")?;
+    expect_errno(with(&|a| a.priority = 3), libc::EINVAL, "unknown priority")?;
+    expect_errno(with(&|a| a.pipe = 2), libc::EINVAL, "unknown pipe")?;
+    expect_errno(with(&|a| a.flags = 1), libc::EINVAL, "flags")?;
+    expect_errno(with(&|a| a.pad = 1), libc::EINVAL, "pad")?;
+    // The tests run as root, which has CAP_SYS_NICE.
+    let q = with(&|a| a.priority = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_HIGH)
+        .context("high priority as root")?;
+    let c = with(&|a| a.pipe = uapi::DRM_VAGX_PIPE_COPY).context("copy pipe")?;
+    expect_errno(g.vm_destroy(vm), libc::EBUSY, "destroying a VM in use")?;
+    g.queue_destroy(q)?;
+    g.queue_destroy(c)?;
+    expect_errno(g.queue_destroy(q), libc::ENOENT, "destroying twice")?;
+    g.vm_destroy(vm).context("VM_DESTROY once unused")?;
+    Ok(())
+}
+
+fn submit_checks_arguments() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let ok = uapi::drm_vagx_submit {
+        queue_id: ctx.queue,
+        cmdbuf: BASE,
+        cmdbuf_size: 8,
+        ..Default::default()
+    };
+    let with = |f: &dyn Fn(&mut uapi::drm_vagx_submit), syncs: &[uapi::drm_vagx_sync]| {
+        let mut a = ok;
+        f(&mut a);
+        g.submit_raw(a, syncs)
+    };
+    expect_errno(with(&|a| a.queue_id = 999, &[]), libc::ENOENT, "unknown queue")?;
+    expect_errno(with(&|a| a.cmdbuf = BASE + 4, &[]), libc::EINVAL, "misaligned cmdbuf")?;
+    expect_errno(with(&|a| a.cmdbuf_size = 0, &[]), libc::EINVAL, "empty cmdbuf")?;
+    expect_errno(with(&|a| a.cmdbuf_size = 12, &[]), libc::EINVAL, "size not 8-aligned")?;
+    expect_errno(with(&|a| a.cmdbuf_size = (1 << 20) + 8, &[]), libc::EINVAL, "cmdbuf too big")?;
+    expect_errno(with(&|a| a.cmdbuf = u64::MAX - 7, &[]), libc::EINVAL, "cmdbuf wraps")?;
+    expect_errno(with(&|a| a.flags = 1, &[]), libc::EINVAL, "flags")?;
+    expect_errno(with(&|a| a.reserved = 1, &[]), libc::EINVAL, "reserved")?;
+    expect_errno(with(&|a| a.sync_count = 65, &[]), libc::EINVAL, "too many syncs")?;
+    expect_errno(
+        with(&|a| {
+            a.sync_count = 1;
+            a.syncs = 8;
+        }, &[]),
+        libc::EFAULT,
+        "syncs pointer faults",
+    )?;
+    let s = g.syncobj()?;
+    let sync = |handle, flags, point| uapi::drm_vagx_sync { handle, flags, point };
+    let n = |k: u32| move |a: &mut uapi::drm_vagx_submit| a.sync_count = k;
+    expect_errno(with(&n(1), &[sync(s, 2, 0)]), libc::EINVAL, "unknown sync flag")?;
+    expect_errno(
+        with(&n(2), &[sync(s, uapi::DRM_VAGX_SYNC_SIGNAL, 0), sync(s, 0, 0)]),
+        libc::EINVAL,
+        "wait after signal",
+    )?;
+    expect_errno(with(&n(1), &[sync(999, 0, 0)]), libc::ENOENT, "unknown wait syncobj")?;
+    expect_errno(
+        with(&n(1), &[sync(999, uapi::DRM_VAGX_SYNC_SIGNAL, 0)]),
+        libc::ENOENT,
+        "unknown signal syncobj",
+    )?;
+    expect_errno(with(&n(1), &[sync(s, 0, 5)]), libc::EINVAL, "wait for an unsubmitted point")?;
+    expect_errno(with(&n(1), &[sync(s, 0, 0)]), libc::EINVAL, "wait on an empty syncobj")?;
+    // Nothing was queued by the failures: a valid submit runs and is the queue's first job.
+    let mut nop = CmdBuf::new();
+    nop.nop();
+    ctx.run_and_wait(&nop)?;
+    let st = g.queue_status(ctx.queue)?;
+    ensure!(st.completed == 1, "{} jobs completed, expected 1", st.completed);
+    Ok(())
+}
+
+fn fill_copy_checksum_results_are_right() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let len = 64 * 1024;
+    let mut c = CmdBuf::new();
+    c.fill(ctx.va(0), len, 0x1234_5678)
+        .copy(ctx.va(0), ctx.va(len), len)
+        .write32(ctx.va(2 * len), 0xabcd)
+        .checksum(ctx.va(len), ctx.va(2 * len + 8), len);
+    ctx.run_and_wait(&c)?;
+    let mut copy = vec![0u8; usize::try_from(len)?];
+    ctx.map.read(ctx.off(len), &mut copy);
+    for (i, chunk) in copy.chunks(4).enumerate() {
+        ensure!(
+            chunk == 0x1234_5678u32.to_le_bytes(),
+            "word {i} of the copy is {chunk:02x?}"
+        );
+    }
+    ensure!(ctx.map.u32_at(ctx.off(2 * len)) == 0xabcd, "WRITE32 result");
+    let mut sum = [0u8; 8];
+    ctx.map.read(ctx.off(2 * len + 8), &mut sum);
+    ensure!(u64::from_le_bytes(sum) == fnv1a64(&copy), "checksum differs from the CPU's");
+    Ok(())
+}
+
+fn gemm_and_reduce_results_are_right() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let (m, n, k) = (3usize, 4usize, 5usize);
+    let a: Vec<f32> = (0..m * k).map(|i| i as f32 * 0.5 - 2.0).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| 1.0 + i as f32 * 0.25).collect();
+    let put = |off: u64, v: &[f32]| {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        ctx.map.write(ctx.off(off), &bytes);
+    };
+    put(0, &a);
+    put(4096, &b);
+    let mut c = CmdBuf::new();
+    // CAST: small dimensions.
+    c.gemm(ctx.va(0), ctx.va(4096), ctx.va(8192), m as u32, n as u32, k as u32)
+        .reduce_sum(ctx.va(8192), ctx.va(12288), (m * n) as u64);
+    ctx.run_and_wait(&c)?;
+    let mut want_sum = 0f32;
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = 0f32;
+            for p in 0..k {
+                acc += a[i * k + p] * b[p * n + j];
+            }
+            let got = f32::from_bits(ctx.map.u32_at(ctx.off(8192 + 4 * (i * n + j) as u64)));
+            ensure!(got == acc, "C[{i}][{j}] = {got}, expected {acc}");
+            want_sum += acc;
+        }
+    }
+    let got = f32::from_bits(ctx.map.u32_at(ctx.off(12288)));
+    ensure!(got == want_sum, "sum {got}, expected {want_sum}");
+    Ok(())
+}
+
+fn binary_syncobj_orders_two_queues() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    // A second queue in the same VM.
+    let q2 = g.queue_create(ctx.vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_LOW)?;
+    let s = g.syncobj()?;
+    let done = g.syncobj()?;
+    let mut first = CmdBuf::new();
+    first.delay(2_000_000).fill(ctx.va(0), 4096, 0x5555_aaaa);
+    ctx.run(&first, &[Sync::signal(s, 0)])?;
+    // The second job copies what the first one writes; it must wait for it.
+    let mut second = CmdBuf::new();
+    second.copy(ctx.va(0), ctx.va(4096), 4096);
+    ctx.map.write(usize::try_from(15 * 4096u64)?, second.bytes());
+    g.submit(q2, BASE + 15 * 4096, second.len(), &[Sync::wait(s, 0), Sync::signal(done, 0)])?;
+    g.wait(done, WAIT_MS)?;
+    ensure!(ctx.map.u32_at(ctx.off(4096 + 4092)) == 0x5555_aaaa, "copy ran before the fill");
+    g.queue_destroy(q2)?;
+    Ok(())
+}
+
+fn timeline_syncobj_chains_jobs() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let a = Ctx::normal(&g)?;
+    let t = g.syncobj()?;
+    let mut step = |i: u64, cmds: &CmdBuf| -> io::Result<()> {
+        let waits = if i > 1 { vec![Sync::wait(t, i - 1)] } else { vec![] };
+        let mut syncs = waits;
+        syncs.push(Sync::signal(t, i));
+        a.run(cmds, &syncs)
+    };
+    let mut c1 = CmdBuf::new();
+    c1.delay(1_000_000).write32(a.va(0), 1);
+    let mut c2 = CmdBuf::new();
+    c2.copy(a.va(0), a.va(4), 4);
+    let mut c3 = CmdBuf::new();
+    c3.copy(a.va(4), a.va(8), 4);
+    step(1, &c1)?;
+    step(2, &c2)?;
+    step(3, &c3)?;
+    g.wait_point(t, 3, WAIT_MS).context("waiting for point 3")?;
+    ensure!(g.query(t)? >= 3, "timeline at {}", g.query(t)?);
+    ensure!(a.map.u32_at(a.off(8)) == 1, "the chain ran out of order");
+    // A later point waits for earlier ones: point 2 has signalled too.
+    g.wait_point(t, 2, 0).context("point 2")?;
+    Ok(())
+}
+
+fn sync_file_export_and_import() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut c = CmdBuf::new();
+    c.delay(5_000_000).write32(ctx.va(0), 7);
+    let s = g.syncobj()?;
+    ctx.run(&c, &[Sync::signal(s, 0)])?;
+    let fd = g.export_sync_file(s)?;
+    let other = g.syncobj()?;
+    g.import_sync_file(other, fd.as_fd()).context("import")?;
+    g.wait(other, WAIT_MS).context("wait on the imported fence")?;
+    ensure!(sync_file_status(fd.as_fd())? == Ok(true), "exported fence not signalled");
+    ensure!(ctx.map.u32_at(ctx.off(0)) == 7);
+    Ok(())
+}
+
+fn failed_wait_fails_the_job() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let other = Ctx::normal(&g)?;
+    // A job that faults (an address its VM does not map) ...
+    let bad = g.syncobj()?;
+    let mut c = CmdBuf::new();
+    c.write32(0x7000_0000, 1);
+    other.run(&c, &[Sync::signal(bad, 0)])?;
+    g.wait(bad, WAIT_MS)?;
+    ensure!(other.fence_result(bad)? == Err(libc::EIO), "faulting job's fence");
+    // ... makes a job that waits for it fail with the same error, without running.
+    let s = g.syncobj()?;
+    let mut w = CmdBuf::new();
+    w.write32(ctx.va(0), 99);
+    ctx.run(&w, &[Sync::wait(bad, 0), Sync::signal(s, 0)])?;
+    g.wait(s, WAIT_MS)?;
+    ensure!(ctx.fence_result(s)? == Err(libc::EIO), "dependent job's fence");
+    ensure!(ctx.map.u32_at(ctx.off(0)) == 0, "the dependent job ran");
+    Ok(())
+}
+
+fn gpu_reaches_only_its_vm() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let a = Ctx::normal(&g)?;
+    // B's VM maps its buffer at a different address; A's buffer address is not mapped there.
+    let vm_b = g.vm_create()?;
+    let bo_b = g.gem_create(1 << 20)?;
+    let b_base = 0x4000_0000;
+    g.vm_map(vm_b, bo_b, b_base, 1 << 20)?;
+    let map_b = g.map(bo_b, 1 << 20)?;
+    let qb = g.queue_create(vm_b, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)?;
+    let mut c = CmdBuf::new();
+    c.write32(a.va(0), 0xbad);
+    map_b.write(0, c.bytes());
+    let s = g.syncobj()?;
+    g.submit(qb, b_base, c.len(), &[Sync::signal(s, 0)])?;
+    g.wait(s, WAIT_MS)?;
+    ensure!(a.fence_result(s)? == Err(libc::EIO), "write outside the VM did not fault");
+    ensure!(a.map.u32_at(a.off(0)) == 0, "the write reached another VM's memory");
+    let st = g.queue_status(qb)?;
+    ensure!(
+        st.state == uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_FAULTED,
+        "state {}",
+        st.state
+    );
+    ensure!(st.error == libc::EIO as u32 && st.fault_address == a.va(0) && st.fault_kind == 1,
+        "status {st:?}");
+    // The faulting queue and the others keep working.
+    let mut ok = CmdBuf::new();
+    ok.write32(b_base + 0x10000, 5);
+    map_b.write(4096, ok.bytes());
+    let s2 = g.syncobj()?;
+    g.submit(qb, b_base + 4096, ok.len(), &[Sync::signal(s2, 0)])?;
+    g.wait(s2, WAIT_MS)?;
+    ensure!(map_b.u32_at(0x10000) == 5, "queue dead after its fault");
+    let mut ok_a = CmdBuf::new();
+    ok_a.write32(a.va(0), 6);
+    a.run_and_wait(&ok_a)?;
+    ensure!(a.map.u32_at(a.off(0)) == 6);
+    g.queue_destroy(qb)?;
+    Ok(())
+}
+
+fn hang_times_out_only_the_culprit() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let culprit = Ctx::normal(&g)?;
+    let innocent = Ctx::normal(&g)?;
+    let hung = g.syncobj()?;
+    let mut h = CmdBuf::new();
+    h.hang();
+    culprit.run(&h, &[Sync::signal(hung, 0)])?;
+    // The innocent queue's jobs, submitted while the other hangs, all complete.
+    let mut last = 0;
+    for i in 0..8u32 {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.delay(1_000_000).write32(innocent.va(u64::from(i) * 4), i + 1);
+        innocent.run(&c, &[Sync::signal(s, 0)])?;
+        last = s;
+    }
+    g.wait(last, WAIT_MS).context("innocent jobs")?;
+    g.wait(hung, WAIT_MS).context("the hung job never completed")?;
+    ensure!(culprit.fence_result(hung)? == Err(libc::ETIMEDOUT), "hung job's fence");
+    ensure!(innocent.fence_result(last)? == Ok(()), "innocent job's fence");
+    for i in 0..8u32 {
+        ensure!(innocent.map.u32_at(innocent.off(u64::from(i) * 4)) == i + 1, "innocent job {i}");
+    }
+    let st = g.queue_status(culprit.queue)?;
+    ensure!(
+        st.state == uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_TIMED_OUT
+            && st.error == libc::ETIMEDOUT as u32
+            && st.hangs == 1,
+        "status {st:?}"
+    );
+    ensure!(g.queue_status(innocent.queue)?.hangs == 0, "innocent queue blamed");
+    Ok(())
+}
+
+fn clients_are_isolated() -> Result<()> {
+    let g1 = Gpu::open_first()?;
+    let g2 = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g1)?;
+    let s = g1.syncobj()?;
+    expect_errno(g2.mmap_offset_raw(ctx.bo, 0), libc::ENOENT, "other client's object")?;
+    expect_errno(g2.queue_status(ctx.queue), libc::ENOENT, "other client's queue")?;
+    expect_errno(g2.vm_destroy(ctx.vm), libc::ENOENT, "other client's VM")?;
+    expect_errno(g2.wait(s, 0), libc::ENOENT, "other client's syncobj")?;
+    expect_errno(
+        g2.submit(ctx.queue, BASE, 8, &[]),
+        libc::ENOENT,
+        "submit to another client's queue",
+    )?;
+    Ok(())
+}
+
+fn queue_destroy_cancels_unfinished_jobs() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut slow = CmdBuf::new();
+    slow.delay(50_000_000);
+    let mut syncs = Vec::new();
+    for _ in 0..4 {
+        let s = g.syncobj()?;
+        ctx.run(&slow, &[Sync::signal(s, 0)])?;
+        syncs.push(s);
+    }
+    let victim = ctx.queue;
+    g.queue_destroy(victim)?;
+    for s in &syncs {
+        g.wait(*s, WAIT_MS).context("a destroyed queue's job never signalled")?;
+    }
+    let canceled = syncs
+        .iter()
+        .filter(|s| ctx.fence_result(**s).ok() == Some(Err(libc::ECANCELED)))
+        .count();
+    ensure!(canceled >= 1, "no job of the destroyed queue was cancelled");
+    Ok(())
+}
+
+fn close_with_jobs_in_flight() -> Result<()> {
+    {
+        let g = Gpu::open_first()?;
+        let vm = g.vm_create()?;
+        let bo = g.gem_create(1 << 20)?;
+        g.vm_map(vm, bo, BASE, 1 << 20)?;
+        let q = g.queue_create(vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)?;
+        let mut slow = CmdBuf::new();
+        slow.delay(20_000_000).fill(BASE + 8192, 4096, 1);
+        {
+            let map = g.map(bo, 4096)?;
+            map.write(0, slow.bytes());
+        }
+        for _ in 0..8 {
+            g.submit(q, BASE, slow.len(), &[])?;
+        }
+        // Dropping `g` closes the file with the queue, its VM and jobs still alive.
+    }
+    thread::sleep(Duration::from_millis(100));
+    // The device still works for a new client.
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut c = CmdBuf::new();
+    c.write32(ctx.va(0), 42);
+    ctx.run_and_wait(&c)?;
+    ensure!(ctx.map.u32_at(ctx.off(0)) == 42);
+    Ok(())
+}
+
+/// In firmware mode (loaded with `sched_mode=1`) the same work gives the same results.
+pub fn firmware_mode_runs_the_same_work() -> Result<()> {
+    let g = Gpu::open_first()?;
+    ensure!(
+        g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?
+            == u64::from(uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_FIRMWARE),
+        "not in firmware mode"
+    );
+    drop(g);
+    fill_copy_checksum_results_are_right()?;
+    timeline_syncobj_chains_jobs()?;
+    hang_times_out_only_the_culprit()
+}

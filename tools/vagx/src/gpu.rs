@@ -1,0 +1,442 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! A client of a vagx GPU: the render node, its ioctls, buffer mappings and syncobjs.
+//!
+//! Every ioctl returns the kernel's errno as an `io::Error`, so that tests can check it.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io,
+    os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+    path::{Path, PathBuf},
+    ptr::NonNull,
+};
+
+use crate::uapi;
+
+/// An open vagx render node.
+pub struct Gpu {
+    file: File,
+}
+
+/// The render nodes of vagx GPUs, in name order.
+pub fn render_nodes() -> io::Result<Vec<PathBuf>> {
+    let mut nodes = Vec::new();
+    for entry in fs::read_dir("/sys/class/drm")? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("renderD") {
+            continue;
+        }
+        let driver = fs::read_link(entry.path().join("device/driver")).ok();
+        if driver.is_some_and(|d| d.ends_with("vagx")) {
+            nodes.push(Path::new("/dev/dri").join(&name));
+        }
+    }
+    nodes.sort();
+    Ok(nodes)
+}
+
+/// Issues ioctl `request` with `arg`, returning the errno on failure.
+fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<()> {
+    // SAFETY: `arg` is a valid, exclusive `T` for the call, and every request passed here is
+    // the one the UAPI defines for `T` (its size is encoded in the request and checked by the
+    // kernel).
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::c_ulong::from(request), arg as *mut T) };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// A CPU mapping of a buffer object, unmapped on drop.
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+impl Mapping {
+    /// Reads the bytes at `offset`.
+    pub fn read(&self, offset: usize, out: &mut [u8]) {
+        assert!(offset + out.len() <= self.len, "read past the mapping");
+        // SAFETY: the range is inside the mapping (asserted), which stays mapped while `self`
+        // lives; volatile because the GPU writes it behind the compiler's back.
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = unsafe { self.ptr.as_ptr().add(offset + i).read_volatile() };
+        }
+    }
+
+    /// Writes `data` at `offset`.
+    pub fn write(&self, offset: usize, data: &[u8]) {
+        assert!(offset + data.len() <= self.len, "write past the mapping");
+        for (i, b) in data.iter().enumerate() {
+            // SAFETY: as in `read`.
+            unsafe { self.ptr.as_ptr().add(offset + i).write_volatile(*b) };
+        }
+    }
+
+    /// The `u32` at `offset` (native endian).
+    pub fn u32_at(&self, offset: usize) -> u32 {
+        let mut b = [0; 4];
+        self.read(offset, &mut b);
+        u32::from_ne_bytes(b)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly what mmap returned; nothing uses them after this.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// A sync for [`Gpu::submit`].
+#[derive(Clone, Copy, Debug)]
+pub struct Sync {
+    pub handle: u32,
+    pub point: u64,
+    pub signal: bool,
+}
+
+impl Sync {
+    /// Wait for `handle` (point 0: binary).
+    pub fn wait(handle: u32, point: u64) -> Self {
+        Self {
+            handle,
+            point,
+            signal: false,
+        }
+    }
+
+    /// Signal `handle` (point 0: binary).
+    pub fn signal(handle: u32, point: u64) -> Self {
+        Self {
+            handle,
+            point,
+            signal: true,
+        }
+    }
+}
+
+impl Gpu {
+    /// Opens the render node at `path`.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Self { file })
+    }
+
+    /// Opens the first vagx render node.
+    pub fn open_first() -> io::Result<Self> {
+        let nodes = render_nodes()?;
+        let first = nodes
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no vagx render node"))?;
+        Self::open(first)
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// GET_PARAM with a given pad (tests pass garbage).
+    pub fn get_param_raw(&self, param: u32, pad: u32) -> io::Result<u64> {
+        let mut a = uapi::drm_vagx_get_param {
+            param,
+            pad,
+            value: 0,
+        };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_GET_PARAM, &mut a)?;
+        Ok(a.value)
+    }
+
+    /// GET_PARAM.
+    pub fn get_param(&self, param: u32) -> io::Result<u64> {
+        self.get_param_raw(param, 0)
+    }
+
+    /// GEM_CREATE with flags.
+    pub fn gem_create_raw(&self, size: u64, flags: u32) -> io::Result<u32> {
+        let mut a = uapi::drm_vagx_gem_create {
+            size,
+            flags,
+            handle: 0,
+        };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_GEM_CREATE, &mut a)?;
+        Ok(a.handle)
+    }
+
+    /// GEM_CREATE.
+    pub fn gem_create(&self, size: u64) -> io::Result<u32> {
+        self.gem_create_raw(size, 0)
+    }
+
+    /// Maps a buffer object of `len` bytes.
+    pub fn map(&self, handle: u32, len: usize) -> io::Result<Mapping> {
+        let mut a = uapi::drm_vagx_gem_mmap_offset {
+            handle,
+            flags: 0,
+            offset: 0,
+        };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_GEM_MMAP_OFFSET, &mut a)?;
+        let offset = libc::off_t::try_from(a.offset)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "mmap offset overflows"))?;
+        // SAFETY: a fresh shared mapping of the DRM file at the offset the kernel gave; no
+        // existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                self.file.as_raw_fd(),
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// GEM_MMAP_OFFSET alone (tests of its checks).
+    pub fn mmap_offset_raw(&self, handle: u32, flags: u32) -> io::Result<u64> {
+        let mut a = uapi::drm_vagx_gem_mmap_offset {
+            handle,
+            flags,
+            offset: 0,
+        };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_GEM_MMAP_OFFSET, &mut a)?;
+        Ok(a.offset)
+    }
+
+    /// Closes a GEM handle.
+    pub fn gem_close(&self, handle: u32) -> io::Result<()> {
+        drm_ffi::gem::close(self.fd(), handle).map(|_| ())
+    }
+
+    /// VM_CREATE.
+    pub fn vm_create(&self) -> io::Result<u32> {
+        let mut a = uapi::drm_vagx_vm_create { flags: 0, vm_id: 0 };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_VM_CREATE, &mut a)?;
+        Ok(a.vm_id)
+    }
+
+    /// VM_DESTROY.
+    pub fn vm_destroy(&self, vm_id: u32) -> io::Result<()> {
+        let mut a = uapi::drm_vagx_vm_destroy { vm_id, pad: 0 };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_VM_DESTROY, &mut a)
+    }
+
+    /// VM_BIND with every field given.
+    pub fn vm_bind_raw(&self, mut a: uapi::drm_vagx_vm_bind) -> io::Result<()> {
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_VM_BIND, &mut a)
+    }
+
+    /// Maps `range` bytes of `handle` at `va`, read-write.
+    pub fn vm_map(&self, vm_id: u32, handle: u32, va: u64, range: u64) -> io::Result<()> {
+        self.vm_bind_raw(uapi::drm_vagx_vm_bind {
+            vm_id,
+            op: uapi::DRM_VAGX_VM_BIND_OP_MAP,
+            handle,
+            flags: uapi::DRM_VAGX_VM_BIND_READ | uapi::DRM_VAGX_VM_BIND_WRITE,
+            bo_offset: 0,
+            va,
+            range,
+        })
+    }
+
+    /// Unmaps `range` bytes at `va`.
+    pub fn vm_unmap(&self, vm_id: u32, va: u64, range: u64) -> io::Result<()> {
+        self.vm_bind_raw(uapi::drm_vagx_vm_bind {
+            vm_id,
+            op: uapi::DRM_VAGX_VM_BIND_OP_UNMAP,
+            handle: 0,
+            flags: 0,
+            bo_offset: 0,
+            va,
+            range,
+        })
+    }
+
+    /// QUEUE_CREATE with every field given.
+    pub fn queue_create_raw(&self, mut a: uapi::drm_vagx_queue_create) -> io::Result<u32> {
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_QUEUE_CREATE, &mut a)?;
+        Ok(a.queue_id)
+    }
+
+    /// QUEUE_CREATE in `vm_id` at `priority` on the compute pipe.
+    pub fn queue_create(&self, vm_id: u32, priority: u32) -> io::Result<u32> {
+        self.queue_create_raw(uapi::drm_vagx_queue_create {
+            vm_id,
+            priority,
+            pipe: uapi::DRM_VAGX_PIPE_COMPUTE,
+            ..Default::default()
+        })
+    }
+
+    /// QUEUE_DESTROY.
+    pub fn queue_destroy(&self, queue_id: u32) -> io::Result<()> {
+        let mut a = uapi::drm_vagx_queue_destroy { queue_id, pad: 0 };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_QUEUE_DESTROY, &mut a)
+    }
+
+    /// QUEUE_GET_STATUS.
+    pub fn queue_status(&self, queue_id: u32) -> io::Result<uapi::drm_vagx_queue_get_status> {
+        let mut a = uapi::drm_vagx_queue_get_status {
+            queue_id,
+            ..Default::default()
+        };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_QUEUE_GET_STATUS, &mut a)?;
+        Ok(a)
+    }
+
+    /// SUBMIT with every field given (the syncs array is `syncs`).
+    pub fn submit_raw(
+        &self,
+        mut a: uapi::drm_vagx_submit,
+        syncs: &[uapi::drm_vagx_sync],
+    ) -> io::Result<()> {
+        if !syncs.is_empty() {
+            a.syncs = syncs.as_ptr() as u64;
+        }
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_SUBMIT, &mut a)
+    }
+
+    /// SUBMIT: runs `size` bytes of commands at `cmdbuf` on `queue_id`.
+    pub fn submit(&self, queue_id: u32, cmdbuf: u64, size: u32, syncs: &[Sync]) -> io::Result<()> {
+        let raw: Vec<uapi::drm_vagx_sync> = syncs
+            .iter()
+            .map(|s| uapi::drm_vagx_sync {
+                handle: s.handle,
+                flags: if s.signal {
+                    uapi::DRM_VAGX_SYNC_SIGNAL
+                } else {
+                    0
+                },
+                point: s.point,
+            })
+            .collect();
+        self.submit_raw(
+            uapi::drm_vagx_submit {
+                queue_id,
+                cmdbuf,
+                cmdbuf_size: size,
+                // CAST: tests use a handful of syncs.
+                sync_count: raw.len() as u32,
+                ..Default::default()
+            },
+            &raw,
+        )
+    }
+
+    /// A new syncobj.
+    pub fn syncobj(&self) -> io::Result<u32> {
+        Ok(drm_ffi::syncobj::create(self.fd(), false)?.handle)
+    }
+
+    /// Destroys a syncobj.
+    pub fn syncobj_destroy(&self, handle: u32) -> io::Result<()> {
+        drm_ffi::syncobj::destroy(self.fd(), handle).map(|_| ())
+    }
+
+    /// Waits for a binary syncobj (with WAIT_FOR_SUBMIT), up to `timeout_ms`.
+    pub fn wait(&self, handle: u32, timeout_ms: i64) -> io::Result<()> {
+        let deadline = now_ns() + timeout_ms * 1_000_000;
+        drm_ffi::syncobj::wait(
+            self.fd(),
+            &[handle],
+            deadline,
+            true,
+            true,
+        )
+        .map(|_| ())
+    }
+
+    /// Waits for timeline point `point` of `handle`, up to `timeout_ms`.
+    pub fn wait_point(&self, handle: u32, point: u64, timeout_ms: i64) -> io::Result<()> {
+        let deadline = now_ns() + timeout_ms * 1_000_000;
+        drm_ffi::syncobj::timeline_wait(
+            self.fd(),
+            &[handle],
+            &[point],
+            deadline,
+            true,
+            true,
+            false,
+        )
+        .map(|_| ())
+    }
+
+    /// The last signalled point of a timeline.
+    pub fn query(&self, handle: u32) -> io::Result<u64> {
+        let mut points = [0u64];
+        drm_ffi::syncobj::query(self.fd(), &[handle], &mut points, false)?;
+        Ok(points[0])
+    }
+
+    /// The fence of a binary syncobj as a sync_file fd.
+    pub fn export_sync_file(&self, handle: u32) -> io::Result<OwnedFd> {
+        let r = drm_ffi::syncobj::handle_to_fd(self.fd(), handle, true)?;
+        // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(r.fd) })
+    }
+
+    /// Replaces a binary syncobj's fence with a sync_file's.
+    pub fn import_sync_file(&self, handle: u32, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // drm-ffi 0.9's fd_to_handle cannot name the target handle; the raw ioctl can.
+        let mut a = drm_ffi::drm_syncobj_handle {
+            handle,
+            flags: drm_ffi::DRM_SYNCOBJ_FD_TO_HANDLE_FLAGS_IMPORT_SYNC_FILE,
+            fd: fd.as_raw_fd(),
+            pad: 0,
+            point: 0,
+        };
+        // DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE = DRM_IOWR(0xC2, struct drm_syncobj_handle).
+        ioctl(self.fd(), iowr(0xC2, size_of::<drm_ffi::drm_syncobj_handle>()), &mut a)
+    }
+}
+
+/// `DRM_IOWR(nr, size)`.
+fn iowr(nr: u32, size: usize) -> u32 {
+    // CAST: ioctl argument sizes fit in 14 bits.
+    (3 << 30) | ((size as u32) << 16) | (u32::from(b'd') << 8) | nr
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, as syncobj deadlines are.
+pub fn now_ns() -> i64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// The status of a sync_file's fence: `Ok(true)` signalled, `Ok(false)` pending, `Err` its
+/// error (SYNC_IOC_FILE_INFO).
+pub fn sync_file_status(fd: BorrowedFd<'_>) -> io::Result<Result<bool, i32>> {
+    /// `struct sync_file_info` of `<linux/sync_file.h>`.
+    #[repr(C)]
+    #[derive(Default)]
+    struct SyncFileInfo {
+        name: [u8; 32],
+        status: i32,
+        flags: u32,
+        num_fences: u32,
+        pad: u32,
+        sync_fence_info: u64,
+    }
+    let mut info = SyncFileInfo::default();
+    // SYNC_IOC_FILE_INFO = _IOWR('>', 4, struct sync_file_info).
+    // CAST: the struct is 56 bytes.
+    let req = (3u32 << 30) | ((size_of::<SyncFileInfo>() as u32) << 16) | (u32::from(b'>') << 8) | 4;
+    ioctl(fd, req, &mut info)?;
+    Ok(match info.status {
+        1 => Ok(true),
+        0 => Ok(false),
+        e => Err(-e),
+    })
+}
