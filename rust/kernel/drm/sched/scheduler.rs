@@ -648,7 +648,7 @@ impl<B: Backend> Shared<B> {
             let runner = running.as_ref().and_then(|_| Runner::try_take(this));
             if let Some(_runner) = runner {
                 match this.pick(false) {
-                    Some((job, Outcome::Run)) => Self::run(this, job),
+                    Some((job, Outcome::Run)) => drop(Self::run(this, job)),
                     Some((job, Outcome::Fail(err))) => {
                         job.complete(Some(err), 0);
                         this.job_freed(&job, None);
@@ -789,8 +789,12 @@ impl<B: Backend> Shared<B> {
                 }
                 job
             };
+            // Outside the signalling section, as in `process`.
             drop(prev);
-            let gpu_ns = job.complete_ran();
+            let gpu_ns = {
+                let _signalling = SignallingGuard::new();
+                job.complete_ran()
+            };
             freed = Some((job, gpu_ns));
             n += 1;
         }
@@ -1005,8 +1009,10 @@ impl<B: Backend> Shared<B> {
         Some((job, Outcome::Run))
     }
 
-    /// Runs one picked job on the hardware.
-    fn run(this: &Arc<Self>, job: Arc<JobNode<B>>) {
+    /// Runs one picked job on the hardware. A job that fails to start is completed and given
+    /// back, for the caller to drop outside its fence-signalling section.
+    #[must_use]
+    fn run(this: &Arc<Self>, job: Arc<JobNode<B>>) -> Option<Arc<JobNode<B>>> {
         let hw = this.backend.run_job(&job.data);
         let scheduled = {
             let mut inner = job.inner.lock();
@@ -1047,13 +1053,14 @@ impl<B: Backend> Shared<B> {
                     s.credits_used -= job.credits;
                 }
                 this.job_freed(&job, Some(0));
-                return;
+                return Some(job);
             }
         }
         if let Some(s) = scheduled {
             s.signal();
         }
         Self::put_on_hardware_list(this, job);
+        None
     }
 
     /// Adds a started job to the in-flight list; its timeout runs from now if it is the head.
@@ -1088,17 +1095,25 @@ impl<B: Backend> Shared<B> {
         // Serialises with the bypass and the timeout handler.
         let _running = this.run_lock.lock();
         let _runner = Runner::spin(this);
-        let _signalling = SignallingGuard::new();
         loop {
             this.complete_done();
-            match this.pick(false) {
-                Some((job, Outcome::Run)) => Self::run(this, job),
-                Some((job, Outcome::Fail(err))) => {
-                    job.complete(Some(err), 0);
-                    this.job_freed(&job, None);
+            let Some((job, outcome)) = this.pick(false) else {
+                break;
+            };
+            let failed = {
+                let _signalling = SignallingGuard::new();
+                match outcome {
+                    Outcome::Run => Self::run(this, job),
+                    Outcome::Fail(err) => {
+                        job.complete(Some(err), 0);
+                        this.job_freed(&job, None);
+                        Some(job)
+                    }
                 }
-                None => break,
-            }
+            };
+            // Freeing a job drops the driver's data, which may take locks a fence-signalling
+            // section must not (a buffer's reservation, as drm_sched's free_job may): outside.
+            drop(failed);
         }
         this.notify_progress();
     }
