@@ -141,6 +141,9 @@ pub fn tests() -> Vec<(&'static str, fn() -> Result<()>)> {
         ("clients_are_isolated", clients_are_isolated),
         ("queue_destroy_cancels_unfinished_jobs", queue_destroy_cancels_unfinished_jobs),
         ("close_with_jobs_in_flight", close_with_jobs_in_flight),
+        ("debugfs_shows_rings_queues_sched_and_log", debugfs_shows_state),
+        ("repeated_hangs_ban_the_queue", repeated_hangs_ban_the_queue),
+        ("firmware_crash_is_recovered", firmware_crash_is_recovered),
     ]
 }
 
@@ -647,4 +650,146 @@ pub fn firmware_mode_runs_the_same_work() -> Result<()> {
     fill_copy_checksum_results_are_right()?;
     timeline_syncobj_chains_jobs()?;
     hang_times_out_only_the_culprit()
+}
+
+/// The debugfs directory of the first vagx device, with debugfs mounted.
+pub fn debugfs_dir() -> Result<std::path::PathBuf> {
+    let root = std::path::Path::new("/sys/kernel/debug");
+    if !root.join("dri").exists() {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "debugfs", "debugfs", "/sys/kernel/debug"])
+            .status()
+            .context("running mount")?;
+        ensure!(status.success(), "mounting debugfs: {status}");
+    }
+    let first = sysfs::vagx_devices()?
+        .into_iter()
+        .next()
+        .context("no vagx device")?;
+    Ok(root.join(format!("vagx-{}", first.address)))
+}
+
+/// Arms a fault injection through debugfs.
+pub fn inject(cmd: &str) -> Result<()> {
+    let path = debugfs_dir()?.join("inject");
+    std::fs::write(&path, cmd).with_context(|| format!("writing {cmd:?} to {}", path.display()))
+}
+
+/// The text of a debugfs file of the first device.
+fn debugfs_read(name: &str) -> Result<String> {
+    let path = debugfs_dir()?.join(name);
+    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The firmware id of the queue the tests' context made last (debugfs lists `hwq <id>`).
+fn last_hw_queue_id() -> Result<u32> {
+    let text = debugfs_read("queues")?;
+    text.lines()
+        .filter_map(|l| l.strip_prefix("hwq "))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .max()
+        .context("no queue in debugfs")
+}
+
+fn debugfs_shows_state() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut c = CmdBuf::new();
+    c.nop();
+    ctx.run_and_wait(&c)?;
+    let rings = debugfs_read("rings")?;
+    for name in ["devctrl", "event", "fwlog", "stats", "pipe0", "pipe7"] {
+        ensure!(rings.contains(name), "rings lacks {name}: {rings}");
+    }
+    let queues = debugfs_read("queues")?;
+    ensure!(queues.contains("firmware state 2"), "queues: {queues}");
+    ensure!(queues.lines().any(|l| l.starts_with("hwq ")), "no queue listed: {queues}");
+    let sched = debugfs_read("sched")?;
+    ensure!(!sched.is_empty(), "empty sched file");
+    let log = debugfs_read("fwlog")?;
+    ensure!(log.contains("firmware running"), "fwlog: {log}");
+    ensure!(log.contains("created"), "fwlog lacks the queue creation: {log}");
+    expect_errno(
+        std::fs::write(debugfs_dir()?.join("inject"), "explode"),
+        libc::EINVAL,
+        "unknown inject command",
+    )?;
+    Ok(())
+}
+
+fn repeated_hangs_ban_the_queue() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut h = CmdBuf::new();
+    h.hang();
+    for i in 0..3 {
+        let s = g.syncobj()?;
+        ctx.run(&h, &[Sync::signal(s, 0)])
+            .with_context(|| format!("hang {i} refused"))?;
+        g.wait(s, WAIT_MS)?;
+        ensure!(ctx.fence_result(s)? == Err(libc::ETIMEDOUT), "hang {i}");
+    }
+    let st = g.queue_status(ctx.queue)?;
+    ensure!(
+        st.state == uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_BANNED && st.hangs == 3,
+        "status after three hangs {st:?}"
+    );
+    let mut c = CmdBuf::new();
+    c.nop();
+    expect_errno(ctx.run(&c, &[]), libc::ECANCELED, "submit to a banned queue")?;
+    // Other queues are untouched.
+    let other = Ctx::normal(&g)?;
+    other.run_and_wait(&c)?;
+    Ok(())
+}
+
+fn firmware_crash_is_recovered() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let bystander = Ctx::normal(&g)?;
+    let mut warm = CmdBuf::new();
+    warm.nop();
+    ctx.run_and_wait(&warm)?;
+    // The firmware crashes after two more entries complete.
+    inject("crash 2")?;
+    let mut syncs = Vec::new();
+    for i in 0..6u32 {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.delay(2_000_000).write32(ctx.va(u64::from(i) * 4), i + 1);
+        ctx.run(&c, &[Sync::signal(s, 0)])?;
+        syncs.push(s);
+    }
+    let mut results = Vec::new();
+    for s in &syncs {
+        g.wait(*s, WAIT_MS).context("a job never signalled across the crash")?;
+        results.push(ctx.fence_result(*s)?);
+    }
+    ensure!(
+        results.iter().any(|r| *r == Err(libc::ENODEV)),
+        "no job failed with ENODEV: {results:?}"
+    );
+    ensure!(
+        results.iter().all(|r| r.is_ok() || *r == Err(libc::ENODEV)),
+        "unexpected errors: {results:?}"
+    );
+    // Every job that succeeded did its work.
+    for (i, r) in results.iter().enumerate() {
+        if r.is_ok() {
+            ensure!(ctx.map.u32_at(ctx.off(4 * i as u64)) == i as u32 + 1, "job {i}");
+        }
+    }
+    // After the reset both queues run again, with their VMs.
+    let mut after = CmdBuf::new();
+    after.write32(ctx.va(0x1000), 77);
+    ctx.run_and_wait(&after).context("queue after the crash")?;
+    ensure!(ctx.map.u32_at(ctx.off(0x1000)) == 77);
+    let mut b = CmdBuf::new();
+    b.write32(bystander.va(0), 78);
+    bystander.run_and_wait(&b).context("other queue after the crash")?;
+    ensure!(bystander.map.u32_at(bystander.off(0)) == 78);
+    let queues = debugfs_read("queues")?;
+    ensure!(queues.contains("resets 1"), "reset not counted: {queues}");
+    let _ = last_hw_queue_id;
+    Ok(())
 }

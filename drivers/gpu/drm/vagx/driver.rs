@@ -17,6 +17,7 @@ use kernel::{
 
 use crate::{
     abi,
+    debugfs::Debugfs,
     drv::{
         VagxData,
         VagxDriver, //
@@ -36,6 +37,7 @@ use crate::{
 
 /// Per-device state of a bound vagx GPU.
 pub(crate) struct VagxPci {
+    _debugfs: Debugfs,
     gpu: Arc<Gpu>,
     _drm: ARef<drm::Device<VagxDriver>>,
     _irq: Pin<KBox<irq::Registration<IrqHandler>>>,
@@ -133,6 +135,7 @@ impl pci::Driver for VagxPciDriver {
         });
         let drm = drm::UnregisteredDevice::<VagxDriver>::new(pdev.as_ref(), data)?;
         let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
+        let debugfs = Debugfs::new(pdev.as_ref().name(), &gpu, drm)?;
 
         let mode_name = if mode == uapi::SCHED_KERNEL {
             "kernel"
@@ -151,6 +154,7 @@ impl pci::Driver for VagxPciDriver {
         );
 
         Ok(VagxPci {
+            _debugfs: debugfs,
             gpu,
             _drm: drm.into(),
             _irq: irq,

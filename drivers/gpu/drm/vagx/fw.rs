@@ -5,6 +5,11 @@
 //! Everything here follows `Documentation/gpu/vagx-firmware.rst`; what the driver does with
 //! an event is [`crate::gpu`]'s business.
 
+use core::sync::atomic::{
+    AtomicBool,
+    Ordering, //
+};
+
 use kernel::{
     device::{
         Bound,
@@ -139,6 +144,8 @@ struct Reply {
 #[pin_data]
 pub(crate) struct Firmware {
     bar: Devres<Bar0>,
+    /// Set from a crash until the firmware runs again: work handed over now would be lost.
+    down: AtomicBool,
     /// The init data block (4 KiB aligned, as the ABI asks).
     init: FwMem,
     /// `NUM_STAMP_SLOTS` stamps, written by the firmware.
@@ -188,6 +195,7 @@ impl Firmware {
         let pending = FwMem::new(dev, size_of::<PendingTable>())?;
         Ok(try_pin_init!(Self {
             bar,
+            down: AtomicBool::new(false),
             init,
             stamps,
             pending,
@@ -199,6 +207,16 @@ impl Firmware {
             stats <- new_spinlock_irq!(stats),
             pipes <- new_spinlock_irq!(pipes),
         }? Error))
+    }
+
+    /// Whether the firmware is down (crashed, being rebooted): submissions fail with `ENODEV`.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
+    /// Marks the firmware down or up again.
+    pub(crate) fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 
     /// Runs `f` on the registers, or `ENODEV` once the device is unbound.

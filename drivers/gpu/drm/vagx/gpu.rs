@@ -54,6 +54,7 @@ use crate::{
             PENDING_CULPRIT,
             PENDING_VALID, //
         },
+        channels::LogMsg,
         mbox,
         regs as r, MAX_QUEUES, MAX_VMS, NUM_STAMP_SLOTS,
     },
@@ -85,6 +86,19 @@ pub(crate) struct QueueSlot {
     pub(crate) status: Arc<SpinLockIrq<FaultInfo>>,
 }
 
+/// Faults and timeouts after which a queue is banned.
+pub(crate) const BAN_LIMIT: u32 = 3;
+
+/// Firmware log messages kept for debugfs.
+const LOG_KEEP: usize = 64;
+
+/// The last [`LOG_KEEP`] firmware log messages, a ring.
+struct LogKeep {
+    msgs: KVec<LogMsg>,
+    next: usize,
+    total: u64,
+}
+
 /// Ids handed out to queues and VMs (device-wide: the firmware's name space).
 struct Ids {
     queues: [bool; MAX_QUEUES],
@@ -106,6 +120,8 @@ pub(crate) struct Gpu {
     slots: SpinLockIrq<KVec<Option<QueueSlot>>>,
     #[pin]
     ids: Mutex<Ids>,
+    #[pin]
+    log: SpinLockIrq<LogKeep>,
     /// Serialises recovery with queue and VM changes.
     #[pin]
     pub(crate) recovery: Mutex<()>,
@@ -137,6 +153,10 @@ impl Gpu {
         for _ in 0..NUM_STAMP_SLOTS {
             slots.push(None, GFP_KERNEL)?;
         }
+        let mut msgs = KVec::with_capacity(LOG_KEEP, GFP_KERNEL)?;
+        for _ in 0..LOG_KEEP {
+            msgs.push(crate::abi::pod::zeroed::<LogMsg>(), GFP_KERNEL)?;
+        }
         let dev: &Device<Bound> = pdev.as_ref();
         let pdev: &pci::Device = pdev;
         Arc::pin_init(
@@ -151,6 +171,11 @@ impl Gpu {
                     roots: [None; MAX_VMS],
                 }),
                 recovery <- new_mutex!(()),
+                log <- new_spinlock_irq!(LogKeep {
+                    msgs,
+                    next: 0,
+                    total: 0,
+                }),
                 recover_work <- new_work!("vagx::recover"),
                 halted: AtomicBool::new(false),
                 crashed: AtomicBool::new(false),
@@ -297,6 +322,10 @@ impl Gpu {
         this.irqs.fetch_add(1, Relaxed);
         let mut events = false;
         while let Some(m) = Firmware::recv(bar) {
+            if m.endpoint != mbox::EP_FIRMWARE {
+                dev_warn!(dev, "mailbox message from endpoint {:#x}\n", m.endpoint);
+                continue;
+            }
             match mbox::message_type(m.msg) {
                 mbox::MSG_RX_DOORBELL => events = true,
                 mbox::MSG_CRASHED => {
@@ -318,6 +347,9 @@ impl Gpu {
         // Events are read on every interrupt: a dropped RX_DOORBELL loses nothing.
         let _ = events;
         this.drain_events(dev);
+        if this.crashed.load(Relaxed) {
+            this.fw.set_down(true);
+        }
         if this.crashed.load(Relaxed) || this.halted.load(Relaxed) {
             let _ = workqueue::system().enqueue(this.clone());
         }
@@ -405,6 +437,15 @@ impl Gpu {
 
     fn drain_log(&self, dev: &Device) {
         while let Ok(Some(msg)) = self.fw.next_log() {
+            {
+                let mut keep = self.log.lock();
+                let at = keep.next;
+                if let Some(slot) = keep.msgs.get_mut(at) {
+                    *slot = msg;
+                }
+                keep.next = (at + 1) % LOG_KEEP;
+                keep.total += 1;
+            }
             let text = log_text(&msg);
             match msg.level {
                 channels::LOG_ERROR => dev_err!(dev, "fw: {}\n", text),
@@ -431,8 +472,21 @@ impl Gpu {
                 continue;
             }
             culprits += 1;
-            if let Some((hw, _)) = self.slot_hw(e.queue as usize) {
+            if let Some((hw, status)) = self.slot_hw(e.queue as usize) {
                 hw.mark_discard(e.next_stamp, err);
+                // Banned before the reset signals the culprit's fence, so that userspace
+                // seeing the fence sees the ban.
+                let banned = {
+                    let mut s = status.lock();
+                    if s.hangs >= BAN_LIMIT {
+                        s.state = crate::uapi::QUEUE_BANNED;
+                    }
+                    s.state == crate::uapi::QUEUE_BANNED
+                };
+                if banned {
+                    dev_warn!(self.dev(), "queue {} banned after {} hangs\n", e.queue, BAN_LIMIT);
+                    hw.ban();
+                }
                 self.fw.call(&DevCtrlResetQueue(channels::DevCtrlQueue { queue: e.queue }))?;
             }
         }
@@ -447,10 +501,13 @@ impl Gpu {
     /// After a crash: every entry on the hardware fails with `ENODEV`, the firmware reboots
     /// and the queues are created again; queued jobs run after.
     fn recover_crash(&self) -> Result {
+        self.fw.set_down(true);
         self.resets.fetch_add(1, Relaxed);
+        let mut failed = 0;
         self.each_slot(|hw| {
-            hw.fail_all(ENODEV, false);
+            failed += hw.fail_all(ENODEV, false);
         });
+        dev_info!(self.dev(), "{} entries on the hardware failed with ENODEV\n", failed);
         self.fw.boot(self.dev())?;
         self.rebind_vms()?;
         let mut result = Ok(());
@@ -459,6 +516,9 @@ impl Gpu {
                 result = Err(e);
             }
         });
+        if result.is_ok() {
+            self.fw.set_down(false);
+        }
         result
     }
 
@@ -473,6 +533,44 @@ impl Gpu {
     /// Halts the firmware (debugfs and tests use it to check recovery).
     pub(crate) fn halt(&self) -> Result {
         self.fw.call(&DevCtrlHalt { _pad: 0 })
+    }
+
+    /// Arms a fault injection (`abi::regs::INJECT_*` with its arguments).
+    pub(crate) fn inject(&self, what: u32, arg0: u32, arg1: u32) -> Result {
+        self.fw.with_bar(|bar| {
+            bar.write32(arg0, r::DEBUG_ARG0);
+            bar.write32(arg1, r::DEBUG_ARG1);
+            bar.write32(what, r::DEBUG_INJECT);
+        })
+    }
+
+    /// Debugfs: the driver's counters.
+    pub(crate) fn dump_stats(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let state = self.fw.with_bar(|bar| bar.read32(r::FW_STATE)).unwrap_or(u32::MAX);
+        writeln!(
+            w,
+            "firmware state {} irqs {} events {} recoveries {} resets {}{}",
+            state,
+            self.irqs.load(Relaxed),
+            self.events.load(Relaxed),
+            self.recoveries.load(Relaxed),
+            self.resets.load(Relaxed),
+            if self.is_lost() { " LOST" } else { "" }
+        )
+    }
+
+    /// Debugfs: the last firmware log messages, oldest first.
+    pub(crate) fn dump_log(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        let keep = self.log.lock();
+        // CAST: LOG_KEEP is small.
+        let n = keep.total.min(LOG_KEEP as u64) as usize;
+        for i in 0..n {
+            let at = (keep.next + LOG_KEEP - n + i) % LOG_KEEP;
+            if let Some(m) = keep.msgs.get(at) {
+                writeln!(w, "[{:>12}] {} {}", m.time_ns, m.level, log_text(m))?;
+            }
+        }
+        Ok(())
     }
 
     /// Debugfs: every queue.

@@ -198,6 +198,11 @@ impl HwQueue {
         if let Some(err) = inner.dead {
             return Err(err);
         }
+        // Checked under the lock the crash recovery fails entries under: an entry written
+        // before the crash was noticed is failed there, one after is refused here.
+        if fw.is_down() {
+            return Err(ENODEV);
+        }
         if inner.len + 1 >= self.idx.count() as usize {
             return Err(EBUSY);
         }
@@ -274,6 +279,12 @@ impl HwQueue {
             culprit_error: err,
             until,
         });
+    }
+
+    /// Takes no more entries: later submits fail with `ECANCELED` (entries on the hardware run
+    /// to completion).
+    pub(crate) fn ban(&self) {
+        self.inner.lock().dead = Some(ecanceled());
     }
 
     /// Fails every entry on the hardware with `err`; with `forever`, later submits too.

@@ -135,8 +135,8 @@ pub(crate) struct Queue {
     status: Arc<SpinLockIrq<FaultInfo>>,
     /// Dropped before `own_sched`, which it may run on.
     entity: Entity<FwBackend>,
-    /// Firmware mode: the queue's own scheduler.
-    own_sched: Option<Scheduler<FwBackend>>,
+    /// Firmware mode: the queue's own scheduler (owned here, used through the entity).
+    _own_sched: Option<Scheduler<FwBackend>>,
     submitted: AtomicU64,
 }
 
@@ -186,6 +186,11 @@ impl Queue {
                 None => scheds.0.get(fw_prio as usize).ok_or(EINVAL)?,
             };
             let entity = Entity::new(sched, prio)?;
+            // Not while a crash recovery re-creates the firmware's queues.
+            let _recovery = gpu.recovery.lock();
+            if gpu.is_lost() {
+                return Err(ENODEV);
+            }
             hw.reset_ring()?;
             gpu.fw.call(&hw.create_args())?;
             gpu.install(QueueSlot {
@@ -199,7 +204,7 @@ impl Queue {
                     vm,
                     status,
                     entity,
-                    own_sched,
+                    _own_sched: own_sched,
                     submitted: AtomicU64::new(0),
                 },
                 GFP_KERNEL,
@@ -220,6 +225,12 @@ impl Queue {
 
     /// A job running the command buffer at `cmdbuf` (GPU VA) of `len` bytes.
     pub(crate) fn job(&self, cmdbuf: u64, len: u32) -> Result<VagxJob> {
+        if self.gpu.is_lost() {
+            return Err(ENODEV);
+        }
+        if self.status.lock().state == uapi::QUEUE_BANNED {
+            return Err(ecanceled());
+        }
         Ok(VagxJob {
             hw: self.hw.clone(),
             entry: QueueEntry {

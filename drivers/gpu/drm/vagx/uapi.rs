@@ -30,7 +30,6 @@ pub(crate) const PIPE_COPY: u32 = uapi::DRM_VAGX_PIPE_COPY;
 
 pub(crate) const SYNC_SIGNAL: u32 = uapi::DRM_VAGX_SYNC_SIGNAL;
 
-pub(crate) const QUEUE_OK: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_OK;
 pub(crate) const QUEUE_FAULTED: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_FAULTED;
 pub(crate) const QUEUE_TIMED_OUT: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_TIMED_OUT;
 pub(crate) const QUEUE_BANNED: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_BANNED;

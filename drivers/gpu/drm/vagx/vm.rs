@@ -254,16 +254,6 @@ impl Vm {
             .retain(|m| !(va <= m.va && m.va + m.range <= va + range));
         Ok(())
     }
-
-    /// Debugfs: the VM's mappings.
-    pub(crate) fn dump(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
-        let t = self.tables.lock();
-        writeln!(w, "vm {} tables {}", self.id, t.tables.len())?;
-        for m in t.mappings.iter() {
-            writeln!(w, "  {:#012x}..{:#012x}", m.va, m.va + m.range)?;
-        }
-        Ok(())
-    }
 }
 
 impl Tables {

@@ -1,0 +1,149 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Debugfs: `/sys/kernel/debug/vagx-<pci address>/` with the rings, the queues, the kernel
+//! schedulers, the firmware log, and `inject`, which arms the device's fault injection.
+//!
+//! `inject` takes one command: `hang <queue>`, `fault <queue> <command>`, `crash <entries>`,
+//! `drop-irqs <n>`, `halt` or `clear`. Queue ids are the firmware's (`queues` lists them).
+
+use core::fmt;
+
+use kernel::{
+    debugfs::{
+        Dir,
+        File,
+        Reader,
+    },
+    prelude::*,
+    str::CString,
+    sync::Arc,
+    uaccess::UserSliceReader,
+};
+
+use crate::{
+    abi::regs as r,
+    drv::VagxData,
+    gpu::Gpu,
+};
+
+/// `rings`: both pointers of every ring.
+struct Rings(Arc<Gpu>);
+
+impl fmt::Debug for Rings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fw.dump_rings(f)
+    }
+}
+
+/// `queues`: every firmware work queue and the driver's counters.
+struct Queues(Arc<Gpu>);
+
+impl fmt::Debug for Queues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.dump_stats(f)?;
+        self.0.dump_queues(f)
+    }
+}
+
+/// `fwlog`: the last messages of the firmware log.
+struct FwLog(Arc<Gpu>);
+
+impl fmt::Debug for FwLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.dump_log(f)
+    }
+}
+
+/// `inject`: arms a fault injection.
+struct Inject(Arc<Gpu>);
+
+impl fmt::Debug for Inject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "hang <queue> | fault <queue> <command> | crash <entries> | drop-irqs <n> | halt | clear"
+        )
+    }
+}
+
+impl Reader for Inject {
+    fn read_from_slice(&self, reader: &mut UserSliceReader) -> Result {
+        let mut buf = [0u8; 64];
+        let n = reader.len().min(buf.len());
+        reader.read_slice(&mut buf[..n])?;
+        let text = core::str::from_utf8(&buf[..n]).map_err(|_| EINVAL)?;
+        let mut words = text.split_whitespace();
+        let cmd = words.next().ok_or(EINVAL)?;
+        let mut arg = || -> Result<u32> {
+            words.next().ok_or(EINVAL)?.parse::<u32>().map_err(|_| EINVAL)
+        };
+        let (what, a0, a1) = match cmd {
+            "hang" => (r::INJECT_HANG_QUEUE, arg()?, 0),
+            "fault" => {
+                let q = arg()?;
+                (r::INJECT_FAULT_AT, q, arg()?)
+            }
+            "crash" => (r::INJECT_CRASH_AFTER, arg()?, 0),
+            "drop-irqs" => (r::INJECT_DROP_IRQS, arg()?, 0),
+            "clear" => (r::INJECT_CLEAR, 0, 0),
+            "halt" => return self.0.halt(),
+            _ => return Err(EINVAL),
+        };
+        self.0.inject(what, a0, a1)
+    }
+}
+
+/// The `sched` file: the kernel-mode schedulers' state.
+struct Scheds(Arc<VagxDataRef>);
+
+/// What `sched` shows, kept by the DRM device's data.
+pub(crate) struct VagxDataRef {
+    views: KVec<kernel::drm::sched::DebugfsView<crate::queue::FwBackend>>,
+}
+
+impl fmt::Debug for Scheds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.views.is_empty() {
+            writeln!(f, "firmware mode: one scheduler per queue")?;
+        }
+        for (prio, v) in self.0.views.iter().enumerate() {
+            writeln!(f, "priority {prio}:")?;
+            write!(f, "{v:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The device's debugfs directory; removed when dropped.
+pub(crate) struct Debugfs {
+    _rings: Pin<KBox<File<Rings>>>,
+    _queues: Pin<KBox<File<Queues>>>,
+    _fwlog: Pin<KBox<File<FwLog>>>,
+    _sched: Pin<KBox<File<Scheds>>>,
+    _inject: Pin<KBox<File<Inject>>>,
+    _dir: Dir,
+}
+
+impl Debugfs {
+    /// Creates the directory for the device named `name`.
+    pub(crate) fn new(name: &CStr, gpu: &Arc<Gpu>, data: &VagxData) -> Result<Self> {
+        let dir_name = CString::try_from_fmt(fmt!("vagx-{}", name))?;
+        let dir = Dir::new(&dir_name);
+        let mut views = KVec::new();
+        for s in data.scheds.0.iter() {
+            views.push(s.debugfs_view(), GFP_KERNEL)?;
+        }
+        let scheds = Arc::new(VagxDataRef { views }, GFP_KERNEL)?;
+        Ok(Self {
+            _rings: KBox::pin_init(dir.read_only_file(c"rings", Rings(gpu.clone())), GFP_KERNEL)?,
+            _queues: KBox::pin_init(dir.read_only_file(c"queues", Queues(gpu.clone())), GFP_KERNEL)?,
+            _fwlog: KBox::pin_init(dir.read_only_file(c"fwlog", FwLog(gpu.clone())), GFP_KERNEL)?,
+            _sched: KBox::pin_init(dir.read_only_file(c"sched", Scheds(scheds)), GFP_KERNEL)?,
+            _inject: KBox::pin_init(
+                dir.read_write_file(c"inject", Inject(gpu.clone())),
+                GFP_KERNEL,
+            )?,
+            _dir: dir,
+        })
+    }
+}
