@@ -144,6 +144,7 @@ pub fn tests() -> Vec<(&'static str, fn() -> Result<()>)> {
         ("debugfs_shows_rings_queues_sched_and_log", debugfs_shows_state),
         ("repeated_hangs_ban_the_queue", repeated_hangs_ban_the_queue),
         ("firmware_crash_is_recovered", firmware_crash_is_recovered),
+        ("unbind_with_open_files_and_jobs_in_flight", unbind_with_open_files),
     ]
 }
 
@@ -791,5 +792,42 @@ fn firmware_crash_is_recovered() -> Result<()> {
     let queues = debugfs_read("queues")?;
     ensure!(queues.contains("resets 1"), "reset not counted: {queues}");
     let _ = last_hw_queue_id;
+    Ok(())
+}
+
+fn unbind_with_open_files() -> Result<()> {
+    let dev = sysfs::vagx_devices()?
+        .into_iter()
+        .next()
+        .context("no vagx device")?;
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut slow = CmdBuf::new();
+    slow.delay(50_000_000);
+    let mut syncs = Vec::new();
+    for _ in 0..4 {
+        let s = g.syncobj()?;
+        ctx.run(&slow, &[Sync::signal(s, 0)])?;
+        syncs.push(s);
+    }
+    std::fs::write("/sys/bus/pci/drivers/vagx/unbind", &dev.address).context("unbind")?;
+    // Every job completes, with ENODEV if it had not finished; the file still works, and
+    // what needs the device says ENODEV.
+    for s in &syncs {
+        g.wait(*s, WAIT_MS).context("a job never signalled after the unbind")?;
+        let r = ctx.fence_result(*s)?;
+        ensure!(r.is_ok() || r == Err(libc::ENODEV), "job result {r:?}");
+    }
+    expect_errno(ctx.run(&slow, &[]), libc::ENODEV, "submit after unbind")?;
+    expect_errno(g.vm_create(), libc::ENODEV, "VM_CREATE after unbind")?;
+    drop(ctx);
+    drop(g);
+    std::fs::write("/sys/bus/pci/drivers/vagx/bind", &dev.address).context("bind")?;
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut c = CmdBuf::new();
+    c.write32(ctx.va(0), 9);
+    ctx.run_and_wait(&c)?;
+    ensure!(ctx.map.u32_at(ctx.off(0)) == 9, "device broken after rebinding");
     Ok(())
 }
