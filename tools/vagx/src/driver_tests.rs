@@ -35,7 +35,6 @@ pub struct Ctx<'g> {
     pub bo: u32,
     pub queue: u32,
     pub map: Mapping,
-    pub size: u64,
     next_cmd: std::cell::Cell<u64>,
 }
 
@@ -53,7 +52,6 @@ impl<'g> Ctx<'g> {
             bo,
             queue,
             map,
-            size,
             next_cmd: std::cell::Cell::new(0),
         })
     }
@@ -145,6 +143,18 @@ pub fn tests() -> Vec<(&'static str, fn() -> Result<()>)> {
         ("repeated_hangs_ban_the_queue", repeated_hangs_ban_the_queue),
         ("firmware_crash_is_recovered", firmware_crash_is_recovered),
         ("unbind_with_open_files_and_jobs_in_flight", unbind_with_open_files),
+        ("tool_submit_runs_a_described_command_buffer", || {
+            crate::workload::submit("fill:65536:0xdeadbeef,copy:65536,checksum:65536,gemm:16", "normal")
+        }),
+        ("tool_stress_processes_queues_priorities", || crate::workload::stress(3, 2, 20, 7)),
+        ("tool_bench_writes_json", || {
+            let path = std::path::Path::new("/tmp/vagx-bench.json");
+            crate::workload::bench(50, Some(path))?;
+            let text = std::fs::read_to_string(path)?;
+            ensure!(text.contains("\"throughput_jobs_per_s\""), "bench JSON: {text}");
+            Ok(())
+        }),
+        ("tool_demo_recovers_its_hang", crate::workload::demo),
     ]
 }
 
@@ -431,7 +441,7 @@ fn timeline_syncobj_chains_jobs() -> Result<()> {
     let g = Gpu::open_first()?;
     let a = Ctx::normal(&g)?;
     let t = g.syncobj()?;
-    let mut step = |i: u64, cmds: &CmdBuf| -> io::Result<()> {
+    let step = |i: u64, cmds: &CmdBuf| -> io::Result<()> {
         let waits = if i > 1 { vec![Sync::wait(t, i - 1)] } else { vec![] };
         let mut syncs = waits;
         syncs.push(Sync::signal(t, i));
@@ -682,16 +692,6 @@ fn debugfs_read(name: &str) -> Result<String> {
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The firmware id of the queue the tests' context made last (debugfs lists `hwq <id>`).
-fn last_hw_queue_id() -> Result<u32> {
-    let text = debugfs_read("queues")?;
-    text.lines()
-        .filter_map(|l| l.strip_prefix("hwq "))
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .max()
-        .context("no queue in debugfs")
-}
-
 fn debugfs_shows_state() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
@@ -791,7 +791,6 @@ fn firmware_crash_is_recovered() -> Result<()> {
     ensure!(bystander.map.u32_at(bystander.off(0)) == 78);
     let queues = debugfs_read("queues")?;
     ensure!(queues.contains("resets 1"), "reset not counted: {queues}");
-    let _ = last_hw_queue_id;
     Ok(())
 }
 

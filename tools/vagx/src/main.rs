@@ -11,6 +11,7 @@ mod module;
 mod sysfs;
 mod tests;
 mod uapi;
+mod workload;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -33,12 +34,76 @@ enum Command {
         #[arg(long)]
         module: std::path::PathBuf,
     },
+    /// Runs one command buffer described as `op[:arg...],...` and checks its results.
+    ///
+    /// Ops: fill:<len>:<pattern>, copy:<len>, checksum:<len>, gemm:<n>, delay:<ns>, nop.
+    Submit {
+        /// The commands, e.g. `fill:65536:0xdeadbeef,copy:65536,checksum:65536,gemm:16`.
+        desc: String,
+        /// Queue priority: low, normal or high.
+        #[arg(long, default_value = "normal")]
+        prio: String,
+    },
+    /// Processes x queues x priorities with random dependencies; checks every result.
+    Stress {
+        #[arg(long, default_value_t = 3)]
+        procs: u32,
+        #[arg(long, default_value_t = 2)]
+        queues: u32,
+        #[arg(long, default_value_t = 40)]
+        jobs: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Submit-to-signal latency percentiles and tiny-job throughput.
+    Bench {
+        #[arg(long, default_value_t = 200)]
+        samples: u32,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<std::path::PathBuf>,
+    },
+    /// What `make run` shows: three processes, dependent jobs, one recovered hang.
+    Demo,
+    /// One worker process of `stress` and `demo` (internal).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        prio: String,
+        #[arg(long)]
+        queues: u32,
+        #[arg(long)]
+        jobs: u32,
+        #[arg(long)]
+        seed: u64,
+        #[arg(long)]
+        hang: bool,
+    },
 }
 
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Submit { desc, prio } => workload::submit(&desc, &prio),
+        Command::Stress {
+            procs,
+            queues,
+            jobs,
+            seed,
+        } => workload::stress(procs, queues, jobs, seed),
+        Command::Bench { samples, json } => workload::bench(samples, json.as_deref()),
+        Command::Demo => workload::demo(),
+        Command::Worker {
+            name,
+            prio,
+            queues,
+            jobs,
+            seed,
+            hang,
+        } => workload::worker(&name, &prio, queues, jobs, seed, hang),
         Command::Test { module } => tests::run(&module).and_then(|tally| {
             if tally.failed == 0 {
                 Ok(())
