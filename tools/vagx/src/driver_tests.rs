@@ -140,6 +140,7 @@ pub fn tests() -> Vec<(&'static str, fn() -> Result<()>)> {
         ("queue_destroy_cancels_unfinished_jobs", queue_destroy_cancels_unfinished_jobs),
         ("close_with_jobs_in_flight", close_with_jobs_in_flight),
         ("debugfs_shows_rings_queues_sched_and_log", debugfs_shows_state),
+        ("fdinfo_reports_engine_time_and_memory", fdinfo_reports_usage),
         ("repeated_hangs_ban_the_queue", repeated_hangs_ban_the_queue),
         ("firmware_crash_is_recovered", firmware_crash_is_recovered),
         ("unbind_with_open_files_and_jobs_in_flight", unbind_with_open_files),
@@ -828,5 +829,41 @@ fn unbind_with_open_files() -> Result<()> {
     c.write32(ctx.va(0), 9);
     ctx.run_and_wait(&c)?;
     ensure!(ctx.map.u32_at(ctx.off(0)) == 9, "device broken after rebinding");
+    Ok(())
+}
+
+/// The `key:\tvalue` lines of this process's fdinfo for `gpu`'s file.
+fn fdinfo(gpu: &Gpu) -> Result<std::collections::HashMap<String, String>> {
+    let path = format!("/proc/self/fdinfo/{}", gpu.raw_fd());
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect())
+}
+
+fn fdinfo_reports_usage() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let before = fdinfo(&g)?;
+    ensure!(before.get("drm-driver").map(String::as_str) == Some("vagx"), "{before:?}");
+    ensure!(before.contains_key("drm-client-id"), "no client id: {before:?}");
+    let engine = |m: &std::collections::HashMap<String, String>| -> Result<u64> {
+        let v = m.get("drm-engine-compute").context("no drm-engine-compute")?;
+        Ok(v.trim_end_matches(" ns").parse()?)
+    };
+    ensure!(engine(&before)? == 0, "engine time before any job: {before:?}");
+    let mut c = CmdBuf::new();
+    c.delay(3_000_000);
+    ctx.run_and_wait(&c)?;
+    let after = fdinfo(&g)?;
+    let ns = engine(&after)?;
+    ensure!(ns > 0, "engine time after a 3 ms job: {after:?}");
+    ensure!(after.contains_key("drm-engine-copy"), "no copy engine key");
+    let total = after
+        .get("drm-total-memory")
+        .context("no drm-total-memory")?;
+    ensure!(total.starts_with('1') || total.contains("MiB") || total.contains("KiB"), "total {total}");
     Ok(())
 }

@@ -135,6 +135,11 @@ impl Gpu {
         Self::open(first)
     }
 
+    /// The file descriptor number (for /proc/self/fdinfo).
+    pub fn raw_fd(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+
     fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }

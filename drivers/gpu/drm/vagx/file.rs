@@ -101,6 +101,22 @@ pub(crate) type VagxFile = drm::File<File>;
 impl drm::file::DriverFile for File {
     type Driver = VagxDriver;
 
+    fn show_fdinfo(file: &VagxFile, info: &mut drm::file::FdInfo<'_>) {
+        // GPU time of the client's completed jobs, per pipe.
+        let (mut compute, mut copy) = (0u64, 0u64);
+        for (_, q) in file.inner().queues.lock().items.iter() {
+            let ns = q.entity().usage().0;
+            if q.uapi_pipe() == u::PIPE_COPY {
+                copy += ns;
+            } else {
+                compute += ns;
+            }
+        }
+        info.print(fmt!("drm-engine-compute:\t{} ns\n", compute));
+        info.print(fmt!("drm-engine-copy:\t{} ns\n", copy));
+        info.memory_stats();
+    }
+
     fn open(_dev: &VagxDevice) -> Result<Pin<KBox<Self>>> {
         KBox::try_pin_init(
             try_pin_init!(Self {

@@ -138,6 +138,8 @@ pub(crate) struct Queue {
     /// Firmware mode: the queue's own scheduler (owned here, used through the entity).
     _own_sched: Option<Scheduler<FwBackend>>,
     submitted: AtomicU64,
+    /// The UAPI pipe (`DRM_VAGX_PIPE_*`), for fdinfo's engine keys.
+    uapi_pipe: u32,
 }
 
 /// The firmware priority (0 highest) of a UAPI priority.
@@ -165,6 +167,7 @@ impl Queue {
             uapi::PIPE_COPY => PipeType::Copy,
             _ => return Err(EINVAL),
         };
+        let uapi_pipe = pipe;
         let id = gpu.alloc_queue_id()?;
         let made = (|| -> Result<Arc<Self>> {
             let pipe = abi::pipe_index(ty, fw_prio);
@@ -206,6 +209,7 @@ impl Queue {
                     entity,
                     _own_sched: own_sched,
                     submitted: AtomicU64::new(0),
+                    uapi_pipe,
                 },
                 GFP_KERNEL,
             )?)
@@ -244,6 +248,11 @@ impl Queue {
             )?,
             _vm: self.vm.clone(),
         })
+    }
+
+    /// The UAPI pipe.
+    pub(crate) fn uapi_pipe(&self) -> u32 {
+        self.uapi_pipe
     }
 
     /// Counts a submitted job.
