@@ -40,7 +40,9 @@ impl CmdBuf {
 
     /// Does nothing.
     pub fn nop(&mut self) -> &mut Self {
-        self.push(&CmdNop { header: CmdNop::HEADER })
+        self.push(&CmdNop {
+            header: CmdNop::HEADER,
+        })
     }
 
     /// Waits `ns` of device time.
@@ -141,7 +143,9 @@ mod tests {
     #[test]
     fn commands_are_encoded_back_to_back_with_their_sizes() {
         let mut c = CmdBuf::new();
-        c.nop().fill(0x1000, 64, 0xdead_beef).copy(0x1000, 0x2000, 64);
+        c.nop()
+            .fill(0x1000, 64, 0xdead_beef)
+            .copy(0x1000, 0x2000, 64);
         assert_eq!(c.count(), 3);
         assert_eq!(c.len(), 8 + 32 + 32);
         // Each header's size field says where the next command starts.

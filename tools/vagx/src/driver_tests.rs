@@ -3,12 +3,7 @@
 //! The driver's conformance tests: every ioctl with good and bad input, real GPU work with
 //! checked results, syncobjs (binary, timeline, sync_file), faults, hangs and isolation.
 
-use std::{
-    io,
-    os::fd::AsFd,
-    thread,
-    time::Duration,
-};
+use std::{io, os::fd::AsFd, thread, time::Duration};
 
 use anyhow::{bail, ensure, Context, Result};
 use vagx_abi::regs;
@@ -58,7 +53,11 @@ impl<'g> Ctx<'g> {
 
     /// A normal-priority context of the default size.
     pub fn normal(gpu: &'g Gpu) -> Result<Self> {
-        Self::new(gpu, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL, CTX_SIZE)
+        Self::new(
+            gpu,
+            uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL,
+            CTX_SIZE,
+        )
     }
 
     /// The GPU address of byte `offset` of the buffer (past the command area).
@@ -76,8 +75,12 @@ impl<'g> Ctx<'g> {
         let slot = self.next_cmd.get();
         self.next_cmd.set((slot + 1) % (CMD_AREA / 4096));
         let at = slot * 4096;
-        assert!(u64::from(cmds.len()) <= 4096, "command buffer too big for a slot");
-        self.map.write(usize::try_from(at).expect("small"), cmds.bytes());
+        assert!(
+            u64::from(cmds.len()) <= 4096,
+            "command buffer too big for a slot"
+        );
+        self.map
+            .write(usize::try_from(at).expect("small"), cmds.bytes());
         self.gpu.submit(self.queue, BASE + at, cmds.len(), syncs)
     }
 
@@ -118,41 +121,92 @@ pub fn expect_errno<T: std::fmt::Debug>(r: io::Result<T>, errno: i32, what: &str
 }
 
 /// The driver tests, in order.
-pub fn tests() -> Vec<(&'static str, fn() -> Result<()>)> {
+/// A test function.
+pub type TestFn = fn() -> Result<()>;
+
+/// A named test.
+pub type Test = (&'static str, TestFn);
+
+pub fn tests() -> Vec<Test> {
     vec![
         ("render_node_per_device", render_node_per_device),
         ("get_param_reports_the_device", get_param_reports_the_device),
         ("get_param_rejects_bad_input", get_param_rejects_bad_input),
         ("gem_create_checks_arguments", gem_create_checks_arguments),
-        ("gem_objects_are_zeroed_and_mappable", gem_objects_are_zeroed_and_mappable),
+        (
+            "gem_objects_are_zeroed_and_mappable",
+            gem_objects_are_zeroed_and_mappable,
+        ),
         ("vm_bind_checks_arguments", vm_bind_checks_arguments),
-        ("queue_create_checks_arguments", queue_create_checks_arguments),
+        (
+            "queue_create_checks_arguments",
+            queue_create_checks_arguments,
+        ),
         ("submit_checks_arguments", submit_checks_arguments),
-        ("fill_copy_checksum_results_are_right", fill_copy_checksum_results_are_right),
-        ("gemm_and_reduce_results_are_right", gemm_and_reduce_results_are_right),
-        ("binary_syncobj_orders_two_queues", binary_syncobj_orders_two_queues),
+        (
+            "fill_copy_checksum_results_are_right",
+            fill_copy_checksum_results_are_right,
+        ),
+        (
+            "gemm_and_reduce_results_are_right",
+            gemm_and_reduce_results_are_right,
+        ),
+        (
+            "binary_syncobj_orders_two_queues",
+            binary_syncobj_orders_two_queues,
+        ),
         ("timeline_syncobj_chains_jobs", timeline_syncobj_chains_jobs),
         ("sync_file_export_and_import", sync_file_export_and_import),
-        ("failed_wait_fails_the_job_without_running_it", failed_wait_fails_the_job),
+        (
+            "wait_for_submit_sees_a_later_submit",
+            wait_for_submit_sees_a_later_submit,
+        ),
+        (
+            "failed_wait_fails_the_job_without_running_it",
+            failed_wait_fails_the_job,
+        ),
         ("gpu_reaches_only_its_vm", gpu_reaches_only_its_vm),
-        ("hang_times_out_only_the_culprit", hang_times_out_only_the_culprit),
+        (
+            "hang_times_out_only_the_culprit",
+            hang_times_out_only_the_culprit,
+        ),
         ("clients_are_isolated", clients_are_isolated),
-        ("queue_destroy_cancels_unfinished_jobs", queue_destroy_cancels_unfinished_jobs),
+        (
+            "queue_destroy_cancels_unfinished_jobs",
+            queue_destroy_cancels_unfinished_jobs,
+        ),
         ("close_with_jobs_in_flight", close_with_jobs_in_flight),
-        ("debugfs_shows_rings_queues_sched_and_log", debugfs_shows_state),
-        ("fdinfo_reports_engine_time_and_memory", fdinfo_reports_usage),
+        (
+            "debugfs_shows_rings_queues_sched_and_log",
+            debugfs_shows_state,
+        ),
+        (
+            "fdinfo_reports_engine_time_and_memory",
+            fdinfo_reports_usage,
+        ),
         ("repeated_hangs_ban_the_queue", repeated_hangs_ban_the_queue),
         ("firmware_crash_is_recovered", firmware_crash_is_recovered),
-        ("unbind_with_open_files_and_jobs_in_flight", unbind_with_open_files),
+        (
+            "unbind_with_open_files_and_jobs_in_flight",
+            unbind_with_open_files,
+        ),
         ("tool_submit_runs_a_described_command_buffer", || {
-            crate::workload::submit("fill:65536:0xdeadbeef,copy:65536,checksum:65536,gemm:16", "normal")
+            crate::workload::submit(
+                "fill:65536:0xdeadbeef,copy:65536,checksum:65536,gemm:16",
+                "normal",
+            )
         }),
-        ("tool_stress_processes_queues_priorities", || crate::workload::stress(3, 2, 20, 7)),
+        ("tool_stress_processes_queues_priorities", || {
+            crate::workload::stress(3, 2, 20, 7)
+        }),
         ("tool_bench_writes_json", || {
             let path = std::path::Path::new("/tmp/vagx-bench.json");
             crate::workload::bench(50, Some(path))?;
             let text = std::fs::read_to_string(path)?;
-            ensure!(text.contains("\"throughput_jobs_per_s\""), "bench JSON: {text}");
+            ensure!(
+                text.contains("\"throughput_jobs_per_s\""),
+                "bench JSON: {text}"
+            );
             Ok(())
         }),
         ("tool_demo_recovers_its_hang", crate::workload::demo),
@@ -162,7 +216,11 @@ pub fn tests() -> Vec<(&'static str, fn() -> Result<()>)> {
 fn render_node_per_device() -> Result<()> {
     let nodes = gpu::render_nodes()?;
     let devices = sysfs::vagx_devices()?.len();
-    ensure!(nodes.len() == devices, "{} render nodes for {devices} devices", nodes.len());
+    ensure!(
+        nodes.len() == devices,
+        "{} render nodes for {devices} devices",
+        nodes.len()
+    );
     for n in &nodes {
         Gpu::open(n).with_context(|| format!("open {}", n.display()))?;
     }
@@ -171,8 +229,13 @@ fn render_node_per_device() -> Result<()> {
 
 fn get_param_reports_the_device() -> Result<()> {
     let g = Gpu::open_first()?;
-    let p = |param| g.get_param(param).with_context(|| format!("GET_PARAM {param}"));
-    ensure!(p(uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION)? == u64::from(regs::ABI_VERSION_VALUE));
+    let p = |param| {
+        g.get_param(param)
+            .with_context(|| format!("GET_PARAM {param}"))
+    };
+    ensure!(
+        p(uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION)? == u64::from(regs::ABI_VERSION_VALUE)
+    );
     let units = p(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
     ensure!((1..=16).contains(&units), "units {units}");
     ensure!(p(uapi::drm_vagx_param_DRM_VAGX_PARAM_VA_BITS)? == 39);
@@ -235,12 +298,28 @@ fn vm_bind_checks_arguments() -> Result<()> {
     expect_errno(map(0x1001, 4096, 0, rw, bo), libc::EINVAL, "misaligned va")?;
     expect_errno(map(0x1000, 0, 0, rw, bo), libc::EINVAL, "empty range")?;
     expect_errno(map(0x1000, 100, 0, rw, bo), libc::EINVAL, "unaligned range")?;
-    expect_errno(map(1 << 39, 4096, 0, rw, bo), libc::EINVAL, "beyond the VA space")?;
-    expect_errno(map(u64::MAX - 4095, 8192, 0, rw, bo), libc::EINVAL, "overflowing range")?;
-    expect_errno(map(0x1000, 4096, 64 * 1024, rw, bo), libc::EINVAL, "past the object")?;
+    expect_errno(
+        map(1 << 39, 4096, 0, rw, bo),
+        libc::EINVAL,
+        "beyond the VA space",
+    )?;
+    expect_errno(
+        map(u64::MAX - 4095, 8192, 0, rw, bo),
+        libc::EINVAL,
+        "overflowing range",
+    )?;
+    expect_errno(
+        map(0x1000, 4096, 64 * 1024, rw, bo),
+        libc::EINVAL,
+        "past the object",
+    )?;
     expect_errno(map(0x1000, 4096, 0, 0, bo), libc::EINVAL, "no permission")?;
     expect_errno(map(0x1000, 4096, 0, 8, bo), libc::EINVAL, "unknown flag")?;
-    expect_errno(map(0x1000, 4096, 0, rw, 999), libc::ENOENT, "unknown object")?;
+    expect_errno(
+        map(0x1000, 4096, 0, rw, 999),
+        libc::ENOENT,
+        "unknown object",
+    )?;
     let mut bad_vm = uapi::drm_vagx_vm_bind {
         vm_id: 999,
         op: 0,
@@ -255,7 +334,11 @@ fn vm_bind_checks_arguments() -> Result<()> {
     bad_vm.op = 7;
     expect_errno(g.vm_bind_raw(bad_vm), libc::EINVAL, "unknown op")?;
     map(0x10000, 8192, 0, rw, bo).context("valid map")?;
-    expect_errno(map(0x11000, 4096, 0, rw, bo), libc::EEXIST, "overlapping map")?;
+    expect_errno(
+        map(0x11000, 4096, 0, rw, bo),
+        libc::EEXIST,
+        "overlapping map",
+    )?;
     let mut unmap = bad_vm;
     unmap.op = uapi::DRM_VAGX_VM_BIND_OP_UNMAP;
     unmap.va = 0x10000;
@@ -264,7 +347,8 @@ fn vm_bind_checks_arguments() -> Result<()> {
     g.vm_unmap(vm, 0x10000, 8192).context("unmap")?;
     map(0x11000, 4096, 0, rw, bo).context("map after unmap")?;
     // Unmapping what is not mapped is fine.
-    g.vm_unmap(vm, 0x4000_0000, 4096).context("unmap of nothing")?;
+    g.vm_unmap(vm, 0x4000_0000, 4096)
+        .context("unmap of nothing")?;
     expect_errno(g.vm_destroy(999), libc::ENOENT, "destroy unknown VM")?;
     g.vm_destroy(vm).context("VM_DESTROY")?;
     Ok(())
@@ -315,46 +399,104 @@ fn submit_checks_arguments() -> Result<()> {
         f(&mut a);
         g.submit_raw(a, syncs)
     };
-    expect_errno(with(&|a| a.queue_id = 999, &[]), libc::ENOENT, "unknown queue")?;
-    expect_errno(with(&|a| a.cmdbuf = BASE + 4, &[]), libc::EINVAL, "misaligned cmdbuf")?;
-    expect_errno(with(&|a| a.cmdbuf_size = 0, &[]), libc::EINVAL, "empty cmdbuf")?;
-    expect_errno(with(&|a| a.cmdbuf_size = 12, &[]), libc::EINVAL, "size not 8-aligned")?;
-    expect_errno(with(&|a| a.cmdbuf_size = (1 << 20) + 8, &[]), libc::EINVAL, "cmdbuf too big")?;
-    expect_errno(with(&|a| a.cmdbuf = u64::MAX - 7, &[]), libc::EINVAL, "cmdbuf wraps")?;
+    expect_errno(
+        with(&|a| a.queue_id = 999, &[]),
+        libc::ENOENT,
+        "unknown queue",
+    )?;
+    expect_errno(
+        with(&|a| a.cmdbuf = BASE + 4, &[]),
+        libc::EINVAL,
+        "misaligned cmdbuf",
+    )?;
+    expect_errno(
+        with(&|a| a.cmdbuf_size = 0, &[]),
+        libc::EINVAL,
+        "empty cmdbuf",
+    )?;
+    expect_errno(
+        with(&|a| a.cmdbuf_size = 12, &[]),
+        libc::EINVAL,
+        "size not 8-aligned",
+    )?;
+    expect_errno(
+        with(&|a| a.cmdbuf_size = (1 << 20) + 8, &[]),
+        libc::EINVAL,
+        "cmdbuf too big",
+    )?;
+    expect_errno(
+        with(&|a| a.cmdbuf = u64::MAX - 7, &[]),
+        libc::EINVAL,
+        "cmdbuf wraps",
+    )?;
     expect_errno(with(&|a| a.flags = 1, &[]), libc::EINVAL, "flags")?;
     expect_errno(with(&|a| a.reserved = 1, &[]), libc::EINVAL, "reserved")?;
-    expect_errno(with(&|a| a.sync_count = 65, &[]), libc::EINVAL, "too many syncs")?;
     expect_errno(
-        with(&|a| {
-            a.sync_count = 1;
-            a.syncs = 8;
-        }, &[]),
+        with(&|a| a.sync_count = 65, &[]),
+        libc::EINVAL,
+        "too many syncs",
+    )?;
+    expect_errno(
+        with(
+            &|a| {
+                a.sync_count = 1;
+                a.syncs = 8;
+            },
+            &[],
+        ),
         libc::EFAULT,
         "syncs pointer faults",
     )?;
     let s = g.syncobj()?;
-    let sync = |handle, flags, point| uapi::drm_vagx_sync { handle, flags, point };
+    let sync = |handle, flags, point| uapi::drm_vagx_sync {
+        handle,
+        flags,
+        point,
+    };
     let n = |k: u32| move |a: &mut uapi::drm_vagx_submit| a.sync_count = k;
-    expect_errno(with(&n(1), &[sync(s, 2, 0)]), libc::EINVAL, "unknown sync flag")?;
     expect_errno(
-        with(&n(2), &[sync(s, uapi::DRM_VAGX_SYNC_SIGNAL, 0), sync(s, 0, 0)]),
+        with(&n(1), &[sync(s, 2, 0)]),
+        libc::EINVAL,
+        "unknown sync flag",
+    )?;
+    expect_errno(
+        with(
+            &n(2),
+            &[sync(s, uapi::DRM_VAGX_SYNC_SIGNAL, 0), sync(s, 0, 0)],
+        ),
         libc::EINVAL,
         "wait after signal",
     )?;
-    expect_errno(with(&n(1), &[sync(999, 0, 0)]), libc::ENOENT, "unknown wait syncobj")?;
+    expect_errno(
+        with(&n(1), &[sync(999, 0, 0)]),
+        libc::ENOENT,
+        "unknown wait syncobj",
+    )?;
     expect_errno(
         with(&n(1), &[sync(999, uapi::DRM_VAGX_SYNC_SIGNAL, 0)]),
         libc::ENOENT,
         "unknown signal syncobj",
     )?;
-    expect_errno(with(&n(1), &[sync(s, 0, 5)]), libc::EINVAL, "wait for an unsubmitted point")?;
-    expect_errno(with(&n(1), &[sync(s, 0, 0)]), libc::EINVAL, "wait on an empty syncobj")?;
+    expect_errno(
+        with(&n(1), &[sync(s, 0, 5)]),
+        libc::EINVAL,
+        "wait for an unsubmitted point",
+    )?;
+    expect_errno(
+        with(&n(1), &[sync(s, 0, 0)]),
+        libc::EINVAL,
+        "wait on an empty syncobj",
+    )?;
     // Nothing was queued by the failures: a valid submit runs and is the queue's first job.
     let mut nop = CmdBuf::new();
     nop.nop();
     ctx.run_and_wait(&nop)?;
     let st = g.queue_status(ctx.queue)?;
-    ensure!(st.completed == 1, "{} jobs completed, expected 1", st.completed);
+    ensure!(
+        st.completed == 1,
+        "{} jobs completed, expected 1",
+        st.completed
+    );
     Ok(())
 }
 
@@ -379,7 +521,10 @@ fn fill_copy_checksum_results_are_right() -> Result<()> {
     ensure!(ctx.map.u32_at(ctx.off(2 * len)) == 0xabcd, "WRITE32 result");
     let mut sum = [0u8; 8];
     ctx.map.read(ctx.off(2 * len + 8), &mut sum);
-    ensure!(u64::from_le_bytes(sum) == fnv1a64(&copy), "checksum differs from the CPU's");
+    ensure!(
+        u64::from_le_bytes(sum) == fnv1a64(&copy),
+        "checksum differs from the CPU's"
+    );
     Ok(())
 }
 
@@ -397,8 +542,15 @@ fn gemm_and_reduce_results_are_right() -> Result<()> {
     put(4096, &b);
     let mut c = CmdBuf::new();
     // CAST: small dimensions.
-    c.gemm(ctx.va(0), ctx.va(4096), ctx.va(8192), m as u32, n as u32, k as u32)
-        .reduce_sum(ctx.va(8192), ctx.va(12288), (m * n) as u64);
+    c.gemm(
+        ctx.va(0),
+        ctx.va(4096),
+        ctx.va(8192),
+        m as u32,
+        n as u32,
+        k as u32,
+    )
+    .reduce_sum(ctx.va(8192), ctx.va(12288), (m * n) as u64);
     ctx.run_and_wait(&c)?;
     let mut want_sum = 0f32;
     for i in 0..m {
@@ -430,10 +582,19 @@ fn binary_syncobj_orders_two_queues() -> Result<()> {
     // The second job copies what the first one writes; it must wait for it.
     let mut second = CmdBuf::new();
     second.copy(ctx.va(0), ctx.va(4096), 4096);
-    ctx.map.write(usize::try_from(15 * 4096u64)?, second.bytes());
-    g.submit(q2, BASE + 15 * 4096, second.len(), &[Sync::wait(s, 0), Sync::signal(done, 0)])?;
+    ctx.map
+        .write(usize::try_from(15 * 4096u64)?, second.bytes());
+    g.submit(
+        q2,
+        BASE + 15 * 4096,
+        second.len(),
+        &[Sync::wait(s, 0), Sync::signal(done, 0)],
+    )?;
     g.wait(done, WAIT_MS)?;
-    ensure!(ctx.map.u32_at(ctx.off(4096 + 4092)) == 0x5555_aaaa, "copy ran before the fill");
+    ensure!(
+        ctx.map.u32_at(ctx.off(4096 + 4092)) == 0x5555_aaaa,
+        "copy ran before the fill"
+    );
     g.queue_destroy(q2)?;
     Ok(())
 }
@@ -443,7 +604,11 @@ fn timeline_syncobj_chains_jobs() -> Result<()> {
     let a = Ctx::normal(&g)?;
     let t = g.syncobj()?;
     let step = |i: u64, cmds: &CmdBuf| -> io::Result<()> {
-        let waits = if i > 1 { vec![Sync::wait(t, i - 1)] } else { vec![] };
+        let waits = if i > 1 {
+            vec![Sync::wait(t, i - 1)]
+        } else {
+            vec![]
+        };
         let mut syncs = waits;
         syncs.push(Sync::signal(t, i));
         a.run(cmds, &syncs)
@@ -475,8 +640,12 @@ fn sync_file_export_and_import() -> Result<()> {
     let fd = g.export_sync_file(s)?;
     let other = g.syncobj()?;
     g.import_sync_file(other, fd.as_fd()).context("import")?;
-    g.wait(other, WAIT_MS).context("wait on the imported fence")?;
-    ensure!(sync_file_status(fd.as_fd())? == Ok(true), "exported fence not signalled");
+    g.wait(other, WAIT_MS)
+        .context("wait on the imported fence")?;
+    ensure!(
+        sync_file_status(fd.as_fd())? == Ok(true),
+        "exported fence not signalled"
+    );
     ensure!(ctx.map.u32_at(ctx.off(0)) == 7);
     Ok(())
 }
@@ -491,14 +660,20 @@ fn failed_wait_fails_the_job() -> Result<()> {
     c.write32(0x7000_0000, 1);
     other.run(&c, &[Sync::signal(bad, 0)])?;
     g.wait(bad, WAIT_MS)?;
-    ensure!(other.fence_result(bad)? == Err(libc::EIO), "faulting job's fence");
+    ensure!(
+        other.fence_result(bad)? == Err(libc::EIO),
+        "faulting job's fence"
+    );
     // ... makes a job that waits for it fail with the same error, without running.
     let s = g.syncobj()?;
     let mut w = CmdBuf::new();
     w.write32(ctx.va(0), 99);
     ctx.run(&w, &[Sync::wait(bad, 0), Sync::signal(s, 0)])?;
     g.wait(s, WAIT_MS)?;
-    ensure!(ctx.fence_result(s)? == Err(libc::EIO), "dependent job's fence");
+    ensure!(
+        ctx.fence_result(s)? == Err(libc::EIO),
+        "dependent job's fence"
+    );
     ensure!(ctx.map.u32_at(ctx.off(0)) == 0, "the dependent job ran");
     Ok(())
 }
@@ -519,16 +694,24 @@ fn gpu_reaches_only_its_vm() -> Result<()> {
     let s = g.syncobj()?;
     g.submit(qb, b_base, c.len(), &[Sync::signal(s, 0)])?;
     g.wait(s, WAIT_MS)?;
-    ensure!(a.fence_result(s)? == Err(libc::EIO), "write outside the VM did not fault");
-    ensure!(a.map.u32_at(a.off(0)) == 0, "the write reached another VM's memory");
+    ensure!(
+        a.fence_result(s)? == Err(libc::EIO),
+        "write outside the VM did not fault"
+    );
+    ensure!(
+        a.map.u32_at(a.off(0)) == 0,
+        "the write reached another VM's memory"
+    );
     let st = g.queue_status(qb)?;
     ensure!(
         st.state == uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_FAULTED,
         "state {}",
         st.state
     );
-    ensure!(st.error == libc::EIO as u32 && st.fault_address == a.va(0) && st.fault_kind == 1,
-        "status {st:?}");
+    ensure!(
+        st.error == libc::EIO as u32 && st.fault_address == a.va(0) && st.fault_kind == 1,
+        "status {st:?}"
+    );
     // The faulting queue and the others keep working.
     let mut ok = CmdBuf::new();
     ok.write32(b_base + 0x10000, 5);
@@ -558,16 +741,27 @@ fn hang_times_out_only_the_culprit() -> Result<()> {
     for i in 0..8u32 {
         let s = g.syncobj()?;
         let mut c = CmdBuf::new();
-        c.delay(1_000_000).write32(innocent.va(u64::from(i) * 4), i + 1);
+        c.delay(1_000_000)
+            .write32(innocent.va(u64::from(i) * 4), i + 1);
         innocent.run(&c, &[Sync::signal(s, 0)])?;
         last = s;
     }
     g.wait(last, WAIT_MS).context("innocent jobs")?;
-    g.wait(hung, WAIT_MS).context("the hung job never completed")?;
-    ensure!(culprit.fence_result(hung)? == Err(libc::ETIMEDOUT), "hung job's fence");
-    ensure!(innocent.fence_result(last)? == Ok(()), "innocent job's fence");
+    g.wait(hung, WAIT_MS)
+        .context("the hung job never completed")?;
+    ensure!(
+        culprit.fence_result(hung)? == Err(libc::ETIMEDOUT),
+        "hung job's fence"
+    );
+    ensure!(
+        innocent.fence_result(last)? == Ok(()),
+        "innocent job's fence"
+    );
     for i in 0..8u32 {
-        ensure!(innocent.map.u32_at(innocent.off(u64::from(i) * 4)) == i + 1, "innocent job {i}");
+        ensure!(
+            innocent.map.u32_at(innocent.off(u64::from(i) * 4)) == i + 1,
+            "innocent job {i}"
+        );
     }
     let st = g.queue_status(culprit.queue)?;
     ensure!(
@@ -576,7 +770,10 @@ fn hang_times_out_only_the_culprit() -> Result<()> {
             && st.hangs == 1,
         "status {st:?}"
     );
-    ensure!(g.queue_status(innocent.queue)?.hangs == 0, "innocent queue blamed");
+    ensure!(
+        g.queue_status(innocent.queue)?.hangs == 0,
+        "innocent queue blamed"
+    );
     Ok(())
 }
 
@@ -585,8 +782,16 @@ fn clients_are_isolated() -> Result<()> {
     let g2 = Gpu::open_first()?;
     let ctx = Ctx::normal(&g1)?;
     let s = g1.syncobj()?;
-    expect_errno(g2.mmap_offset_raw(ctx.bo, 0), libc::ENOENT, "other client's object")?;
-    expect_errno(g2.queue_status(ctx.queue), libc::ENOENT, "other client's queue")?;
+    expect_errno(
+        g2.mmap_offset_raw(ctx.bo, 0),
+        libc::ENOENT,
+        "other client's object",
+    )?;
+    expect_errno(
+        g2.queue_status(ctx.queue),
+        libc::ENOENT,
+        "other client's queue",
+    )?;
     expect_errno(g2.vm_destroy(ctx.vm), libc::ENOENT, "other client's VM")?;
     expect_errno(g2.wait(s, 0), libc::ENOENT, "other client's syncobj")?;
     expect_errno(
@@ -611,7 +816,8 @@ fn queue_destroy_cancels_unfinished_jobs() -> Result<()> {
     let victim = ctx.queue;
     g.queue_destroy(victim)?;
     for s in &syncs {
-        g.wait(*s, WAIT_MS).context("a destroyed queue's job never signalled")?;
+        g.wait(*s, WAIT_MS)
+            .context("a destroyed queue's job never signalled")?;
     }
     let canceled = syncs
         .iter()
@@ -705,12 +911,18 @@ fn debugfs_shows_state() -> Result<()> {
     }
     let queues = debugfs_read("queues")?;
     ensure!(queues.contains("firmware state 2"), "queues: {queues}");
-    ensure!(queues.lines().any(|l| l.starts_with("hwq ")), "no queue listed: {queues}");
+    ensure!(
+        queues.lines().any(|l| l.starts_with("hwq ")),
+        "no queue listed: {queues}"
+    );
     let sched = debugfs_read("sched")?;
     ensure!(!sched.is_empty(), "empty sched file");
     let log = debugfs_read("fwlog")?;
     ensure!(log.contains("firmware running"), "fwlog: {log}");
-    ensure!(log.contains("created"), "fwlog lacks the queue creation: {log}");
+    ensure!(
+        log.contains("created"),
+        "fwlog lacks the queue creation: {log}"
+    );
     expect_errno(
         std::fs::write(debugfs_dir()?.join("inject"), "explode"),
         libc::EINVAL,
@@ -738,7 +950,11 @@ fn repeated_hangs_ban_the_queue() -> Result<()> {
     );
     let mut c = CmdBuf::new();
     c.nop();
-    expect_errno(ctx.run(&c, &[]), libc::ECANCELED, "submit to a banned queue")?;
+    expect_errno(
+        ctx.run(&c, &[]),
+        libc::ECANCELED,
+        "submit to a banned queue",
+    )?;
     // Other queues are untouched.
     let other = Ctx::normal(&g)?;
     other.run_and_wait(&c)?;
@@ -764,11 +980,12 @@ fn firmware_crash_is_recovered() -> Result<()> {
     }
     let mut results = Vec::new();
     for s in &syncs {
-        g.wait(*s, WAIT_MS).context("a job never signalled across the crash")?;
+        g.wait(*s, WAIT_MS)
+            .context("a job never signalled across the crash")?;
         results.push(ctx.fence_result(*s)?);
     }
     ensure!(
-        results.iter().any(|r| *r == Err(libc::ENODEV)),
+        results.contains(&Err(libc::ENODEV)),
         "no job failed with ENODEV: {results:?}"
     );
     ensure!(
@@ -778,7 +995,10 @@ fn firmware_crash_is_recovered() -> Result<()> {
     // Every job that succeeded did its work.
     for (i, r) in results.iter().enumerate() {
         if r.is_ok() {
-            ensure!(ctx.map.u32_at(ctx.off(4 * i as u64)) == i as u32 + 1, "job {i}");
+            ensure!(
+                ctx.map.u32_at(ctx.off(4 * i as u64)) == i as u32 + 1,
+                "job {i}"
+            );
         }
     }
     // After the reset both queues run again, with their VMs.
@@ -788,7 +1008,9 @@ fn firmware_crash_is_recovered() -> Result<()> {
     ensure!(ctx.map.u32_at(ctx.off(0x1000)) == 77);
     let mut b = CmdBuf::new();
     b.write32(bystander.va(0), 78);
-    bystander.run_and_wait(&b).context("other queue after the crash")?;
+    bystander
+        .run_and_wait(&b)
+        .context("other queue after the crash")?;
     ensure!(bystander.map.u32_at(bystander.off(0)) == 78);
     let queues = debugfs_read("queues")?;
     ensure!(queues.contains("resets 1"), "reset not counted: {queues}");
@@ -814,7 +1036,8 @@ fn unbind_with_open_files() -> Result<()> {
     // Every job completes, with ENODEV if it had not finished; the file still works, and
     // what needs the device says ENODEV.
     for s in &syncs {
-        g.wait(*s, WAIT_MS).context("a job never signalled after the unbind")?;
+        g.wait(*s, WAIT_MS)
+            .context("a job never signalled after the unbind")?;
         let r = ctx.fence_result(*s)?;
         ensure!(r.is_ok() || r == Err(libc::ENODEV), "job result {r:?}");
     }
@@ -828,7 +1051,10 @@ fn unbind_with_open_files() -> Result<()> {
     let mut c = CmdBuf::new();
     c.write32(ctx.va(0), 9);
     ctx.run_and_wait(&c)?;
-    ensure!(ctx.map.u32_at(ctx.off(0)) == 9, "device broken after rebinding");
+    ensure!(
+        ctx.map.u32_at(ctx.off(0)) == 9,
+        "device broken after rebinding"
+    );
     Ok(())
 }
 
@@ -847,13 +1073,24 @@ fn fdinfo_reports_usage() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let before = fdinfo(&g)?;
-    ensure!(before.get("drm-driver").map(String::as_str) == Some("vagx"), "{before:?}");
-    ensure!(before.contains_key("drm-client-id"), "no client id: {before:?}");
+    ensure!(
+        before.get("drm-driver").map(String::as_str) == Some("vagx"),
+        "{before:?}"
+    );
+    ensure!(
+        before.contains_key("drm-client-id"),
+        "no client id: {before:?}"
+    );
     let engine = |m: &std::collections::HashMap<String, String>| -> Result<u64> {
-        let v = m.get("drm-engine-compute").context("no drm-engine-compute")?;
+        let v = m
+            .get("drm-engine-compute")
+            .context("no drm-engine-compute")?;
         Ok(v.trim_end_matches(" ns").parse()?)
     };
-    ensure!(engine(&before)? == 0, "engine time before any job: {before:?}");
+    ensure!(
+        engine(&before)? == 0,
+        "engine time before any job: {before:?}"
+    );
     let mut c = CmdBuf::new();
     c.delay(3_000_000);
     ctx.run_and_wait(&c)?;
@@ -864,6 +1101,48 @@ fn fdinfo_reports_usage() -> Result<()> {
     let total = after
         .get("drm-total-memory")
         .context("no drm-total-memory")?;
-    ensure!(total.starts_with('1') || total.contains("MiB") || total.contains("KiB"), "total {total}");
+    ensure!(
+        total.starts_with('1') || total.contains("MiB") || total.contains("KiB"),
+        "total {total}"
+    );
+    Ok(())
+}
+
+fn wait_for_submit_sees_a_later_submit() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let t = g.syncobj()?;
+    // A waiter on a point nobody has submitted yet (WAIT_FOR_SUBMIT) ...
+    let waiter = thread::scope(|scope| -> Result<()> {
+        let w = scope.spawn(|| g.wait_point(t, 1, WAIT_MS));
+        thread::sleep(Duration::from_millis(50));
+        ensure!(
+            !w.is_finished(),
+            "the wait returned before anything was submitted"
+        );
+        // ... wakes up once the point is submitted and signalled.
+        let mut c = CmdBuf::new();
+        c.write32(ctx.va(0), 5);
+        ctx.run(&c, &[Sync::signal(t, 1)])?;
+        w.join().map_err(|_| anyhow::anyhow!("waiter panicked"))??;
+        Ok(())
+    });
+    waiter?;
+    ensure!(ctx.map.u32_at(ctx.off(0)) == 5);
+    // Without WAIT_FOR_SUBMIT a missing point is an error at once.
+    let deadline = gpu::now_ns() + 1_000_000_000;
+    let r = drm_ffi::syncobj::timeline_wait(
+        g.fd_for_tests(),
+        &[t],
+        &[9],
+        deadline,
+        false,
+        false,
+        false,
+    );
+    ensure!(
+        r.is_err(),
+        "waiting for an unsubmitted point without WAIT_FOR_SUBMIT succeeded"
+    );
     Ok(())
 }

@@ -140,6 +140,11 @@ impl Gpu {
         self.file.as_raw_fd()
     }
 
+    /// The file, for generic DRM ioctls in tests.
+    pub fn fd_for_tests(&self) -> BorrowedFd<'_> {
+        self.fd()
+    }
+
     fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
@@ -349,29 +354,14 @@ impl Gpu {
     /// Waits for a binary syncobj (with WAIT_FOR_SUBMIT), up to `timeout_ms`.
     pub fn wait(&self, handle: u32, timeout_ms: i64) -> io::Result<()> {
         let deadline = now_ns() + timeout_ms * 1_000_000;
-        drm_ffi::syncobj::wait(
-            self.fd(),
-            &[handle],
-            deadline,
-            true,
-            true,
-        )
-        .map(|_| ())
+        drm_ffi::syncobj::wait(self.fd(), &[handle], deadline, true, true).map(|_| ())
     }
 
     /// Waits for timeline point `point` of `handle`, up to `timeout_ms`.
     pub fn wait_point(&self, handle: u32, point: u64, timeout_ms: i64) -> io::Result<()> {
         let deadline = now_ns() + timeout_ms * 1_000_000;
-        drm_ffi::syncobj::timeline_wait(
-            self.fd(),
-            &[handle],
-            &[point],
-            deadline,
-            true,
-            true,
-            false,
-        )
-        .map(|_| ())
+        drm_ffi::syncobj::timeline_wait(self.fd(), &[handle], &[point], deadline, true, true, false)
+            .map(|_| ())
     }
 
     /// The last signalled point of a timeline.
@@ -399,7 +389,11 @@ impl Gpu {
             point: 0,
         };
         // DRM_IOCTL_SYNCOBJ_FD_TO_HANDLE = DRM_IOWR(0xC2, struct drm_syncobj_handle).
-        ioctl(self.fd(), iowr(0xC2, size_of::<drm_ffi::drm_syncobj_handle>()), &mut a)
+        ioctl(
+            self.fd(),
+            iowr(0xC2, size_of::<drm_ffi::drm_syncobj_handle>()),
+            &mut a,
+        )
     }
 }
 
@@ -437,7 +431,8 @@ pub fn sync_file_status(fd: BorrowedFd<'_>) -> io::Result<Result<bool, i32>> {
     let mut info = SyncFileInfo::default();
     // SYNC_IOC_FILE_INFO = _IOWR('>', 4, struct sync_file_info).
     // CAST: the struct is 56 bytes.
-    let req = (3u32 << 30) | ((size_of::<SyncFileInfo>() as u32) << 16) | (u32::from(b'>') << 8) | 4;
+    let req =
+        (3u32 << 30) | ((size_of::<SyncFileInfo>() as u32) << 16) | (u32::from(b'>') << 8) | 4;
     ioctl(fd, req, &mut info)?;
     Ok(match info.status {
         1 => Ok(true),

@@ -66,12 +66,15 @@ pub fn run(module_path: &Path) -> Result<Tally> {
             driver_binds_every_device()
         }),
     ];
-    let driver: Vec<(String, Box<dyn Fn() -> Result<()>>)> = driver_tests::tests()
+    let driver: Vec<(String, driver_tests::TestFn)> = driver_tests::tests()
         .into_iter()
-        .map(|(name, f)| (format!("driver_{name}"), Box::new(f) as Box<dyn Fn() -> Result<()>>))
+        .map(|(name, f)| (format!("driver_{name}"), f))
         .collect();
     let after: &[(&str, &dyn Fn() -> Result<()>)] = &[
-        ("unload_refused_while_a_client_is_open", &unload_refused_while_open),
+        (
+            "unload_refused_while_a_client_is_open",
+            &unload_refused_while_open,
+        ),
         ("firmware_mode_runs_the_same_work", &|| {
             module::load_with(module_path, "sched_mode=1").context("load sched_mode=1")?;
             driver_binds_every_device()?;
@@ -81,7 +84,7 @@ pub fn run(module_path: &Path) -> Result<Tally> {
     ];
     let mut all: Vec<(&str, &dyn Fn() -> Result<()>)> = tests.to_vec();
     for (name, f) in &driver {
-        all.push((name.as_str(), f.as_ref()));
+        all.push((name.as_str(), f));
     }
     all.extend_from_slice(after);
     let tests = &all;

@@ -61,6 +61,9 @@ fn percentile(v: &[u64], p: usize) -> u64 {
     v[((v.len() - 1) * p) / 100]
 }
 
+/// A check of a `submit` op's result, run after the job: a line for the user, or why not.
+type Check = Box<dyn Fn(&Ctx<'_>) -> Result<String>>;
+
 /// `submit`: runs a command buffer described as `op[:arg...],...` and checks its results.
 ///
 /// Ops: `fill:<len>:<pattern>` (A), `copy:<len>` (A to B), `checksum:<len>` (of B),
@@ -72,11 +75,13 @@ pub fn submit(desc: &str, prio: &str) -> Result<()> {
     let (a, b, r) = (0u64, 4 << 20, 8 << 20);
     let (ga, gb, gc) = (12u64 << 20, 13 << 20, 14 << 20);
     let mut cmds = CmdBuf::new();
-    let mut checks: Vec<Box<dyn Fn(&Ctx<'_>) -> Result<String>>> = Vec::new();
+    let mut checks: Vec<Check> = Vec::new();
     for op in desc.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let parts: Vec<&str> = op.split(':').collect();
         let num = |i: usize| -> Result<u64> {
-            let s = parts.get(i).with_context(|| format!("{op}: missing argument {i}"))?;
+            let s = parts
+                .get(i)
+                .with_context(|| format!("{op}: missing argument {i}"))?;
             Ok(match s.strip_prefix("0x") {
                 Some(h) => u64::from_str_radix(h, 16)?,
                 None => s.parse()?,
@@ -125,7 +130,14 @@ pub fn submit(desc: &str, prio: &str) -> Result<()> {
                 ctx.map.write(ctx.off(ga), &bytes);
                 ctx.map.write(ctx.off(gb), &bytes);
                 // CAST: n is at most 256.
-                cmds.gemm(ctx.va(ga), ctx.va(gb), ctx.va(gc), n as u32, n as u32, n as u32);
+                cmds.gemm(
+                    ctx.va(ga),
+                    ctx.va(gb),
+                    ctx.va(gc),
+                    n as u32,
+                    n as u32,
+                    n as u32,
+                );
                 checks.push(Box::new(move |c| {
                     for i in 0..n {
                         for j in 0..n {
@@ -133,7 +145,8 @@ pub fn submit(desc: &str, prio: &str) -> Result<()> {
                             for p in 0..n {
                                 acc += m[i * n + p] * m[p * n + j];
                             }
-                            let got = f32::from_bits(c.map.u32_at(c.off(gc + 4 * (i * n + j) as u64)));
+                            let got =
+                                f32::from_bits(c.map.u32_at(c.off(gc + 4 * (i * n + j) as u64)));
                             ensure!(got == acc, "C[{i}][{j}] = {got}, CPU {acc}");
                         }
                     }
@@ -157,7 +170,12 @@ pub fn submit(desc: &str, prio: &str) -> Result<()> {
         Ok(()) => {}
         Err(e) => bail!("the job failed: {}", std::io::Error::from_raw_os_error(e)),
     }
-    println!("{} command(s), {} bytes, done in {:?}", cmds.count(), cmds.len(), elapsed);
+    println!(
+        "{} command(s), {} bytes, done in {:?}",
+        cmds.count(),
+        cmds.len(),
+        elapsed
+    );
     for check in &checks {
         println!("  {}", check(&ctx)?);
     }
@@ -244,7 +262,8 @@ pub fn worker(name: &str, prio: &str, queues: u32, jobs: u32, seed: u64, hang: b
         }
         deps.push(dep);
         // CAST: job indices are small.
-        c.delay(rng.below(200_000)).write32(ctx.va(4 * i), i as u32 + 1);
+        c.delay(rng.below(200_000))
+            .write32(ctx.va(4 * i), i as u32 + 1);
         syncs.push(Sync::signal(timeline, i + 1));
         // A second, binary syncobj per job measures its own latency.
         let own = g.syncobj()?;
@@ -265,11 +284,17 @@ pub fn worker(name: &str, prio: &str, queues: u32, jobs: u32, seed: u64, hang: b
             let mut h = CmdBuf::new();
             h.hang();
             ctx.map.write(15 * 4096, h.bytes());
-            g.submit(hq, crate::driver_tests::BASE + 15 * 4096, h.len(), &[Sync::signal(s, 0)])?;
+            g.submit(
+                hq,
+                crate::driver_tests::BASE + 15 * 4096,
+                h.len(),
+                &[Sync::signal(s, 0)],
+            )?;
             hang_sync = Some((hq, s));
         }
     }
-    g.wait_point(timeline, u64::from(jobs), WAIT_MS).context("last point")?;
+    g.wait_point(timeline, u64::from(jobs), WAIT_MS)
+        .context("last point")?;
     for i in 0..u64::from(jobs) {
         let ok = ctx.map.u32_at(ctx.off(4 * i)) == i as u32 + 1
             && deps[i as usize]
@@ -318,7 +343,11 @@ fn run_workers(specs: &[(String, String, u32, u32, u64, bool)]) -> Result<Vec<Wo
     for (name, child) in children {
         let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        ensure!(out.status.success(), "worker {name} failed ({}): {text}", out.status);
+        ensure!(
+            out.status.success(),
+            "worker {name} failed ({}): {text}",
+            out.status
+        );
         let r = text
             .lines()
             .find_map(WorkerReport::parse)
@@ -351,7 +380,14 @@ pub fn stress(procs: u32, queues: u32, jobs: u32, seed: u64) -> Result<()> {
     let specs: Vec<_> = (0..procs)
         .map(|i| {
             let prio = prios[i as usize % prios.len()];
-            (format!("stress{i}"), prio.to_string(), queues, jobs, seed + u64::from(i), false)
+            (
+                format!("stress{i}"),
+                prio.to_string(),
+                queues,
+                jobs,
+                seed + u64::from(i),
+                false,
+            )
         })
         .collect();
     println!("stress: {procs} processes x {queues} queues x {jobs} jobs (seed {seed})");
@@ -392,7 +428,10 @@ pub fn demo() -> Result<()> {
         reports.iter().map(|r| r.verified).sum::<u64>(),
         start.elapsed().as_secs_f64()
     );
-    ensure!(failed == 0 && recovered == 1, "the demo did not go as planned");
+    ensure!(
+        failed == 0 && recovered == 1,
+        "the demo did not go as planned"
+    );
     Ok(())
 }
 
@@ -417,14 +456,21 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
     let last = g.syncobj()?;
     let t0 = Instant::now();
     for i in 0..samples {
-        let syncs = if i + 1 == samples { vec![Sync::signal(last, 0)] } else { vec![] };
+        let syncs = if i + 1 == samples {
+            vec![Sync::signal(last, 0)]
+        } else {
+            vec![]
+        };
         ctx.run(&nop, &syncs)?;
     }
     g.wait(last, WAIT_MS)?;
     let secs = t0.elapsed().as_secs_f64();
     let rate = f64::from(samples) / secs;
     let mode = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?;
-    println!("bench: {samples} samples, {} scheduling", if mode == 0 { "kernel" } else { "firmware" });
+    println!(
+        "bench: {samples} samples, {} scheduling",
+        if mode == 0 { "kernel" } else { "firmware" }
+    );
     println!(
         "  submit->signal latency: p50 {} us, p90 {} us, p99 {} us, max {} us",
         percentile(&lat, 50),

@@ -9,22 +9,14 @@
 use core::fmt;
 
 use kernel::{
-    debugfs::{
-        Dir,
-        File,
-        Reader,
-    },
+    debugfs::{Dir, File, Reader},
     prelude::*,
     str::CString,
     sync::Arc,
     uaccess::UserSliceReader,
 };
 
-use crate::{
-    abi::regs as r,
-    drv::VagxData,
-    gpu::Gpu,
-};
+use crate::{abi::regs as r, drv::VagxData, gpu::Gpu};
 
 /// `rings`: both pointers of every ring.
 struct Rings(Arc<Gpu>);
@@ -75,7 +67,11 @@ impl Reader for Inject {
         let mut words = text.split_whitespace();
         let cmd = words.next().ok_or(EINVAL)?;
         let mut arg = || -> Result<u32> {
-            words.next().ok_or(EINVAL)?.parse::<u32>().map_err(|_| EINVAL)
+            words
+                .next()
+                .ok_or(EINVAL)?
+                .parse::<u32>()
+                .map_err(|_| EINVAL)
         };
         let (what, a0, a1) = match cmd {
             "hang" => (r::INJECT_HANG_QUEUE, arg()?, 0),
@@ -136,7 +132,10 @@ impl Debugfs {
         let scheds = Arc::new(VagxDataRef { views }, GFP_KERNEL)?;
         Ok(Self {
             _rings: KBox::pin_init(dir.read_only_file(c"rings", Rings(gpu.clone())), GFP_KERNEL)?,
-            _queues: KBox::pin_init(dir.read_only_file(c"queues", Queues(gpu.clone())), GFP_KERNEL)?,
+            _queues: KBox::pin_init(
+                dir.read_only_file(c"queues", Queues(gpu.clone())),
+                GFP_KERNEL,
+            )?,
             _fwlog: KBox::pin_init(dir.read_only_file(c"fwlog", FwLog(gpu.clone())), GFP_KERNEL)?,
             _sched: KBox::pin_init(dir.read_only_file(c"sched", Scheds(scheds)), GFP_KERNEL)?,
             _inject: KBox::pin_init(

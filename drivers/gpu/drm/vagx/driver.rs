@@ -6,8 +6,7 @@ use kernel::{
     device::Core,
     drm,
     io::Io,
-    irq,
-    pci,
+    irq, pci,
     prelude::*,
     sync::{
         aref::ARef,
@@ -105,12 +104,12 @@ impl pci::Driver for VagxPciDriver {
         }
         let units = bar.read32(abi::regs::UNITS);
 
-        let vectors = pdev.alloc_irq_vectors(
-            1,
-            1,
-            pci::IrqTypes::default().with(pci::IrqType::MsiX),
+        let vectors =
+            pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::default().with(pci::IrqType::MsiX))?;
+        let fw = Arc::pin_init(
+            Firmware::new(pdev.as_ref(), bar.into_devres()?)?,
+            GFP_KERNEL,
         )?;
-        let fw = Arc::pin_init(Firmware::new(pdev.as_ref(), bar.into_devres()?)?, GFP_KERNEL)?;
         let gpu = Gpu::new(pdev, fw.clone(), units)?;
         let irq = KBox::pin_init(
             pdev.request_irq(

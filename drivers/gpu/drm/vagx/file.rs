@@ -81,7 +81,11 @@ impl<T> Table<T> {
     }
 
     fn remove(&mut self, id: u32) -> Result<Arc<T>> {
-        let pos = self.items.iter().position(|(i, _)| *i == id).ok_or(ENOENT)?;
+        let pos = self
+            .items
+            .iter()
+            .position(|(i, _)| *i == id)
+            .ok_or(ENOENT)?;
         Ok(self.items.remove(pos)?.1)
     }
 }
@@ -322,7 +326,8 @@ impl File {
         let queue = file.inner().queues.lock().get(args.queue_id)?;
 
         // Read and check every sync before anything is queued.
-        let mut syncs = KVec::<uapi::drm_vagx_sync>::with_capacity(args.sync_count as usize, GFP_KERNEL)?;
+        let mut syncs =
+            KVec::<uapi::drm_vagx_sync>::with_capacity(args.sync_count as usize, GFP_KERNEL)?;
         if args.sync_count > 0 {
             let size = args.sync_count as usize * size_of::<uapi::drm_vagx_sync>();
             let mut reader = UserSlice::new(UserPtr::from_addr(args.syncs as usize), size).reader();
@@ -342,7 +347,9 @@ impl File {
             seen_signal |= signal;
         }
 
-        let mut job = queue.entity().job(1, queue.job(args.cmdbuf, args.cmdbuf_size)?)?;
+        let mut job = queue
+            .entity()
+            .job(1, queue.job(args.cmdbuf, args.cmdbuf_size)?)?;
         // Signals: the syncobj and, for a timeline point, its chain node, made now.
         let mut signals = KVec::with_capacity(syncs.len(), GFP_KERNEL)?;
         for s in syncs.iter() {

@@ -48,8 +48,7 @@ use crate::{
             PendingTable,
             INIT_MAGIC, //
         },
-        mbox,
-        regs as r, NUM_PIPES, NUM_STAMP_SLOTS,
+        mbox, regs as r, NUM_PIPES, NUM_STAMP_SLOTS,
     },
     fwmem::FwMem,
     regs,

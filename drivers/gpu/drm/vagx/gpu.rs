@@ -20,10 +20,7 @@ use kernel::{
         Handler,
         IrqReturn, //
     },
-    new_mutex,
-    new_spinlock_irq,
-    new_work,
-    pci,
+    new_mutex, new_spinlock_irq, new_work, pci,
     prelude::*,
     sync::{
         aref::ARef,
@@ -40,6 +37,7 @@ use kernel::{
 
 use crate::{
     abi::{
+        channels::LogMsg,
         channels::{
             self,
             DevCtrlBindVm,
@@ -54,14 +52,9 @@ use crate::{
             PENDING_CULPRIT,
             PENDING_VALID, //
         },
-        channels::LogMsg,
-        mbox,
-        regs as r, MAX_QUEUES, MAX_VMS, NUM_STAMP_SLOTS,
+        mbox, regs as r, MAX_QUEUES, MAX_VMS, NUM_STAMP_SLOTS,
     },
-    fw::{
-        log_text,
-        Firmware,
-    },
+    fw::{log_text, Firmware},
     fwmem::DmaDevice,
     hwqueue::HwQueue,
 };
@@ -148,7 +141,11 @@ impl_has_work! {
 
 impl Gpu {
     /// Creates the GPU state around a booted firmware.
-    pub(crate) fn new(pdev: &pci::Device<Bound>, fw: Arc<Firmware>, units: u32) -> Result<Arc<Self>> {
+    pub(crate) fn new(
+        pdev: &pci::Device<Bound>,
+        fw: Arc<Firmware>,
+        units: u32,
+    ) -> Result<Arc<Self>> {
         let mut slots = KVec::with_capacity(NUM_STAMP_SLOTS, GFP_KERNEL)?;
         for _ in 0..NUM_STAMP_SLOTS {
             slots.push(None, GFP_KERNEL)?;
@@ -289,7 +286,10 @@ impl Gpu {
 
     /// Hides a queue from the interrupt handler.
     pub(crate) fn uninstall(&self, id: u32) -> Option<QueueSlot> {
-        self.slots.lock().get_mut(id as usize).and_then(Option::take)
+        self.slots
+            .lock()
+            .get_mut(id as usize)
+            .and_then(Option::take)
     }
 
     fn slot_hw(&self, id: usize) -> Option<(Arc<HwQueue>, Arc<SpinLockIrq<FaultInfo>>)> {
@@ -484,14 +484,24 @@ impl Gpu {
                     s.state == crate::uapi::QUEUE_BANNED
                 };
                 if banned {
-                    dev_warn!(self.dev(), "queue {} banned after {} hangs\n", e.queue, BAN_LIMIT);
+                    dev_warn!(
+                        self.dev(),
+                        "queue {} banned after {} hangs\n",
+                        e.queue,
+                        BAN_LIMIT
+                    );
                     hw.ban();
                 }
-                self.fw.call(&DevCtrlResetQueue(channels::DevCtrlQueue { queue: e.queue }))?;
+                self.fw.call(&DevCtrlResetQueue(channels::DevCtrlQueue {
+                    queue: e.queue,
+                }))?;
             }
         }
         if culprits == 0 {
-            dev_warn!(self.dev(), "halted without a culprit in the pending table\n");
+            dev_warn!(
+                self.dev(),
+                "halted without a culprit in the pending table\n"
+            );
         }
         self.fw.call(&DevCtrlResume { _pad: 0 })?;
         self.recoveries.fetch_add(1, Relaxed);
@@ -507,12 +517,19 @@ impl Gpu {
         self.each_slot(|hw| {
             failed += hw.fail_all(ENODEV, false);
         });
-        dev_info!(self.dev(), "{} entries on the hardware failed with ENODEV\n", failed);
+        dev_info!(
+            self.dev(),
+            "{} entries on the hardware failed with ENODEV\n",
+            failed
+        );
         self.fw.boot(self.dev())?;
         self.rebind_vms()?;
         let mut result = Ok(());
         self.each_slot(|hw| {
-            if let Err(e) = hw.reset_ring().and_then(|()| self.fw.call(&hw.create_args())) {
+            if let Err(e) = hw
+                .reset_ring()
+                .and_then(|()| self.fw.call(&hw.create_args()))
+            {
                 result = Err(e);
             }
         });
@@ -546,7 +563,10 @@ impl Gpu {
 
     /// Debugfs: the driver's counters.
     pub(crate) fn dump_stats(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
-        let state = self.fw.with_bar(|bar| bar.read32(r::FW_STATE)).unwrap_or(u32::MAX);
+        let state = self
+            .fw
+            .with_bar(|bar| bar.read32(r::FW_STATE))
+            .unwrap_or(u32::MAX);
         writeln!(
             w,
             "firmware state {} irqs {} events {} recoveries {} resets {}{}",
@@ -595,9 +615,16 @@ impl WorkItem for Gpu {
         }
         if this.crashed.swap(false, Relaxed) {
             this.halted.store(false, Relaxed);
-            dev_err!(this.dev(), "recovering from a firmware crash: reset and reboot\n");
+            dev_err!(
+                this.dev(),
+                "recovering from a firmware crash: reset and reboot\n"
+            );
             if let Err(e) = this.recover_crash() {
-                dev_err!(this.dev(), "firmware did not come back ({:?}); device lost\n", e);
+                dev_err!(
+                    this.dev(),
+                    "firmware did not come back ({:?}); device lost\n",
+                    e
+                );
                 this.lose();
             }
             return;

@@ -162,7 +162,10 @@ impl HwQueue {
 
     /// The arguments that create this queue in the firmware (again, after a reset).
     pub(crate) fn create_args(&self) -> DevCtrlCreateQueue {
-        let (ty, prio) = (self.pipe % abi::NUM_PIPE_TYPES, self.pipe / abi::NUM_PIPE_TYPES);
+        let (ty, prio) = (
+            self.pipe % abi::NUM_PIPE_TYPES,
+            self.pipe / abi::NUM_PIPE_TYPES,
+        );
         DevCtrlCreateQueue {
             queue: self.id,
             vm: self.vm,
@@ -218,7 +221,8 @@ impl HwQueue {
             *s = Some(InFlight { stamp, fence });
         }
         inner.len += 1;
-        self.mem.store_release(QUEUE_WPTR_OFFSET as usize, inner.wptr)?;
+        self.mem
+            .store_release(QUEUE_WPTR_OFFSET as usize, inner.wptr)?;
         // Posted under the queue's lock so that pipe messages of one queue stay in order.
         let posted = fw.post(
             self.pipe,
@@ -310,7 +314,10 @@ impl HwQueue {
     /// Debugfs: the queue's pointers and stamps.
     pub(crate) fn dump(&self, fw: &Firmware, w: &mut impl core::fmt::Write) -> core::fmt::Result {
         let inner = self.inner.lock();
-        let done = self.mem.load_acquire(QUEUE_DONE_OFFSET as usize).unwrap_or(u32::MAX);
+        let done = self
+            .mem
+            .load_acquire(QUEUE_DONE_OFFSET as usize)
+            .unwrap_or(u32::MAX);
         writeln!(
             w,
             "hwq {:3} vm {:2} pipe {} wptr {:3} done {:3} in flight {:3} last stamp {:#010x} \

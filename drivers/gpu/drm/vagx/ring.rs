@@ -182,7 +182,8 @@ impl<T: Pod> Ring<T> {
         let msg = self.mem.read(self.entry_offset(self.own))?;
         self.own = self.idx.next(self.own);
         // Release: the entry was read before its slot is handed back.
-        self.mem.store_release(RING_RPTR_OFFSET as usize, self.own)?;
+        self.mem
+            .store_release(RING_RPTR_OFFSET as usize, self.own)?;
         Ok(Some(msg))
     }
 
@@ -193,8 +194,14 @@ impl<T: Pod> Ring<T> {
 
     /// Both pointers as they are in memory (for debugfs): `(rptr, wptr)`.
     pub(crate) fn pointers(&self) -> (u32, u32) {
-        let r = self.mem.load_acquire(RING_RPTR_OFFSET as usize).unwrap_or(u32::MAX);
-        let w = self.mem.load_acquire(RING_WPTR_OFFSET as usize).unwrap_or(u32::MAX);
+        let r = self
+            .mem
+            .load_acquire(RING_RPTR_OFFSET as usize)
+            .unwrap_or(u32::MAX);
+        let w = self
+            .mem
+            .load_acquire(RING_WPTR_OFFSET as usize)
+            .unwrap_or(u32::MAX);
         (r, w)
     }
 }

@@ -178,7 +178,9 @@ impl Vm {
             perm |= PTE_WRITE;
         }
 
-        self.gpu.dma.with(|dev| self.map_locked(dev, bo, bo_offset, va, range, perm))
+        self.gpu
+            .dma
+            .with(|dev| self.map_locked(dev, bo, bo_offset, va, range, perm))
     }
 
     fn map_locked(
@@ -220,14 +222,8 @@ impl Vm {
                 break;
             }
         }
-        t.mappings.push(
-            Mapping {
-                va,
-                range,
-                _bo: bo,
-            },
-            GFP_KERNEL,
-        )?;
+        t.mappings
+            .push(Mapping { va, range, _bo: bo }, GFP_KERNEL)?;
         Ok(())
     }
 
