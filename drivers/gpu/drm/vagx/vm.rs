@@ -202,7 +202,7 @@ impl Vm {
         let mut obj_off = 0u64;
         let mut written = 0u64;
         for seg in sgt.iter() {
-            let (addr, len) = (seg.dma_address(), seg.dma_len() as u64);
+            let (addr, len) = (seg.dma_address(), seg.dma_len());
             let mut p = 0;
             while p < len && written < range {
                 let at = obj_off + p;
