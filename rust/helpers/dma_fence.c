@@ -42,3 +42,8 @@ __rust_helper struct dma_fence *rust_helper_dma_fence_chain_contained(struct dma
 {
 	return dma_fence_chain_contained(fence);
 }
+
+__rust_helper ktime_t rust_helper_dma_fence_timestamp(struct dma_fence *fence)
+{
+	return dma_fence_timestamp(fence);
+}

@@ -128,6 +128,18 @@ impl Fence {
         unsafe { bindings::dma_fence_is_signaled(self.as_raw()) }
     }
 
+    /// When the fence signalled (on the monotonic clock), or `None` while it has not.
+    pub fn timestamp(&self) -> Option<Instant<Monotonic>> {
+        if !self.is_signaled() {
+            return None;
+        }
+        // SAFETY: by the type invariant the fence is valid, and it has signalled (checked
+        // above), which `dma_fence_timestamp` requires; it returns a `CLOCK_MONOTONIC` time.
+        let ns = unsafe { bindings::dma_fence_timestamp(self.as_raw()) };
+        // SAFETY: `ns` is a `CLOCK_MONOTONIC` time (the fence's signalling time).
+        Some(unsafe { Instant::from_ktime(ns) })
+    }
+
     /// The fence's state: `Ok(false)` pending, `Ok(true)` signalled, `Err` signalled with that
     /// error.
     ///

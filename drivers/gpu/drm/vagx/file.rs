@@ -10,7 +10,10 @@ use kernel::{
         capable,
         Capability, //
     },
-    dma_fence::chain::PreparedChain,
+    dma_fence::{
+        chain::PreparedChain,
+        Interruptible, //
+    },
     drm::{
         self,
         gem::BaseObject,
@@ -241,6 +244,19 @@ impl File {
                 if args.handle != 0 || args.flags != 0 || args.bo_offset != 0 {
                     return Err(EINVAL);
                 }
+                // The jobs submitted so far to the VM's queues may use the range: wait for
+                // them (unlocked: the wait may be long and is interruptible).
+                let mut fences = KVec::new();
+                for (_, q) in file.inner().queues.lock().items.iter() {
+                    if Arc::ptr_eq(q.vm(), &vm) {
+                        if let Some(f) = q.last() {
+                            fences.push(f, GFP_KERNEL)?;
+                        }
+                    }
+                }
+                for f in fences.iter() {
+                    f.wait(None, Interruptible::Yes)?;
+                }
                 vm.unmap(args.va, args.range)?;
             }
             _ => return Err(EINVAL),
@@ -370,8 +386,7 @@ impl File {
         let guard = queue.entity().begin_submit()?;
         let done = guard.arm(job).push();
         drop(guard);
-        queue.count_submit();
-        queue.vm().set_last(done.clone());
+        queue.submitted(done.clone());
         for (obj, chain, point) in signals {
             match chain {
                 Some(node) => obj.add_point(node, &done, point),

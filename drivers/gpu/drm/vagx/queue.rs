@@ -28,11 +28,13 @@ use kernel::{
         SchedulerConfig,
         TimeoutStatus, //
     },
+    new_spinlock,
     new_spinlock_irq,
     prelude::*,
     sync::{
         aref::ARef,
         Arc,
+        SpinLock,
         SpinLockIrq, //
     },
     time::Delta,
@@ -140,6 +142,8 @@ pub(crate) struct Queue {
     submitted: AtomicU64,
     /// The UAPI pipe (`DRM_VAGX_PIPE_*`), for fdinfo's engine keys.
     uapi_pipe: u32,
+    /// The finished fence of the last job submitted: unmapping from the VM waits for it.
+    last: Arc<SpinLock<Option<ARef<Fence>>>>,
 }
 
 /// The firmware priority (0 highest) of a UAPI priority.
@@ -175,6 +179,7 @@ impl Queue {
                 .dma
                 .with(|dev| Arc::pin_init(HwQueue::new(dev, id, vm.id(), pipe)?, GFP_KERNEL))?;
             let status = Arc::pin_init(new_spinlock_irq!(FaultInfo::default()), GFP_KERNEL)?;
+            let last = Arc::pin_init(new_spinlock!(None), GFP_KERNEL)?;
             let own_sched = if scheds.0.is_empty() {
                 let cfg = SchedulerConfig {
                     timeout: Some(Delta::from_secs(10)),
@@ -210,6 +215,7 @@ impl Queue {
                     _own_sched: own_sched,
                     submitted: AtomicU64::new(0),
                     uapi_pipe,
+                    last,
                 },
                 GFP_KERNEL,
             )?)
@@ -255,9 +261,15 @@ impl Queue {
         self.uapi_pipe
     }
 
-    /// Counts a submitted job.
-    pub(crate) fn count_submit(&self) {
+    /// Counts a submitted job, whose finished fence is `done`.
+    pub(crate) fn submitted(&self, done: ARef<Fence>) {
         self.submitted.fetch_add(1, Relaxed);
+        *self.last.lock() = Some(done);
+    }
+
+    /// The finished fence of the last job submitted.
+    pub(crate) fn last(&self) -> Option<ARef<Fence>> {
+        self.last.lock().clone()
     }
 
     /// The queue's state for `QUEUE_GET_STATUS`: (fault info, jobs completed, banned).

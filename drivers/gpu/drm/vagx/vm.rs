@@ -11,10 +11,6 @@ use kernel::{
         Bound,
         Device, //
     },
-    dma_fence::{
-        Fence,
-        Interruptible, //
-    },
     new_mutex,
     prelude::*,
     sync::{
@@ -101,9 +97,6 @@ pub(crate) struct Vm {
     id: u32,
     #[pin]
     tables: Mutex<Tables>,
-    /// The finished fence of the last job submitted in this VM: unmapping waits for it.
-    #[pin]
-    last: Mutex<Option<ARef<Fence>>>,
 }
 
 impl Vm {
@@ -123,7 +116,6 @@ impl Vm {
                         tables,
                         mappings: KVec::new(),
                     }),
-                    last <- new_mutex!(None),
                 }? Error),
                 GFP_KERNEL,
             )?;
@@ -136,11 +128,6 @@ impl Vm {
     /// The firmware's id of this VM.
     pub(crate) fn id(&self) -> u32 {
         self.id
-    }
-
-    /// Records the last job of the VM (see [`Vm::unmap`]).
-    pub(crate) fn set_last(&self, fence: ARef<Fence>) {
-        *self.last.lock() = Some(fence);
     }
 
     fn check_range(va: u64, range: u64) -> Result {
@@ -227,13 +214,9 @@ impl Vm {
         Ok(())
     }
 
-    /// Unmaps `range` bytes at `va`, once the VM's jobs submitted so far have completed.
+    /// Unmaps `range` bytes at `va`. The caller first waits for the jobs that may use it.
     pub(crate) fn unmap(&self, va: u64, range: u64) -> Result {
         Self::check_range(va, range)?;
-        let last = self.last.lock().clone();
-        if let Some(f) = last {
-            f.wait(None, Interruptible::Yes)?;
-        }
         let mut t = self.tables.lock();
         let mut gva = va;
         while gva < va + range {
