@@ -315,7 +315,10 @@ struct drm_vagx_queue_get_status {
 	__u32 fault_kind;
 	/** @fault_command: out: index of the faulting command in its command buffer. */
 	__u32 fault_command;
-	/** @completed: out: jobs of the queue completed, successfully or not. */
+	/**
+	 * @completed: out: jobs of the queue that ran on the device and ended, successfully
+	 * or not (counted before their fences signal).
+	 */
 	__u64 completed;
 	/** @hangs: out: the queue's timeouts and faults so far. */
 	__u32 hangs;

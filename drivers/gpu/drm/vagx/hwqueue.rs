@@ -46,6 +46,9 @@ use crate::{
     ring::Indices,
 };
 
+/// A time on the monotonic clock.
+type Instant = kernel::time::Instant<kernel::time::Monotonic>;
+
 /// Entries of a work queue's ring.
 pub(crate) const QUEUE_RING_COUNT: u32 = 64;
 
@@ -70,6 +73,8 @@ struct Discard {
 struct InFlight {
     stamp: u32,
     fence: DriverFence<()>,
+    /// When it was handed to the firmware.
+    start: Instant,
 }
 
 struct Inner {
@@ -83,6 +88,12 @@ struct Inner {
     discard: Option<Discard>,
     /// Once set, the queue takes no more entries and this is their error.
     dead: Option<Error>,
+    /// Entries that left the hardware (completed, failed or discarded).
+    completed: u64,
+    /// Time the hardware spent on this queue's entries: from each entry's start, or the
+    /// previous entry's end if later, to its end.
+    busy_ns: u64,
+    last_done: Option<Instant>,
 }
 
 impl Inner {
@@ -100,6 +111,17 @@ impl Inner {
         let e = self.in_flight.get_mut(self.head)?.take();
         self.head = (self.head + 1) % self.in_flight.len();
         self.len -= 1;
+        if let Some(e) = &e {
+            let now = Instant::now();
+            let from = match self.last_done {
+                Some(last) if (last - e.start).as_nanos() > 0 => last,
+                _ => e.start,
+            };
+            // A negative span (clock read races) counts as nothing.
+            self.busy_ns += u64::try_from((now - from).as_nanos()).unwrap_or(0);
+            self.last_done = Some(now);
+            self.completed += 1;
+        }
         e
     }
 }
@@ -151,6 +173,9 @@ impl HwQueue {
                 len: 0,
                 discard: None,
                 dead: None,
+                completed: 0,
+                busy_ns: 0,
+                last_done: None,
             }),
         }? Error))
     }
@@ -218,7 +243,11 @@ impl HwQueue {
         let hw: ARef<Fence> = fence.fence().into();
         let at = (inner.head + inner.len) % inner.in_flight.len();
         if let Some(s) = inner.in_flight.get_mut(at) {
-            *s = Some(InFlight { stamp, fence });
+            *s = Some(InFlight {
+                stamp,
+                fence,
+                start: Instant::now(),
+            });
         }
         inner.len += 1;
         self.mem
@@ -304,6 +333,13 @@ impl HwQueue {
             n += 1;
         }
         n
+    }
+
+    /// Hardware time spent on the queue's entries (ns) and entries that left the hardware;
+    /// counted before their fences signal.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        let inner = self.inner.lock();
+        (inner.busy_ns, inner.completed)
     }
 
     /// Entries on the hardware.

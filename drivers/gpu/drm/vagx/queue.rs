@@ -9,11 +9,6 @@
 //! - firmware: every queue has its own scheduler (1:1) that hands jobs to the firmware as soon
 //!   as their dependencies signal; the firmware arbitrates between queues by priority.
 
-use core::sync::atomic::{
-    AtomicU64,
-    Ordering::Relaxed, //
-};
-
 use kernel::{
     dma_fence::{
         ecanceled,
@@ -28,8 +23,7 @@ use kernel::{
         SchedulerConfig,
         TimeoutStatus, //
     },
-    new_spinlock,
-    new_spinlock_irq,
+    new_spinlock, new_spinlock_irq,
     prelude::*,
     sync::{
         aref::ARef,
@@ -135,11 +129,10 @@ pub(crate) struct Queue {
     hw: Arc<HwQueue>,
     vm: Arc<Vm>,
     status: Arc<SpinLockIrq<FaultInfo>>,
-    /// Dropped before `own_sched`, which it may run on.
+    /// Dropped before `_own_sched`, which it may run on.
     entity: Entity<FwBackend>,
     /// Firmware mode: the queue's own scheduler (owned here, used through the entity).
     _own_sched: Option<Scheduler<FwBackend>>,
-    submitted: AtomicU64,
     /// The UAPI pipe (`DRM_VAGX_PIPE_*`), for fdinfo's engine keys.
     uapi_pipe: u32,
     /// The finished fence of the last job submitted: unmapping from the VM waits for it.
@@ -213,7 +206,6 @@ impl Queue {
                     status,
                     entity,
                     _own_sched: own_sched,
-                    submitted: AtomicU64::new(0),
                     uapi_pipe,
                     last,
                 },
@@ -256,14 +248,18 @@ impl Queue {
         })
     }
 
+    /// Hardware time (ns) and entries completed, as the firmware work queue counts them.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        self.hw.usage()
+    }
+
     /// The UAPI pipe.
     pub(crate) fn uapi_pipe(&self) -> u32 {
         self.uapi_pipe
     }
 
-    /// Counts a submitted job, whose finished fence is `done`.
+    /// Records a submitted job's finished fence.
     pub(crate) fn submitted(&self, done: ARef<Fence>) {
-        self.submitted.fetch_add(1, Relaxed);
         *self.last.lock() = Some(done);
     }
 
@@ -280,7 +276,7 @@ impl Queue {
         } else if self.entity.is_banned() {
             info.state = uapi::QUEUE_BANNED;
         }
-        (info, self.entity.usage().1)
+        (info, self.hw.usage().1)
     }
 }
 

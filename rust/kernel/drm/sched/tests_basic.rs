@@ -668,7 +668,10 @@ mod policy {
         let than = than.timestamp().ok_or(EINVAL)?;
         Ok(fences
             .iter()
-            .filter(|f| f.timestamp().is_some_and(|t| t.as_nanos() < than.as_nanos()))
+            .filter(|f| {
+                f.timestamp()
+                    .is_some_and(|t| t.as_nanos() < than.as_nanos())
+            })
             .count() as u64)
     }
 
@@ -773,7 +776,10 @@ mod policy {
         assert!(waits(&last, 5 * HZ_MS));
         let before = started
             .iter()
-            .filter(|f| f.timestamp().is_some_and(|t| t.as_nanos() < submitted_at.as_nanos()))
+            .filter(|f| {
+                f.timestamp()
+                    .is_some_and(|t| t.as_nanos() < submitted_at.as_nanos())
+            })
             .count() as u64;
         Ok((before, signalled_before(&started, &job.scheduled)?))
     }
