@@ -25,6 +25,8 @@ pub enum Mode {
     Kunit,
     /// Run the scheduler benchmarks: vagx's and C drm_sched's KUnit workloads.
     Bench,
+    /// Probe devices whose firmware misbehaves at boot ([`FAULTY_DEVICES`]).
+    Faults,
 }
 
 impl Mode {
@@ -34,6 +36,7 @@ impl Mode {
             Self::Test => "test",
             Self::Kunit => "kunit",
             Self::Bench => "bench",
+            Self::Faults => "faults",
         }
     }
 }
@@ -48,6 +51,16 @@ pub struct Boot {
 
 /// Number of vagx devices every VM gets: two, so that multi-instance bugs show up early.
 const VAGX_DEVICES: usize = 2;
+
+/// The devices of the faults boot, in PCI slot order: a firmware that fails its boot, one
+/// that never answers, one that crashes right after booting, and a device of ABI 2.0.
+/// `vagx-tool test-faults` knows this order.
+const FAULTY_DEVICES: &[&str] = &[
+    "vagx,id=fail,boot-fault=1",
+    "vagx,id=silent,boot-fault=2",
+    "vagx,id=crash,boot-fault=3",
+    "vagx,id=abi2,abi-version=0x20000",
+];
 
 /// Boots the built kernel with `mode`, echoing the console when `echo` is set.
 ///
@@ -85,7 +98,7 @@ pub fn boot_with(
             // Both schedulers' workload suites: vagx_sched_scheduler_*, drm_sched_scheduler_*.
             append.push(format!("kunit.filter_glob={filter}"));
         }
-        Mode::Run | Mode::Test => {}
+        Mode::Run | Mode::Test | Mode::Faults => {}
     }
 
     let mut cmd = std::process::Command::new(&art.qemu);
@@ -110,8 +123,14 @@ pub fn boot_with(
         .arg(&art.initramfs)
         .arg("-append")
         .arg(append.join(" "));
-    for i in 0..VAGX_DEVICES {
-        cmd.args(["-device", &format!("vagx,id=gpu{i}")]);
+    if mode == Mode::Faults {
+        for dev in FAULTY_DEVICES {
+            cmd.args(["-device", dev]);
+        }
+    } else {
+        for i in 0..VAGX_DEVICES {
+            cmd.args(["-device", &format!("vagx,id=gpu{i}")]);
+        }
     }
 
     let mut job = Job::new(cmd, &format!("VM ({} mode)", mode.as_str()), &log).timeout(timeout);

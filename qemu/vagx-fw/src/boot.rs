@@ -15,7 +15,7 @@ use vagx_abi::{
 };
 
 use crate::{
-    device::{Device, FwState},
+    device::{BootFault, Device, FwState},
     mem::{self, Memory},
     ring::{overlaps, Ring, RingError},
     trace::Trace,
@@ -95,7 +95,26 @@ impl Device {
         let (ty, payload) = (mbox::message_type(msg), mbox::message_payload(msg));
         match (ep, ty) {
             (mbox::EP_FIRMWARE, mbox::MSG_INIT) if self.state == FwState::Off => {
-                self.boot(mem, payload);
+                match self.config.boot_fault {
+                    BootFault::None => self.boot(mem, payload),
+                    // Nothing happens: the host's wait for the boot must time out.
+                    BootFault::Silent => {}
+                    BootFault::Fail => {
+                        self.state = FwState::Failed;
+                        self.error = FwError::Injected as u32;
+                        self.send_to_host(
+                            mbox::EP_FIRMWARE,
+                            mbox::message(mbox::MSG_INIT_DONE, u64::from(self.error)),
+                        );
+                        self.raise(IRQ_STATE);
+                    }
+                    BootFault::Crash => {
+                        self.boot(mem, payload);
+                        if self.state == FwState::Running {
+                            self.crash(FwError::Injected);
+                        }
+                    }
+                }
             }
             // A crashed or failed firmware does nothing until a reset.
             (mbox::EP_DOORBELL, mbox::MSG_DOORBELL)

@@ -33,6 +33,11 @@ pub struct Config {
     pub units: u32,
     /// Throughput of the cost model.
     pub rates: Rates,
+    /// How the firmware misbehaves at boot, to test a driver's failure paths.
+    pub boot_fault: BootFault,
+    /// What `ABI_VERSION` reads, if not the version this model implements (a device from
+    /// another ABI generation, for drivers' version checks).
+    pub abi_version: Option<u32>,
 }
 
 impl Default for Config {
@@ -40,7 +45,36 @@ impl Default for Config {
         Self {
             units: 2,
             rates: Rates::default(),
+            boot_fault: BootFault::None,
+            abi_version: None,
         }
+    }
+}
+
+/// A firmware that misbehaves at boot (QEMU property `boot-fault`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BootFault {
+    /// Boots normally.
+    #[default]
+    None,
+    /// Refuses every INIT: boot fails (`FAILED`, error `Injected`).
+    Fail,
+    /// Never answers INIT: the firmware stays `OFF`.
+    Silent,
+    /// Boots, then crashes at once (`CRASHED`, error `Injected`).
+    Crash,
+}
+
+impl BootFault {
+    /// Decodes the property's value: 0 none, 1 fail, 2 silent, 3 crash.
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        Some(match raw {
+            0 => Self::None,
+            1 => Self::Fail,
+            2 => Self::Silent,
+            3 => Self::Crash,
+            _ => return None,
+        })
     }
 }
 
@@ -208,7 +242,7 @@ impl Device {
         let head = self.f2h.front().copied().unwrap_or((0, 0));
         Ok(match decode(offset, size)? {
             ID => ID_MAGIC,
-            ABI_VERSION => ABI_VERSION_VALUE,
+            ABI_VERSION => self.config.abi_version.unwrap_or(ABI_VERSION_VALUE),
             SCRATCH => self.scratch,
             UNITS => self.config.units,
             FW_STATE => self.state.raw(),

@@ -17,4 +17,4 @@ pub mod ring;
 pub mod sched;
 pub mod trace;
 
-pub use device::{Config, Device, FwState};
+pub use device::{BootFault, Config, Device, FwState};

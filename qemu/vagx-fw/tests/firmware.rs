@@ -728,3 +728,54 @@ fn a_broken_log_ring_is_reported_once() {
         .count();
     assert_eq!(errors, 1);
 }
+
+#[test]
+fn boot_faults_fail_stay_silent_or_crash() {
+    use vagx_fw::BootFault;
+    // Fail: INIT_DONE carries the error, the state is FAILED.
+    let mut h = Harness::unbooted(1);
+    h.dev = vagx_fw::Device::new(vagx_fw::Config {
+        units: 1,
+        boot_fault: BootFault::Fail,
+        ..Default::default()
+    });
+    assert_eq!(h.boot(), Err(u64::from(FwError::Injected as u32)));
+    assert_eq!(h.mmio_read(regs::FW_STATE), regs::FW_STATE_FAILED);
+    assert_eq!(h.mmio_read(regs::FW_ERROR), FwError::Injected as u32);
+
+    // Silent: no answer at all, the firmware stays off.
+    let mut h = Harness::unbooted(1);
+    h.dev = vagx_fw::Device::new(vagx_fw::Config {
+        units: 1,
+        boot_fault: BootFault::Silent,
+        ..Default::default()
+    });
+    vagx_fw::mem::write_pod(&mut h.ram, common::INIT, &h.init).unwrap();
+    h.send(
+        mbox::EP_FIRMWARE,
+        mbox::message(mbox::MSG_INIT, common::INIT),
+    );
+    assert!(h.mailbox().is_empty());
+    assert_eq!(h.mmio_read(regs::FW_STATE), regs::FW_STATE_OFF);
+
+    // Crash: the boot succeeds, then the firmware crashes at once.
+    let mut h = Harness::unbooted(1);
+    h.dev = vagx_fw::Device::new(vagx_fw::Config {
+        units: 1,
+        boot_fault: BootFault::Crash,
+        ..Default::default()
+    });
+    let _ = h.boot();
+    assert_eq!(h.mmio_read(regs::FW_STATE), regs::FW_STATE_CRASHED);
+    assert_eq!(h.mmio_read(regs::FW_ERROR), FwError::Injected as u32);
+}
+
+#[test]
+fn abi_version_can_be_overridden() {
+    let mut h = Harness::unbooted(1);
+    h.dev = vagx_fw::Device::new(vagx_fw::Config {
+        abi_version: Some(0x0002_0000),
+        ..Default::default()
+    });
+    assert_eq!(h.mmio_read(regs::ABI_VERSION), 0x0002_0000);
+}

@@ -34,6 +34,12 @@ enum Command {
         #[arg(long)]
         module: std::path::PathBuf,
     },
+    /// Checks the driver's probe failures on the faults boot's misbehaving devices.
+    TestFaults {
+        /// Path of the module to load and unload (`vagx.ko`).
+        #[arg(long)]
+        module: std::path::PathBuf,
+    },
     /// Runs one command buffer described as `op[:arg...],...` and checks its results.
     ///
     /// Ops: fill:<len>:<pattern>, copy:<len>, checksum:<len>, gemm:<n>, delay:<ns>, nop.
@@ -87,6 +93,13 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::TestFaults { module } => tests::run_faults(&module).and_then(|tally| {
+            if tally.failed == 0 {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("{} test(s) failed", tally.failed))
+            }
+        }),
         Command::Submit { desc, prio } => workload::submit(&desc, &prio),
         Command::Stress {
             procs,

@@ -299,3 +299,79 @@ fn read_kernel_log() -> Result<Vec<String>> {
     }
     Ok(lines)
 }
+
+/// The faults boot (`vagx.mode=faults`): four devices, in slot order, whose firmware fails
+/// its boot, never answers, crashes right after booting, or implements ABI 2.0. The driver
+/// must refuse each with a clear message and bind none; the module must unload cleanly.
+pub fn run_faults(module_path: &Path) -> Result<Tally> {
+    const EXPECTED: [(&str, &str); 4] = [
+        (
+            "boot_failure_is_reported",
+            "firmware failed to boot: state 5, error 6",
+        ),
+        (
+            "silent_firmware_times_out",
+            "firmware did not answer INIT within 2 s",
+        ),
+        (
+            "crash_at_boot_is_reported",
+            "firmware failed to boot: state 4, error 6",
+        ),
+        ("newer_abi_is_refused", "firmware ABI 2.0 is not supported"),
+    ];
+    let devices = sysfs::vagx_devices()?;
+    let mut results: Vec<(String, Result<()>)> = Vec::new();
+    results.push((
+        "four_faulty_devices_on_the_bus".into(),
+        if devices.len() == EXPECTED.len() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "{} vagx devices, expected 4",
+                devices.len()
+            ))
+        },
+    ));
+    results.push(("module_loads".into(), load_module(module_path)));
+    let log = read_kernel_log().unwrap_or_default();
+    for ((name, message), dev) in EXPECTED.iter().zip(devices.iter()) {
+        let r = (|| {
+            let prefix = format!("vagx {}: ", dev.address);
+            ensure!(
+                log.iter()
+                    .any(|l| l.contains(&prefix) && l.contains(message)),
+                "no {message:?} for {}",
+                dev.address
+            );
+            ensure!(dev.driver.is_none(), "{} is bound anyway", dev.address);
+            Ok(())
+        })();
+        results.push(((*name).into(), r));
+    }
+    results.push((
+        "no_render_node".into(),
+        match crate::gpu::render_nodes() {
+            Ok(n) if n.is_empty() => Ok(()),
+            Ok(n) => Err(anyhow::anyhow!("render nodes {n:?}")),
+            Err(e) => Err(e.into()),
+        },
+    ));
+    results.push(("module_unloads".into(), module_unloads_and_unbinds()));
+
+    println!("1..{}", results.len());
+    let mut tally = Tally::default();
+    for (i, (name, r)) in results.iter().enumerate() {
+        match r {
+            Ok(()) => {
+                tally.passed += 1;
+                println!("ok {} - {name}", i + 1);
+            }
+            Err(err) => {
+                tally.failed += 1;
+                println!("not ok {} - {name}: {err:#}", i + 1);
+            }
+        }
+    }
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(tally)
+}

@@ -31,7 +31,7 @@ use vagx_abi::{pci as ids, regs};
 use vagx_fw::{
     mem::{BusError, Memory},
     trace::Trace,
-    Config, Device,
+    BootFault, Config, Device,
 };
 
 /// State of one vagx device.
@@ -49,6 +49,11 @@ pub struct VagxState {
     inject_hang_queue: u32,
     /// Property `inject-crash-after`: pre-armed crash after this many entries (0: none).
     inject_crash_after: u32,
+    /// Property `boot-fault`: how the firmware misbehaves at boot (0 none, 1 fail, 2 never
+    /// answer, 3 crash at once), for drivers' failure paths.
+    boot_fault: u32,
+    /// Property `abi-version`: what `ABI_VERSION` reads (0: the model's own version).
+    abi_version: u32,
     /// The device model; borrowed only inside a callback of this device.
     dev: BqlRefCell<Device>,
     /// Set while the model runs, to refuse MMIO that its own DMA would re-enter.
@@ -96,6 +101,24 @@ qemu_api::declare_properties! {
         c_str!("inject-crash-after"),
         VagxState,
         inject_crash_after,
+        // SAFETY: as above.
+        unsafe { &qdev_prop_uint32 },
+        u32,
+        default = 0
+    ),
+    qemu_api::define_property!(
+        c_str!("boot-fault"),
+        VagxState,
+        boot_fault,
+        // SAFETY: as above.
+        unsafe { &qdev_prop_uint32 },
+        u32,
+        default = 0
+    ),
+    qemu_api::define_property!(
+        c_str!("abi-version"),
+        VagxState,
+        abi_version,
         // SAFETY: as above.
         unsafe { &qdev_prop_uint32 },
         u32,
@@ -239,6 +262,9 @@ impl VagxState {
     fn configured_device(&self) -> Device {
         let mut dev = Device::new(Config {
             units: self.units,
+            // An unknown value boots normally (QEMU properties have no range checks here).
+            boot_fault: BootFault::from_raw(self.boot_fault).unwrap_or_default(),
+            abi_version: (self.abi_version != 0).then_some(self.abi_version),
             ..Config::default()
         });
         let inject = dev.injections_mut();
