@@ -121,20 +121,28 @@ impl pci::Driver for VagxPciDriver {
             GFP_KERNEL,
         )?;
 
-        fw.boot(pdev.as_ref())?;
-        let mode = sched_mode();
-        let scheds = KernelScheds::new(&fw, mode == uapi::SCHED_KERNEL)?;
-
-        let data_gpu = gpu.clone();
-        let data = try_pin_init!(VagxData {
-            gpu: data_gpu,
-            scheds,
-            sched_mode: mode,
-            abi_version: raw_version,
-        });
-        let drm = drm::UnregisteredDevice::<VagxDriver>::new(pdev.as_ref(), data)?;
-        let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
-        let debugfs = Debugfs::new(pdev.as_ref().name(), &gpu, drm)?;
+        let started = (|| {
+            fw.boot(pdev.as_ref())?;
+            let mode = sched_mode();
+            let scheds = KernelScheds::new(&fw, mode == uapi::SCHED_KERNEL)?;
+            let data_gpu = gpu.clone();
+            let data = try_pin_init!(VagxData {
+                gpu: data_gpu,
+                scheds,
+                sched_mode: mode,
+                abi_version: raw_version,
+            });
+            let drm = drm::UnregisteredDevice::<VagxDriver>::new(pdev.as_ref(), data)?;
+            let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;
+            let debugfs = Debugfs::new(pdev.as_ref().name(), &gpu, drm)?;
+            Ok((drm, debugfs, mode))
+        })();
+        // A failure after INIT may leave the firmware running: stop it before the memory it
+        // uses is freed.
+        let (drm, debugfs, mode) = started.inspect_err(|_: &Error| {
+            gpu.lose();
+            let _ = fw.reset();
+        })?;
 
         let mode_name = if mode == uapi::SCHED_KERNEL {
             "kernel"

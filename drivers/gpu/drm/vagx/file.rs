@@ -321,7 +321,7 @@ impl File {
 
     /// SUBMIT: one job, with its wait and signal syncobjs.
     pub(crate) fn submit(
-        _dev: &VagxDevice,
+        dev: &VagxDevice,
         args: &mut uapi::drm_vagx_submit,
         file: &VagxFile,
     ) -> Result<u32> {
@@ -340,6 +340,7 @@ impl File {
             return Err(EINVAL);
         }
         let queue = file.inner().queues.lock().get(args.queue_id)?;
+        dev.gpu.fw.ensure_spare()?;
 
         // Read and check every sync before anything is queued.
         let mut syncs =

@@ -542,9 +542,11 @@ impl Gpu {
     /// The device is gone: every queue's work fails with `ENODEV`, now and later.
     pub(crate) fn lose(&self) {
         self.lost.store(true, Relaxed);
+        // Jobs waiting for a recovery start now, and fail: every queue is dead.
         self.each_slot(|hw| {
             hw.fail_all(ENODEV, true);
         });
+        self.fw.set_down(false);
     }
 
     /// Halts the firmware (debugfs and tests use it to check recovery).

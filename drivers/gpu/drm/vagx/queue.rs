@@ -89,6 +89,11 @@ impl Backend for FwBackend {
         job.hw.submit(&self.fw, &job.entry, prepared)
     }
 
+    fn prepare_job(&self, _job: &VagxJob) -> Option<ARef<Fence>> {
+        // While the firmware reboots after a crash, jobs wait instead of being lost.
+        self.fw.down_fence()
+    }
+
     fn timed_out(&self, _job: &VagxJob) -> TimeoutStatus {
         // The firmware's watchdog stops a hung entry and the interrupt handler recovers; the
         // scheduler's timer is only a backstop for a firmware that stopped answering.
