@@ -352,6 +352,8 @@ fn run_workers(specs: &[(String, String, u32, u32, u64, bool)]) -> Result<Vec<Wo
             .lines()
             .find_map(WorkerReport::parse)
             .with_context(|| format!("worker {name} printed no report"))?;
+        // Progress on long runs: one line per finished process.
+        eprintln!("  {name}: {} jobs done, {} verified", r.jobs, r.verified);
         reports.push(r);
     }
     Ok(reports)
