@@ -97,8 +97,11 @@ pub fn run(module_path: &Path) -> Result<Tally> {
         all.push((name.as_str(), f));
     }
     all.extend_from_slice(last);
-    let tests = &all;
+    Ok(run_tap(&all))
+}
 
+/// Runs `tests` in order, printing TAP-like lines and the closing `N passed, N failed`.
+fn run_tap(tests: &[(&str, &dyn Fn() -> Result<()>)]) -> Tally {
     println!("1..{}", tests.len());
     let mut tally = Tally::default();
     for (i, (name, test)) in tests.iter().enumerate() {
@@ -114,7 +117,7 @@ pub fn run(module_path: &Path) -> Result<Tally> {
         }
     }
     println!("{} passed, {} failed", tally.passed, tally.failed);
-    Ok(tally)
+    tally
 }
 
 fn device_is_on_the_pci_bus() -> Result<()> {
@@ -330,58 +333,41 @@ pub fn run_faults(module_path: &Path) -> Result<Tally> {
         ("newer_abi_is_refused", "firmware ABI 2.0 is not supported"),
     ];
     let devices = sysfs::vagx_devices()?;
-    let mut results: Vec<(String, Result<()>)> = Vec::new();
-    results.push((
-        "four_faulty_devices_on_the_bus".into(),
-        if devices.len() == EXPECTED.len() {
-            Ok(())
-        } else {
-            Err(anyhow::anyhow!(
+    // The message and the unbound state of the device in slot `i`.
+    let refused = |i: usize| -> Result<()> {
+        let message = EXPECTED[i].1;
+        let dev = devices.get(i).context("device missing")?;
+        let prefix = format!("vagx {}: ", dev.address);
+        let log = read_kernel_log()?;
+        ensure!(
+            log.iter()
+                .any(|l| l.contains(&prefix) && l.contains(message)),
+            "no {message:?} for {}",
+            dev.address
+        );
+        ensure!(dev.driver.is_none(), "{} is bound anyway", dev.address);
+        Ok(())
+    };
+    let tests: &[(&str, &dyn Fn() -> Result<()>)] = &[
+        ("four_faulty_devices_on_the_bus", &|| {
+            ensure!(
+                devices.len() == EXPECTED.len(),
                 "{} vagx devices, expected 4",
                 devices.len()
-            ))
-        },
-    ));
-    results.push(("module_loads".into(), load_module(module_path)));
-    let log = read_kernel_log().unwrap_or_default();
-    for ((name, message), dev) in EXPECTED.iter().zip(devices.iter()) {
-        let r = (|| {
-            let prefix = format!("vagx {}: ", dev.address);
-            ensure!(
-                log.iter()
-                    .any(|l| l.contains(&prefix) && l.contains(message)),
-                "no {message:?} for {}",
-                dev.address
             );
-            ensure!(dev.driver.is_none(), "{} is bound anyway", dev.address);
             Ok(())
-        })();
-        results.push(((*name).into(), r));
-    }
-    results.push((
-        "no_render_node".into(),
-        match crate::gpu::render_nodes() {
-            Ok(n) if n.is_empty() => Ok(()),
-            Ok(n) => Err(anyhow::anyhow!("render nodes {n:?}")),
-            Err(e) => Err(e.into()),
-        },
-    ));
-    results.push(("module_unloads".into(), module_unloads_and_unbinds()));
-
-    println!("1..{}", results.len());
-    let mut tally = Tally::default();
-    for (i, (name, r)) in results.iter().enumerate() {
-        match r {
-            Ok(()) => {
-                tally.passed += 1;
-                println!("ok {} - {name}", i + 1);
-            }
-            Err(err) => {
-                tally.failed += 1;
-                println!("not ok {} - {name}: {err:#}", i + 1);
-            }
-        }
-    }
-    println!("{} passed, {} failed", tally.passed, tally.failed);
-    Ok(tally)
+        }),
+        ("module_loads", &|| load_module(module_path)),
+        (EXPECTED[0].0, &|| refused(0)),
+        (EXPECTED[1].0, &|| refused(1)),
+        (EXPECTED[2].0, &|| refused(2)),
+        (EXPECTED[3].0, &|| refused(3)),
+        ("no_render_node", &|| {
+            let nodes = crate::gpu::render_nodes()?;
+            ensure!(nodes.is_empty(), "render nodes {nodes:?}");
+            Ok(())
+        }),
+        ("module_unloads", &module_unloads_and_unbinds),
+    ];
+    Ok(run_tap(tests))
 }

@@ -92,6 +92,17 @@ struct LogKeep {
     total: u64,
 }
 
+/// Marks the first unused id of `used` and returns it, or `EBUSY`.
+fn take_id(used: &mut [bool]) -> Result<u32> {
+    let (i, slot) = used
+        .iter_mut()
+        .enumerate()
+        .find(|(_, u)| !**u)
+        .ok_or(EBUSY)?;
+    *slot = true;
+    u32::try_from(i).map_err(|_| EBUSY)
+}
+
 /// Ids handed out to queues and VMs (device-wide: the firmware's name space).
 struct Ids {
     queues: [bool; MAX_QUEUES],
@@ -199,30 +210,12 @@ impl Gpu {
 
     /// Takes a free queue id, or `EBUSY`.
     pub(crate) fn alloc_queue_id(&self) -> Result<u32> {
-        let mut ids = self.ids.lock();
-        let (i, used) = ids
-            .queues
-            .iter_mut()
-            .enumerate()
-            .find(|(_, u)| !**u)
-            .ok_or(EBUSY)?;
-        *used = true;
-        // CAST: below MAX_QUEUES.
-        Ok(i as u32)
+        take_id(&mut self.ids.lock().queues)
     }
 
     /// Takes a free VM id, or `EBUSY`.
     pub(crate) fn alloc_vm_id(&self) -> Result<u32> {
-        let mut ids = self.ids.lock();
-        let (i, used) = ids
-            .vms
-            .iter_mut()
-            .enumerate()
-            .find(|(_, u)| !**u)
-            .ok_or(EBUSY)?;
-        *used = true;
-        // CAST: below MAX_VMS.
-        Ok(i as u32)
+        take_id(&mut self.ids.lock().vms)
     }
 
     /// Returns a queue id.
