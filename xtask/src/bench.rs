@@ -514,8 +514,117 @@ fn json(records: &[Record]) -> String {
     s
 }
 
+/// One mode's result of `vagx-tool bench` (its JSON line on the console).
+#[derive(Debug, Default, PartialEq)]
+struct DriverResult {
+    mode: u64,
+    /// p50, p90, p99, max of submit-to-signal latency on an idle device, µs.
+    idle: [u64; 4],
+    /// The same at high priority under low-priority load.
+    contended: [u64; 4],
+    jobs_per_s: f64,
+}
+
+/// The number after `"key": ` in `s`.
+fn json_number(s: &str, key: &str) -> Option<f64> {
+    let at = s.find(&format!("\"{key}\": "))? + key.len() + 4;
+    let rest = &s[at..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// The `vagx-bench-driver: {...}` lines of a console.
+fn parse_driver(console: &str) -> Vec<DriverResult> {
+    let mut out = Vec::new();
+    for line in console.lines() {
+        let Some(json) = line.split("vagx-bench-driver: ").nth(1) else {
+            continue;
+        };
+        let section = |name: &str| -> Option<[u64; 4]> {
+            let s = &json[json.find(&format!("\"{name}\""))?..];
+            let v = |k| json_number(s, k).map(|x| x as u64);
+            Some([v("p50")?, v("p90")?, v("p99")?, v("max")?])
+        };
+        let (Some(mode), Some(idle), Some(contended), Some(rate)) = (
+            json_number(json, "mode"),
+            section("latency_us"),
+            section("contended_high_latency_us"),
+            json_number(json, "throughput_jobs_per_s"),
+        ) else {
+            continue;
+        };
+        out.push(DriverResult {
+            mode: mode as u64,
+            idle,
+            contended,
+            jobs_per_s: rate,
+        });
+    }
+    out
+}
+
+fn driver_table(results: &[DriverResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<9} {:>27} {:>31} {:>10}",
+        "mode", "idle p50/p90/p99/max us", "high under load p50/p90/p99/max", "jobs/s"
+    );
+    for r in results {
+        let name = if r.mode == 0 { "kernel" } else { "firmware" };
+        let q = |v: &[u64; 4]| format!("{}/{}/{}/{}", v[0], v[1], v[2], v[3]);
+        let _ = writeln!(
+            s,
+            "{:<9} {:>27} {:>31} {:>10.0}",
+            name,
+            q(&r.idle),
+            q(&r.contended),
+            r.jobs_per_s
+        );
+    }
+    s
+}
+
+/// `cargo xtask bench driver`.
+fn bench_driver(sh: &Shell, json_out: Option<&std::path::Path>) -> Result<()> {
+    let art = build::build_all(sh)?;
+    eprintln!("bench: the driver in kernel then firmware scheduling mode (vagx-tool bench)");
+    let boot = vm::boot(&art, vm::Mode::BenchDriver, BENCH_TIMEOUT, false)?;
+    let results = parse_driver(&boot.console);
+    let warnings = vm::kernel_warnings(&boot.console);
+    for w in &warnings {
+        eprintln!("bench: kernel warning: {w}");
+    }
+    if results.len() != 2 {
+        bail!(
+            "expected a result per scheduling mode, got {}; log: {}",
+            results.len(),
+            boot.log.display()
+        );
+    }
+    print!("{}", driver_table(&results));
+    if let Some(path) = json_out {
+        let lines: Vec<&str> = boot
+            .console
+            .lines()
+            .filter_map(|l| l.split("vagx-bench-driver: ").nth(1))
+            .collect();
+        std::fs::write(path, format!("[\n  {}\n]\n", lines.join(",\n  ")))?;
+    }
+    eprintln!("bench: console log {}", boot.log.display());
+    if vm::guest_status(&boot.console) != Some(0) || !warnings.is_empty() {
+        bail!("the benchmark guest failed; log: {}", boot.log.display());
+    }
+    Ok(())
+}
+
 impl flags::Bench {
     pub fn run(&self, sh: &Shell) -> Result<()> {
+        if self.what == flags::BenchWhat::Driver {
+            return bench_driver(sh, self.json.as_deref());
+        }
         let art = build::build_all(sh)?;
         eprintln!("bench: booting the scheduler workloads (vagx, then C drm_sched under RR, FIFO and FAIR)");
         let boot = vm::boot_with(&art, vm::Mode::Bench, BENCH_TIMEOUT, false, &self.filter)?;
@@ -550,6 +659,23 @@ impl flags::Bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn driver_results_are_read_from_the_json_lines() {
+        let console = "noise\nvagx-bench-driver: {\"mode\": 1, \"samples\": 400, \"latency_us\": {\"p50\": 310, \"p90\": 400, \"p99\": 900, \"max\": 1200}, \"contended_high_latency_us\": {\"p50\": 700, \"p90\": 1500, \"p99\": 2100, \"max\": 2500}, \"throughput_jobs_per_s\": 3050.5}\n";
+        let r = parse_driver(console);
+        assert_eq!(
+            r,
+            [DriverResult {
+                mode: 1,
+                idle: [310, 400, 900, 1200],
+                contended: [700, 1500, 2100, 2500],
+                jobs_per_s: 3050.5,
+            }]
+        );
+        assert!(driver_table(&r).contains("firmware"));
+        assert!(parse_driver("vagx-bench-driver: {\"mode\": 0}").is_empty());
+    }
 
     const SAMPLE: &str = "\
 [    1.0] rust_kernel: vagx_sched queue_overhead (fifo): Expected 1000000us, actual 1400000us

@@ -77,6 +77,9 @@ pub struct Kunit {
 pub enum BenchWhat {
     /// The vagx scheduler and C drm_sched on the same KUnit workloads, in one boot.
     Sched,
+    /// The driver in its two scheduling modes: `vagx-tool bench` in the VM, kernel then
+    /// firmware mode, in one boot.
+    Driver,
 }
 
 /// Arguments of `cargo xtask bench`.

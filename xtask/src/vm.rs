@@ -27,6 +27,8 @@ pub enum Mode {
     Bench,
     /// Probe devices whose firmware misbehaves at boot ([`FAULTY_DEVICES`]).
     Faults,
+    /// Run `vagx-tool bench` with the driver in each scheduling mode.
+    BenchDriver,
 }
 
 impl Mode {
@@ -37,6 +39,7 @@ impl Mode {
             Self::Kunit => "kunit",
             Self::Bench => "bench",
             Self::Faults => "faults",
+            Self::BenchDriver => "bench-driver",
         }
     }
 }
@@ -98,7 +101,7 @@ pub fn boot_with(
             // Both schedulers' workload suites: vagx_sched_scheduler_*, drm_sched_scheduler_*.
             append.push(format!("kunit.filter_glob={filter}"));
         }
-        Mode::Run | Mode::Test | Mode::Faults => {}
+        Mode::Run | Mode::Test | Mode::Faults | Mode::BenchDriver => {}
     }
 
     let mut cmd = std::process::Command::new(&art.qemu);

@@ -71,6 +71,17 @@ enum Command {
     },
     /// What `make run` shows: three processes, dependent jobs, one recovered hang.
     Demo,
+    /// Keeps low-priority queues busy with jobs of a given length (internal, for `bench`).
+    #[command(hide = true)]
+    Load {
+        #[arg(long)]
+        queues: u32,
+        #[arg(long)]
+        jobs: u32,
+        /// Device time of each job, in microseconds.
+        #[arg(long)]
+        us: u64,
+    },
     /// One worker process of `stress` and `demo` (internal).
     #[command(hide = true)]
     Worker {
@@ -109,6 +120,7 @@ fn main() {
         } => workload::stress(procs, queues, jobs, seed),
         Command::Bench { samples, json } => workload::bench(samples, json.as_deref()),
         Command::Demo => workload::demo(),
+        Command::Load { queues, jobs, us } => workload::load(queues, jobs, us),
         Command::Worker {
             name,
             prio,

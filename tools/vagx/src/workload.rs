@@ -437,13 +437,43 @@ pub fn demo() -> Result<()> {
     Ok(())
 }
 
-/// `bench`: submit-to-signal latency of an empty job and the throughput of tiny jobs.
-pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
+/// `load` (internal): `queues` low-priority queues each running `jobs` jobs of `us`
+/// microseconds of device time, to compete with a measurement.
+pub fn load(queues: u32, jobs: u32, us: u64) -> Result<()> {
     let g = Gpu::open_first()?;
-    let ctx = Ctx::normal(&g)?;
+    let ctx = Ctx::new(&g, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_LOW, 1 << 20)?;
+    let mut qs = vec![ctx.queue];
+    for _ in 1..queues.max(1) {
+        qs.push(g.queue_create(ctx.vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_LOW)?);
+    }
+    let mut c = CmdBuf::new();
+    c.delay(us * 1000);
+    ctx.map.write(0, c.bytes());
+    let last = g.syncobj()?;
+    for i in 0..jobs {
+        for (k, q) in qs.iter().enumerate() {
+            let done = i + 1 == jobs && k + 1 == qs.len();
+            let syncs = if done {
+                vec![Sync::signal(last, 0)]
+            } else {
+                vec![]
+            };
+            g.submit(*q, crate::driver_tests::BASE, c.len(), &syncs)?;
+        }
+    }
+    g.wait(last, WAIT_MS)?;
+    for q in qs.into_iter().skip(1) {
+        g.queue_destroy(q)?;
+    }
+    Ok(())
+}
+
+/// Submit-to-signal latencies (µs, sorted) of `samples` empty jobs on a `prio` queue, one
+/// at a time.
+fn latencies(g: &Gpu, prio: u32, samples: u32) -> Result<Vec<u64>> {
+    let ctx = Ctx::new(g, prio, 1 << 20)?;
     let mut nop = CmdBuf::new();
     nop.nop();
-    // Latency: one job at a time.
     let mut lat = Vec::new();
     for _ in 0..samples {
         let s = g.syncobj()?;
@@ -454,6 +484,45 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
         g.syncobj_destroy(s)?;
     }
     lat.sort_unstable();
+    Ok(lat)
+}
+
+/// `bench`: submit-to-signal latency of an empty job, alone and while two processes keep
+/// low-priority queues busy, and the throughput of tiny jobs.
+pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut nop = CmdBuf::new();
+    nop.nop();
+    // Latency: one job at a time, on an idle device.
+    let lat = latencies(
+        &g,
+        uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL,
+        samples,
+    )?;
+    // The same at high priority while two processes load four low-priority queues with
+    // 1 ms jobs.
+    let exe = std::env::current_exe()?;
+    let mut loaders = Vec::new();
+    for _ in 0..2 {
+        loaders.push(
+            Command::new(&exe)
+                .args(["load", "--queues", "2", "--jobs", "200", "--us", "1000"])
+                .spawn()
+                .context("spawning a load process")?,
+        );
+    }
+    // Let the load reach the hardware first.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let contended = latencies(
+        &g,
+        uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_HIGH,
+        samples / 4,
+    )?;
+    for mut l in loaders {
+        let status = l.wait()?;
+        ensure!(status.success(), "a load process failed: {status}");
+    }
     // Throughput: `samples` jobs back to back, then wait for the last.
     let last = g.syncobj()?;
     let t0 = Instant::now();
@@ -480,16 +549,32 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
         percentile(&lat, 99),
         lat.last().copied().unwrap_or(0)
     );
+    println!(
+        "  high priority under low-priority load: p50 {} us, p90 {} us, p99 {} us, max {} us",
+        percentile(&contended, 50),
+        percentile(&contended, 90),
+        percentile(&contended, 99),
+        contended.last().copied().unwrap_or(0)
+    );
     println!("  tiny-job throughput: {rate:.0} jobs/s");
     if let Some(path) = json {
         let text = format!(
-            "{{\"mode\": {mode}, \"samples\": {samples}, \"latency_us\": {{\"p50\": {}, \"p90\": {}, \"p99\": {}, \"max\": {}}}, \"throughput_jobs_per_s\": {rate:.1}}}\n",
-            percentile(&lat, 50),
-            percentile(&lat, 90),
-            percentile(&lat, 99),
-            lat.last().copied().unwrap_or(0)
+            "{{\"mode\": {mode}, \"samples\": {samples}, \"latency_us\": {}, \"contended_high_latency_us\": {}, \"throughput_jobs_per_s\": {rate:.1}}}\n",
+            json_percentiles(&lat),
+            json_percentiles(&contended),
         );
         std::fs::write(path, text)?;
     }
     Ok(())
+}
+
+/// `{"p50": .., "p90": .., "p99": .., "max": ..}` of sorted `v`.
+fn json_percentiles(v: &[u64]) -> String {
+    format!(
+        "{{\"p50\": {}, \"p90\": {}, \"p99\": {}, \"max\": {}}}",
+        percentile(v, 50),
+        percentile(v, 90),
+        percentile(v, 99),
+        v.last().copied().unwrap_or(0)
+    )
 }
