@@ -179,6 +179,11 @@ pub fn tests() -> Vec<Test> {
         ),
         ("clients_are_isolated", clients_are_isolated),
         (
+            "another_process_cannot_use_our_objects",
+            another_process_is_isolated,
+        ),
+        ("unknown_ioctls_are_rejected", unknown_ioctls_are_rejected),
+        (
             "queue_destroy_cancels_unfinished_jobs",
             queue_destroy_cancels_unfinished_jobs,
         ),
@@ -1174,5 +1179,65 @@ fn wait_for_submit_sees_a_later_submit() -> Result<()> {
         r.is_err(),
         "waiting for an unsubmitted point without WAIT_FOR_SUBMIT succeeded"
     );
+    Ok(())
+}
+
+fn another_process_is_isolated() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let s = g.syncobj()?;
+    // The same ids, used by another process with its own open file.
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["isolation-child", "--bo", &ctx.bo.to_string()])
+        .args([
+            "--vm",
+            &ctx.vm.to_string(),
+            "--queue",
+            &ctx.queue.to_string(),
+        ])
+        .args(["--syncobj", &s.to_string()])
+        .output()
+        .context("running the child")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && text.contains("isolated"),
+        "child: {} {text} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// `isolation-child`: every id the parent passed is `ENOENT` in this process's own file.
+pub fn isolation_child(bo: u32, vm: u32, queue: u32, syncobj: u32) -> Result<()> {
+    let g = Gpu::open_first()?;
+    expect_errno(
+        g.mmap_offset_raw(bo, 0),
+        libc::ENOENT,
+        "the parent's object",
+    )?;
+    expect_errno(g.vm_destroy(vm), libc::ENOENT, "the parent's VM")?;
+    expect_errno(g.queue_status(queue), libc::ENOENT, "the parent's queue")?;
+    expect_errno(g.wait(syncobj, 0), libc::ENOENT, "the parent's syncobj")?;
+    expect_errno(
+        g.submit(queue, BASE, 8, &[]),
+        libc::ENOENT,
+        "submit to the parent's queue",
+    )?;
+    println!("isolated");
+    Ok(())
+}
+
+fn unknown_ioctls_are_rejected() -> Result<()> {
+    let g = Gpu::open_first()?;
+    // The first driver ioctl number after the table, and one far past it.
+    for nr in [0x0a_u32, 0x3f] {
+        let mut arg = [0u64; 2];
+        expect_errno(
+            g.raw_ioctl(nr, &mut arg),
+            libc::EINVAL,
+            &format!("driver ioctl {nr:#x}"),
+        )?;
+    }
     Ok(())
 }

@@ -140,6 +140,12 @@ impl Gpu {
         self.file.as_raw_fd()
     }
 
+    /// Driver ioctl `nr` (relative to DRM_COMMAND_BASE) with a 16-byte argument, for tests of
+    /// numbers the driver does not define.
+    pub fn raw_ioctl(&self, nr: u32, arg: &mut [u64; 2]) -> io::Result<()> {
+        ioctl(self.fd(), iowr(0x40 + nr, size_of::<[u64; 2]>()), arg)
+    }
+
     /// The file, for generic DRM ioctls in tests.
     pub fn fd_for_tests(&self) -> BorrowedFd<'_> {
         self.fd()

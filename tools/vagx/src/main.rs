@@ -71,6 +71,18 @@ enum Command {
     },
     /// What `make run` shows: three processes, dependent jobs, one recovered hang.
     Demo,
+    /// Checks that another process's ids mean nothing here (internal, for `test`).
+    #[command(hide = true)]
+    IsolationChild {
+        #[arg(long)]
+        bo: u32,
+        #[arg(long)]
+        vm: u32,
+        #[arg(long)]
+        queue: u32,
+        #[arg(long)]
+        syncobj: u32,
+    },
     /// Keeps low-priority queues busy with jobs of a given length (internal, for `bench`).
     #[command(hide = true)]
     Load {
@@ -120,6 +132,12 @@ fn main() {
         } => workload::stress(procs, queues, jobs, seed),
         Command::Bench { samples, json } => workload::bench(samples, json.as_deref()),
         Command::Demo => workload::demo(),
+        Command::IsolationChild {
+            bo,
+            vm,
+            queue,
+            syncobj,
+        } => driver_tests::isolation_child(bo, vm, queue, syncobj),
         Command::Load { queues, jobs, us } => workload::load(queues, jobs, us),
         Command::Worker {
             name,
