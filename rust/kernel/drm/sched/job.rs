@@ -101,22 +101,26 @@ impl<B: Backend> JobNode<B> {
         self.fence_seqno.store(fence.seqno(), Relaxed);
     }
 
-    /// Completes a job whose hardware fence has signalled, with that fence's error; returns
-    /// the time it ran, in ns. One lock for all of it: this is every job's path.
-    pub(crate) fn complete_ran(&self) -> u64 {
-        let (err, gpu_ns, scheduled, finished) = {
+    /// Completes a job whose hardware fence has signalled, with that fence's error; `gpu_ns`
+    /// is the time it ran ([`JobNode::ran_ns`]).
+    pub(crate) fn complete_ran(&self, gpu_ns: u64) {
+        let (err, scheduled, finished) = {
             let mut inner = self.inner.lock();
             let err = match &inner.hw {
                 Some(f) => f.status().err(),
                 None => inner.error,
             };
-            let ns = inner
-                .started
-                .map_or(0, |t| t.elapsed().as_nanos().max(0) as u64);
-            (err, ns, inner.scheduled.take(), inner.finished.take())
+            (err, inner.scheduled.take(), inner.finished.take())
         };
         self.signal(err, gpu_ns, scheduled, finished);
-        gpu_ns
+    }
+
+    /// How long the job has been on the hardware, in ns (0 if it never started).
+    pub(crate) fn ran_ns(&self) -> u64 {
+        self.inner
+            .lock()
+            .started
+            .map_or(0, |t| t.elapsed().as_nanos().max(0) as u64)
     }
 
     /// Signals the scheduled fence (if not yet) and the finished fence with `err`; `gpu_ns` is

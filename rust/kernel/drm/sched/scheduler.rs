@@ -757,16 +757,9 @@ impl<B: Backend> Shared<B> {
     /// Completes every job on the hardware whose fence has signalled; returns how many.
     fn complete_done(&self) -> usize {
         let mut n = 0;
-        // The previous job's bookkeeping is done under the next iteration's lock.
-        let mut freed: Option<(Arc<JobNode<B>>, u64)> = None;
         loop {
-            // Dropped after the lock below: the last reference frees the driver's data.
-            let prev = freed.take();
-            let job = {
+            let (job, gpu_ns) = {
                 let mut s = self.state.lock();
-                if let Some((job, gpu_ns)) = &prev {
-                    Self::account_freed(&mut s, job, Some(*gpu_ns));
-                }
                 // Jobs complete in order, almost always: look at the head first.
                 let head_done = s.in_flight.front().is_some_and(|j| j.hw_done());
                 let job = if head_done {
@@ -787,15 +780,18 @@ impl<B: Backend> Shared<B> {
                     // A new head: its timeout runs from now.
                     s.head_since = Some(Instant::now());
                 }
-                job
+                // The bookkeeping comes before the finished fence signals, so that whoever
+                // it wakes sees the job's time counted and its entity idle.
+                let gpu_ns = job.ran_ns();
+                Self::account_freed(&mut s, &job, Some(gpu_ns));
+                (job, gpu_ns)
             };
-            // Outside the signalling section, as in `process`.
-            drop(prev);
-            let gpu_ns = {
+            {
                 let _signalling = SignallingGuard::new();
-                job.complete_ran()
-            };
-            freed = Some((job, gpu_ns));
+                job.complete_ran(gpu_ns);
+            }
+            // Freed outside the signalling section, as in `process`.
+            drop(job);
             n += 1;
         }
         n
