@@ -55,8 +55,8 @@ struct Tables {
 }
 
 impl Tables {
-    /// The leaf table covering `va`, made if `create`.
-    fn leaf(&mut self, dev: &Device<Bound>, va: u64, create: bool) -> Result<Option<usize>> {
+    /// The leaf table covering `va`; missing tables are made if `dev` is given, else `None`.
+    fn leaf(&mut self, dev: Option<&Device<Bound>>, va: u64) -> Result<Option<usize>> {
         let mut table = 0usize;
         for level in 0..mmu::LEVELS - 1 {
             // CAST: table indices are below 512.
@@ -68,7 +68,7 @@ impl Tables {
                     .iter()
                     .position(|t| t.bus_addr() == bus)
                     .ok_or(EINVAL)?
-            } else if create {
+            } else if let Some(dev) = dev {
                 let t = FwMem::new(dev, PAGE_SIZE as usize)?;
                 let entry = (t.bus_addr() & PTE_ADDR_MASK) | PTE_VALID;
                 self.tables.push(t, GFP_KERNEL)?;
@@ -195,7 +195,7 @@ impl Vm {
                 let at = obj_off + p;
                 if at >= bo_offset {
                     let gva = va + (at - bo_offset);
-                    let leaf = t.leaf(dev, gva, true)?.ok_or(EINVAL)?;
+                    let leaf = t.leaf(Some(dev), gva)?.ok_or(EINVAL)?;
                     let pte = ((addr + p) & PTE_ADDR_MASK) | perm;
                     // CAST: table indices are below 512.
                     let off = table_index(gva, 2) as usize * 8;
@@ -221,7 +221,7 @@ impl Vm {
         let mut gva = va;
         while gva < va + range {
             // The device has nothing to walk where no table exists.
-            if let Some(leaf) = t.leaf_readonly(gva)? {
+            if let Some(leaf) = t.leaf(None, gva)? {
                 // CAST: table indices are below 512.
                 let off = table_index(gva, 2) as usize * 8;
                 t.tables.get(leaf).ok_or(EINVAL)?.write(off, &0u64)?;
@@ -232,28 +232,6 @@ impl Vm {
         t.mappings
             .retain(|m| !(va <= m.va && m.va + m.range <= va + range));
         Ok(())
-    }
-}
-
-impl Tables {
-    /// The leaf table covering `va`, if it exists (no device needed: nothing is made).
-    fn leaf_readonly(&self, va: u64) -> Result<Option<usize>> {
-        let mut table = 0usize;
-        for level in 0..mmu::LEVELS - 1 {
-            // CAST: table indices are below 512.
-            let off = table_index(va, level) as usize * 8;
-            let pte: u64 = self.tables.get(table).ok_or(EINVAL)?.read(off)?;
-            if pte & PTE_VALID == 0 {
-                return Ok(None);
-            }
-            let bus = pte & PTE_ADDR_MASK;
-            table = self
-                .tables
-                .iter()
-                .position(|t| t.bus_addr() == bus)
-                .ok_or(EINVAL)?;
-        }
-        Ok(Some(table))
     }
 }
 
