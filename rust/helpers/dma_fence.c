@@ -47,3 +47,8 @@ __rust_helper ktime_t rust_helper_dma_fence_timestamp(struct dma_fence *fence)
 {
 	return dma_fence_timestamp(fence);
 }
+
+__rust_helper bool rust_helper_dma_fence_is_later(struct dma_fence *f1, struct dma_fence *f2)
+{
+	return dma_fence_is_later(f1, f2);
+}

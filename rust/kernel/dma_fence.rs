@@ -168,6 +168,18 @@ impl Fence {
         unsafe { (*self.as_raw()).seqno }
     }
 
+    /// Whether `self` comes after `other` on their common timeline (`dma_fence_is_later`):
+    /// wrap-safe for 32-bit seqnos, a plain compare for timelines that use 64-bit ones.
+    /// `false` for fences of different contexts, which have no order.
+    pub fn is_later(&self, other: &Fence) -> bool {
+        if self.context() != other.context() {
+            return false;
+        }
+        // SAFETY: by the type invariant both fences are valid; their contexts are equal
+        // (checked above), as `dma_fence_is_later` requires.
+        unsafe { bindings::dma_fence_is_later(self.as_raw(), other.as_raw()) }
+    }
+
     /// Waits until the fence signals, for at most `timeout` (`None`: no limit).
     ///
     /// # Errors
@@ -259,6 +271,13 @@ impl FenceContext {
             driver,
             timeline,
         }
+    }
+
+    /// Makes `seqno` the next fence's sequence number, for a timeline that mirrors a 32-bit
+    /// hardware counter (which wraps: `dma_fence_is_later` orders such seqnos modulo 2^32)
+    /// and for tests of that wrap.
+    pub fn restart_at(&self, seqno: u64) {
+        self.next_seqno.store(seqno, Ordering::Relaxed);
     }
 
     /// The context number its fences carry.
@@ -763,6 +782,28 @@ mod tests {
         assert_ne!(context().context(), ctx.context());
         a.signal();
         b.signal();
+        Ok(())
+    }
+
+    #[test]
+    fn is_later_is_wrap_safe_for_32_bit_seqnos() -> Result {
+        let ctx = context();
+        ctx.restart_at(u64::from(u32::MAX) - 1);
+        let a = fence(&ctx)?;
+        // The counter wraps: 5 comes after 2^32 - 2 modulo 2^32.
+        ctx.restart_at(5);
+        let b = fence(&ctx)?;
+        assert!(b.fence().seqno() < a.fence().seqno());
+        assert!(b.fence().is_later(a.fence()));
+        assert!(!a.fence().is_later(b.fence()));
+        assert!(!a.fence().is_later(a.fence()));
+        let other = context();
+        let c = fence(&other)?;
+        // Different timelines have no order.
+        assert!(!c.fence().is_later(a.fence()) && !a.fence().is_later(c.fence()));
+        for f in [a, b, c] {
+            f.signal();
+        }
         Ok(())
     }
 

@@ -70,6 +70,10 @@ pub struct Kunit {
     /// objects, slab debugging) in its own kernel build, instead of booting the main kernel.
     #[arg(long)]
     pub debug: bool,
+    /// Only the suites matching this KUnit glob (`kunit.filter_glob`), for quick iteration;
+    /// `make test` always runs every suite.
+    #[arg(long)]
+    pub filter: Option<String>,
 }
 
 /// What `cargo xtask bench` measures.

@@ -56,7 +56,8 @@ impl flags::Kunit {
         if self.debug {
             return crate::kunit_debug::run(sh);
         }
-        single_stage(sh, "KUnit", kunit)
+        let filter = self.filter.as_deref();
+        single_stage(sh, "KUnit", |art| kunit_matching(art, filter))
     }
 }
 
@@ -160,7 +161,15 @@ fn libtest_tally(output: &str) -> Tally {
 
 /// Boots with `kunit.enable=1` and counts the KTAP results on the console.
 fn kunit(art: &Artifacts) -> Result<Tally> {
-    let boot = vm::boot(art, Mode::Kunit, KUNIT_TIMEOUT, false)?;
+    kunit_matching(art, None)
+}
+
+/// [`kunit`], with only the suites matching `filter` if given.
+fn kunit_matching(art: &Artifacts, filter: Option<&str>) -> Result<Tally> {
+    let boot = match filter {
+        Some(glob) => vm::boot_with(art, Mode::Kunit, KUNIT_TIMEOUT, false, glob)?,
+        None => vm::boot(art, Mode::Kunit, KUNIT_TIMEOUT, false)?,
+    };
     let report = ktap::parse(&boot.console);
     if report.is_empty() {
         bail!(

@@ -73,10 +73,14 @@ const FAULTY_DEVICES: &[&str] = &[
 /// guest's init never reports an exit status. A non-zero guest status is not an error here; see
 /// [`guest_status`].
 pub fn boot(art: &build::Artifacts, mode: Mode, timeout: Duration, echo: bool) -> Result<Boot> {
-    boot_with(art, mode, timeout, echo, "*sched_scheduler*")
+    boot_with(art, mode, timeout, echo, DEFAULT_FILTER)
 }
 
-/// Like [`boot`]; in bench mode, `filter` is the KUnit glob of the suites to run.
+/// The bench's suites: both schedulers' workloads.
+const DEFAULT_FILTER: &str = "*sched_scheduler*";
+
+/// Like [`boot`]; in bench mode, `filter` is the KUnit glob of the suites to run, and in
+/// KUnit mode too unless it is [`boot`]'s default (every suite runs then).
 pub fn boot_with(
     art: &build::Artifacts,
     mode: Mode,
@@ -95,7 +99,12 @@ pub fn boot_with(
         format!("vagx.mode={}", mode.as_str()),
     ];
     match mode {
-        Mode::Kunit => append.push("kunit.enable=1".to_owned()),
+        Mode::Kunit => {
+            append.push("kunit.enable=1".to_owned());
+            if filter != DEFAULT_FILTER {
+                append.push(format!("kunit.filter_glob={filter}"));
+            }
+        }
         Mode::Bench => {
             append.push("kunit.enable=1".to_owned());
             // Both schedulers' workload suites: vagx_sched_scheduler_*, drm_sched_scheduler_*.

@@ -19,11 +19,11 @@ pub const BASE: u64 = 0x10_0000;
 /// Bytes of command buffers at the start of the buffer.
 const CMD_AREA: u64 = 64 * 1024;
 /// Bytes of one command buffer slot.
-const CMD_SLOT: u64 = 512;
+pub const CMD_SLOT: u64 = 512;
 /// Command buffer slots: jobs of one context that may be pending at once.
 pub const CMD_SLOTS: u64 = CMD_AREA / CMD_SLOT;
 /// Default size of a context's buffer.
-const CTX_SIZE: u64 = 1 << 20;
+pub const CTX_SIZE: u64 = 1 << 20;
 /// How long a test waits for a job.
 const WAIT_MS: i64 = 20_000;
 
@@ -127,15 +127,18 @@ pub fn expect_errno<T: std::fmt::Debug>(r: io::Result<T>, errno: i32, what: &str
     }
 }
 
-/// The driver tests, in order.
 /// A test function.
-pub type TestFn = fn() -> Result<()>;
+pub type TestFn = Box<dyn Fn() -> Result<()>>;
 
 /// A named test.
-pub type Test = (&'static str, TestFn);
+pub type Test = (String, TestFn);
 
+/// A test that needs no parameters.
+type PlainTest = (&'static str, fn() -> Result<()>);
+
+/// The driver tests, in order.
 pub fn tests() -> Vec<Test> {
-    vec![
+    let fixed: Vec<PlainTest> = vec![
         ("render_node_per_device", render_node_per_device),
         ("get_param_reports_the_device", get_param_reports_the_device),
         ("get_param_rejects_bad_input", get_param_rejects_bad_input),
@@ -222,7 +225,13 @@ pub fn tests() -> Vec<Test> {
             Ok(())
         }),
         ("tool_demo_recovers_its_hang", crate::workload::demo),
-    ]
+    ];
+    let mut all: Vec<Test> = fixed
+        .into_iter()
+        .map(|(name, f)| (name.to_string(), Box::new(f) as TestFn))
+        .collect();
+    all.extend(crate::dep_matrix::tests());
+    all
 }
 
 fn render_node_per_device() -> Result<()> {

@@ -403,6 +403,58 @@ impl Gpu {
     }
 }
 
+/// `struct drm_prime_handle` (drm.h).
+#[repr(C)]
+#[derive(Default)]
+struct PrimeHandle {
+    handle: u32,
+    flags: u32,
+    fd: i32,
+}
+
+impl Gpu {
+    /// Exports buffer object `handle` as a dma-buf (`DRM_CLOEXEC | DRM_RDWR`).
+    pub fn prime_export(&self, handle: u32) -> io::Result<OwnedFd> {
+        let mut a = PrimeHandle {
+            handle,
+            flags: (libc::O_CLOEXEC | libc::O_RDWR) as u32,
+            fd: -1,
+        };
+        // DRM_IOCTL_PRIME_HANDLE_TO_FD = DRM_IOWR(0x2d, struct drm_prime_handle).
+        ioctl(self.fd(), iowr(0x2d, size_of::<PrimeHandle>()), &mut a)?;
+        // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(a.fd) })
+    }
+
+    /// Imports a dma-buf as a buffer object handle.
+    pub fn prime_import(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
+        let mut a = PrimeHandle {
+            fd: fd.as_raw_fd(),
+            ..Default::default()
+        };
+        // DRM_IOCTL_PRIME_FD_TO_HANDLE = DRM_IOWR(0x2e, struct drm_prime_handle).
+        ioctl(self.fd(), iowr(0x2e, size_of::<PrimeHandle>()), &mut a)?;
+        Ok(a.handle)
+    }
+
+    /// Shares syncobj `handle` (the object itself, binary or timeline) as an fd.
+    pub fn syncobj_export(&self, handle: u32) -> io::Result<OwnedFd> {
+        let r = drm_ffi::syncobj::handle_to_fd(self.fd(), handle, false)?;
+        // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(r.fd) })
+    }
+
+    /// Copies the fence of `src` at `src_point` into `dst` at `dst_point` (0: binary).
+    pub fn transfer(&self, src: u32, src_point: u64, dst: u32, dst_point: u64) -> io::Result<()> {
+        drm_ffi::syncobj::transfer(self.fd(), src, dst, src_point, dst_point).map(|_| ())
+    }
+
+    /// Opens a syncobj shared with [`Self::syncobj_export`] in this file.
+    pub fn syncobj_import(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
+        Ok(drm_ffi::syncobj::fd_to_handle(self.fd(), fd, false)?.handle)
+    }
+}
+
 /// `DRM_IOWR(nr, size)`.
 fn iowr(nr: u32, size: usize) -> u32 {
     // CAST: ioctl argument sizes fit in 14 bits.

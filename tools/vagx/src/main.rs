@@ -5,6 +5,7 @@
 //! It runs inside the test VM as a static binary in the initramfs.
 
 mod cmdbuf;
+mod dep_matrix;
 mod driver_tests;
 mod gpu;
 mod module;

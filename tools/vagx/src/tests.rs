@@ -66,7 +66,7 @@ pub fn run(module_path: &Path) -> Result<Tally> {
             driver_binds_every_device()
         }),
     ];
-    let driver: Vec<(String, driver_tests::TestFn)> = driver_tests::tests()
+    let driver: Vec<driver_tests::Test> = driver_tests::tests()
         .into_iter()
         .map(|(name, f)| (format!("driver_{name}"), f))
         .collect();
@@ -82,7 +82,7 @@ pub fn run(module_path: &Path) -> Result<Tally> {
         }),
     ];
     // The same driver tests again in firmware scheduling mode.
-    let fw_driver: Vec<(String, driver_tests::TestFn)> = driver_tests::tests()
+    let fw_driver: Vec<driver_tests::Test> = driver_tests::tests()
         .into_iter()
         .map(|(name, f)| (format!("fwmode_{name}"), f))
         .collect();
@@ -90,11 +90,11 @@ pub fn run(module_path: &Path) -> Result<Tally> {
         &[("final_driver_unload", &module_unloads_and_unbinds)];
     let mut all: Vec<(&str, &dyn Fn() -> Result<()>)> = tests.to_vec();
     for (name, f) in &driver {
-        all.push((name.as_str(), f));
+        all.push((name.as_str(), f.as_ref()));
     }
     all.extend_from_slice(after);
     for (name, f) in &fw_driver {
-        all.push((name.as_str(), f));
+        all.push((name.as_str(), f.as_ref()));
     }
     all.extend_from_slice(last);
     Ok(run_tap(&all))

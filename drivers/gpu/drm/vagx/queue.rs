@@ -89,6 +89,14 @@ impl Backend for FwBackend {
         job.hw.submit(&self.fw, &job.entry, prepared)
     }
 
+    fn ring(&self, job: &VagxJob) -> Option<u64> {
+        // A firmware work queue runs its entries in order, and a fault discards the later
+        // ones: each work queue is one in-order ring. Its address names it, and cannot be
+        // reused while a job (which holds the queue) is alive.
+        // CAST: a pointer's address as a number, only compared.
+        Some(Arc::as_ptr(&job.hw) as usize as u64)
+    }
+
     fn prepare_job(&self, _job: &VagxJob) -> Option<ARef<Fence>> {
         // While the firmware reboots after a crash, jobs wait instead of being lost.
         self.fw.down_fence()
@@ -287,9 +295,10 @@ impl Queue {
 
 impl Drop for Queue {
     fn drop(&mut self) {
-        // Queued jobs never run; entries on the hardware are discarded by the firmware, which
+        // Queued jobs never run (ECANCELED, as the UAPI says, once their own dependencies
+        // have signalled); entries on the hardware are discarded by the firmware, which
         // advances the stamp over them so their fences signal (ECANCELED).
-        self.entity.kill();
+        self.entity.kill_with(ecanceled());
         let _recovery = self.gpu.recovery.lock();
         let id = self.hw.id();
         if !self.gpu.is_lost() {

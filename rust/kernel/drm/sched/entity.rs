@@ -3,8 +3,9 @@
 //! Entities: one client's ordered stream of jobs on a scheduler.
 //!
 //! ```text
-//!  Entity::new --> active --kill()/drop--> killed: queued jobs complete with ESRCH once
-//!                    |                     their own dependencies have signalled
+//!  Entity::new --> active --kill()/drop--> killed: queued jobs complete with ESRCH (or
+//!                    |                     kill_with's error) once their own dependencies
+//!                    |                     have signalled
 //!                    +--(timeouts >= ban limit)--> banned: new jobs ECANCELED, queued
 //!                                                  jobs complete with ECANCELED
 //! ```
@@ -37,6 +38,8 @@ pub(crate) struct EntityState<B: Backend> {
     pub(crate) priority: Priority,
     pub(crate) stats: EntityStats,
     pub(crate) killed: bool,
+    /// The error queued jobs of a killed entity complete with.
+    pub(crate) kill_error: Error,
     pub(crate) banned: bool,
     /// The entity handle is gone; the slot is freed once the last job is.
     pub(crate) dropped: bool,
@@ -110,6 +113,7 @@ impl<B: Backend> Entity<B> {
             priority,
             stats: EntityStats::default(),
             killed: false,
+            kill_error: ESRCH,
             banned: false,
             dropped: false,
             guilty: 0,
@@ -234,8 +238,14 @@ impl<B: Backend> Entity<B> {
     /// Stops the entity: queued jobs complete with `ESRCH` once their own dependencies have
     /// signalled (they never run), and new jobs are refused.
     pub fn kill(&self) {
+        self.kill_with(ESRCH);
+    }
+
+    /// [`Self::kill`], with `err` as the queued jobs' error (a driver's UAPI may promise
+    /// another errno than drm_sched's `ESRCH`, e.g. `ECANCELED` for a destroyed queue).
+    pub fn kill_with(&self, err: Error) {
         let (shared, id) = self.current();
-        Shared::kill_entity(&shared, id);
+        Shared::kill_entity(&shared, id, err);
     }
 
     /// Whether the entity has been banned after repeated timeouts.
@@ -290,6 +300,7 @@ impl<'a, B: Backend> SubmitGuard<'a, B> {
             let mut inner = job.node.inner.lock();
             // Moving the vector does not allocate.
             inner.deps = core::mem::take(&mut job.deps);
+            inner.pipelined = core::mem::take(&mut job.pipelined);
             if let Some((s, f)) = inner.prepared.take() {
                 let scheduled = self.timelines.scheduled.init(s, ());
                 let finished = self.timelines.finished.init(f, ());

@@ -16,12 +16,12 @@
 //! reaches the hardware, the *finished* fence when it completes, with its error.
 
 use super::{
-    scheduler::{HwKick, Kick, Shared},
+    scheduler::{Dependency, HwKick, Kick, Shared},
     trace::{self, JobId},
     Backend,
 };
 use crate::{
-    dma_fence::{DriverFence, Fence, FenceCallback, PreparedFence},
+    dma_fence::{chain, DriverFence, Fence, FenceCallback, PreparedFence},
     new_spinlock_irq,
     prelude::*,
     sync::{
@@ -68,6 +68,9 @@ pub(crate) struct JobInner {
     pub(crate) finished_ref: Option<ARef<Fence>>,
     pub(crate) scheduled_ref: Option<ARef<Fence>>,
     pub(crate) deps: KVec<ARef<Fence>>,
+    /// Finished fences of jobs on the same ring that this job was pipelined behind: their
+    /// errors fail it (see [`Backend::ring`]).
+    pub(crate) pipelined: KVec<ARef<Fence>>,
     /// The backend's extra dependency from `prepare_job`.
     pub(crate) prepare: Option<ARef<Fence>>,
     pub(crate) hw: Option<ARef<Fence>>,
@@ -75,6 +78,13 @@ pub(crate) struct JobInner {
     /// The backend has been asked to cancel the job (teardown).
     pub(crate) cancelled: bool,
     pub(crate) started: Option<Instant<Monotonic>>,
+}
+
+impl JobInner {
+    /// The error of a failed pipelined dependency, if any.
+    pub(crate) fn pipelined_error(&self) -> Option<Error> {
+        self.pipelined.iter().find_map(|f| f.status().err())
+    }
 }
 
 impl<B: Backend> JobNode<B> {
@@ -110,6 +120,9 @@ impl<B: Backend> JobNode<B> {
                 Some(f) => f.status().err(),
                 None => inner.error,
             };
+            // It ran behind jobs of its ring: if one of them failed, it failed through that
+            // dependency, whatever its own hardware reported.
+            let err = inner.pipelined_error().or(err);
             (err, inner.scheduled.take(), inner.finished.take())
         };
         self.signal(err, gpu_ns, scheduled, finished);
@@ -167,6 +180,8 @@ pub struct Job<B: Backend> {
     /// The dependencies, owned here until `arm` moves them into the job's node (so adding one
     /// may allocate without any lock held).
     pub(crate) deps: KVec<ARef<Fence>>,
+    /// The pipelined dependencies' finished fences, likewise.
+    pub(crate) pipelined: KVec<ARef<Fence>>,
 }
 
 impl<B: Backend> Job<B> {
@@ -211,6 +226,7 @@ impl<B: Backend> Job<B> {
                     finished_ref: None,
                     scheduled_ref: None,
                     deps: KVec::new(),
+                    pipelined: KVec::new(),
                     prepare: None,
                     hw: None,
                     error: None,
@@ -228,6 +244,7 @@ impl<B: Backend> Job<B> {
             shared,
             pushed: false,
             deps: KVec::new(),
+            pipelined: KVec::new(),
         })
     }
 
@@ -238,38 +255,59 @@ impl<B: Backend> Job<B> {
 
     /// Makes the job wait for `fence` before it runs.
     ///
-    /// Signalled fences are dropped, fences of the job's own entity are ignored, and of
-    /// several fences of one context only the latest is kept. A finished fence of a job on the
-    /// same scheduler is relaxed to that job's scheduled fence (the hardware runs jobs of one
-    /// scheduler in order), unless it carries an error. A dependency that signals with an
-    /// error fails the job with that error; it never runs.
+    /// A timeline point (a chain node) is waited for with its payload, whose error is the
+    /// point's. Signalled fences are dropped, and of several fences of one context only the latest
+    /// (`dma_fence_is_later`, wrap-safe) is kept. A finished fence of a job that the backend
+    /// runs on the same in-order ring as this one ([`Backend::ring`]) is pipelined: this job
+    /// waits only until that one has started. A dependency that fails, pipelined or not,
+    /// fails the job with its error: before it runs if it has not started, else when it
+    /// completes.
     ///
     /// # Errors
     ///
     /// `ENOMEM`.
     pub fn add_dependency(&mut self, fence: ARef<Fence>) -> Result {
-        let fence = match self.shared.relax_dependency(self.node.entity, fence) {
-            Some(f) => f,
-            None => return Ok(()),
-        };
-        if let Some(same) = self
-            .deps
-            .iter_mut()
-            .find(|d| d.context() == fence.context())
-        {
-            if fence.seqno() > same.seqno() {
-                *same = fence;
-            }
-            return Ok(());
+        if chain::is_chain(&fence) && !fence.is_signaled() {
+            // A timeline point: the node orders the job after every earlier point, but it
+            // signals without its payload's error; the payload is waited for as well, so
+            // that its failure fails the job.
+            let payload: ARef<Fence> = chain::contained(&fence).into();
+            self.add_dependency_once(fence)?;
+            return self.add_dependency_once(payload);
         }
-        self.deps.push(fence, GFP_KERNEL)?;
-        Ok(())
+        self.add_dependency_once(fence)
+    }
+
+    fn add_dependency_once(&mut self, fence: ARef<Fence>) -> Result {
+        let ring = self.shared.backend.ring(&self.node.data);
+        match self.shared.relax_dependency(self.node.entity, ring, fence) {
+            Dependency::None => Ok(()),
+            Dependency::Wait(fence) => keep_latest(&mut self.deps, fence),
+            Dependency::Pipelined { started, finished } => {
+                if let Some(started) = started {
+                    keep_latest(&mut self.deps, started)?;
+                }
+                keep_latest(&mut self.pipelined, finished)
+            }
+        }
     }
 
     /// The number of dependencies the job waits for.
     pub fn dependency_count(&self) -> usize {
         self.deps.len()
     }
+}
+
+/// Adds `fence` to `fences`, or replaces the fence of its context if `fence` is later.
+fn keep_latest(fences: &mut KVec<ARef<Fence>>, fence: ARef<Fence>) -> Result {
+    if let Some(same) = fences.iter_mut().find(|d| d.context() == fence.context()) {
+        if fence.is_later(same) {
+            *same = fence;
+        }
+        return Ok(());
+    }
+    fences.push(fence, GFP_KERNEL)?;
+    Ok(())
 }
 
 impl<B: Backend> Drop for Job<B> {

@@ -2,9 +2,13 @@
 
 //! A mock GPU backend for the scheduler's KUnit suites, equivalent to drm_sched's.
 //!
-//! Jobs complete in order. A job with a duration completes `duration` after the later of its
-//! start and the previous job's completion, from an hrtimer; a job without one completes only
-//! through [`MockGpu::advance`]. A job flagged [`DONT_RESET`] makes the timeout handler report
+//! The mock has one or more rings; a job names its ring. Jobs of one ring complete in order;
+//! the rings are independent, so jobs of different rings complete in any order (as the
+//! firmware work queues of a device that runs several at once do). A job with a duration
+//! completes `duration` after the later of its start and the previous job's completion on its
+//! ring, from that ring's hrtimer; a job without one completes only through
+//! [`MockGpu::advance_ring`] (or [`MockGpu::fail_ring`]). A mock made [`MockGpu::unordered`]
+//! promises the scheduler no order at all ([`Backend::ring`] is `None`). A job flagged [`DONT_RESET`] makes the timeout handler report
 //! `NoHang`; any other timed-out job gets `ETIMEDOUT` on its hardware fence.
 
 use super::{Backend, TimeoutStatus};
@@ -72,6 +76,8 @@ impl MockJobState {
 /// The scheduler's job data for the mock.
 pub(crate) struct MockJob {
     pub(crate) state: Arc<MockJobState>,
+    /// The ring it runs on.
+    pub(crate) ring: usize,
 }
 
 struct MockQueue {
@@ -97,19 +103,15 @@ impl_has_hr_timer! {
     }
 }
 
-/// The mock GPU.
-pub(crate) struct MockGpu {
+/// One ring of the mock GPU.
+struct MockRing {
     inner: Arc<MockInner>,
     /// Interrupt-safe: `run_job` may run in a completion ([`Backend::RUN_IN_IRQ`]).
     handle: Pin<KBox<SpinLockIrq<Option<ArcHrTimerHandle<MockInner>>>>>,
 }
 
-fn now_ns() -> i64 {
-    Instant::<Monotonic>::now().as_nanos()
-}
-
-impl MockGpu {
-    pub(crate) fn new() -> Result<Self> {
+impl MockRing {
+    fn new() -> Result<Self> {
         let inner = Arc::pin_init(
             pin_init!(MockInner {
                 timer <- HrTimer::new(),
@@ -128,46 +130,16 @@ impl MockGpu {
         })
     }
 
-    /// A job that runs for `duration_us` (0: until [`MockGpu::advance`]).
-    pub(crate) fn job(duration_us: i64, flags: u32) -> Result<MockJob> {
-        let prepared = PreparedFence::new(GFP_KERNEL)?;
-        Ok(MockJob {
-            state: Arc::pin_init(
-                pin_init!(MockJobState {
-                    duration: Delta::from_micros(duration_us),
-                    flags: AtomicU32::new(flags),
-                    hw <- new_spinlock_irq!(MockHw {
-                        prepared: Some(prepared),
-                        fence: None,
-                        fence_ref: None,
-                    }),
-                    finish_at: AtomicI64::new(i64::MAX),
-                }),
-                GFP_KERNEL,
-            )?,
-        })
-    }
-
-    /// Completes the next `n` jobs in order, whatever their duration; returns how many.
-    pub(crate) fn advance(&self, n: usize) -> usize {
+    /// Completes the next `n` jobs in order with `err`; returns how many.
+    fn advance(&self, n: usize, err: Option<Error>) -> usize {
         let mut done = 0;
         while done < n {
             let job = self.inner.queue.lock().running.pop_front();
             let Some(job) = job else { break };
-            job.signal(None);
+            job.signal(err);
             done += 1;
         }
         done
-    }
-
-    /// The deadline the scheduler passed to `job`'s hardware fence, while it runs.
-    pub(crate) fn hw_deadline(&self, job: &MockJobState) -> Option<Instant<Monotonic>> {
-        job.hw.lock().fence.as_ref().and_then(|f| f.deadline())
-    }
-
-    /// Jobs on the mock hardware.
-    pub(crate) fn running(&self) -> usize {
-        self.inner.queue.lock().running.len()
     }
 
     fn start_timer(&self, at_ns: i64) {
@@ -188,10 +160,108 @@ impl MockGpu {
     }
 }
 
-impl Drop for MockGpu {
+impl Drop for MockRing {
     fn drop(&mut self) {
         // Cancels the timer, which holds a reference to the inner state.
         drop(self.handle.lock().take());
+    }
+}
+
+/// The mock GPU.
+pub(crate) struct MockGpu {
+    rings: KVec<MockRing>,
+    /// Whether it tells the scheduler which ring a job runs on.
+    ordered: bool,
+}
+
+fn now_ns() -> i64 {
+    Instant::<Monotonic>::now().as_nanos()
+}
+
+impl MockGpu {
+    /// A mock with one ring.
+    pub(crate) fn new() -> Result<Self> {
+        Self::with_rings(1)
+    }
+
+    /// A mock with `n` independent rings.
+    pub(crate) fn with_rings(n: usize) -> Result<Self> {
+        let mut rings = KVec::with_capacity(n, GFP_KERNEL)?;
+        for _ in 0..n {
+            rings.push(MockRing::new()?, GFP_KERNEL)?;
+        }
+        Ok(Self {
+            rings,
+            ordered: true,
+        })
+    }
+
+    /// The same mock, but it promises the scheduler no completion order.
+    pub(crate) fn unordered(mut self) -> Self {
+        self.ordered = false;
+        self
+    }
+
+    /// A job on ring 0 that runs for `duration_us` (0: until [`MockGpu::advance`]).
+    pub(crate) fn job(duration_us: i64, flags: u32) -> Result<MockJob> {
+        Self::job_on(0, duration_us, flags)
+    }
+
+    /// A job on `ring` that runs for `duration_us` (0: until [`MockGpu::advance_ring`]).
+    pub(crate) fn job_on(ring: usize, duration_us: i64, flags: u32) -> Result<MockJob> {
+        let prepared = PreparedFence::new(GFP_KERNEL)?;
+        Ok(MockJob {
+            state: Arc::pin_init(
+                pin_init!(MockJobState {
+                    duration: Delta::from_micros(duration_us),
+                    flags: AtomicU32::new(flags),
+                    hw <- new_spinlock_irq!(MockHw {
+                        prepared: Some(prepared),
+                        fence: None,
+                        fence_ref: None,
+                    }),
+                    finish_at: AtomicI64::new(i64::MAX),
+                }),
+                GFP_KERNEL,
+            )?,
+            ring,
+        })
+    }
+
+    /// Completes the next `n` jobs of ring 0 in order, whatever their duration; returns how
+    /// many.
+    pub(crate) fn advance(&self, n: usize) -> usize {
+        self.advance_ring(0, n)
+    }
+
+    /// Completes the next `n` jobs of `ring` in order; returns how many.
+    pub(crate) fn advance_ring(&self, ring: usize, n: usize) -> usize {
+        self.rings.get(ring).map_or(0, |r| r.advance(n, None))
+    }
+
+    /// Completes the next job of `ring` with `err` (a hardware fault); returns whether there
+    /// was one.
+    pub(crate) fn fail_ring(&self, ring: usize, err: Error) -> bool {
+        self.rings
+            .get(ring)
+            .is_some_and(|r| r.advance(1, Some(err)) == 1)
+    }
+
+    /// The deadline the scheduler passed to `job`'s hardware fence, while it runs.
+    pub(crate) fn hw_deadline(&self, job: &MockJobState) -> Option<Instant<Monotonic>> {
+        job.hw.lock().fence.as_ref().and_then(|f| f.deadline())
+    }
+
+    /// Jobs on the mock hardware, all rings.
+    pub(crate) fn running(&self) -> usize {
+        self.rings
+            .iter()
+            .map(|r| r.inner.queue.lock().running.len())
+            .sum()
+    }
+
+    fn ring_of(&self, job: &MockJob) -> Result<&MockRing> {
+        self.rings.get(job.ring).ok_or(EINVAL)
     }
 }
 
@@ -239,18 +309,24 @@ impl Backend for MockGpu {
     // Like drm_sched's mock, a job's start is a few stores and an hrtimer; no sleeping lock.
     const RUN_IN_IRQ: bool = true;
 
+    fn ring(&self, job: &MockJob) -> Option<u64> {
+        // CAST: a ring index fits u64.
+        self.ordered.then_some(job.ring as u64)
+    }
+
     fn run_job(&self, job: &MockJob) -> Result<ARef<Fence>> {
+        let ring = self.ring_of(job)?;
         let hw = {
             let mut state = job.state.hw.lock();
             let prepared = state.prepared.take().ok_or(EINVAL)?;
-            let fence = self.inner.ctx.init(prepared, ());
+            let fence = ring.inner.ctx.init(prepared, ());
             let hw: ARef<Fence> = fence.fence().into();
             state.fence = Some(fence);
             state.fence_ref = Some(hw.clone());
             hw
         };
         let start = {
-            let mut q = self.inner.queue.lock();
+            let mut q = ring.inner.queue.lock();
             let timed = job.state.duration.as_nanos() > 0;
             if timed {
                 let at = q.last_finish.max(now_ns()) + job.state.duration.as_nanos();
@@ -276,7 +352,7 @@ impl Backend for MockGpu {
             }
         };
         if let Some(at) = start {
-            self.start_timer(at);
+            ring.start_timer(at);
         }
         Ok(hw)
     }
@@ -287,13 +363,17 @@ impl Backend for MockGpu {
             return TimeoutStatus::NoHang;
         }
         job.state.flags.fetch_or(TIMEDOUT, Relaxed);
-        self.remove(&job.state);
+        if let Ok(ring) = self.ring_of(job) {
+            ring.remove(&job.state);
+        }
         job.state.signal(Some(ETIMEDOUT));
         TimeoutStatus::Reset
     }
 
     fn cancel_job(&self, job: &MockJob) {
-        self.remove(&job.state);
+        if let Ok(ring) = self.ring_of(job) {
+            ring.remove(&job.state);
+        }
         job.state.signal(Some(crate::dma_fence::ecanceled()));
     }
 }

@@ -31,6 +31,10 @@ mod mock;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod tests_basic;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
+mod tests_concurrent;
+#[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
+mod tests_deps;
+#[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod tests_scheduler;
 
 pub use entity::{Entity, SubmitGuard};

@@ -70,6 +70,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// example with `ECANCELED`) soon, without freeing anything.
     fn cancel_job(&self, job: &Self::Job);
 
+    /// The in-order ring `job` runs on, if the hardware promises one: jobs that the backend
+    /// puts on one ring complete in the order `run_job` was called for them, so a job that
+    /// waits for a job of the same ring may start as soon as that one has started
+    /// (pipelining). `None` (the default) promises nothing: every dependency is then waited
+    /// for until it signals. A pipelined job whose dependency fails is failed by the
+    /// scheduler with that error, before it runs if it has not started, else when it
+    /// completes.
+    fn ring(&self, _job: &Self::Job) -> Option<u64> {
+        None
+    }
+
     /// A fence the job must also wait for before it runs (ring space, firmware slots), or
     /// `None`. Called again, when it has signalled, until it returns `None`.
     fn prepare_job(&self, _job: &Self::Job) -> Option<ARef<Fence>> {
@@ -257,6 +268,20 @@ impl<B: Backend> Drop for Runner<'_, B> {
     }
 }
 
+/// How a job depends on a fence, after [`Shared::relax_dependency`].
+pub(crate) enum Dependency {
+    /// Nothing to wait for.
+    None,
+    /// Wait until the fence signals; its error fails the job.
+    Wait(ARef<Fence>),
+    /// A job on the same in-order ring: wait until it has `started` (if it has not), and fail
+    /// with the error of its `finished` fence if it has one.
+    Pipelined {
+        started: Option<ARef<Fence>>,
+        finished: ARef<Fence>,
+    },
+}
+
 /// What the worker does with a job it took off a queue.
 pub(crate) enum Outcome {
     Run,
@@ -423,6 +448,7 @@ impl<B: Backend> Shared<B> {
             priority: e.priority,
             stats: e.stats,
             killed: false,
+            kill_error: ESRCH,
             banned: false,
             dropped: false,
             guilty: e.guilty,
@@ -540,22 +566,37 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    /// Drops `fence` if there is nothing to wait for, or relaxes a finished fence of this
-    /// scheduler to the job's scheduled fence (pipelining).
-    pub(crate) fn relax_dependency(&self, id: usize, fence: ARef<Fence>) -> Option<ARef<Fence>> {
-        if matches!(fence.status(), Ok(true)) {
-            return None;
+    /// What job `id` (to run on `ring`, see [`Backend::ring`]) has to wait for to depend on
+    /// `fence`.
+    ///
+    /// A finished fence of a job of this scheduler that the backend puts on the same in-order
+    /// ring is pipelined: the dependent waits only until that job has started (or not at all
+    /// if it has), and keeps the finished fence to take its error. Everything else is waited
+    /// for until it signals.
+    pub(crate) fn relax_dependency(
+        &self,
+        id: usize,
+        ring: Option<u64>,
+        fence: ARef<Fence>,
+    ) -> Dependency {
+        match fence.status() {
+            Ok(true) => return Dependency::None,
+            // Waited for, so that the job fails with its error.
+            Err(_) => return Dependency::Wait(fence),
+            Ok(false) => {}
         }
         let ctx = fence.context();
         let s = self.state.lock();
         let own = s.entities.get(id).and_then(Option::as_ref);
-        if own.is_some_and(|e| e.scheduled_context == ctx || e.finished_context == ctx) {
-            // Jobs of one entity run in order anyway.
-            return None;
+        if own.is_some_and(|e| e.scheduled_context == ctx) {
+            // A job of the same entity was picked before this one and its scheduled fence
+            // signalled when it was run, before the next pick.
+            return Dependency::None;
         }
-        if fence.status().is_err() {
-            return Some(fence);
-        }
+        let Some(ring) = ring else {
+            // No ordering promise: nothing can be shortened.
+            return Dependency::Wait(fence);
+        };
         // A finished fence of ours? Find its job, queued or on the hardware. (Plain loops:
         // iterator adapters over these generic types give symbol names too long for modpost.)
         let is_it = |j: &Arc<JobNode<B>>| {
@@ -570,7 +611,7 @@ impl<B: Backend> Shared<B> {
             }
         }
         let Some(owner) = owner else {
-            return Some(fence);
+            return Dependency::Wait(fence);
         };
         let mut job = None;
         for j in owner.queue.iter() {
@@ -588,18 +629,25 @@ impl<B: Backend> Shared<B> {
             }
         }
         drop(s);
-        match job {
-            Some(job) => {
-                let inner = job.inner.lock();
-                match (&inner.scheduled, &inner.scheduled_ref) {
-                    // Not on the hardware yet: wait until it is.
-                    (Some(_), Some(scheduled)) => Some(scheduled.clone()),
-                    // On the hardware already: the ring orders us after it.
-                    _ => None,
-                }
-            }
-            // Freed: it has completed (its fence is signalled or about to be).
-            None => Some(fence),
+        // Freed: it has completed (its fence is signalled or about to be).
+        let Some(job) = job else {
+            return Dependency::Wait(fence);
+        };
+        if self.backend.ring(&job.data) != Some(ring) {
+            // Another ring: nothing orders the two, wait for it to complete.
+            return Dependency::Wait(fence);
+        }
+        let inner = job.inner.lock();
+        let started = match (&inner.scheduled, &inner.scheduled_ref) {
+            // Not on the hardware yet: wait until it is.
+            (Some(_), Some(scheduled)) => Some(scheduled.clone()),
+            // On the hardware already: the ring orders us after it.
+            _ => None,
+        };
+        drop(inner);
+        Dependency::Pipelined {
+            started,
+            finished: fence,
         }
     }
 
@@ -738,8 +786,13 @@ impl<B: Backend> Shared<B> {
         }
     }
 
-    pub(crate) fn kill_entity(this: &Arc<Self>, id: usize) {
-        Self::update_entity(this, id, |e| e.killed = true);
+    pub(crate) fn kill_entity(this: &Arc<Self>, id: usize, err: Error) {
+        Self::update_entity(this, id, |e| {
+            if !e.killed {
+                e.killed = true;
+                e.kill_error = err;
+            }
+        });
     }
 
     pub(crate) fn drop_entity(this: &Arc<Self>, id: usize) {
@@ -827,6 +880,12 @@ impl<B: Backend> Shared<B> {
             let dep = {
                 let mut inner = job.inner.lock();
                 if inner.error.is_some() {
+                    return None;
+                }
+                // A job it was pipelined behind failed: fail it without running.
+                if let Some(e) = inner.pipelined_error() {
+                    inner.error = Some(e);
+                    job.failed.store(true, Relaxed);
                     return None;
                 }
                 let next = inner.deps.last().cloned().or_else(|| inner.prepare.clone());
@@ -924,7 +983,7 @@ impl<B: Backend> Shared<B> {
             let err = if e.banned {
                 crate::dma_fence::ecanceled()
             } else {
-                ESRCH
+                e.kill_error
             };
             let job = e.queue.pop_front()?;
             self.notify_progress();
