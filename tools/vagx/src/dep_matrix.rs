@@ -164,11 +164,13 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
     };
     let produced = g.syncobj()?;
     let timeline = g.syncobj()?;
-    let signal = match wait {
-        Wait::Timeline => Sync::signal(timeline, 1),
-        Wait::Binary | Wait::SyncFile => Sync::signal(produced, 0),
-    };
-    prod.run(&p, &[signal]).context("producer SUBMIT")?;
+    // The binary syncobj always: it holds the producer's own fence, with its error (a
+    // timeline point's chain node signals without it).
+    let mut signals = vec![Sync::signal(produced, 0)];
+    if wait == Wait::Timeline {
+        signals.push(Sync::signal(timeline, 1));
+    }
+    prod.run(&p, &signals).context("producer SUBMIT")?;
 
     // What the consumer waits on, in its own file.
     let waits_on = match wait {
@@ -210,7 +212,7 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
     cg.wait(consumed, WAIT_MS)
         .context("the consumer never completed")?;
 
-    let producer_result = prod.fence_result(produced_fence(&g, wait, produced, timeline)?)?;
+    let producer_result = prod.fence_result(produced)?;
     let consumer_result = fence_result(cg, consumed)?;
     let copied = prod.map.u32_at(prod.off(COPY_AT));
     let ran = prod.map.u32_at(prod.off(RAN_AT));
@@ -250,17 +252,6 @@ impl PartialEq for Wait {
     fn eq(&self, other: &Self) -> bool {
         core::mem::discriminant(self) == core::mem::discriminant(other)
     }
-}
-
-/// A binary syncobj holding the producer's fence (a timeline point is first moved to one).
-fn produced_fence(g: &Gpu, wait: Wait, produced: u32, timeline: u32) -> Result<u32> {
-    if wait != Wait::Timeline {
-        return Ok(produced);
-    }
-    g.wait_point(timeline, 1, WAIT_MS)?;
-    let binary = g.syncobj()?;
-    g.transfer(timeline, 1, binary, 0)?;
-    Ok(binary)
 }
 
 /// The error of the fence in binary syncobj `s` of `g`.

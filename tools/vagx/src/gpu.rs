@@ -444,11 +444,6 @@ impl Gpu {
         Ok(unsafe { OwnedFd::from_raw_fd(r.fd) })
     }
 
-    /// Copies the fence of `src` at `src_point` into `dst` at `dst_point` (0: binary).
-    pub fn transfer(&self, src: u32, src_point: u64, dst: u32, dst_point: u64) -> io::Result<()> {
-        drm_ffi::syncobj::transfer(self.fd(), src, dst, src_point, dst_point).map(|_| ())
-    }
-
     /// Opens a syncobj shared with [`Self::syncobj_export`] in this file.
     pub fn syncobj_import(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
         Ok(drm_ffi::syncobj::fd_to_handle(self.fd(), fd, false)?.handle)
