@@ -67,6 +67,16 @@ enum drm_vagx_param {
 	DRM_VAGX_PARAM_MAX_QUEUES = 4,
 	/** @DRM_VAGX_PARAM_MAX_CMDBUF_SIZE: largest command buffer of a job, in bytes. */
 	DRM_VAGX_PARAM_MAX_CMDBUF_SIZE = 5,
+	/**
+	 * @DRM_VAGX_PARAM_MAX_QUEUES_PER_FILE: queues one open file may hold at once;
+	 * QUEUE_CREATE beyond it is ENOSPC (EBUSY means the device has none left).
+	 */
+	DRM_VAGX_PARAM_MAX_QUEUES_PER_FILE = 6,
+	/**
+	 * @DRM_VAGX_PARAM_MAX_VMS_PER_FILE: VMs one open file may hold at once; VM_CREATE
+	 * beyond it is ENOSPC (EBUSY means the device has none left).
+	 */
+	DRM_VAGX_PARAM_MAX_VMS_PER_FILE = 7,
 };
 
 /**

@@ -134,7 +134,15 @@ pub type TestFn = Box<dyn Fn() -> Result<()>>;
 pub type Test = (String, TestFn);
 
 /// A test that needs no parameters.
-type PlainTest = (&'static str, fn() -> Result<()>);
+pub type PlainTest = (&'static str, fn() -> Result<()>);
+
+/// Named tests of plain functions.
+pub fn boxed(plain: Vec<PlainTest>) -> Vec<Test> {
+    plain
+        .into_iter()
+        .map(|(name, f)| (name.to_string(), Box::new(f) as TestFn))
+        .collect()
+}
 
 /// The driver tests, in order.
 pub fn tests() -> Vec<Test> {
@@ -226,10 +234,8 @@ pub fn tests() -> Vec<Test> {
         }),
         ("tool_demo_recovers_its_hang", crate::workload::demo),
     ];
-    let mut all: Vec<Test> = fixed
-        .into_iter()
-        .map(|(name, f)| (name.to_string(), Box::new(f) as TestFn))
-        .collect();
+    let mut all = boxed(fixed);
+    all.extend(crate::seam_tests::tests());
     all.extend(crate::dep_matrix::tests());
     all
 }

@@ -37,6 +37,24 @@ pub fn render_nodes() -> io::Result<Vec<PathBuf>> {
     Ok(nodes)
 }
 
+/// The primary (card) nodes of vagx GPUs, in name order.
+pub fn card_nodes() -> io::Result<Vec<PathBuf>> {
+    let mut nodes = Vec::new();
+    for entry in fs::read_dir("/sys/class/drm")? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("card") || name.contains('-') {
+            continue;
+        }
+        let driver = fs::read_link(entry.path().join("device/driver")).ok();
+        if driver.is_some_and(|d| d.ends_with("vagx")) {
+            nodes.push(Path::new("/dev/dri").join(&name));
+        }
+    }
+    nodes.sort();
+    Ok(nodes)
+}
+
 /// Issues ioctl `request` with `arg`, returning the errno on failure.
 fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<()> {
     // SAFETY: `arg` is a valid, exclusive `T` for the call, and every request passed here is
@@ -448,6 +466,67 @@ impl Gpu {
     pub fn syncobj_import(&self, fd: BorrowedFd<'_>) -> io::Result<u32> {
         Ok(drm_ffi::syncobj::fd_to_handle(self.fd(), fd, false)?.handle)
     }
+}
+
+/// `struct drm_mode_create_dumb` (drm_mode.h).
+#[repr(C)]
+#[derive(Default)]
+struct CreateDumb {
+    height: u32,
+    width: u32,
+    bpp: u32,
+    flags: u32,
+    handle: u32,
+    pitch: u32,
+    size: u64,
+}
+
+impl Gpu {
+    /// MODE_CREATE_DUMB: a dumb buffer of `width` × `height` at 32 bpp.
+    pub fn create_dumb(&self, width: u32, height: u32) -> io::Result<u32> {
+        let mut a = CreateDumb {
+            height,
+            width,
+            bpp: 32,
+            ..Default::default()
+        };
+        // DRM_IOCTL_MODE_CREATE_DUMB = DRM_IOWR(0xB2, struct drm_mode_create_dumb).
+        ioctl(self.fd(), iowr(0xB2, size_of::<CreateDumb>()), &mut a)?;
+        Ok(a.handle)
+    }
+
+    /// SYNCOBJ_WAIT on `count` handles read from `handles` (tests pass a count larger than the
+    /// array to see the kernel refuse it).
+    pub fn syncobj_wait_raw(&self, handles: &[u32], count: u32) -> io::Result<()> {
+        let mut a = drm_ffi::drm_syncobj_wait {
+            // CAST: a user pointer as the UAPI's u64.
+            handles: handles.as_ptr() as u64,
+            timeout_nsec: 0,
+            count_handles: count,
+            ..Default::default()
+        };
+        // DRM_IOCTL_SYNCOBJ_WAIT = DRM_IOWR(0xC3, struct drm_syncobj_wait).
+        ioctl(
+            self.fd(),
+            iowr(0xC3, size_of::<drm_ffi::drm_syncobj_wait>()),
+            &mut a,
+        )
+    }
+}
+
+/// Waits up to `timeout_ms` for a sync_file's fence to signal; whether it did.
+pub fn sync_file_wait(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd for the call.
+    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n == 1)
 }
 
 /// `DRM_IOWR(nr, size)`.

@@ -9,6 +9,7 @@ mod dep_matrix;
 mod driver_tests;
 mod gpu;
 mod module;
+mod seam_tests;
 mod sysfs;
 mod tests;
 mod uapi;

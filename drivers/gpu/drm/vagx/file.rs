@@ -11,7 +11,10 @@ use kernel::{
         Capability, //
     },
     dma_fence::{
-        chain::PreparedChain,
+        chain::{
+            self,
+            PreparedChain, //
+        },
         Interruptible, //
     },
     drm::{
@@ -25,6 +28,7 @@ use kernel::{
     new_mutex,
     prelude::*,
     sync::{
+        aref::ARef,
         Arc,
         Mutex, //
     },
@@ -53,18 +57,37 @@ use crate::{
 /// Most syncs one submit may name.
 const MAX_SYNCS: u32 = 64;
 
+/// Queues one open file may hold: a quarter of the device's, so that one client cannot
+/// take every queue id (`ENOSPC` past it; `EBUSY` is the device's own exhaustion).
+pub(crate) const MAX_QUEUES_PER_FILE: usize = crate::abi::MAX_QUEUES / 4;
+
+/// VMs one open file may hold, likewise a quarter of the device's.
+pub(crate) const MAX_VMS_PER_FILE: usize = crate::abi::MAX_VMS / 4;
+
 /// Objects of one kind a client holds, by id (ids start at 1 and are not reused).
 struct Table<T> {
     next: u32,
     items: KVec<(u32, Arc<T>)>,
+    /// Most items at once.
+    limit: usize,
 }
 
 impl<T> Table<T> {
-    fn new() -> Self {
+    fn new(limit: usize) -> Self {
         Self {
             next: 1,
             items: KVec::new(),
+            limit,
         }
+    }
+
+    /// `ENOSPC` if the table is full: checked before an object is made (so that a client at
+    /// its limit does not take a device id even for a moment) and again at insertion.
+    fn check_room(&self) -> Result {
+        if self.items.len() >= self.limit {
+            return Err(ENOSPC);
+        }
+        Ok(())
     }
 
     fn get(&self, id: u32) -> Result<Arc<T>> {
@@ -76,6 +99,7 @@ impl<T> Table<T> {
     }
 
     fn insert(&mut self, item: Arc<T>) -> Result<u32> {
+        self.check_room()?;
         let id = self.next;
         let next = id.checked_add(1).ok_or(ENOSPC)?;
         self.items.push((id, item), GFP_KERNEL)?;
@@ -127,8 +151,8 @@ impl drm::file::DriverFile for File {
     fn open(_dev: &VagxDevice) -> Result<Pin<KBox<Self>>> {
         KBox::try_pin_init(
             try_pin_init!(Self {
-                vms <- new_mutex!(Table::new()),
-                queues <- new_mutex!(Table::new()),
+                vms <- new_mutex!(Table::new(MAX_VMS_PER_FILE)),
+                queues <- new_mutex!(Table::new(MAX_QUEUES_PER_FILE)),
             }),
             GFP_KERNEL,
         )
@@ -153,6 +177,9 @@ impl File {
             // CAST: a small constant.
             u::PARAM_MAX_QUEUES => crate::abi::MAX_QUEUES as u64,
             u::PARAM_MAX_CMDBUF_SIZE => MAX_CMDBUF_SIZE.into(),
+            // CAST: small constants.
+            u::PARAM_MAX_QUEUES_PER_FILE => MAX_QUEUES_PER_FILE as u64,
+            u::PARAM_MAX_VMS_PER_FILE => MAX_VMS_PER_FILE as u64,
             _ => return Err(EINVAL),
         };
         Ok(0)
@@ -203,6 +230,7 @@ impl File {
         if args.flags != 0 {
             return Err(EINVAL);
         }
+        file.inner().vms.lock().check_room()?;
         let vm = Vm::new(&dev.gpu)?;
         args.vm_id = file.inner().vms.lock().insert(vm)?;
         Ok(0)
@@ -277,6 +305,7 @@ impl File {
             return Err(EACCES);
         }
         let vm = file.inner().vms.lock().get(args.vm_id)?;
+        file.inner().queues.lock().check_room()?;
         let queue = Queue::new(&dev.gpu, &dev.scheds, vm, args.priority, args.pipe)?;
         args.queue_id = file.inner().queues.lock().insert(queue)?;
         Ok(0)
@@ -368,7 +397,8 @@ impl File {
             .entity()
             .job(1, queue.job(args.cmdbuf, args.cmdbuf_size)?)?;
         // Signals: the syncobj and, for a timeline point, its chain node, made now.
-        let mut signals = KVec::with_capacity(syncs.len(), GFP_KERNEL)?;
+        let mut signals: KVec<(ARef<Syncobj>, Option<PreparedChain>, u64)> =
+            KVec::with_capacity(syncs.len(), GFP_KERNEL)?;
         for s in syncs.iter() {
             if s.flags & u::SYNC_SIGNAL == 0 {
                 let fence = Syncobj::find_fence(file, s.handle, s.point, WaitForSubmit::No)?;
@@ -376,6 +406,21 @@ impl File {
             } else {
                 let obj = Syncobj::lookup(file, s.handle)?;
                 let chain = if s.point != 0 {
+                    // A new point must be above the timeline's last one, and above the
+                    // points this submit signals on the same timeline before it.
+                    let last = obj
+                        .fence()
+                        .filter(|f| chain::is_chain(f))
+                        .map_or(0, |f| f.seqno());
+                    let earlier = signals
+                        .iter()
+                        .filter(|(o, _, _)| core::ptr::eq::<Syncobj>(&**o, &*obj))
+                        .map(|(_, _, p)| *p)
+                        .max()
+                        .unwrap_or(0);
+                    if s.point <= last.max(earlier) {
+                        return Err(EINVAL);
+                    }
                     Some(PreparedChain::new(GFP_KERNEL)?)
                 } else {
                     None

@@ -11,6 +11,9 @@ pub(crate) const PARAM_VA_BITS: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_VA_BIT
 pub(crate) const PARAM_SCHED_MODE: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE;
 pub(crate) const PARAM_MAX_QUEUES: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_QUEUES;
 pub(crate) const PARAM_MAX_CMDBUF_SIZE: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_CMDBUF_SIZE;
+pub(crate) const PARAM_MAX_QUEUES_PER_FILE: u32 =
+    uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_QUEUES_PER_FILE;
+pub(crate) const PARAM_MAX_VMS_PER_FILE: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_VMS_PER_FILE;
 
 pub(crate) const SCHED_KERNEL: u32 = uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_KERNEL;
 pub(crate) const SCHED_FIRMWARE: u32 = uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_FIRMWARE;

@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The UAPI's promises at the seams: what teardown does to unfinished jobs, the per-file
+//! limits, timeline point order, objects vagx did not make, and syncobj arrays sized by a
+//! hostile count.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::{
+    cmdbuf::CmdBuf,
+    driver_tests::{boxed, expect_errno, Ctx, Test, BASE},
+    gpu::{self, sync_file_status, sync_file_wait, Gpu, Sync},
+    uapi,
+};
+
+/// How long a test waits for a job.
+const WAIT_MS: i64 = 20_000;
+
+pub fn tests() -> Vec<Test> {
+    boxed(vec![
+        (
+            "queue_destroy_cancels_queued_waiting_and_running_jobs",
+            || teardown_cancels_everything(Teardown::DestroyQueue),
+        ),
+        ("file_close_cancels_queued_waiting_and_running_jobs", || {
+            teardown_cancels_everything(Teardown::CloseFile)
+        }),
+        (
+            "per_file_limits_leave_queues_and_vms_for_others",
+            per_file_limits,
+        ),
+        (
+            "timeline_points_must_increase",
+            timeline_points_must_increase,
+        ),
+        (
+            "foreign_gem_objects_are_refused",
+            foreign_gem_objects_are_refused,
+        ),
+        (
+            "syncobj_wait_with_a_huge_count_fails_cleanly",
+            syncobj_wait_with_a_huge_count_fails_cleanly,
+        ),
+    ])
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Teardown {
+    DestroyQueue,
+    CloseFile,
+}
+
+/// Jobs on the hardware, queued behind them, and waiting for another queue's job all end with
+/// `ECANCELED` when their queue is destroyed or their file closed.
+fn teardown_cancels_everything(how: Teardown) -> Result<()> {
+    // The gate: another client's long job that the last victim waits for.
+    let other = Gpu::open_first()?;
+    let gate_ctx = Ctx::normal(&other)?;
+    let gate = other.syncobj()?;
+    // Below the firmware's 100 ms watchdog, as every job here.
+    let mut long = CmdBuf::new();
+    long.delay(90_000_000);
+    gate_ctx.run(&long, &[Sync::signal(gate, 0)])?;
+    let gate_file = other.export_sync_file(gate)?;
+
+    let g = Gpu::open_first()?;
+    let vm = g.vm_create()?;
+    let bo = g.gem_create(1 << 16)?;
+    g.vm_map(vm, bo, BASE, 1 << 16)?;
+    let queue = g.queue_create(vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)?;
+    let mut slow = CmdBuf::new();
+    slow.delay(90_000_000).write32(BASE + 0x8000, 1);
+    {
+        let map = g.map(bo, 1 << 16)?;
+        map.write(0, slow.bytes());
+    }
+    let imported = g.syncobj()?;
+    g.import_sync_file(imported, gate_file.as_fd())?;
+    let mut fences: Vec<OwnedFd> = Vec::new();
+    // Running and queued (kernel mode puts 8 jobs of a priority on the hardware, so 12
+    // leave some in the scheduler), then one waiting for the gate.
+    for i in 0..13 {
+        let s = g.syncobj()?;
+        let mut syncs = vec![Sync::signal(s, 0)];
+        if i == 12 {
+            syncs.insert(0, Sync::wait(imported, 0));
+        }
+        g.submit(queue, BASE, slow.len(), &syncs)?;
+        fences.push(g.export_sync_file(s)?);
+    }
+    match how {
+        Teardown::DestroyQueue => g.queue_destroy(queue)?,
+        // Closes the file with its queue, VM and jobs alive.
+        Teardown::CloseFile => drop(g),
+    }
+    for (i, f) in fences.iter().enumerate() {
+        ensure!(
+            sync_file_wait(f.as_fd(), 20_000)?,
+            "job {i} never ended after the teardown"
+        );
+        let status = sync_file_status(f.as_fd())?;
+        ensure!(
+            status == Err(libc::ECANCELED),
+            "job {i}: {status:?}, expected ECANCELED"
+        );
+    }
+    // The gate's own job is another client's: untouched.
+    other.wait(gate, WAIT_MS)?;
+    ensure!(
+        gate_ctx.fence_result(gate)? == Ok(()),
+        "the gate job failed"
+    );
+    Ok(())
+}
+
+/// One file takes at most its share of queues and VMs; another client still gets both.
+fn per_file_limits() -> Result<()> {
+    let hog = Gpu::open_first()?;
+    let max_vms = hog.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_VMS_PER_FILE)?;
+    let max_queues = hog.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_QUEUES_PER_FILE)?;
+    let device_queues = hog.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_QUEUES)?;
+    ensure!(
+        max_queues > 0 && max_queues < device_queues && max_vms > 0,
+        "limits {max_queues}/{device_queues} queues, {max_vms} VMs"
+    );
+    let mut vms = Vec::new();
+    for _ in 0..max_vms {
+        vms.push(hog.vm_create().context("VM_CREATE within the limit")?);
+    }
+    expect_errno(hog.vm_create(), libc::ENOSPC, "VM_CREATE past the limit")?;
+    for _ in 0..max_queues {
+        hog.queue_create(vms[0], uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)
+            .context("QUEUE_CREATE within the limit")?;
+    }
+    expect_errno(
+        hog.queue_create(vms[0], uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL),
+        libc::ENOSPC,
+        "QUEUE_CREATE past the limit",
+    )?;
+    // Another client is not denied, and its queue runs work.
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let mut c = CmdBuf::new();
+    c.write32(ctx.va(0), 5);
+    ctx.run_and_wait(&c)?;
+    ensure!(ctx.map.u32_at(ctx.off(0)) == 5);
+    // Freed room can be used again.
+    hog.vm_destroy(vms.pop().expect("max_vms > 0"))?;
+    hog.vm_create().context("VM_CREATE after a destroy")?;
+    Ok(())
+}
+
+/// A signalled timeline point must be above the timeline's last point (EINVAL otherwise),
+/// also within one submit.
+fn timeline_points_must_increase() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let t = g.syncobj()?;
+    let mut c = CmdBuf::new();
+    c.nop();
+    ctx.run(&c, &[Sync::signal(t, 5)]).context("point 5")?;
+    expect_errno(
+        ctx.run(&c, &[Sync::signal(t, 5)]),
+        libc::EINVAL,
+        "point 5 again",
+    )?;
+    expect_errno(
+        ctx.run(&c, &[Sync::signal(t, 3)]),
+        libc::EINVAL,
+        "point 3 after 5",
+    )?;
+    expect_errno(
+        ctx.run(&c, &[Sync::signal(t, 8), Sync::signal(t, 7)]),
+        libc::EINVAL,
+        "8 then 7 in one submit",
+    )?;
+    ctx.run(&c, &[Sync::signal(t, 6), Sync::signal(t, 9)])
+        .context("6 and 9")?;
+    g.wait_point(t, 9, WAIT_MS)?;
+    ensure!(g.query(t)? == 9, "timeline at {}", g.query(t)?);
+    Ok(())
+}
+
+/// Objects vagx did not make never become handles it accepts: a dumb buffer cannot be made,
+/// another device's buffer cannot be imported; importing our own export gives the same handle.
+fn foreign_gem_objects_are_refused() -> Result<()> {
+    let cards = gpu::card_nodes()?;
+    let card = Gpu::open(cards.first().context("no vagx card node")?)?;
+    expect_errno(card.create_dumb(64, 64), libc::ENOSYS, "MODE_CREATE_DUMB")?;
+
+    let g = Gpu::open_first()?;
+    let bo = g.gem_create(1 << 16)?;
+    let buf = g.prime_export(bo)?;
+    ensure!(
+        g.prime_import(buf.as_fd())? == bo,
+        "self-import gave another handle"
+    );
+    let nodes = gpu::render_nodes()?;
+    if let Some(second) = nodes.get(1) {
+        let other = Gpu::open(second)?;
+        expect_errno(
+            other.prime_import(buf.as_fd()),
+            libc::EINVAL,
+            "import of another vagx device's buffer",
+        )?;
+    }
+    // The buffer still works where it belongs.
+    let vm = g.vm_create()?;
+    g.vm_map(vm, bo, BASE, 1 << 16)?;
+    Ok(())
+}
+
+/// SYNCOBJ_WAIT with a count of 2^32 - 1 is a clean ENOMEM, without a kernel warning (the
+/// test boot counts warnings as failures).
+fn syncobj_wait_with_a_huge_count_fails_cleanly() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let s = g.syncobj()?;
+    expect_errno(
+        g.syncobj_wait_raw(&[s], u32::MAX),
+        libc::ENOMEM,
+        "SYNCOBJ_WAIT with 2^32 - 1 handles",
+    )?;
+    // A sane count still works.
+    let ctx = Ctx::normal(&g)?;
+    let mut c = CmdBuf::new();
+    c.nop();
+    let done = ctx.run_and_wait(&c)?;
+    g.syncobj_wait_raw(&[done], 1)
+        .context("SYNCOBJ_WAIT on one handle")?;
+    Ok(())
+}
