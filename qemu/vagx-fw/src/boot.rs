@@ -32,6 +32,8 @@ pub struct Channels {
     pub(crate) stamps: u64,
     pub(crate) pending: u64,
     pub(crate) watchdog_ns: u64,
+    /// The ABI minor version the driver declared, whose behaviour the firmware keeps to.
+    pub(crate) abi_minor: u16,
 }
 
 impl Channels {
@@ -57,6 +59,8 @@ impl Channels {
             } else {
                 init.watchdog_ns
             },
+            // CAST: the low half of the version is the minor.
+            abi_minor: init.abi_version as u16,
         };
         let mut areas = Vec::new();
         areas.extend(channels.devctrl.areas());
@@ -86,6 +90,11 @@ impl Channels {
 }
 
 impl Device {
+    /// The ABI minor version the driver declared at boot (0 before a boot).
+    pub(crate) fn abi_minor(&self) -> u16 {
+        self.channels.as_ref().map_or(0, |c| c.abi_minor)
+    }
+
     /// Handles a host-to-firmware mailbox message.
     pub(crate) fn receive(&mut self, mem: &mut dyn Memory, ep: u32, msg: u64) {
         self.trace(Trace::Mailbox {
@@ -155,6 +164,7 @@ impl Device {
     fn boot(&mut self, mem: &mut dyn Memory, address: u64) {
         match self.try_boot(mem, address) {
             Ok(channels) => {
+                let minor = channels.abi_minor;
                 self.channels = Some(channels);
                 self.state = FwState::Running;
                 self.error = 0;
@@ -162,9 +172,10 @@ impl Device {
                 self.log(
                     LOG_INFO,
                     &format!(
-                        "firmware running: ABI {}.{}, {} units",
+                        "firmware running: ABI {}.{} (driver {}.{minor}), {} units",
                         regs::ABI_MAJOR,
-                        regs::ABI_MINOR,
+                        self.implemented_minor(),
+                        regs::ABI_MAJOR,
                         self.config.units
                     ),
                 );
@@ -190,7 +201,7 @@ impl Device {
             return Err(FwError::InitBadMagic);
         }
         if init.abi_version >> 16 != u32::from(regs::ABI_MAJOR)
-            || init.abi_version & 0xffff > u32::from(regs::ABI_MINOR)
+            || init.abi_version & 0xffff > u32::from(self.implemented_minor())
         {
             return Err(FwError::InitBadVersion);
         }

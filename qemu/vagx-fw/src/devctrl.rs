@@ -154,6 +154,8 @@ impl Device {
         }
         self.slots[a.stamp_slot as usize] = true;
         self.stamp_mirror[a.stamp_slot as usize] = a.stamp_init;
+        // The slot's failures belong to its previous queue's stamps.
+        self.failures[a.stamp_slot as usize].clear();
         // CAST: priority < NUM_PRIORITIES.
         let pipe = a.priority as usize * NUM_PIPE_TYPES + ty as usize;
         self.queues.insert(a.queue, WorkQueue::new(a, pipe));

@@ -19,6 +19,7 @@ use vagx_abi::{
 
 use crate::{
     boot::Channels,
+    deps::FailureRecord,
     exec::Rates,
     mem::Memory,
     mmio::{decode, MmioError},
@@ -36,7 +37,9 @@ pub struct Config {
     /// How the firmware misbehaves at boot, to test a driver's failure paths.
     pub boot_fault: BootFault,
     /// What `ABI_VERSION` reads, if not the version this model implements (a device from
-    /// another ABI generation, for drivers' version checks).
+    /// another ABI generation, for drivers' version checks). An older minor version of the
+    /// same major is also what the firmware then implements: a 1.0 device refuses a 1.1 boot
+    /// and the 1.1 flags.
     pub abi_version: Option<u32>,
 }
 
@@ -151,6 +154,8 @@ pub struct Device {
     pub(crate) inject: Injections,
     pub(crate) event_seq: u32,
     pub(crate) events: VecDeque<EventMsg>,
+    /// Events were written to the event ring since the last `RX_DOORBELL` decision.
+    pub(crate) events_written: bool,
     pub(crate) firing: EventStamps,
     pub(crate) logs: VecDeque<LogMsg>,
     pub(crate) stats: VecDeque<StatsMsg>,
@@ -163,6 +168,8 @@ pub struct Device {
     pub(crate) slots: [bool; NUM_STAMP_SLOTS],
     /// The firmware's copy of every stamp slot's value.
     pub(crate) stamp_mirror: [u32; NUM_STAMP_SLOTS],
+    /// Which stamps of every slot failed, for dependency errors.
+    pub(crate) failures: [FailureRecord; NUM_STAMP_SLOTS],
     pub(crate) traces: Vec<crate::trace::Trace>,
     pub(crate) traces_dropped: u64,
     /// Whether the log and stats rings were found broken at the last flush.
@@ -194,6 +201,7 @@ impl Device {
             inject: Injections::default(),
             event_seq: 0,
             events: VecDeque::new(),
+            events_written: false,
             firing: EventStamps::default(),
             logs: VecDeque::new(),
             stats: VecDeque::new(),
@@ -205,6 +213,7 @@ impl Device {
             pipe_entries: [0; NUM_PIPES],
             slots: [false; NUM_STAMP_SLOTS],
             stamp_mirror: [0; NUM_STAMP_SLOTS],
+            failures: std::array::from_fn(|_| FailureRecord::default()),
             traces: Vec::new(),
             traces_dropped: 0,
             output_broken: [false; 2],
@@ -216,6 +225,16 @@ impl Device {
         let time = self.time;
         *self = Self::new(self.config);
         self.time = time;
+    }
+
+    /// The ABI minor version the firmware implements: the model's own, or an older one of the
+    /// same major that [`Config::abi_version`] asks for.
+    pub(crate) fn implemented_minor(&self) -> u16 {
+        match self.config.abi_version {
+            // CAST: the low half of the version is the minor.
+            Some(v) if v >> 16 == u32::from(ABI_MAJOR) => (v as u16).min(ABI_MINOR),
+            _ => ABI_MINOR,
+        }
     }
 
     /// The firmware state.

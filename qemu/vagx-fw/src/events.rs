@@ -73,7 +73,6 @@ impl Device {
             let firing = std::mem::take(&mut self.firing);
             self.event(&firing);
         }
-        let mut wrote = false;
         let mut ring_errors = Vec::new();
 
         while let Some(log) = self.logs.front() {
@@ -109,20 +108,12 @@ impl Device {
             };
             self.event(&note);
         }
-        while let Some(ev) = self.events.front() {
-            match ch.event.push(mem, ev) {
-                Ok(true) => {
-                    self.events.pop_front();
-                    wrote = true;
-                }
-                Ok(false) => break,
-                Err(e) => {
-                    ring_errors.push(("event", e));
-                    break;
-                }
-            }
-        }
         self.channels = Some(ch);
+        if let Err(e) = self.write_events(mem) {
+            ring_errors.push(("event", e));
+        }
+        // Events written since the last flush (some by the scheduler) need the doorbell too.
+        let wrote = std::mem::take(&mut self.events_written);
 
         // Report a broken log or stats ring once, not on every flush until it is repaired.
         let broken = [
@@ -168,6 +159,28 @@ impl Device {
         if wrote && !doorbell_pending {
             self.send_to_host(mbox::EP_FIRMWARE, mbox::message(mbox::MSG_RX_DOORBELL, 0));
         }
+    }
+
+    /// Writes queued events to the event ring, oldest first, while it has room.
+    ///
+    /// The scheduler calls this before it publishes the stamp of an entry whose error event is
+    /// queued (see `EVENT_ENTRY_ERROR`); [`Device::flush_outputs`] calls it for everything else.
+    ///
+    /// # Errors
+    ///
+    /// The event ring's [`RingError`] if it cannot be written; the events stay queued.
+    pub(crate) fn write_events(&mut self, mem: &mut dyn Memory) -> Result<(), RingError> {
+        let Some(ch) = self.channels.as_mut() else {
+            return Ok(());
+        };
+        while let Some(ev) = self.events.front() {
+            if !ch.event.push(mem, ev)? {
+                break;
+            }
+            self.events.pop_front();
+            self.events_written = true;
+        }
+        Ok(())
     }
 
     /// Logs a warning about something the host did wrong.

@@ -10,7 +10,9 @@
 //!
 //! - the header does not fit in the buffer, or its `size` is below 8, not a multiple of 8,
 //!   smaller than the opcode's structure, or runs past the end of the buffer;
-//! - the opcode is unknown, `flags` or a `_pad` field is not zero;
+//! - the opcode is unknown, `flags` has a bit the opcode does not define in the negotiated ABI
+//!   version (only BARRIER has one, [`BARRIER_FLAG_DEP_ERROR`], from ABI 1.1), or a `_pad`
+//!   field is not zero;
 //! - an argument is out of range (see [`Command`]'s variants): a misaligned WRITE32/WRITE64
 //!   address, a COPY/FILL/CHECKSUM `len` above [`MAX_TRANSFER`], a REDUCE_SUM `count` above
 //!   `MAX_TRANSFER / 4`, a GEMM dimension of 0 or above [`MAX_GEMM_DIM`], a COPY whose source
@@ -69,11 +71,12 @@
 use vagx_abi::channels::{FAULT_BAD_COMMAND, FAULT_INJECTED};
 use vagx_abi::cmd::{
     self, CmdBarrier, CmdChecksum, CmdCopy, CmdDebugFault, CmdDebugHang, CmdDelay, CmdFill,
-    CmdGemm, CmdHeader, CmdNop, CmdReduceSum, CmdWrite32, CmdWrite64, MAX_GEMM_DIM, MAX_TRANSFER,
-    OP_BARRIER, OP_CHECKSUM, OP_COPY, OP_DEBUG_FAULT, OP_DEBUG_HANG, OP_DELAY, OP_FILL, OP_GEMM,
-    OP_NOP, OP_REDUCE_SUM, OP_WRITE32, OP_WRITE64,
+    CmdGemm, CmdHeader, CmdNop, CmdReduceSum, CmdWrite32, CmdWrite64, BARRIER_FLAG_DEP_ERROR,
+    MAX_GEMM_DIM, MAX_TRANSFER, OP_BARRIER, OP_CHECKSUM, OP_COPY, OP_DEBUG_FAULT, OP_DEBUG_HANG,
+    OP_DELAY, OP_FILL, OP_GEMM, OP_NOP, OP_REDUCE_SUM, OP_WRITE32, OP_WRITE64,
 };
 use vagx_abi::pod;
+use vagx_abi::regs::ABI_MINOR_DEPENDENCIES;
 use vagx_abi::NUM_STAMP_SLOTS;
 
 use crate::mem::Memory;
@@ -192,6 +195,8 @@ pub enum Command {
         slot: u32,
         /// Value to wait for.
         value: u32,
+        /// [`BARRIER_FLAG_DEP_ERROR`]: the entry fails if the awaited entry failed.
+        dep_error: bool,
     },
     /// Never completes (the scheduler's business).
     DebugHang,
@@ -203,7 +208,8 @@ pub enum Command {
 }
 
 /// Decodes the command at byte `offset` of the command buffer at GPU VA `cmdbuf` (length `len`
-/// bytes), reading it through the VM. Returns the command and its size in bytes.
+/// bytes), reading it through the VM, as ABI minor version `abi_minor` defines it. Returns the
+/// command and its size in bytes.
 ///
 /// The size is the header's `size`, which may exceed the opcode's structure (the extra bytes
 /// are ignored); the next command starts `size` bytes further.
@@ -219,6 +225,7 @@ pub fn decode(
     cmdbuf: u64,
     len: u32,
     offset: u32,
+    abi_minor: u16,
 ) -> Result<(Command, u32), Fault> {
     let at = cmdbuf.wrapping_add(u64::from(offset));
     let bad = Fault {
@@ -232,7 +239,10 @@ pub fn decode(
     }
     let header: CmdHeader = fetch(vm, mem, at)?;
     let size = header.size;
-    if size < 8 || size & 7 != 0 || u64::from(size) > room || header.flags != 0 {
+    if size < 8 || size & 7 != 0 || u64::from(size) > room {
+        return Err(bad);
+    }
+    if header.flags & !defined_flags(header.opcode, abi_minor) != 0 {
         return Err(bad);
     }
     let command = match header.opcode {
@@ -309,6 +319,7 @@ pub fn decode(
             Command::Barrier {
                 slot: c.slot,
                 value: c.value,
+                dep_error: c.header.flags & BARRIER_FLAG_DEP_ERROR != 0,
             }
         }
         OP_DEBUG_HANG => {
@@ -325,6 +336,15 @@ pub fn decode(
         return Err(bad);
     }
     Ok((command, u32::from(size)))
+}
+
+/// The header flags `opcode` has in ABI minor version `abi_minor`.
+fn defined_flags(opcode: u16, abi_minor: u16) -> u32 {
+    if opcode == OP_BARRIER && abi_minor >= ABI_MINOR_DEPENDENCIES {
+        BARRIER_FLAG_DEP_ERROR
+    } else {
+        0
+    }
 }
 
 /// Reads a `T` at `va` through the VM.
@@ -651,6 +671,7 @@ mod tests {
     use vagx_abi::cmd::CmdHeader;
     use vagx_abi::mmu::{PAGE_SIZE, PTE_READ, PTE_WRITE, VA_LIMIT};
     use vagx_abi::pod::Pod;
+    use vagx_abi::regs::ABI_MINOR;
 
     const RAM_BASE: u64 = 0x8000_0000;
     const RAM_SIZE: usize = 0x8_0000;
@@ -763,7 +784,7 @@ mod tests {
         fn decode(&mut self, cmdbuf: &[u8]) -> Result<(Command, u32), Fault> {
             self.poke(CMD, cmdbuf);
             let len = u32::try_from(cmdbuf.len()).unwrap();
-            decode(&self.vm, &mut self.ram, CMD, len, 0)
+            decode(&self.vm, &mut self.ram, CMD, len, 0, ABI_MINOR)
         }
 
         /// Decodes and executes every command of `cmdbuf` (placed at [`CMD`]).
@@ -772,7 +793,7 @@ mod tests {
             let len = u32::try_from(cmdbuf.len()).unwrap();
             let mut offset = 0;
             while offset < len {
-                let (command, size) = decode(&self.vm, &mut self.ram, CMD, len, offset)?;
+                let (command, size) = decode(&self.vm, &mut self.ram, CMD, len, offset, ABI_MINOR)?;
                 command.execute(&self.vm, &mut self.ram)?;
                 offset += size;
             }
@@ -1220,7 +1241,11 @@ mod tests {
         for command in [
             Command::Nop,
             Command::Delay { ns: 5 },
-            Command::Barrier { slot: 3, value: 7 },
+            Command::Barrier {
+                slot: 3,
+                value: 7,
+                dep_error: true,
+            },
             Command::DebugHang,
         ] {
             assert_eq!(gpu.execute(command), Ok(()), "{command:?}");
@@ -1291,6 +1316,7 @@ mod tests {
             Command::Barrier {
                 slot: 128,
                 value: 0,
+                dep_error: false,
             },
         ] {
             assert_eq!(gpu.execute(command), Err(bad(0)), "{command:?}");
@@ -1498,6 +1524,16 @@ mod tests {
                 Command::Barrier {
                     slot: 127,
                     value: 0x300,
+                    dep_error: false,
+                },
+                16,
+            ),
+            (
+                enc(&CmdBarrier::dep_error(5, 0x400)),
+                Command::Barrier {
+                    slot: 5,
+                    value: 0x400,
+                    dep_error: true,
                 },
                 16,
             ),
@@ -1738,12 +1774,12 @@ mod tests {
             gpu.poke(CMD, &cmdbuf);
             let len = u32::try_from(cmdbuf.len()).unwrap();
             assert_eq!(
-                decode(&gpu.vm, &mut gpu.ram, CMD, len, 0),
+                decode(&gpu.vm, &mut gpu.ram, CMD, len, 0, ABI_MINOR),
                 Ok((Command::Nop, 8)),
                 "{name}"
             );
             assert_eq!(
-                decode(&gpu.vm, &mut gpu.ram, CMD, len, 8),
+                decode(&gpu.vm, &mut gpu.ram, CMD, len, 8, ABI_MINOR),
                 Err(bad(CMD + 8)),
                 "{name}"
             );
@@ -1757,10 +1793,43 @@ mod tests {
             (u32::MAX, u32::MAX - 4),
         ] {
             assert_eq!(
-                decode(&gpu.vm, &mut gpu.ram, CMD, len, offset),
+                decode(&gpu.vm, &mut gpu.ram, CMD, len, offset, ABI_MINOR),
                 Err(bad(CMD + u64::from(offset))),
                 "len {len} offset {offset}"
             );
+        }
+    }
+
+    #[test]
+    fn header_flags_are_defined_per_opcode_and_abi_version() {
+        let mut gpu = Gpu::new();
+        let dep = CmdBarrier::dep_error(2, 0x100);
+        let mut undefined = dep;
+        undefined.header.flags = 1 << 1;
+        let mut on_nop = CmdNop {
+            header: CmdNop::HEADER,
+        };
+        on_nop.header.flags = BARRIER_FLAG_DEP_ERROR;
+        let barrier = Command::Barrier {
+            slot: 2,
+            value: 0x100,
+            dep_error: true,
+        };
+        // (bytes, ABI minor, accepted)
+        let cases = [
+            (enc(&dep), ABI_MINOR_DEPENDENCIES, Some(barrier)),
+            (enc(&dep), 0, None),
+            (enc(&undefined), ABI_MINOR_DEPENDENCIES, None),
+            (enc(&on_nop), ABI_MINOR_DEPENDENCIES, None),
+        ];
+        for (i, (bytes, minor, want)) in cases.into_iter().enumerate() {
+            gpu.poke(CMD, &bytes);
+            let len = u32::try_from(bytes.len()).unwrap();
+            let got = decode(&gpu.vm, &mut gpu.ram, CMD, len, 0, minor);
+            match want {
+                Some(command) => assert_eq!(got, Ok((command, len)), "case {i}"),
+                None => assert_eq!(got, Err(bad(CMD)), "case {i}"),
+            }
         }
     }
 
@@ -1775,7 +1844,7 @@ mod tests {
         ];
         for (cmdbuf, fault) in cases {
             assert_eq!(
-                decode(&gpu.vm, &mut gpu.ram, cmdbuf, 64, 0),
+                decode(&gpu.vm, &mut gpu.ram, cmdbuf, 64, 0, ABI_MINOR),
                 Err(fault),
                 "{cmdbuf:#x}"
             );
@@ -1784,7 +1853,7 @@ mod tests {
         let end = CMD + 4 * PAGE_SIZE;
         gpu.poke(end - 8, pod::as_bytes(&CmdCopy::HEADER));
         assert_eq!(
-            decode(&gpu.vm, &mut gpu.ram, end - 8, 32, 0),
+            decode(&gpu.vm, &mut gpu.ram, end - 8, 32, 0, ABI_MINOR),
             Err(unmapped(end))
         );
         // A larger size's extra bytes are not read.
@@ -1796,7 +1865,7 @@ mod tests {
             }),
         );
         assert_eq!(
-            decode(&gpu.vm, &mut gpu.ram, end - 8, 16, 0),
+            decode(&gpu.vm, &mut gpu.ram, end - 8, 16, 0, ABI_MINOR),
             Ok((Command::Nop, 16))
         );
     }
@@ -1829,7 +1898,8 @@ mod tests {
         let mut offset = 0;
         let mut got = Vec::new();
         while offset < len {
-            let (command, size) = decode(&gpu.vm, &mut gpu.ram, CMD + 0x100, len, offset).unwrap();
+            let (command, size) =
+                decode(&gpu.vm, &mut gpu.ram, CMD + 0x100, len, offset, ABI_MINOR).unwrap();
             got.push(command);
             offset += size;
         }
@@ -1841,7 +1911,11 @@ mod tests {
                     address: RW,
                     value: 7
                 },
-                Command::Barrier { slot: 1, value: 2 },
+                Command::Barrier {
+                    slot: 1,
+                    value: 2,
+                    dep_error: false,
+                },
                 Command::DebugHang
             ]
         );
@@ -1972,7 +2046,14 @@ mod tests {
                 },
                 34_341_064,
             ),
-            (Command::Barrier { slot: 0, value: 0 }, 200),
+            (
+                Command::Barrier {
+                    slot: 0,
+                    value: 0,
+                    dep_error: true,
+                },
+                200,
+            ),
             (Command::DebugHang, 200),
             (Command::DebugFault { address: 0 }, 200),
         ];
@@ -2232,7 +2313,7 @@ mod tests {
             let rates = Rates::default();
             let mut offset = 0;
             while offset < len {
-                match decode(&gpu.vm, &mut gpu.ram, CMD, len, offset) {
+                match decode(&gpu.vm, &mut gpu.ram, CMD, len, offset, ABI_MINOR) {
                     Ok((command, size)) => {
                         decoded += 1;
                         assert!(

@@ -6,6 +6,7 @@
 //! to this crate, so that everything here is tested on the host with `cargo test`.
 
 pub mod boot;
+pub mod deps;
 pub mod devctrl;
 pub mod device;
 pub mod events;

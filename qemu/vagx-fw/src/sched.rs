@@ -17,6 +17,17 @@
 //! `DEBUG_HANG` holds its unit forever. An entry still unfinished [`Channels::watchdog_ns`] after
 //! it started times out.
 //!
+//! # Dependencies (ABI 1.1)
+//!
+//! A wait entry parks its queue the same way, but takes no device time and no unit: once its
+//! slot has passed the value it completes at once, or fails if the awaited entry failed (see
+//! `deps`). It is not under the watchdog: the entries it waits for are, and a failure of
+//! theirs reaches it through their queue's reset. A failed wait fails the rest of its job, the
+//! entries up to and including the next command buffer, which is not run. A BARRIER with
+//! `BARRIER_FLAG_DEP_ERROR` fails its own entry at the barrier. A failed entry completes like
+//! any other (stamp, `done`, STAMPS event) once its `EVENT_ENTRY_ERROR` is in the event ring;
+//! it never halts the firmware.
+//!
 //! A fault or timeout halts the firmware: nothing runs until `DEVCTRL_RESUME`, commands in
 //! flight are abandoned (their effects never happen; they run again from their start after
 //! resume), the pending table says which queues had work, and the culprit queue stays stopped
@@ -29,12 +40,13 @@ use vagx_abi::{
     init::{PendingEntry, PendingTable, PENDING_CULPRIT, PENDING_VALID},
     mbox::FwError,
     pod,
-    queue::{QueueEntry, MAX_CMDBUF_SIZE, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
+    queue::{EntryKind, QueueEntry, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
     regs::IRQ_STATE,
     stamp_passed, NUM_PIPES, STAMP_STEP,
 };
 
 use crate::{
+    deps::DepFailure,
     device::{Device, FwState},
     exec::{self, Command},
     mem::{self, Memory},
@@ -44,6 +56,9 @@ use crate::{
 
 /// Device time to fetch a queue entry, added to its first command.
 pub const ENTRY_OVERHEAD_NS: u64 = 1000;
+
+/// How often the firmware retries writing a failed entry's error event to a full event ring.
+pub const EVENT_RETRY_NS: u64 = 10_000;
 
 /// A command occupying a unit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,6 +83,10 @@ pub(crate) struct Running {
     /// Index of the entry in the queue's ring.
     pub(crate) index: u32,
     pub(crate) entry: QueueEntry,
+    /// A wait entry's `(slot, value)`; `None` for a command buffer.
+    pub(crate) wait: Option<(u32, u32)>,
+    /// The entry failed a dependency; it completes once its error event is in the event ring.
+    pub(crate) failure: Option<DepFailure>,
     /// Byte offset of the next command.
     pub(crate) offset: u32,
     /// Index of the next command.
@@ -100,8 +119,11 @@ pub(crate) struct WorkQueue {
     pub(crate) current: Option<Running>,
     /// Stopped by a fault or timeout until the host resets the queue.
     pub(crate) stopped: bool,
-    /// Parked on a BARRIER: (slot, value).
+    /// Parked on a BARRIER or wait entry: (slot, value).
     pub(crate) waiting: Option<(u32, u32)>,
+    /// A wait entry of the current job failed on (slot, value): the job's remaining entries
+    /// fail too, up to and including its command buffer.
+    pub(crate) failing_job: Option<(u32, u32)>,
     pub(crate) last_run: u64,
     pub(crate) busy_ns: u64,
     pub(crate) entries_done: u64,
@@ -125,6 +147,7 @@ impl WorkQueue {
             current: None,
             stopped: false,
             waiting: None,
+            failing_job: None,
             last_run: 0,
             busy_ns: 0,
             entries_done: 0,
@@ -134,6 +157,11 @@ impl WorkQueue {
     /// Whether the queue has unfinished entries.
     pub(crate) fn has_work(&self) -> bool {
         self.current.is_some() || self.done != self.wptr
+    }
+
+    /// Whether the queue's current entry failed and waits for its error event to be written.
+    fn failure_held(&self) -> bool {
+        self.current.is_some_and(|r| r.failure.is_some())
     }
 
     /// Entries between `from` and `to` in ring order.
@@ -203,6 +231,10 @@ impl Device {
     fn runnable(&self, q: &WorkQueue) -> bool {
         if q.stopped || self.on_unit(q.id) {
             return false;
+        }
+        if q.failure_held() {
+            // Its error event must reach the event ring before its stamp is written.
+            return self.events.is_empty();
         }
         if let Some((slot, value)) = q.waiting {
             let now = self.stamp_mirror.get(slot as usize).copied().unwrap_or(0);
@@ -281,21 +313,34 @@ impl Device {
             .filter(|&t| t != u64::MAX)
             .min();
         let watchdog = self.next_watchdog().map(|(t, _)| t);
-        [done, watchdog, irq].into_iter().flatten().min()
+        let held = self.queues.values().any(WorkQueue::failure_held) && !self.events.is_empty();
+        let retry = held.then(|| self.time.saturating_add(EVENT_RETRY_NS));
+        [done, watchdog, irq, retry].into_iter().flatten().min()
     }
 
     /// The earliest watchdog deadline and its queue.
+    ///
+    /// Wait entries and failed entries run nothing, so the watchdog does not cover them.
     fn next_watchdog(&self) -> Option<(u64, u32)> {
         let limit = self.channels.as_ref()?.watchdog_ns;
         self.queues
             .values()
             .filter(|q| !q.stopped)
-            .filter_map(|q| q.current.map(|r| (r.started.saturating_add(limit), q.id)))
+            .filter_map(|q| {
+                q.current
+                    .filter(|r| r.wait.is_none() && r.failure.is_none())
+                    .map(|r| (r.started.saturating_add(limit), q.id))
+            })
             .min()
     }
 
     /// Gives every free unit a command.
     fn fill_units(&mut self, mem: &mut dyn Memory) {
+        if !self.events.is_empty() && self.queues.values().any(WorkQueue::failure_held) {
+            // The host may have made room for a held error event. A broken event ring is
+            // reported by the next flush.
+            let _ = self.write_events(mem);
+        }
         for unit in 0..self.units.len() {
             while self.units[unit].task.is_none() && self.state == FwState::Running {
                 let Some(id) = self.pick() else {
@@ -330,6 +375,32 @@ impl Device {
                 None => return,
             },
         };
+        if run.failure.is_some() {
+            self.finish_failed(mem, id);
+            return;
+        }
+        if entry_start {
+            if let Some((slot, value)) = self.queues.get(&id).and_then(|q| q.failing_job) {
+                if run.wait.is_none() {
+                    // The job's command buffer: the next entry starts a new job.
+                    if let Some(q) = self.queues.get_mut(&id) {
+                        q.failing_job = None;
+                    }
+                }
+                let failure = DepFailure {
+                    cause: DEP_CAUSE_JOB,
+                    command: NO_COMMAND,
+                    slot,
+                    value,
+                };
+                self.fail_entry(mem, id, failure);
+                return;
+            }
+        }
+        if let Some((slot, value)) = run.wait {
+            self.resolve_wait(mem, id, slot, value);
+            return;
+        }
         if run.hang {
             self.units[unit].task = Some(Task {
                 queue: id,
@@ -341,14 +412,15 @@ impl Device {
             return;
         }
         if run.offset >= run.entry.len {
-            self.complete_entry(mem, id);
+            self.complete_entry(mem, id, false);
             return;
         }
         let Some(vm) = self.vms.get(&vm_id).copied() else {
             self.fault(mem, id, run.command, FAULT_UNMAPPED, run.entry.cmdbuf);
             return;
         };
-        let decoded = exec::decode(&vm, mem, run.entry.cmdbuf, run.entry.len, run.offset);
+        let minor = self.abi_minor();
+        let decoded = exec::decode(&vm, mem, run.entry.cmdbuf, run.entry.len, run.offset, minor);
         let (command, size) = match decoded {
             Ok(d) => d,
             Err(f) => {
@@ -361,12 +433,27 @@ impl Device {
             self.fault(mem, id, run.command, FAULT_INJECTED, address);
             return;
         }
-        if let Command::Barrier { slot, value } = command {
+        if let Command::Barrier {
+            slot,
+            value,
+            dep_error,
+        } = command
+        {
             let current = self.stamp_mirror.get(slot as usize).copied().unwrap_or(0);
             if !stamp_passed(current, value) {
                 if let Some(q) = self.queues.get_mut(&id) {
                     q.waiting = Some((slot, value));
                 }
+                return;
+            }
+            if dep_error && self.dependency_failed(slot, value) {
+                let failure = DepFailure {
+                    cause: DEP_CAUSE_BARRIER,
+                    command: run.command,
+                    slot,
+                    value,
+                };
+                self.fail_entry(mem, id, failure);
                 return;
             }
         }
@@ -396,10 +483,15 @@ impl Device {
     }
 
     /// Fetches the entry at the queue's `rptr` and makes it current.
+    ///
+    /// A malformed entry, or a wait on the queue's own slot (which either has passed already
+    /// or never will), is a bad-command fault at the entry's `cmdbuf`.
     fn fetch_entry(&mut self, mem: &mut dyn Memory, id: u32) -> Option<Running> {
         let now = self.time;
+        let minor = self.abi_minor();
         let q = self.queues.get(&id)?;
         let (index, address, state) = (q.rptr, q.ring + 16 * u64::from(q.rptr), q.state);
+        let (own_slot, skipped) = (q.slot, q.failing_job.is_some());
         let entry: QueueEntry = match mem::read_pod(mem, address) {
             Ok(e) => e,
             Err(b) => {
@@ -408,12 +500,20 @@ impl Device {
                 return None;
             }
         };
-        let hang = self.inject.hang_queue == Some(id);
+        let kind = entry.decode(minor);
+        let wait = match kind {
+            Ok(EntryKind::Wait { slot, value }) => Some((slot, value)),
+            _ => None,
+        };
+        let bad_entry = kind.is_err() || wait.is_some_and(|(slot, _)| slot == own_slot);
+        // Injections are for the next entry that runs commands.
+        let runs = matches!(kind, Ok(EntryKind::CmdBuf { .. })) && !skipped;
+        let hang = runs && self.inject.hang_queue == Some(id);
         if hang {
             self.inject.hang_queue = None;
         }
         let fault_at = match self.inject.fault_at {
-            Some((queue, command)) if queue == id => {
+            Some((queue, command)) if runs && queue == id => {
                 self.inject.fault_at = None;
                 Some(command)
             }
@@ -422,6 +522,8 @@ impl Device {
         let run = Running {
             index,
             entry,
+            wait,
+            failure: None,
             offset: 0,
             command: 0,
             started: now,
@@ -432,10 +534,6 @@ impl Device {
         q.rptr = (q.rptr + 1) & (q.count - 1);
         q.current = Some(run);
         let rptr = q.rptr;
-        let bad_entry = entry.flags != 0
-            || !entry.len.is_multiple_of(8)
-            || entry.len > MAX_CMDBUF_SIZE
-            || !entry.cmdbuf.is_multiple_of(8);
         if mem::write_u32(mem, state + QUEUE_RPTR_OFFSET, rptr).is_err() || bad_entry {
             self.fault(mem, id, 0, FAULT_BAD_COMMAND, entry.cmdbuf);
             return None;
@@ -472,12 +570,82 @@ impl Device {
         run.offset += task.size;
         run.command += 1;
         if run.offset >= run.entry.len {
-            self.complete_entry(mem, id);
+            self.complete_entry(mem, id, false);
         }
     }
 
-    /// Retires queue `id`'s current entry: advances `done` and the stamp.
-    fn complete_entry(&mut self, mem: &mut dyn Memory, id: u32) {
+    /// Resolves queue `id`'s current wait entry on `(slot, value)`: parks the queue until the
+    /// slot has passed `value`, then completes the entry, or fails it and the rest of its job.
+    fn resolve_wait(&mut self, mem: &mut dyn Memory, id: u32, slot: u32, value: u32) {
+        let current = self.stamp_mirror.get(slot as usize).copied().unwrap_or(0);
+        if !stamp_passed(current, value) {
+            if let Some(q) = self.queues.get_mut(&id) {
+                q.waiting = Some((slot, value));
+            }
+            return;
+        }
+        if !self.dependency_failed(slot, value) {
+            self.complete_entry(mem, id, false);
+            return;
+        }
+        if let Some(q) = self.queues.get_mut(&id) {
+            q.failing_job = Some((slot, value));
+        }
+        let failure = DepFailure {
+            cause: DEP_CAUSE_WAIT,
+            command: NO_COMMAND,
+            slot,
+            value,
+        };
+        self.fail_entry(mem, id, failure);
+    }
+
+    /// Fails queue `id`'s current entry with [`FwError::Dependency`]: queues its
+    /// `EVENT_ENTRY_ERROR`, then completes it once the event is in the event ring.
+    fn fail_entry(&mut self, mem: &mut dyn Memory, id: u32, failure: DepFailure) {
+        let Some(q) = self.queues.get_mut(&id) else {
+            return;
+        };
+        let stamp = q.stamp.wrapping_add(STAMP_STEP);
+        let Some(run) = q.current.as_mut() else {
+            return;
+        };
+        run.failure = Some(failure);
+        let entry = run.index;
+        self.event(&EventEntryError {
+            queue: id,
+            entry,
+            stamp,
+            error: FwError::Dependency as u32,
+            cause: failure.cause,
+            command: failure.command,
+            slot: failure.slot,
+            value: failure.value,
+        });
+        // The rest of a failed job would only repeat the first line.
+        if failure.cause != DEP_CAUSE_JOB {
+            let (slot, value) = (failure.slot, failure.value);
+            self.log(
+                LOG_INFO,
+                &format!("queue {id}: entry {entry} failed: slot {slot} at {value:#x} had failed"),
+            );
+        }
+        self.finish_failed(mem, id);
+    }
+
+    /// Completes queue `id`'s failed entry if its error event could be written to the event
+    /// ring; otherwise the queue waits for room there (see [`Device::next_deadline`]).
+    fn finish_failed(&mut self, mem: &mut dyn Memory, id: u32) {
+        // A broken event ring is reported by the next flush.
+        let _ = self.write_events(mem);
+        if self.events.is_empty() {
+            self.complete_entry(mem, id, true);
+        }
+    }
+
+    /// Retires queue `id`'s current entry: advances `done` and the stamp, and records the stamp
+    /// as failed if the entry `failed`.
+    fn complete_entry(&mut self, mem: &mut dyn Memory, id: u32, failed: bool) {
         let Some(stamps) = self.channels.as_ref().map(|c| c.stamps) else {
             return;
         };
@@ -489,6 +657,9 @@ impl Device {
         q.stamp = q.stamp.wrapping_add(STAMP_STEP);
         q.entries_done += 1;
         let (slot, stamp, done, state, pipe) = (q.slot, q.stamp, q.done, q.state, q.pipe);
+        if failed {
+            self.record_failure(slot, stamp, stamp);
+        }
         self.pipe_entries[pipe] += 1;
         self.trace(Trace::EntryDone { queue: id, stamp });
         self.stamp_mirror[slot as usize] = stamp;
@@ -594,13 +765,19 @@ impl Device {
         let stamps = self.channels.as_ref()?.stamps;
         let q = self.queues.get_mut(&id)?;
         let discarded = q.distance(q.done, q.wptr);
+        let first = q.stamp.wrapping_add(STAMP_STEP);
         q.stamp = q.stamp.wrapping_add(STAMP_STEP.wrapping_mul(discarded));
         q.done = q.wptr;
         q.rptr = q.wptr;
         q.current = None;
         q.waiting = None;
+        q.failing_job = None;
         q.stopped = false;
         let (slot, stamp, done, state) = (q.slot, q.stamp, q.done, q.state);
+        if discarded > 0 {
+            // Discarded entries failed, the culprit's included: waits on them fail.
+            self.record_failure(slot, first, stamp);
+        }
         self.stamp_mirror[slot as usize] = stamp;
         self.firing.set(slot as usize);
         let written = mem::write_u32(mem, stamps + 4 * u64::from(slot), stamp)

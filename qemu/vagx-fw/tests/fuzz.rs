@@ -23,7 +23,7 @@ use vagx_abi::{
     init::{RingDesc, PENDING_CULPRIT, PENDING_VALID, RING_RPTR_OFFSET, RING_WPTR_OFFSET},
     mbox::{self, FwError},
     mmu, pci, pipe_index, pod,
-    queue::QUEUE_WPTR_OFFSET,
+    queue::{QueueEntry, QUEUE_ENTRY_WAIT, QUEUE_WPTR_OFFSET},
     regs, PipeType, MAX_QUEUES, NUM_PIPES, NUM_STAMP_SLOTS, STAMP_STEP,
 };
 use vagx_fw::{
@@ -671,11 +671,13 @@ impl<'t> Fuzz<'t> {
                 } else {
                     self.rng.u32()
                 };
-                cmd(&CmdBarrier {
-                    header: CmdBarrier::HEADER,
-                    slot,
-                    value,
-                })
+                let mut barrier = CmdBarrier::new(slot, value);
+                if self.rng.one_in(3) {
+                    barrier.header.flags = BARRIER_FLAG_DEP_ERROR;
+                } else if self.hostile && self.rng.one_in(6) {
+                    barrier.header.flags = self.rng.u32();
+                }
+                cmd(&barrier)
             }
             10 => cmd(&CmdDebugFault {
                 header: CmdDebugFault::HEADER,
@@ -739,6 +741,44 @@ impl<'t> Fuzz<'t> {
         buf
     }
 
+    /// A wait entry (ABI 1.1): mostly on a live queue's stamp, sometimes malformed.
+    fn wait_entry(&mut self) -> QueueEntry {
+        let slot = match (self.rng.below(8), self.some_queue()) {
+            (0, _) => self.rng.pick(&[128, 200, u32::MAX]),
+            // CAST: below NUM_STAMP_SLOTS.
+            (1, _) | (_, None) => self.rng.below(NUM_STAMP_SLOTS as u64) as u32,
+            (_, Some(q)) => q.slot,
+        };
+        let value = if slot < NUM_STAMP_SLOTS as u32 && !self.rng.one_in(4) {
+            // CAST: at most 3.
+            let ahead = self.rng.below(4) as u32;
+            self.h.stamp(slot).wrapping_add(ahead * STAMP_STEP)
+        } else {
+            self.rng.u32()
+        };
+        let mut entry = QueueEntry::wait(slot, value);
+        if self.rng.one_in(10) {
+            match self.rng.below(2) {
+                0 => entry.len = 8 * self.rng.range(1, 4) as u32,
+                _ => entry.flags |= self.rng.u32() & !QUEUE_ENTRY_WAIT | 1 << 1,
+            }
+        }
+        entry
+    }
+
+    /// Writes a raw entry on queue `id` and its pipe message, recording what the harness wrote.
+    fn queue_raw(&mut self, id: u32, entry: QueueEntry) {
+        let q = self.h.queues[&id];
+        self.wrote(q.ring + 16 * u64::from(q.wptr), 16);
+        self.wrote(q.state + QUEUE_WPTR_OFFSET, 4);
+        self.h.queue_raw(id, entry);
+        let pipe = self.h.init.pipes[q.pipe];
+        let wptr = self.read_u32(pipe.state + RING_WPTR_OFFSET);
+        let index = (wptr + pipe.count - 1) % pipe.count;
+        self.wrote(pipe.entries + 16 * u64::from(index), 16);
+        self.wrote(pipe.state + RING_WPTR_OFFSET, 4);
+    }
+
     /// Writes an entry on queue `id` and its pipe message, recording what the harness wrote.
     fn queue_entry(&mut self, id: u32, cmds: &[u8]) {
         let q = self.h.queues[&id];
@@ -766,6 +806,12 @@ impl<'t> Fuzz<'t> {
         for _ in 0..entries {
             let id = self.queue_id();
             if !self.h.queues.contains_key(&id) {
+                continue;
+            }
+            if self.rng.one_in(5) {
+                let entry = self.wait_entry();
+                self.note(format!("submit queue {id}: {entry:x?}"));
+                self.queue_raw(id, entry);
                 continue;
             }
             let buf = self.command_buffer();
@@ -1219,7 +1265,7 @@ fn is_zero(bytes: &[u8]) -> bool {
 #[test]
 fn random_host_behaviour_never_panics_or_strays() {
     // What the iterations reached, printed with `--nocapture` to judge the fuzzer's coverage.
-    let mut events = [0u64; 8];
+    let mut events = [0u64; 9];
     let mut errors = [0u64; 8];
     let (mut faults, mut halted, mut crashed, mut resets, mut entries) = (0, 0, 0, 0, 0u64);
     for_each_seed(0x7a6f_0000, 300, |seed| {
@@ -1253,7 +1299,7 @@ fn random_host_behaviour_never_panics_or_strays() {
         f.check_ram(&snapshot);
         f.note("iteration finished".into());
         for e in &f.h.seen {
-            events[(e.kind as usize).min(7)] += 1;
+            events[(e.kind as usize).min(8)] += 1;
             if let Some(err) = e.payload::<EventError>() {
                 errors[(err.kind as usize).min(7)] += 1;
             }

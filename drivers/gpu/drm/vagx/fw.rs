@@ -360,7 +360,7 @@ impl Firmware {
         };
         let init = InitData {
             magic: INIT_MAGIC,
-            abi_version: r::ABI_VERSION_VALUE,
+            abi_version: crate::regs::AbiVersion::DRIVER.raw(),
             devctrl: self.devctrl.lock().ring.desc(),
             event: self.events.lock().desc(),
             fwlog: self.fwlog.lock().desc(),

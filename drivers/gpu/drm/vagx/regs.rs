@@ -54,11 +54,18 @@ pub(crate) struct AbiVersion {
 }
 
 impl AbiVersion {
-    /// The version this driver was written against.
+    /// The version this driver speaks: 1.0. It does not use ABI 1.1's dependency waits yet,
+    /// so it drives 1.0 devices too, and tells the firmware 1.0 at INIT (which then behaves
+    /// exactly as 1.0).
     pub(crate) const DRIVER: Self = Self {
         major: abi::regs::ABI_MAJOR,
-        minor: abi::regs::ABI_MINOR,
+        minor: 0,
     };
+
+    /// The raw `ABI_VERSION` value of `self`, as `InitData::abi_version` takes it.
+    pub(crate) const fn raw(self) -> u32 {
+        ((self.major as u32) << 16) | self.minor as u32
+    }
 
     /// Decodes the raw value of the `ABI_VERSION` register.
     pub(crate) fn from_raw(raw: u32) -> Self {
@@ -96,8 +103,17 @@ mod tests {
         assert_eq!(v, AbiVersion { major: 3, minor: 7 });
         assert_eq!(
             AbiVersion::from_raw(abi::regs::ABI_VERSION_VALUE),
+            AbiVersion {
+                major: abi::regs::ABI_MAJOR,
+                minor: abi::regs::ABI_MINOR
+            }
+        );
+        assert_eq!(
+            AbiVersion::from_raw(AbiVersion::DRIVER.raw()),
             AbiVersion::DRIVER
         );
+        // The device model (the ABI crate's version) is one this driver drives.
+        assert!(AbiVersion::DRIVER.supports(AbiVersion::from_raw(abi::regs::ABI_VERSION_VALUE)));
     }
 
     #[test]

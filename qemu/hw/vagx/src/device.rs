@@ -52,7 +52,8 @@ pub struct VagxState {
     /// Property `boot-fault`: how the firmware misbehaves at boot (0 none, 1 fail, 2 never
     /// answer, 3 crash at once), for drivers' failure paths.
     boot_fault: u32,
-    /// Property `abi-version`: what `ABI_VERSION` reads (0: the model's own version).
+    /// Property `abi-version`: what `ABI_VERSION` reads (0: the model's own version); an older
+    /// minor version of major 1 is also the version the firmware implements.
     abi_version: u32,
     /// The device model; borrowed only inside a callback of this device.
     dev: BqlRefCell<Device>,

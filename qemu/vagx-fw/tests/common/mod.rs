@@ -277,12 +277,19 @@ impl Harness {
     /// the entry will reach.
     pub fn queue_entry(&mut self, id: u32, cmds: &[u8]) -> u32 {
         let va = self.write_cmdbuf(cmds);
+        self.queue_raw(id, QueueEntry::cmdbuf(va, cmds.len() as u32))
+    }
+
+    /// Submits a wait entry on queue `id` without ringing the doorbell; returns the stamp the
+    /// entry will reach.
+    pub fn queue_wait(&mut self, id: u32, slot: u32, value: u32) -> u32 {
+        self.queue_raw(id, QueueEntry::wait(slot, value))
+    }
+
+    /// Submits `entry` as it is on queue `id` without ringing the doorbell; returns the stamp
+    /// the entry will reach.
+    pub fn queue_raw(&mut self, id: u32, entry: QueueEntry) -> u32 {
         let q = self.queues.get_mut(&id).expect("queue");
-        let entry = QueueEntry {
-            cmdbuf: va,
-            len: cmds.len() as u32,
-            flags: 0,
-        };
         mem::write_pod(&mut self.ram, q.ring + 16 * u64::from(q.wptr), &entry).unwrap();
         q.wptr = (q.wptr + 1) % QUEUE_RING_COUNT;
         q.stamp = q.stamp.wrapping_add(vagx_abi::STAMP_STEP);
@@ -366,6 +373,14 @@ impl Harness {
         mem::write_u32(&mut self.ram, state + RING_RPTR_OFFSET, self.event_rptr).unwrap();
         self.seen.extend(out.iter().copied());
         out
+    }
+
+    /// The `EVENT_ENTRY_ERROR`s read so far (call [`Harness::events`] first).
+    pub fn entry_errors(&self) -> Vec<EventEntryError> {
+        self.seen
+            .iter()
+            .filter_map(|e| e.payload::<EventEntryError>())
+            .collect()
     }
 
     pub fn pending(&mut self) -> PendingTable {

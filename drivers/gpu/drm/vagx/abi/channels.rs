@@ -342,6 +342,13 @@ pub const EVENT_LOG: u32 = 5;
 pub const EVENT_DEVCTRL_DONE: u32 = 6;
 /// Event: the host broke a ring or message rule; the offending message was dropped.
 pub const EVENT_ERROR: u32 = 7;
+/// Event (ABI 1.1): a work-queue entry failed without halting the firmware, with the
+/// `FwError` in [`EventEntryError::error`]; the entry still completes (its stamp advances).
+///
+/// The firmware writes this event to the event ring before it writes the entry's stamp: a host
+/// that reads a stamp and then the event ring up to its write pointer has seen the error of
+/// every entry up to that stamp. While the event ring has no room, the failed entry waits.
+pub const EVENT_ENTRY_ERROR: u32 = 8;
 
 /// Payload of [`EVENT_STAMPS`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -476,6 +483,55 @@ assert_layout!(EventError, size 16, value @ 8);
 // SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
 unsafe impl Pod for EventError {}
 event_payload!(EventError, EVENT_ERROR);
+
+/// [`EventEntryError::cause`]: a wait entry whose awaited entry failed.
+pub const DEP_CAUSE_WAIT: u32 = 1;
+/// [`EventEntryError::cause`]: an earlier wait entry of the same job failed, so this entry was
+/// failed without being run (a wait entry, or the job's command buffer).
+pub const DEP_CAUSE_JOB: u32 = 2;
+/// [`EventEntryError::cause`]: a BARRIER with `BARRIER_FLAG_DEP_ERROR`, at
+/// [`EventEntryError::command`], whose awaited entry failed.
+pub const DEP_CAUSE_BARRIER: u32 = 3;
+
+/// [`EventEntryError::command`] of an entry that failed before running any command.
+pub const NO_COMMAND: u32 = u32::MAX;
+
+/// Payload of [`EVENT_ENTRY_ERROR`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct EventEntryError {
+    /// The entry's queue.
+    pub queue: u32,
+    /// Index of the entry in the queue's ring.
+    pub entry: u32,
+    /// The stamp the entry completes with.
+    pub stamp: u32,
+    /// A `FwError` value: `FwError::Dependency`.
+    pub error: u32,
+    /// One of the `DEP_CAUSE_*` values.
+    pub cause: u32,
+    /// Index of the failing BARRIER in the entry's command buffer, or [`NO_COMMAND`].
+    pub command: u32,
+    /// The stamp slot of the wait or barrier that found the failure.
+    pub slot: u32,
+    /// The value it waited for: the failed entry is the one that took `slot` past it.
+    pub value: u32,
+}
+assert_layout!(
+    EventEntryError,
+    size 32,
+    queue @ 0,
+    entry @ 4,
+    stamp @ 8,
+    error @ 12,
+    cause @ 16,
+    command @ 20,
+    slot @ 24,
+    value @ 28,
+);
+// SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
+unsafe impl Pod for EventEntryError {}
+event_payload!(EventEntryError, EVENT_ENTRY_ERROR);
 
 /// Log levels of [`LogMsg::level`], lowest first.
 pub const LOG_DEBUG: u32 = 0;

@@ -17,7 +17,7 @@ pub struct CmdHeader {
     pub opcode: u16,
     /// Size of the command including this header, in bytes; a multiple of 8.
     pub size: u16,
-    /// Must be zero.
+    /// Must be zero, except the flags an opcode defines ([`BARRIER_FLAG_DEP_ERROR`]).
     pub flags: u32,
 }
 assert_layout!(CmdHeader, size 8, opcode @ 0, size @ 2, flags @ 4);
@@ -242,6 +242,12 @@ assert_layout!(CmdChecksum, size 32, src @ 8, dst @ 16, len @ 24);
 unsafe impl Pod for CmdChecksum {}
 command!(CmdChecksum, OP_CHECKSUM);
 
+/// [`CmdHeader::flags`] of [`OP_BARRIER`] (ABI 1.1): once the slot has passed the value, if the
+/// entry that took it there failed, the entry holding the barrier fails with
+/// `FwError::Dependency` and its remaining commands are not run (the commands before the
+/// barrier have run already). Without the flag the barrier only orders, as in ABI 1.0.
+pub const BARRIER_FLAG_DEP_ERROR: u32 = 1 << 0;
+
 /// [`OP_BARRIER`]: waits until stamp slot `slot` has passed `value` (wrap-safe).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -257,6 +263,30 @@ assert_layout!(CmdBarrier, size 16, slot @ 8, value @ 12);
 // SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
 unsafe impl Pod for CmdBarrier {}
 command!(CmdBarrier, OP_BARRIER);
+
+impl CmdBarrier {
+    /// A barrier that only orders: it waits until `slot` has passed `value`.
+    pub const fn new(slot: u32, value: u32) -> Self {
+        Self {
+            header: Self::HEADER,
+            slot,
+            value,
+        }
+    }
+
+    /// A barrier that also fails its entry if the awaited entry failed (ABI 1.1,
+    /// [`BARRIER_FLAG_DEP_ERROR`]).
+    pub const fn dep_error(slot: u32, value: u32) -> Self {
+        Self {
+            header: CmdHeader {
+                flags: BARRIER_FLAG_DEP_ERROR,
+                ..Self::HEADER
+            },
+            slot,
+            value,
+        }
+    }
+}
 
 /// [`OP_DEBUG_HANG`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -48,7 +48,9 @@ pub const fn message_payload(msg: u64) -> u64 {
     msg & PAYLOAD_MASK
 }
 
-/// Why the firmware failed to boot or crashed, as reported in `FW_ERROR` and messages.
+/// A firmware error code: why the firmware failed to boot or crashed (in `FW_ERROR`,
+/// `MSG_INIT_DONE`, `MSG_CRASHED` and `EVENT_CRASH`), or why a work-queue entry failed without
+/// halting the firmware (in `channels::EventEntryError`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum FwError {
@@ -64,6 +66,9 @@ pub enum FwError {
     BadMessage = 5,
     /// A crash injected through `DEBUG_INJECT`.
     Injected = 6,
+    /// ABI 1.1, entries only: the entry waited for an entry that failed, so it was failed
+    /// without running its commands. Never a boot or crash reason.
+    Dependency = 7,
 }
 
 impl FwError {
@@ -76,6 +81,7 @@ impl FwError {
             4 => Self::InitBadRing,
             5 => Self::BadMessage,
             6 => Self::Injected,
+            7 => Self::Dependency,
             _ => return None,
         })
     }

@@ -70,6 +70,16 @@ pub const fn stamp_passed(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0
 }
 
+/// Failed stamp ranges the firmware remembers per stamp slot, for waits to evaluate (ABI 1.1).
+///
+/// A range is a run of consecutive failed entries of the slot's queue (a queue reset discards
+/// one range, culprit to last entry). When a slot would hold more, its two oldest ranges are
+/// merged into one that also covers the entries between them, so a wait on one of those fails
+/// even if it succeeded: the firmware never lets a job run after a failed entry, but past this
+/// bound it may fail one that waited for an old success. The record of a slot lasts until a
+/// queue is created on it again or the device is reset.
+pub const FAILURE_HISTORY: usize = 16;
+
 /// Maximum number of work queues alive at once.
 pub const MAX_QUEUES: usize = 128;
 

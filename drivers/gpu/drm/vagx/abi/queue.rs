@@ -3,22 +3,37 @@
 //! Work queues: per-context rings of command buffers, and their shared state.
 //!
 //! A work queue's ring holds [`QueueEntry`]s; each names a command buffer in the queue's GPU
-//! VM. The host writes entries and advances `wptr`, then tells the firmware through the queue's
-//! submission pipe. The firmware fetches entries (`rptr`), runs each command buffer to the end
-//! and then advances `done` and the queue's stamp slot by `STAMP_STEP`.
+//! VM or, from ABI 1.1, is a wait on another queue's stamp. The host writes entries and advances
+//! `wptr`, then tells the firmware through the queue's submission pipe. The firmware fetches
+//! entries (`rptr`), runs each command buffer to the end (or resolves each wait) and then
+//! advances `done` and the queue's stamp slot by `STAMP_STEP`.
+//!
+//! # Wait entries (ABI 1.1)
+//!
+//! A wait entry ([`QueueEntry::wait`]) parks its queue, without holding an execution unit,
+//! until stamp slot `slot` has passed `value`. If the entry that took the slot there succeeded,
+//! the wait completes like any entry. If it failed (faulted, timed out, was discarded by a queue
+//! reset, or failed a dependency itself), the wait completes with `FwError::Dependency`, and so
+//! does every following entry up to and including the next non-wait entry, whose command
+//! buffer is not run: a job is any number of wait entries followed by one command buffer.
 
-use super::pod::Pod;
+use super::{pod::Pod, regs::ABI_MINOR_DEPENDENCIES, NUM_STAMP_SLOTS};
 use crate::assert_layout;
 
-/// One entry of a work queue's ring: a command buffer.
+/// One entry of a work queue's ring: a command buffer, or (ABI 1.1) a wait.
+///
+/// [`QueueEntry::cmdbuf`] and [`QueueEntry::wait`] build entries, [`QueueEntry::decode`] reads
+/// and checks them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct QueueEntry {
-    /// GPU virtual address of the command buffer (8-byte aligned).
+    /// GPU virtual address of the command buffer (8-byte aligned); for a wait entry, the value
+    /// in bits 63:32 and the slot in bits 31:0.
     pub cmdbuf: u64,
-    /// Length of the command buffer in bytes (a multiple of 8, at most [`MAX_CMDBUF_SIZE`]).
+    /// Length of the command buffer in bytes (a multiple of 8, at most [`MAX_CMDBUF_SIZE`]); 0
+    /// for a wait entry.
     pub len: u32,
-    /// Must be zero.
+    /// `QUEUE_ENTRY_*` flags; zero for a command buffer, and always zero in ABI 1.0.
     pub flags: u32,
 }
 assert_layout!(QueueEntry, size 16, cmdbuf @ 0, len @ 8, flags @ 12);
@@ -27,6 +42,97 @@ unsafe impl Pod for QueueEntry {}
 
 /// Largest command buffer the firmware accepts.
 pub const MAX_CMDBUF_SIZE: u32 = 1 << 20;
+
+/// [`QueueEntry::flags`] (ABI 1.1): the entry is a wait on a stamp, not a command buffer.
+pub const QUEUE_ENTRY_WAIT: u32 = 1 << 0;
+
+/// What a [`QueueEntry`] asks of the firmware, as decoded by [`QueueEntry::decode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    /// Run a command buffer.
+    CmdBuf {
+        /// GPU virtual address, 8-byte aligned.
+        address: u64,
+        /// Length in bytes: a multiple of 8, at most [`MAX_CMDBUF_SIZE`].
+        len: u32,
+    },
+    /// Wait until stamp slot `slot` has passed `value`, and fail if the entry that took it
+    /// there failed (ABI 1.1).
+    Wait {
+        /// Stamp slot, below `NUM_STAMP_SLOTS`.
+        slot: u32,
+        /// Stamp to wait for, compared wrap-safely.
+        value: u32,
+    },
+}
+
+/// Why a [`QueueEntry`] is malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryError {
+    /// A flag the negotiated ABI version does not define is set.
+    UnknownFlags,
+    /// The command buffer's address or length is not a multiple of 8, or it is longer than
+    /// [`MAX_CMDBUF_SIZE`].
+    BadCmdBuf,
+    /// The wait's slot is not below `NUM_STAMP_SLOTS`, or its `len` is not zero.
+    BadWait,
+}
+
+impl QueueEntry {
+    /// An entry that runs the `len`-byte command buffer at GPU address `address`.
+    pub const fn cmdbuf(address: u64, len: u32) -> Self {
+        Self {
+            cmdbuf: address,
+            len,
+            flags: 0,
+        }
+    }
+
+    /// A wait entry (ABI 1.1): the queue waits until stamp slot `slot` has passed `value`.
+    pub const fn wait(slot: u32, value: u32) -> Self {
+        Self {
+            cmdbuf: ((value as u64) << 32) | slot as u64,
+            len: 0,
+            flags: QUEUE_ENTRY_WAIT,
+        }
+    }
+
+    /// Decodes and checks the entry as the ABI minor version `abi_minor` (of major 1) defines
+    /// it: the version the driver declared in `InitData::abi_version`.
+    ///
+    /// # Errors
+    ///
+    /// - [`EntryError::UnknownFlags`] if a flag `abi_minor` does not define is set (in 1.0,
+    ///   any flag).
+    /// - [`EntryError::BadCmdBuf`] if a command buffer is misaligned or too long.
+    /// - [`EntryError::BadWait`] if a wait's slot is out of range or its `len` is not zero.
+    pub fn decode(&self, abi_minor: u16) -> Result<EntryKind, EntryError> {
+        let known = if abi_minor >= ABI_MINOR_DEPENDENCIES {
+            QUEUE_ENTRY_WAIT
+        } else {
+            0
+        };
+        if self.flags & !known != 0 {
+            return Err(EntryError::UnknownFlags);
+        }
+        if self.flags & QUEUE_ENTRY_WAIT != 0 {
+            // CAST: the two halves of the 64-bit field.
+            let (slot, value) = (self.cmdbuf as u32, (self.cmdbuf >> 32) as u32);
+            // CAST: `NUM_STAMP_SLOTS` is 128.
+            if slot >= NUM_STAMP_SLOTS as u32 || self.len != 0 {
+                return Err(EntryError::BadWait);
+            }
+            return Ok(EntryKind::Wait { slot, value });
+        }
+        if self.cmdbuf & 7 != 0 || self.len & 7 != 0 || self.len > MAX_CMDBUF_SIZE {
+            return Err(EntryError::BadCmdBuf);
+        }
+        Ok(EntryKind::CmdBuf {
+            address: self.cmdbuf,
+            len: self.len,
+        })
+    }
+}
 
 /// A work queue's pointers, each on its own 64-byte cache line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -71,7 +71,17 @@ pub const ID_MAGIC: u32 = u32::from_le_bytes(*b"VAGX");
 pub const ABI_MAJOR: u16 = 1;
 
 /// Minor version of the ABI this source describes.
-pub const ABI_MINOR: u16 = 0;
+///
+/// A minor version only adds to the previous one: a flag or field that was reserved gets a
+/// meaning, an event kind or error code is added. The firmware implements the minor version the
+/// driver declares in `InitData::abi_version`, so a driver written for an older minor version
+/// sees exactly that version's behaviour.
+pub const ABI_MINOR: u16 = 1;
+
+/// The first minor version with dependency errors: wait entries
+/// (`queue::QUEUE_ENTRY_WAIT`), `cmd::BARRIER_FLAG_DEP_ERROR`, `mbox::FwError::Dependency`
+/// and `channels::EVENT_ENTRY_ERROR`.
+pub const ABI_MINOR_DEPENDENCIES: u16 = 1;
 
 /// The value of [`ABI_VERSION`].
 pub const ABI_VERSION_VALUE: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;

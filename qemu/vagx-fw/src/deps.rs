@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Dependency failures (ABI 1.1): which stamps of each slot failed, for waits to evaluate.
+//!
+//! A wait entry or a BARRIER with `BARRIER_FLAG_DEP_ERROR` on `(slot, value)` is resolved once
+//! the slot has passed `value`; it then fails if the entry that took the slot past `value`
+//! failed. That entry is the first one whose stamp `s` reached `value`, i.e. the one with
+//! `0 <= s - value < STAMP_STEP`; its queue may be gone by then, so the record belongs to the
+//! slot, not to the queue.
+//!
+//! An entry fails when a queue reset discards it (the faulted or timed-out culprit included:
+//! the host's reset is what retires it) or when it fails a dependency itself. Consecutive failed
+//! entries form one range, so a slot's record is a short list of ranges of stamps, oldest
+//! first, at most [`FAILURE_HISTORY`] long. Past that bound the two oldest ranges merge into
+//! one, covering the entries between them too: a wait on those fails although they succeeded,
+//! which is wrong in the safe direction. Stamps are compared wrap-safely ([`stamp_passed`]), so
+//! the record is right while the slot's stamps stay within 2^31 of each other.
+
+use std::collections::VecDeque;
+
+use vagx_abi::{stamp_passed, FAILURE_HISTORY, STAMP_STEP};
+
+use crate::device::Device;
+
+/// Why an entry failed a dependency, as its `EVENT_ENTRY_ERROR` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DepFailure {
+    /// A `DEP_CAUSE_*` value.
+    pub(crate) cause: u32,
+    /// Index of the failing BARRIER, or `NO_COMMAND`.
+    pub(crate) command: u32,
+    /// The awaited slot.
+    pub(crate) slot: u32,
+    /// The awaited value.
+    pub(crate) value: u32,
+}
+
+/// Stamps `first..=last` of a slot, in steps of `STAMP_STEP`, all failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FailedRange {
+    first: u32,
+    last: u32,
+}
+
+impl FailedRange {
+    /// Whether the entry that took the slot past `value` is in the range.
+    fn covers(&self, value: u32) -> bool {
+        // The entry with stamp `first` is the one for every value in `first - STEP + 1..=first`.
+        let from = self.first.wrapping_sub(STAMP_STEP).wrapping_add(1);
+        stamp_passed(value, from) && stamp_passed(self.last, value)
+    }
+}
+
+/// The failed stamps of one slot.
+///
+/// # Invariants
+///
+/// At most [`FAILURE_HISTORY`] ranges, oldest first, none adjacent to the next.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct FailureRecord {
+    ranges: VecDeque<FailedRange>,
+}
+
+impl FailureRecord {
+    /// Forgets everything: a new queue starts a new sequence of stamps on the slot.
+    pub(crate) fn clear(&mut self) {
+        self.ranges.clear();
+    }
+
+    /// Records that the entries with stamps `first..=last` failed; they follow every stamp
+    /// recorded before.
+    pub(crate) fn add(&mut self, first: u32, last: u32) {
+        if let Some(prev) = self.ranges.back_mut() {
+            // Adjacent or overlapping: the same run of failures (a job's entries, a reset after
+            // a failed entry).
+            if stamp_passed(prev.last.wrapping_add(STAMP_STEP), first) {
+                if stamp_passed(last, prev.last) {
+                    prev.last = last;
+                }
+                return;
+            }
+        }
+        self.ranges.push_back(FailedRange { first, last });
+        if self.ranges.len() > FAILURE_HISTORY {
+            // INVARIANT: merging the two oldest keeps the bound and fails more, never less.
+            if let Some(oldest) = self.ranges.pop_front() {
+                if let Some(next) = self.ranges.front_mut() {
+                    next.first = oldest.first;
+                }
+            }
+        }
+    }
+
+    /// Whether the entry that took the slot past `value` failed.
+    pub(crate) fn failed(&self, value: u32) -> bool {
+        self.ranges.iter().any(|r| r.covers(value))
+    }
+
+    /// Number of ranges kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.ranges.len()
+    }
+}
+
+impl Device {
+    /// Records that the entries of `slot` with stamps `first..=last` failed.
+    pub(crate) fn record_failure(&mut self, slot: u32, first: u32, last: u32) {
+        if let Some(record) = self.failures.get_mut(slot as usize) {
+            record.add(first, last);
+        }
+    }
+
+    /// Whether the entry that took `slot` past `value` failed (the caller has checked that the
+    /// slot passed it).
+    pub(crate) fn dependency_failed(&self, slot: u32, value: u32) -> bool {
+        self.failures
+            .get(slot as usize)
+            .is_some_and(|r| r.failed(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u32 = STAMP_STEP;
+
+    #[test]
+    fn a_range_covers_the_values_its_entries_reached() {
+        let mut r = FailureRecord::default();
+        r.add(3 * S, 4 * S);
+        // The entry at 3S is the one for values 2S+1..=3S, the entry at 4S for 3S+1..=4S.
+        for (value, failed) in [
+            (2 * S, false),
+            (2 * S + 1, true),
+            (3 * S, true),
+            (4 * S, true),
+            (4 * S + 1, false),
+            (5 * S, false),
+        ] {
+            assert_eq!(r.failed(value), failed, "value {value:#x}");
+        }
+    }
+
+    #[test]
+    fn adjacent_failures_extend_one_range() {
+        let mut r = FailureRecord::default();
+        r.add(S, S);
+        r.add(2 * S, 2 * S);
+        r.add(3 * S, 5 * S);
+        assert_eq!(r.len(), 1);
+        r.add(7 * S, 7 * S);
+        assert_eq!(r.len(), 2);
+        assert!(r.failed(5 * S) && !r.failed(6 * S) && r.failed(7 * S));
+    }
+
+    #[test]
+    fn ranges_work_across_the_wrap() {
+        let mut r = FailureRecord::default();
+        let first = 0u32.wrapping_sub(S);
+        r.add(first, first.wrapping_add(2 * S));
+        assert!(r.failed(first));
+        assert!(r.failed(0));
+        assert!(r.failed(S));
+        assert!(!r.failed(2 * S));
+        assert!(!r.failed(first.wrapping_sub(S)));
+    }
+
+    #[test]
+    fn the_history_is_bounded_and_merges_in_the_safe_direction() {
+        let mut r = FailureRecord::default();
+        // Failures at 2S, 4S, 6S, ...: every odd multiple succeeded.
+        let n = FAILURE_HISTORY as u32 + 3;
+        for i in 1..=n {
+            r.add(2 * i * S, 2 * i * S);
+        }
+        assert_eq!(r.len(), FAILURE_HISTORY);
+        // Every failure is still known.
+        assert!((1..=n).all(|i| r.failed(2 * i * S)));
+        // The three oldest gaps were merged away (they now fail), the newer ones were not.
+        assert!(!r.failed(S), "before the first failure");
+        assert!((1..=3).all(|i| r.failed((2 * i + 1) * S)));
+        assert!((4..n).all(|i| !r.failed((2 * i + 1) * S)));
+    }
+}
