@@ -230,7 +230,10 @@ struct drm_vagx_queue_create {
 /**
  * struct drm_vagx_queue_destroy - argument of DRM_IOCTL_VAGX_QUEUE_DESTROY.
  *
- * Jobs of the queue that have not completed complete with ECANCELED.
+ * Jobs of the queue that have not completed complete with ECANCELED: at once if they are on
+ * the device, after their own waits have signalled if they are still waiting for them (a
+ * job's fence never signals before its dependencies). Closing the file does the same to
+ * every queue of the file.
  */
 struct drm_vagx_queue_destroy {
 	/** @queue_id: the queue. */

@@ -95,15 +95,26 @@ impl Device {
         self.channels.as_ref().map_or(0, |c| c.abi_minor)
     }
 
-    /// Handles a host-to-firmware mailbox message.
+    /// Handles a host-to-firmware mailbox message; a silent firmware ignores every one.
     pub(crate) fn receive(&mut self, mem: &mut dyn Memory, ep: u32, msg: u64) {
         self.trace(Trace::Mailbox {
             endpoint: ep,
             message: msg,
         });
+        if self.silent {
+            // Accepted and ignored: no answer, no error event, no log line.
+            return;
+        }
         let (ty, payload) = (mbox::message_type(msg), mbox::message_payload(msg));
         match (ep, ty) {
             (mbox::EP_FIRMWARE, mbox::MSG_INIT) if self.state == FwState::Off => {
+                if self.inject.silent_boots > 0 {
+                    // A boot that hangs (`INJECT_SILENCE`): no INIT_DONE, the state stays OFF,
+                    // and the firmware is silent until the next reset.
+                    self.inject.silent_boots -= 1;
+                    self.silent = true;
+                    return;
+                }
                 match self.config.boot_fault {
                     BootFault::None => self.boot(mem, payload),
                     // Nothing happens: the host's wait for the boot must time out.

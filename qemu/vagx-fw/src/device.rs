@@ -122,6 +122,10 @@ pub struct Injections {
     pub delay_irq: Option<u64>,
     /// A held-back notification is due at this device time.
     pub irq_due: Option<u64>,
+    /// Boots still to go silent (`INJECT_SILENCE`'s `ARG0`): while not zero, an `INIT` after a
+    /// reset takes one off and is never answered. Unlike everything else here, it survives a
+    /// write to `RESET` (the boots it counts come after that reset).
+    pub silent_boots: u32,
 }
 
 /// Bounds on what the firmware buffers while a firmware-to-host ring is full.
@@ -144,6 +148,9 @@ pub struct Device {
     pub(crate) debug_args: [u32; 2],
     // Firmware.
     pub(crate) state: FwState,
+    /// Silenced by `INJECT_SILENCE` or a silent boot: the firmware does nothing at all until a
+    /// reset, and `state` keeps the value it had.
+    pub(crate) silent: bool,
     pub(crate) error: u32,
     pub(crate) time: u64,
     pub(crate) channels: Option<Channels>,
@@ -191,6 +198,7 @@ impl Device {
             irq_since: 0,
             debug_args: [0; 2],
             state: FwState::Off,
+            silent: false,
             error: 0,
             time: 0,
             channels: None,
@@ -220,11 +228,13 @@ impl Device {
         }
     }
 
-    /// Returns to the reset state: firmware off, everything forgotten (the clock keeps going).
+    /// Returns to the reset state: firmware off, everything forgotten but the clock, which keeps
+    /// going, and the boots [`Injections::silent_boots`] still silences.
     pub fn reset(&mut self) {
-        let time = self.time;
+        let (time, silent_boots) = (self.time, self.inject.silent_boots);
         *self = Self::new(self.config);
         self.time = time;
+        self.inject.silent_boots = silent_boots;
     }
 
     /// The ABI minor version the firmware implements: the model's own, or an older one of the
@@ -240,6 +250,12 @@ impl Device {
     /// The firmware state.
     pub fn state(&self) -> FwState {
         self.state
+    }
+
+    /// Whether the firmware is silent (`INJECT_SILENCE`): it does nothing until a reset, while
+    /// [`Device::state`] and `FW_STATE` keep the state it was in.
+    pub fn is_silent(&self) -> bool {
+        self.silent
     }
 
     /// The device's clock: the last time passed to [`Device::advance`] or an MMIO write.
@@ -341,12 +357,17 @@ impl Device {
     fn arm_injection(&mut self, what: u32) -> Option<()> {
         let [a0, a1] = self.debug_args;
         match what {
+            // A silence that has begun is not an armed injection: only a reset ends it.
             regs::INJECT_CLEAR => self.inject = Injections::default(),
             regs::INJECT_HANG_QUEUE => self.inject.hang_queue = Some(a0),
             regs::INJECT_FAULT_AT => self.inject.fault_at = Some((a0, a1)),
             regs::INJECT_CRASH_AFTER => self.inject.crash_after = Some(a0),
             regs::INJECT_DROP_IRQS => self.inject.drop_irqs = a0,
             regs::INJECT_DELAY_IRQ => self.inject.delay_irq = Some(u64::from(a0)),
+            regs::INJECT_SILENCE => {
+                self.silent = true;
+                self.inject.silent_boots = a0;
+            }
             _ => return None,
         }
         Some(())
@@ -372,8 +393,14 @@ impl Device {
     ///
     /// A request swallowed by `INJECT_DROP_IRQS` returns `false` (the status bits stay set); one
     /// held back by `INJECT_DELAY_IRQ` returns `true` once the device time reaches its due time
-    /// (which [`Device::next_deadline`] reports).
+    /// (which [`Device::next_deadline`] reports). A silent firmware sends none: requests made
+    /// while it is silent, and one held back when it fell silent, are dropped.
     pub fn take_irq(&mut self) -> bool {
+        if self.silent {
+            self.irq_notify = false;
+            self.inject.irq_due = None;
+            return false;
+        }
         if let Some(due) = self.inject.irq_due {
             if self.time < due {
                 return false;

@@ -65,7 +65,13 @@ impl Device {
     }
 
     /// Writes queued outputs to their rings and rings the host's doorbell if any were written.
+    ///
+    /// A silent firmware writes nothing; what it had queued stays queued until the reset
+    /// discards it.
     pub(crate) fn flush_outputs(&mut self, mem: &mut dyn Memory) {
+        if self.silent {
+            return;
+        }
         let Some(mut ch) = self.channels.take() else {
             return;
         };

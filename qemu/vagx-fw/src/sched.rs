@@ -33,6 +33,9 @@
 //! resume), the pending table says which queues had work, and the culprit queue stays stopped
 //! until the host resets it.
 //!
+//! `INJECT_SILENCE` stops the firmware without a state change: nothing runs, no deadline is
+//! reported and nothing is written until a device reset.
+//!
 //! [`Channels::watchdog_ns`]: crate::boot::Channels
 
 use vagx_abi::{
@@ -255,9 +258,12 @@ impl Device {
     }
 
     /// Runs the firmware until device time `now`.
+    ///
+    /// A silent firmware runs nothing: its units keep their commands, which never complete,
+    /// and no watchdog fires; only the clock goes on.
     pub(crate) fn run_until(&mut self, mem: &mut dyn Memory, now: u64) {
         loop {
-            if self.state != FwState::Running {
+            if self.state != FwState::Running || self.silent {
                 break;
             }
             self.fill_units(mem);
@@ -299,7 +305,12 @@ impl Device {
     }
 
     /// When [`Device::advance`] must run next for the firmware to make progress, if ever.
+    ///
+    /// Never for a silent firmware: it makes no progress until a reset.
     pub fn next_deadline(&self) -> Option<u64> {
+        if self.silent {
+            return None;
+        }
         // A held-back interrupt is a deadline until the time it is due; from then on the
         // shell's `take_irq` delivers it.
         let irq = self.inject.irq_due.filter(|&t| t > self.time);

@@ -236,6 +236,7 @@ pub fn tests() -> Vec<Test> {
     ];
     let mut all = boxed(fixed);
     all.extend(crate::seam_tests::tests());
+    all.extend(crate::vm_bind_tests::tests());
     all.extend(crate::dep_matrix::tests());
     all
 }
@@ -937,7 +938,7 @@ pub fn inject(cmd: &str) -> Result<()> {
 }
 
 /// The text of a debugfs file of the first device.
-fn debugfs_read(name: &str) -> Result<String> {
+pub fn debugfs_read(name: &str) -> Result<String> {
     let path = debugfs_dir()?.join(name);
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
@@ -1096,6 +1097,11 @@ fn unbind_with_open_files() -> Result<()> {
     drop(ctx);
     drop(g);
     std::fs::write("/sys/bus/pci/drivers/vagx/bind", &dev.address).context("bind")?;
+    first_device_works()
+}
+
+/// A job on the first device writes what it should.
+pub fn first_device_works() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let mut c = CmdBuf::new();

@@ -21,29 +21,22 @@ pub struct Gpu {
 
 /// The render nodes of vagx GPUs, in name order.
 pub fn render_nodes() -> io::Result<Vec<PathBuf>> {
-    let mut nodes = Vec::new();
-    for entry in fs::read_dir("/sys/class/drm")? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("renderD") {
-            continue;
-        }
-        let driver = fs::read_link(entry.path().join("device/driver")).ok();
-        if driver.is_some_and(|d| d.ends_with("vagx")) {
-            nodes.push(Path::new("/dev/dri").join(&name));
-        }
-    }
-    nodes.sort();
-    Ok(nodes)
+    nodes(|name| name.starts_with("renderD"))
 }
 
 /// The primary (card) nodes of vagx GPUs, in name order.
 pub fn card_nodes() -> io::Result<Vec<PathBuf>> {
+    // `card0`, not a connector such as `card0-HDMI-A-1`.
+    nodes(|name| name.starts_with("card") && !name.contains('-'))
+}
+
+/// The `/dev/dri` nodes of vagx GPUs whose names `wanted` accepts, in name order.
+fn nodes(wanted: impl Fn(&str) -> bool) -> io::Result<Vec<PathBuf>> {
     let mut nodes = Vec::new();
     for entry in fs::read_dir("/sys/class/drm")? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !name.starts_with("card") || name.contains('-') {
+        if !wanted(&name) {
             continue;
         }
         let driver = fs::read_link(entry.path().join("device/driver")).ok();
@@ -571,4 +564,51 @@ pub fn sync_file_status(fd: BorrowedFd<'_>) -> io::Result<Result<bool, i32>> {
         0 => Ok(false),
         e => Err(-e),
     })
+}
+
+extern "C" fn on_alarm(_: libc::c_int) {}
+
+/// Sends this process SIGALRM every `interval_us` µs, handled without `SA_RESTART` so that a
+/// blocking ioctl sees `EINTR` (tests of interrupted calls); 0 stops the timer and ignores the
+/// signal again.
+pub fn alarm_every(interval_us: i64) -> io::Result<()> {
+    // SAFETY: an all-zero sigaction is a valid value, completed below.
+    let mut act: libc::sigaction = unsafe { std::mem::zeroed() };
+    act.sa_sigaction = if interval_us > 0 {
+        // CAST: a handler's address, as sigaction takes it.
+        on_alarm as *const () as usize
+    } else {
+        libc::SIG_IGN
+    };
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: interval_us,
+    };
+    let timer = libc::itimerval {
+        it_interval: tv,
+        it_value: tv,
+    };
+    let handler = || {
+        // SAFETY: `act` is valid and its handler an async-signal-safe no-op; no old action.
+        unsafe { libc::sigaction(libc::SIGALRM, &act, std::ptr::null_mut()) == 0 }
+    };
+    let arm = || {
+        // SAFETY: `timer` is valid; the old timer is not wanted.
+        unsafe { libc::setitimer(libc::ITIMER_REAL, &timer, std::ptr::null_mut()) == 0 }
+    };
+    let check = |ok: bool| {
+        if ok {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // The handler is in place before the first alarm, and stays until the last is gone.
+    if interval_us > 0 {
+        check(handler())?;
+        check(arm())
+    } else {
+        check(arm())?;
+        check(handler())
+    }
 }

@@ -13,6 +13,7 @@ mod seam_tests;
 mod sysfs;
 mod tests;
 mod uapi;
+mod vm_bind_tests;
 mod workload;
 
 use anyhow::Result;

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
 //! The UAPI's promises at the seams: what teardown does to unfinished jobs, the per-file
-//! limits, timeline point order, objects vagx did not make, and syncobj arrays sized by a
-//! hostile count.
+//! limits, timeline point order, objects vagx did not make, syncobj arrays sized by a
+//! hostile count, and a firmware that stops answering without saying so.
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -10,9 +10,11 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    driver_tests::{boxed, expect_errno, Ctx, Test, BASE},
+    driver_tests::{
+        boxed, debugfs_read, expect_errno, first_device_works, inject, Ctx, Test, BASE,
+    },
     gpu::{self, sync_file_status, sync_file_wait, Gpu, Sync},
-    uapi,
+    sysfs, uapi,
 };
 
 /// How long a test waits for a job.
@@ -42,6 +44,14 @@ pub fn tests() -> Vec<Test> {
         (
             "syncobj_wait_with_a_huge_count_fails_cleanly",
             syncobj_wait_with_a_huge_count_fails_cleanly,
+        ),
+        (
+            "silent_firmware_is_detected_and_recovered",
+            silent_firmware_is_recovered,
+        ),
+        (
+            "silent_firmware_that_does_not_come_back_loses_the_device",
+            silent_firmware_loses_the_device,
         ),
     ])
 }
@@ -230,4 +240,110 @@ fn syncobj_wait_with_a_huge_count_fails_cleanly() -> Result<()> {
     g.syncobj_wait_raw(&[done], 1)
         .context("SYNCOBJ_WAIT on one handle")?;
     Ok(())
+}
+
+/// The `silent N` count of the first device's debugfs `queues` (its counters line).
+fn silent_count() -> Result<u32> {
+    let stats = debugfs_read("queues")?;
+    let n = stats
+        .split_whitespace()
+        .skip_while(|w| *w != "silent")
+        .nth(1)
+        .context("no silent count in stats")?;
+    Ok(n.parse()?)
+}
+
+/// Jobs around a firmware that goes silent: `(results, the context's buffer values)`.
+fn jobs_around_a_silence(g: &Gpu, ctx: &Ctx<'_>, boots: u32) -> Result<Vec<Result<(), i32>>> {
+    let mut syncs = Vec::new();
+    // More than kernel mode puts on the hardware for one priority (8), so that some wait in
+    // the scheduler when the firmware goes quiet.
+    for i in 0..12u32 {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.delay(20_000_000).write32(ctx.va(u64::from(i) * 4), i + 1);
+        ctx.run(&c, &[Sync::signal(s, 0)])?;
+        syncs.push(s);
+    }
+    inject(&format!("silence {boots}"))?;
+    let mut results = Vec::new();
+    for s in &syncs {
+        // The scheduler's backstop (2 s), the unanswered ping (2 s) and the reboot.
+        g.wait(*s, WAIT_MS)
+            .context("a job never ended after the firmware went silent")?;
+        results.push(ctx.fence_result(*s)?);
+    }
+    Ok(results)
+}
+
+/// A firmware that stops answering without a crash message is found by the scheduler's
+/// backstop and recovered as from a crash: jobs it had fail with ENODEV, jobs it did not have
+/// run after the reboot, and the device works on.
+fn silent_firmware_is_recovered() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let before = silent_count()?;
+    let results = jobs_around_a_silence(&g, &ctx, 0)?;
+    ensure!(
+        silent_count()? == before + 1,
+        "the silence was not noticed once"
+    );
+    let lost = results.iter().filter(|r| **r == Err(libc::ENODEV)).count();
+    ensure!(
+        lost >= 1,
+        "no job the silent firmware had failed: {results:?}"
+    );
+    for (i, r) in results.iter().enumerate() {
+        let value = ctx.map.u32_at(ctx.off(i as u64 * 4));
+        match r {
+            Ok(()) => ensure!(value == i as u32 + 1, "job {i} succeeded but did not write"),
+            Err(libc::ENODEV) => ensure!(value == 0, "job {i} failed but wrote"),
+            Err(e) => anyhow::bail!("job {i}: errno {e}"),
+        }
+    }
+    let mut c = CmdBuf::new();
+    c.write32(ctx.va(0x100), 77);
+    ctx.run_and_wait(&c).context("a job after the recovery")?;
+    ensure!(ctx.map.u32_at(ctx.off(0x100)) == 77);
+    Ok(())
+}
+
+/// When the silent firmware does not boot again either, the device is lost: every job ends
+/// with ENODEV (or had completed), later calls are ENODEV; rebinding brings it back.
+fn silent_firmware_loses_the_device() -> Result<()> {
+    let dev = sysfs::vagx_devices()?
+        .into_iter()
+        .next()
+        .context("no vagx device")?;
+    {
+        let g = Gpu::open_first()?;
+        let ctx = Ctx::normal(&g)?;
+        // The reboot after the silence hangs too; the one after that (the rebind's) works.
+        let results = jobs_around_a_silence(&g, &ctx, 1)?;
+        ensure!(
+            results.iter().all(|r| r.is_ok() || *r == Err(libc::ENODEV)),
+            "results {results:?}"
+        );
+        ensure!(
+            results.contains(&Err(libc::ENODEV)),
+            "no job failed: {results:?}"
+        );
+        // The jobs the firmware had fail before the reboot is tried: the loss comes after.
+        let lost = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_DEVICE_LOST;
+        let start = std::time::Instant::now();
+        while g.queue_status(ctx.queue)?.state != lost {
+            ensure!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "the device was not declared lost"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let mut c = CmdBuf::new();
+        c.nop();
+        expect_errno(ctx.run(&c, &[]), libc::ENODEV, "submit to a lost device")?;
+        expect_errno(g.vm_create(), libc::ENODEV, "VM_CREATE on a lost device")?;
+    }
+    std::fs::write("/sys/bus/pci/drivers/vagx/unbind", &dev.address).context("unbind")?;
+    std::fs::write("/sys/bus/pci/drivers/vagx/bind", &dev.address).context("bind")?;
+    first_device_works()
 }

@@ -4,7 +4,9 @@
 //! schedulers, the firmware log, and `inject`, which arms the device's fault injection.
 //!
 //! `inject` takes one command: `hang <queue>`, `fault <queue> <command>`, `crash <entries>`,
-//! `drop-irqs <n>`, `halt` or `clear`. Queue ids are the firmware's (`queues` lists them).
+//! `drop-irqs <n>`, `silence <boots>` (the firmware stops answering, without a crash
+//! message, and the next `<boots>` boots hang too), `halt` or `clear`. Queue ids are the
+//! firmware's (`queues` lists them).
 
 use core::fmt;
 
@@ -53,7 +55,7 @@ impl fmt::Debug for Inject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "hang <queue> | fault <queue> <command> | crash <entries> | drop-irqs <n> | halt | clear"
+            "hang <queue> | fault <queue> <command> | crash <entries> | drop-irqs <n> | silence <boots> | halt | clear"
         )
     }
 }
@@ -81,6 +83,7 @@ impl Reader for Inject {
             }
             "crash" => (r::INJECT_CRASH_AFTER, arg()?, 0),
             "drop-irqs" => (r::INJECT_DROP_IRQS, arg()?, 0),
+            "silence" => (r::INJECT_SILENCE, arg()?, 0),
             "clear" => (r::INJECT_CLEAR, 0, 0),
             "halt" => return self.0.halt(),
             _ => return Err(EINVAL),

@@ -124,7 +124,7 @@ impl pci::Driver for VagxPciDriver {
         let started = (|| {
             fw.boot(pdev.as_ref())?;
             let mode = sched_mode();
-            let scheds = KernelScheds::new(&fw, mode == uapi::SCHED_KERNEL)?;
+            let scheds = KernelScheds::new(&gpu, mode == uapi::SCHED_KERNEL)?;
             let data_gpu = gpu.clone();
             let data = try_pin_init!(VagxData {
                 gpu: data_gpu,

@@ -144,6 +144,8 @@ pub(crate) struct Gpu {
     pub(crate) events: AtomicU64,
     pub(crate) recoveries: AtomicU32,
     pub(crate) resets: AtomicU32,
+    /// Times the firmware was found silent (no crash message, no answer).
+    pub(crate) silent: AtomicU32,
 }
 
 impl_has_work! {
@@ -193,6 +195,7 @@ impl Gpu {
                 events: AtomicU64::new(0),
                 recoveries: AtomicU32::new(0),
                 resets: AtomicU32::new(0),
+                silent: AtomicU32::new(0),
             }? Error),
             GFP_KERNEL,
         )
@@ -239,8 +242,11 @@ impl Gpu {
         }
     }
 
-    /// Gives the firmware VM `id`'s root page table.
+    /// Gives the firmware VM `id`'s root page table; `ENODEV` once the device is lost.
     pub(crate) fn bind_vm(&self, id: u32, root: u64) -> Result {
+        if self.is_lost() {
+            return Err(ENODEV);
+        }
         let mut ids = self.ids.lock();
         let r = ids.roots.get_mut(id as usize).ok_or(EINVAL)?;
         self.fw.call(&DevCtrlBindVm {
@@ -532,6 +538,25 @@ impl Gpu {
         result
     }
 
+    /// The firmware stopped answering (a device-control round trip got no reply: `err`)
+    /// without a crash message: recovered as from a crash, by the recovery work.
+    ///
+    /// Called from a scheduler's timeout handler: it only marks and queues (no allocation).
+    pub(crate) fn firmware_silent(this: &Arc<Self>, err: Error) {
+        if this.crashed.swap(true, Relaxed) {
+            // Already noticed.
+            return;
+        }
+        dev_err!(
+            this.dev(),
+            "firmware stopped answering ({:?}) without a crash message\n",
+            err
+        );
+        this.silent.fetch_add(1, Relaxed);
+        this.fw.set_down(true);
+        let _ = workqueue::system().enqueue(this.clone());
+    }
+
     /// The device is gone: every queue's work fails with `ENODEV`, now and later.
     pub(crate) fn lose(&self) {
         self.lost.store(true, Relaxed);
@@ -564,12 +589,13 @@ impl Gpu {
             .unwrap_or(u32::MAX);
         writeln!(
             w,
-            "firmware state {} irqs {} events {} recoveries {} resets {}{}",
+            "firmware state {} irqs {} events {} recoveries {} resets {} silent {}{}",
             state,
             self.irqs.load(Relaxed),
             self.events.load(Relaxed),
             self.recoveries.load(Relaxed),
             self.resets.load(Relaxed),
+            self.silent.load(Relaxed),
             if self.is_lost() { " LOST" } else { "" }
         )
     }

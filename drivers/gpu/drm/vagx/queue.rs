@@ -39,8 +39,10 @@ use crate::{
         self,
         channels::{
             DevCtrlDestroyQueue,
+            DevCtrlQuery,
             DevCtrlQueue,
-            DevCtrlResetQueue, //
+            DevCtrlResetQueue,
+            QUERY_TIME_NS, //
         },
         queue::QueueEntry,
         PipeType,
@@ -73,9 +75,26 @@ pub(crate) struct VagxJob {
     _vm: Arc<Vm>,
 }
 
+/// How long the job at the head of a scheduler's hardware list may run before the scheduler
+/// asks whether the firmware still answers. Far above any entry's run time (the firmware's
+/// watchdog stops an entry after 100 ms of device time), so that only a firmware that has
+/// gone silent is caught; a firmware that answers is left to its own watchdog.
+const BACKSTOP: Delta = Delta::from_secs(2);
+
 /// The scheduler backend: hands jobs to the firmware.
 pub(crate) struct FwBackend {
     pub(crate) fw: Arc<Firmware>,
+    /// For the silent-firmware recovery.
+    pub(crate) gpu: Arc<Gpu>,
+}
+
+impl FwBackend {
+    fn new(gpu: &Arc<Gpu>) -> Self {
+        Self {
+            fw: gpu.fw.clone(),
+            gpu: gpu.clone(),
+        }
+    }
 }
 
 impl Backend for FwBackend {
@@ -105,6 +124,22 @@ impl Backend for FwBackend {
     fn timed_out(&self, _job: &VagxJob) -> TimeoutStatus {
         // The firmware's watchdog stops a hung entry and the interrupt handler recovers; the
         // scheduler's timer is only a backstop for a firmware that stopped answering.
+        if self.gpu.is_lost() {
+            return TimeoutStatus::NoDevice;
+        }
+        if self.fw.down_fence().is_some() {
+            // A recovery is under way; its end completes or fails the job.
+            return TimeoutStatus::NoHang;
+        }
+        // A round trip with a deadline (`call` gives up after 2 s): any answer will do.
+        let ping = DevCtrlQuery {
+            what: QUERY_TIME_NS,
+        };
+        if let Err(e) = self.fw.call(&ping) {
+            // Recovered as from a crash: entries the firmware had fail with ENODEV, jobs it
+            // did not have wait for the reboot, or fail with ENODEV if it does not come back.
+            Gpu::firmware_silent(&self.gpu, e);
+        }
         TimeoutStatus::NoHang
     }
 
@@ -118,18 +153,15 @@ pub(crate) struct KernelScheds(pub(crate) KVec<Scheduler<FwBackend>>);
 
 impl KernelScheds {
     /// Creates them (kernel mode) or nothing (firmware mode).
-    pub(crate) fn new(fw: &Arc<Firmware>, kernel_mode: bool) -> Result<Self> {
+    pub(crate) fn new(gpu: &Arc<Gpu>, kernel_mode: bool) -> Result<Self> {
         let mut v = KVec::new();
         if kernel_mode {
             for _ in 0..abi::NUM_PRIORITIES {
                 let cfg = SchedulerConfig {
-                    timeout: Some(Delta::from_secs(10)),
+                    timeout: Some(BACKSTOP),
                     ..SchedulerConfig::new(c"vagx-kernel", KERNEL_MODE_CREDITS)
                 };
-                v.push(
-                    Scheduler::new(cfg, FwBackend { fw: fw.clone() })?,
-                    GFP_KERNEL,
-                )?;
+                v.push(Scheduler::new(cfg, FwBackend::new(gpu))?, GFP_KERNEL)?;
             }
         }
         Ok(Self(v))
@@ -188,10 +220,10 @@ impl Queue {
             let last = Arc::pin_init(new_spinlock!(None), GFP_KERNEL)?;
             let own_sched = if scheds.0.is_empty() {
                 let cfg = SchedulerConfig {
-                    timeout: Some(Delta::from_secs(10)),
+                    timeout: Some(BACKSTOP),
                     ..SchedulerConfig::new(c"vagx-queue", QUEUE_RING_COUNT - 1)
                 };
-                Some(Scheduler::new(cfg, FwBackend { fw: gpu.fw.clone() })?)
+                Some(Scheduler::new(cfg, FwBackend::new(gpu))?)
             } else {
                 None
             };

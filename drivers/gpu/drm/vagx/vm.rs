@@ -4,7 +4,15 @@
 //!
 //! The device walks three levels of 4 KiB tables (`abi::mmu`). A job reaches only what its
 //! queue's VM maps: the driver writes a leaf entry only for pages of a buffer object the
-//! client bound, and keeps the object alive while it is mapped.
+//! client bound, and keeps the object alive while any of its pages is mapped.
+//!
+//! The mappings list is exact: a leaf entry is valid if and only if its page is inside a
+//! mapping. Unmapping splits the mappings it cuts (keeping the pieces outside the range, each
+//! holding the object), so the hole can be mapped again and the object is released with its
+//! last page; it clears only entries of mapped pages, so its cost grows with what was mapped,
+//! not with the size of the range. A map that fails part-way clears what it wrote: the VM is
+//! as before. Both work in chunks and stop for a signal between two (`ERESTARTSYS`; the
+//! bookkeeping is exact at every chunk boundary, so the restarted call finishes the job).
 
 use kernel::{
     device::{
@@ -40,12 +48,28 @@ use crate::{
 pub(crate) const VA_BITS: u32 = 39;
 kernel::static_assert!(1u64 << VA_BITS == mmu::VA_LIMIT);
 
+/// Pages handled between two checks for a pending signal.
+const CHUNK_PAGES: u64 = 512;
+
 /// A range of a buffer object mapped into the VM.
 struct Mapping {
     va: u64,
     range: u64,
     /// Kept alive while mapped: the device may reach its pages.
-    _bo: ARef<Bo>,
+    bo: ARef<Bo>,
+    /// Where `va` is in the object.
+    bo_offset: u64,
+}
+
+impl Mapping {
+    fn end(&self) -> u64 {
+        self.va + self.range
+    }
+}
+
+/// Whether the task has a signal to handle: long VM operations stop between two chunks.
+fn interrupted() -> bool {
+    kernel::current!().signal_pending()
 }
 
 struct Tables {
@@ -87,6 +111,57 @@ impl Tables {
         self.mappings
             .iter()
             .any(|m| va < m.va + m.range && m.va < va + range)
+    }
+
+    /// Clears the leaf entries of `[from, to)`, where tables exist.
+    fn clear(&mut self, from: u64, to: u64) -> Result {
+        let mut gva = from;
+        while gva < to {
+            // The device has nothing to walk where no table exists.
+            if let Some(leaf) = self.leaf(None, gva)? {
+                // CAST: table indices are below 512.
+                let off = table_index(gva, 2) as usize * 8;
+                self.tables.get(leaf).ok_or(EINVAL)?.write(off, &0u64)?;
+            }
+            gva += PAGE_SIZE;
+        }
+        Ok(())
+    }
+
+    /// Removes `[from, to)` from mapping `i`'s bookkeeping (its entries are already clear):
+    /// the pieces left and right of it stay, and the object goes with the last piece. Needs
+    /// room for one more mapping (`reserve`d by the caller) when it cuts a hole.
+    fn cut(&mut self, i: usize, from: u64, to: u64) -> Result {
+        let m = self.mappings.get(i).ok_or(EINVAL)?;
+        let (left, right) = (m.va < from, to < m.end());
+        match (left, right) {
+            (false, false) => {
+                self.mappings.remove(i)?;
+            }
+            (true, false) => {
+                let m = self.mappings.get_mut(i).ok_or(EINVAL)?;
+                m.range = from - m.va;
+            }
+            (false, true) => {
+                let m = self.mappings.get_mut(i).ok_or(EINVAL)?;
+                m.bo_offset += to - m.va;
+                m.range = m.end() - to;
+                m.va = to;
+            }
+            (true, true) => {
+                let m = self.mappings.get_mut(i).ok_or(EINVAL)?;
+                let tail = Mapping {
+                    va: to,
+                    range: m.end() - to,
+                    bo: m.bo.clone(),
+                    bo_offset: m.bo_offset + (to - m.va),
+                };
+                m.range = from - m.va;
+                // Room was reserved: does not allocate.
+                self.mappings.push(tail, GFP_KERNEL)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -188,50 +263,85 @@ impl Vm {
         // Walk the object's DMA segments, writing a leaf entry per page in the range.
         let mut obj_off = 0u64;
         let mut written = 0u64;
-        for seg in sgt.iter() {
-            let (addr, len) = (seg.dma_address(), seg.dma_len());
-            let mut p = 0;
-            while p < len && written < range {
-                let at = obj_off + p;
-                if at >= bo_offset {
-                    let gva = va + (at - bo_offset);
-                    let leaf = t.leaf(Some(dev), gva)?.ok_or(EINVAL)?;
-                    let pte = ((addr + p) & PTE_ADDR_MASK) | perm;
-                    // CAST: table indices are below 512.
-                    let off = table_index(gva, 2) as usize * 8;
-                    t.tables.get(leaf).ok_or(EINVAL)?.write(off, &pte)?;
-                    written += PAGE_SIZE;
+        let mut write = |t: &mut Tables, written: &mut u64| -> Result {
+            for seg in sgt.iter() {
+                let (addr, len) = (seg.dma_address(), seg.dma_len());
+                let mut p = 0;
+                while p < len && *written < range {
+                    let at = obj_off + p;
+                    if at >= bo_offset {
+                        let gva = va + (at - bo_offset);
+                        let leaf = t.leaf(Some(dev), gva)?.ok_or(EINVAL)?;
+                        let pte = ((addr + p) & PTE_ADDR_MASK) | perm;
+                        // CAST: table indices are below 512.
+                        let off = table_index(gva, 2) as usize * 8;
+                        t.tables.get(leaf).ok_or(EINVAL)?.write(off, &pte)?;
+                        *written += PAGE_SIZE;
+                        if (*written / PAGE_SIZE) % CHUNK_PAGES == 0 && interrupted() {
+                            return Err(ERESTARTSYS);
+                        }
+                    }
+                    p += PAGE_SIZE;
                 }
-                p += PAGE_SIZE;
+                obj_off += len;
+                if *written >= range {
+                    break;
+                }
             }
-            obj_off += len;
-            if written >= range {
-                break;
-            }
+            Ok(())
+        };
+        if let Err(e) = write(&mut t, &mut written) {
+            // Leave the VM as it was: no entry outside a mapping. (Tables made on the way
+            // stay, empty: the device finds nothing in them.)
+            t.clear(va, va + written)?;
+            return Err(e);
         }
-        t.mappings
-            .push(Mapping { va, range, _bo: bo }, GFP_KERNEL)?;
+        // Room was reserved: does not allocate.
+        t.mappings.push(
+            Mapping {
+                va,
+                range,
+                bo,
+                bo_offset,
+            },
+            GFP_KERNEL,
+        )?;
         Ok(())
     }
 
-    /// Unmaps `range` bytes at `va`. The caller first waits for the jobs that may use it.
+    /// Unmaps `range` bytes at `va`: whatever is mapped there, whole mappings or parts of
+    /// them. The caller first waits for the jobs that may use it.
+    ///
+    /// # Errors
+    ///
+    /// `EINVAL` for a bad range; `ERESTARTSYS` if a signal came between two chunks (what was
+    /// unmapped so far stays unmapped; the restarted call unmaps the rest); `ENOMEM`.
     pub(crate) fn unmap(&self, va: u64, range: u64) -> Result {
         Self::check_range(va, range)?;
+        let end = va + range;
         let mut t = self.tables.lock();
-        let mut gva = va;
-        while gva < va + range {
-            // The device has nothing to walk where no table exists.
-            if let Some(leaf) = t.leaf(None, gva)? {
-                // CAST: table indices are below 512.
-                let off = table_index(gva, 2) as usize * 8;
-                t.tables.get(leaf).ok_or(EINVAL)?.write(off, &0u64)?;
+        // Bytes unmapped since the last look for a signal.
+        let mut since = 0u64;
+        loop {
+            // The first mapping left in the range: only mapped pages have entries to clear.
+            let Some(i) = t.mappings.iter().position(|m| va < m.end() && m.va < end) else {
+                return Ok(());
+            };
+            let m = t.mappings.get(i).ok_or(EINVAL)?;
+            let from = m.va.max(va);
+            let to = m.end().min(end).min(from + CHUNK_PAGES * PAGE_SIZE);
+            // A cut in the middle leaves two pieces.
+            t.mappings.reserve(1, GFP_KERNEL)?;
+            t.clear(from, to)?;
+            t.cut(i, from, to)?;
+            since += to - from;
+            if since >= CHUNK_PAGES * PAGE_SIZE {
+                since = 0;
+                if interrupted() {
+                    return Err(ERESTARTSYS);
+                }
             }
-            gva += PAGE_SIZE;
         }
-        // Objects wholly unmapped are released; partly unmapped ones stay until unmapped.
-        t.mappings
-            .retain(|m| !(va <= m.va && m.va + m.range <= va + range));
-        Ok(())
     }
 }
 

@@ -162,10 +162,15 @@ impl Harness {
         out
     }
 
-    /// Writes the init data and sends INIT; returns the INIT_DONE payload as a result.
-    pub fn boot(&mut self) -> Result<(), u64> {
+    /// Writes the init data and sends INIT, without waiting for an answer.
+    pub fn send_init(&mut self) {
         mem::write_pod(&mut self.ram, INIT, &self.init).unwrap();
         self.send(mbox::EP_FIRMWARE, mbox::message(mbox::MSG_INIT, INIT));
+    }
+
+    /// Writes the init data and sends INIT; returns the INIT_DONE payload as a result.
+    pub fn boot(&mut self) -> Result<(), u64> {
+        self.send_init();
         let msgs = self.mailbox();
         let done = msgs
             .iter()
@@ -177,6 +182,31 @@ impl Harness {
             0 => Ok(()),
             e => Err(e),
         }
+    }
+
+    /// Resets the device (`RSET` to `RESET`) and, as a driver does before it boots again,
+    /// forgets every queue and zeroes the ring pointers the host owns. Interrupts are enabled
+    /// again; the page tables stay in memory, to be bound again after the boot.
+    pub fn reset(&mut self) {
+        self.mmio_write(regs::RESET, regs::RESET_MAGIC);
+        let host_owned = [
+            (DEVCTRL.0, RING_WPTR_OFFSET),
+            (EVENT.0, RING_RPTR_OFFSET),
+            (FWLOG.0, RING_RPTR_OFFSET),
+            (STATS.0, RING_RPTR_OFFSET),
+        ];
+        for (state, offset) in host_owned {
+            mem::write_u32(&mut self.ram, state + offset, 0).unwrap();
+        }
+        for pipe in self.init.pipes {
+            mem::write_u32(&mut self.ram, pipe.state + RING_WPTR_OFFSET, 0).unwrap();
+        }
+        self.devctrl_wptr = 0;
+        self.pipe_wptr = [0; NUM_PIPES];
+        self.event_rptr = 0;
+        self.queues.clear();
+        self.seen.clear();
+        self.mmio_write(regs::IRQ_MASK, regs::IRQ_ALL);
     }
 
     pub fn map(&mut self, va: u64, pa: u64, len: u64, flags: u64) {
@@ -323,12 +353,25 @@ impl Harness {
         );
     }
 
+    /// Runs the device to its deadline `t` (as a shell's timer does) and checks that it made
+    /// progress: a deadline that does not move on would make a shell's timer fire forever.
+    fn step_to(&mut self, t: u64) {
+        self.now = t.max(self.now);
+        self.dev.advance(&mut self.ram, self.now);
+        if let Some(next) = self.dev.next_deadline() {
+            assert!(
+                next > self.now,
+                "livelock: the device asks to run at {next} after running to {}",
+                self.now
+            );
+        }
+    }
+
     /// Advances device time by `ns`, stepping through every deadline.
     pub fn run_for(&mut self, ns: u64) {
         let end = self.now + ns;
         while let Some(t) = self.dev.next_deadline().filter(|&t| t <= end) {
-            self.now = t.max(self.now);
-            self.dev.advance(&mut self.ram, self.now);
+            self.step_to(t);
         }
         self.now = end;
         self.dev.advance(&mut self.ram, end);
@@ -345,8 +388,7 @@ impl Harness {
             if next > start + limit {
                 return None;
             }
-            self.now = next.max(self.now);
-            self.dev.advance(&mut self.ram, self.now);
+            self.step_to(next);
         }
     }
 

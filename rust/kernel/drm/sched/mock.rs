@@ -8,8 +8,10 @@
 //! completes `duration` after the later of its start and the previous job's completion on its
 //! ring, from that ring's hrtimer; a job without one completes only through
 //! [`MockGpu::advance_ring`] (or [`MockGpu::fail_ring`]). A mock made [`MockGpu::unordered`]
-//! promises the scheduler no order at all ([`Backend::ring`] is `None`). A job flagged [`DONT_RESET`] makes the timeout handler report
-//! `NoHang`; any other timed-out job gets `ETIMEDOUT` on its hardware fence.
+//! promises the scheduler no order at all ([`Backend::ring`] is `None`).
+//!
+//! A job flagged [`DONT_RESET`] makes the timeout handler report `NoHang`, one flagged
+//! [`NO_DEVICE`] `NoDevice`; any other timed-out job gets `ETIMEDOUT` on its hardware fence.
 
 use super::{Backend, TimeoutStatus};
 use crate::{
@@ -35,6 +37,8 @@ pub(crate) const DONT_RESET: u32 = 1 << 0;
 pub(crate) const TIMEDOUT: u32 = 1 << 1;
 /// Set by the mock when it skipped a reset for a `DONT_RESET` job.
 pub(crate) const RESET_SKIPPED: u32 = 1 << 2;
+/// The timeout handler reports the device gone (`NoDevice`) for this job.
+pub(crate) const NO_DEVICE: u32 = 1 << 3;
 
 /// How many jobs the mock hardware holds at once.
 const CAPACITY: usize = 8192;
@@ -358,6 +362,9 @@ impl Backend for MockGpu {
     }
 
     fn timed_out(&self, job: &MockJob) -> TimeoutStatus {
+        if job.state.flags.load(Relaxed) & NO_DEVICE != 0 {
+            return TimeoutStatus::NoDevice;
+        }
         if job.state.flags.load(Relaxed) & DONT_RESET != 0 {
             job.state.flags.fetch_or(RESET_SKIPPED, Relaxed);
             return TimeoutStatus::NoHang;

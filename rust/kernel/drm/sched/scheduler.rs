@@ -47,7 +47,8 @@ pub enum TimeoutStatus {
     Reset,
     /// The job is making progress: keep it and re-arm the timer.
     NoHang,
-    /// The device is gone: stop the scheduler.
+    /// The device is gone: stop the scheduler. Jobs on the hardware are cancelled through
+    /// the backend, queued ones fail with `ENODEV`, new ones are refused with `ENODEV`.
     NoDevice,
 }
 
@@ -1229,15 +1230,16 @@ impl<B: Backend> Shared<B> {
             }
             TimeoutStatus::NoDevice => {
                 this.state.lock().stopped = true;
-                this.cancel_all(false);
+                // Jobs that never reached the device fail as the device did.
+                this.cancel_all(false, ENODEV);
             }
         }
     }
 
-    /// Cancels every job on the hardware through the backend and fails every queued job.
-    /// With `wait`, also waits for the cancelled jobs to complete (teardown); otherwise their
-    /// completion reaches the worker as usual.
-    fn cancel_all(&self, wait: bool) {
+    /// Cancels every job on the hardware through the backend and fails every queued job with
+    /// `err`. With `wait`, also waits for the cancelled jobs to complete (teardown); otherwise
+    /// their completion reaches the worker as usual.
+    fn cancel_all(&self, wait: bool, err: Error) {
         // Completions may remove jobs meanwhile: mark each job as it is cancelled.
         loop {
             let job = {
@@ -1274,7 +1276,7 @@ impl<B: Backend> Shared<B> {
                 found
             };
             let Some(job) = job else { break };
-            job.complete(Some(crate::dma_fence::ecanceled()), 0);
+            job.complete(Some(err), 0);
             self.job_freed(&job, None);
         }
         self.notify_progress();
@@ -1301,7 +1303,7 @@ impl<B: Backend> Shared<B> {
         cancel_delayed_work_sync::<Self, 1>(this);
         cancel_work_sync::<Self, 0>(this);
         // No job starts any more (a later kick only completes jobs).
-        this.cancel_all(true);
+        this.cancel_all(true, crate::dma_fence::ecanceled());
     }
 
     /// Drops a work item's reference; the last one is released from the system queue, since

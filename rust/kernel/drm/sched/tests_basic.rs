@@ -4,7 +4,7 @@
 //! same parameters and assertions, plus vagx's own cases.
 
 use super::{
-    mock::{MockGpu, MockJobState, DONT_RESET, RESET_SKIPPED, TIMEDOUT},
+    mock::{MockGpu, MockJobState, DONT_RESET, NO_DEVICE, RESET_SKIPPED, TIMEDOUT},
     Entity, Priority, Scheduler, SchedulerConfig,
 };
 use crate::{
@@ -183,6 +183,29 @@ mod basic {
         assert_eq!(sched.backend().advance(1), 1);
         assert!(waits(&job.finished, HZ_MS));
         assert_eq!(job.finished.status(), Ok(true));
+        Ok(())
+    }
+
+    #[test]
+    fn no_device_stops_the_scheduler() -> Result {
+        // Not in drm_sched's suite: DRM_GPU_SCHED_STAT_ENODEV.
+        let sched = mock_sched(Some(HZ_MS / 5), 1)?;
+        let entity = Entity::new(&sched, Priority::Normal)?;
+        let running = submit(&entity, 0, NO_DEVICE, None)?;
+        // Behind it (one credit): never runs.
+        let queued = submit(&entity, 0, 0, None)?;
+        assert!(waits(&running.scheduled, HZ_MS));
+        assert!(waits(&running.finished, 2 * HZ_MS));
+        // The backend cancelled the job on the hardware; the queued one never ran.
+        assert_eq!(
+            running.finished.status(),
+            Err(crate::dma_fence::ecanceled())
+        );
+        assert!(waits(&queued.finished, HZ_MS));
+        assert_eq!(queued.finished.status(), Err(ENODEV));
+        assert!(queued.hw.hw_fence().is_none());
+        // The scheduler is stopped: nothing new is accepted.
+        assert_eq!(entity.job(1, MockGpu::job(0, 0)?).err(), Some(ENODEV));
         Ok(())
     }
 }

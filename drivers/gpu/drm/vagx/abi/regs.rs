@@ -52,7 +52,8 @@ pub const IRQ_STATUS: usize = 0x040;
 pub const IRQ_MASK: usize = 0x044;
 
 /// `RESET` (WO): writing [`RESET_MAGIC`] resets the device: firmware state OFF, every
-/// queue, VM and ring forgotten, mailboxes empty, interrupts cleared and masked.
+/// queue, VM and ring forgotten, mailboxes empty, interrupts cleared and masked, injections
+/// disarmed but for the boots [`INJECT_SILENCE`] still silences.
 pub const RESET: usize = 0x048;
 
 /// `DEBUG_INJECT` (WO): arms a fault injection; see `DEBUG_ARG` and the `INJECT_*` values.
@@ -127,5 +128,22 @@ pub const INJECT_CRASH_AFTER: u32 = 3;
 pub const INJECT_DROP_IRQS: u32 = 4;
 /// `DEBUG_INJECT`: the next interrupt message is sent `ARG0` nanoseconds of device time late.
 pub const INJECT_DELAY_IRQ: u32 = 5;
-/// `DEBUG_INJECT`: cancels every armed injection.
+/// `DEBUG_INJECT`: the firmware falls silent, without crashing, until a device reset.
+///
+/// From this write on the firmware does nothing: it ignores every mailbox message (`INIT`,
+/// doorbells and pipe messages are accepted), answers no device-control message, runs nothing
+/// (commands in flight never complete, no entry completes or times out) and sends no event, log
+/// or statistics message, mailbox message or interrupt; `FW_STATE` and `FW_ERROR` keep their
+/// values. A write of [`RESET_MAGIC`] to [`RESET`] (or a PCI function or system reset) ends the
+/// silence, and the driver boots the firmware again as after a crash.
+///
+/// `ARG0` is how many boots after that reset hang too: while the count is not zero, an `INIT`
+/// received in `FW_STATE_OFF` takes one off and gets no `INIT_DONE`; `FW_STATE` stays OFF and
+/// the firmware is silent until the next reset. So 0 lets the next boot work, and N > 0 hangs
+/// the next N boots (each after its own reset) and lets the one after work. The count survives
+/// a write to [`RESET`] (a PCI function or system reset clears it); arming again replaces it;
+/// [`INJECT_CLEAR`] sets it to 0 but does not end a silence that has begun.
+pub const INJECT_SILENCE: u32 = 6;
+/// `DEBUG_INJECT`: cancels every armed injection, the boots [`INJECT_SILENCE`] still silences
+/// included; a silence that has begun lasts until a reset.
 pub const INJECT_CLEAR: u32 = 0;
