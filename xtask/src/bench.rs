@@ -522,6 +522,9 @@ struct DriverResult {
     idle: [u64; 4],
     /// The same at high priority under low-priority load.
     contended: [u64; 4],
+    /// A two-queue chain: submit of the first job to the signal of the second, which waits
+    /// for it (absent from older tools' output: zeros).
+    chain: [u64; 4],
     jobs_per_s: f64,
 }
 
@@ -559,6 +562,7 @@ fn parse_driver(console: &str) -> Vec<DriverResult> {
             mode: mode as u64,
             idle,
             contended,
+            chain: section("chain_latency_us").unwrap_or_default(),
             jobs_per_s: rate,
         });
     }
@@ -569,18 +573,23 @@ fn driver_table(results: &[DriverResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<9} {:>27} {:>31} {:>10}",
-        "mode", "idle p50/p90/p99/max us", "high under load p50/p90/p99/max", "jobs/s"
+        "{:<9} {:>27} {:>31} {:>31} {:>10}",
+        "mode",
+        "idle p50/p90/p99/max us",
+        "high under load p50/p90/p99/max",
+        "two-queue chain p50/p90/p99/max",
+        "jobs/s"
     );
     for r in results {
         let name = if r.mode == 0 { "kernel" } else { "firmware" };
         let q = |v: &[u64; 4]| format!("{}/{}/{}/{}", v[0], v[1], v[2], v[3]);
         let _ = writeln!(
             s,
-            "{:<9} {:>27} {:>31} {:>10.0}",
+            "{:<9} {:>27} {:>31} {:>31} {:>10.0}",
             name,
             q(&r.idle),
             q(&r.contended),
+            q(&r.chain),
             r.jobs_per_s
         );
     }
@@ -662,7 +671,7 @@ mod tests {
 
     #[test]
     fn driver_results_are_read_from_the_json_lines() {
-        let console = "noise\nvagx-bench-driver: {\"mode\": 1, \"samples\": 400, \"latency_us\": {\"p50\": 310, \"p90\": 400, \"p99\": 900, \"max\": 1200}, \"contended_high_latency_us\": {\"p50\": 700, \"p90\": 1500, \"p99\": 2100, \"max\": 2500}, \"throughput_jobs_per_s\": 3050.5}\n";
+        let console = "noise\nvagx-bench-driver: {\"mode\": 1, \"samples\": 400, \"latency_us\": {\"p50\": 310, \"p90\": 400, \"p99\": 900, \"max\": 1200}, \"contended_high_latency_us\": {\"p50\": 700, \"p90\": 1500, \"p99\": 2100, \"max\": 2500}, \"chain_latency_us\": {\"p50\": 900, \"p90\": 1000, \"p99\": 1300, \"max\": 1400}, \"throughput_jobs_per_s\": 3050.5}\n";
         let r = parse_driver(console);
         assert_eq!(
             r,
@@ -670,6 +679,7 @@ mod tests {
                 mode: 1,
                 idle: [310, 400, 900, 1200],
                 contended: [700, 1500, 2100, 2500],
+                chain: [900, 1000, 1300, 1400],
                 jobs_per_s: 3050.5,
             }]
         );

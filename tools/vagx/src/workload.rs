@@ -487,6 +487,30 @@ fn latencies(g: &Gpu, prio: u32, samples: u32) -> Result<Vec<u64>> {
     Ok(lat)
 }
 
+/// Latencies (µs, sorted) of `samples` two-queue chains, one at a time: an empty job on one
+/// queue, and an empty job on another queue of the same device that waits for it; from the
+/// first submit to the second job's signal. Today the wait is the CPU's (the scheduler waits
+/// for the first job's fence); it is the number a firmware barrier would shorten.
+fn chain_latencies(g: &Gpu, samples: u32) -> Result<Vec<u64>> {
+    let prio = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL;
+    let (a, b) = (Ctx::new(g, prio, 1 << 20)?, Ctx::new(g, prio, 1 << 20)?);
+    let mut nop = CmdBuf::new();
+    nop.nop();
+    let mut lat = Vec::new();
+    for _ in 0..samples {
+        let (first, second) = (g.syncobj()?, g.syncobj()?);
+        let t0 = Instant::now();
+        a.run(&nop, &[Sync::signal(first, 0)])?;
+        b.run(&nop, &[Sync::wait(first, 0), Sync::signal(second, 0)])?;
+        g.wait(second, WAIT_MS)?;
+        lat.push(u64::try_from(t0.elapsed().as_micros())?);
+        g.syncobj_destroy(first)?;
+        g.syncobj_destroy(second)?;
+    }
+    lat.sort_unstable();
+    Ok(lat)
+}
+
 /// `bench`: submit-to-signal latency of an empty job, alone and while two processes keep
 /// low-priority queues busy, and the throughput of tiny jobs.
 pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
@@ -500,6 +524,8 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
         uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL,
         samples,
     )?;
+    // A chain across two queues.
+    let chain = chain_latencies(&g, samples / 4)?;
     // The same at high priority while two processes load four low-priority queues with
     // 1 ms jobs.
     let exe = std::env::current_exe()?;
@@ -556,12 +582,20 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
         percentile(&contended, 99),
         contended.last().copied().unwrap_or(0)
     );
+    println!(
+        "  two-queue chain: p50 {} us, p90 {} us, p99 {} us, max {} us",
+        percentile(&chain, 50),
+        percentile(&chain, 90),
+        percentile(&chain, 99),
+        chain.last().copied().unwrap_or(0)
+    );
     println!("  tiny-job throughput: {rate:.0} jobs/s");
     if let Some(path) = json {
         let text = format!(
-            "{{\"mode\": {mode}, \"samples\": {samples}, \"latency_us\": {}, \"contended_high_latency_us\": {}, \"throughput_jobs_per_s\": {rate:.1}}}\n",
+            "{{\"mode\": {mode}, \"samples\": {samples}, \"latency_us\": {}, \"contended_high_latency_us\": {}, \"chain_latency_us\": {}, \"throughput_jobs_per_s\": {rate:.1}}}\n",
             json_percentiles(&lat),
             json_percentiles(&contended),
+            json_percentiles(&chain),
         );
         std::fs::write(path, text)?;
     }
