@@ -15,44 +15,8 @@ use vagx_abi::{
 };
 use vagx_fw::FwState;
 
-fn write32(address: u64, value: u32) -> Vec<u8> {
-    cmd(&CmdWrite32 {
-        header: CmdWrite32::HEADER,
-        address,
-        value,
-        _pad: 0,
-    })
-}
-
-fn delay(ns: u64) -> Vec<u8> {
-    cmd(&CmdDelay {
-        header: CmdDelay::HEADER,
-        ns,
-    })
-}
-
-fn nop() -> Vec<u8> {
-    cmd(&CmdNop {
-        header: CmdNop::HEADER,
-    })
-}
-
-fn hang() -> Vec<u8> {
-    cmd(&CmdDebugHang {
-        header: CmdDebugHang::HEADER,
-    })
-}
-
-/// Data area for results, well below the command buffers.
-const OUT: u64 = GPU_VA + 0x1000;
-
 /// The stamp a queue starts at in the driver: 16 entries before the wrap.
 const DRIVER_STAMP_INIT: u32 = 0u32.wrapping_sub(16 * STAMP_STEP);
-
-fn read32(h: &mut Harness, va: u64) -> u32 {
-    let b = h.read_gpu(va, 4);
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
 
 fn reset_queue(h: &mut Harness, queue: u32) -> u64 {
     let r = h.devctrl(&DevCtrlResetQueue(DevCtrlQueue { queue }));

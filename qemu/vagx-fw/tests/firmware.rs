@@ -15,31 +15,6 @@ use vagx_abi::{
 };
 use vagx_fw::FwState;
 
-fn write32(address: u64, value: u32) -> Vec<u8> {
-    cmd(&CmdWrite32 {
-        header: CmdWrite32::HEADER,
-        address,
-        value,
-        _pad: 0,
-    })
-}
-
-fn delay(ns: u64) -> Vec<u8> {
-    cmd(&CmdDelay {
-        header: CmdDelay::HEADER,
-        ns,
-    })
-}
-
-fn hang() -> Vec<u8> {
-    cmd(&CmdDebugHang {
-        header: CmdDebugHang::HEADER,
-    })
-}
-
-/// Data area for results, well below the command buffers.
-const OUT: u64 = GPU_VA + 0x1000;
-
 #[test]
 fn boots_and_reports_running() {
     let mut h = Harness::new(2);

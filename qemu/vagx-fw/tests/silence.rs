@@ -8,7 +8,6 @@ mod common;
 use common::*;
 use vagx_abi::{
     channels::*,
-    cmd::*,
     init::{RING_RPTR_OFFSET, RING_WPTR_OFFSET},
     mbox,
     queue::{QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
@@ -16,41 +15,11 @@ use vagx_abi::{
 };
 use vagx_fw::mem::{self, Memory};
 
-fn write32(address: u64, value: u32) -> Vec<u8> {
-    cmd(&CmdWrite32 {
-        header: CmdWrite32::HEADER,
-        address,
-        value,
-        _pad: 0,
-    })
-}
-
-fn delay(ns: u64) -> Vec<u8> {
-    cmd(&CmdDelay {
-        header: CmdDelay::HEADER,
-        ns,
-    })
-}
-
-fn hang() -> Vec<u8> {
-    cmd(&CmdDebugHang {
-        header: CmdDebugHang::HEADER,
-    })
-}
-
-/// Data area for results, well below the command buffers.
-const OUT: u64 = GPU_VA + 0x1000;
-
 /// Ten times the default watchdog (100 ms).
 const LONG: u64 = 1_000_000_000;
 
 /// A device-control sequence number the harness never uses itself.
 const SEQ: u32 = 0x5000;
-
-fn read32(h: &mut Harness, va: u64) -> u32 {
-    let b = h.read_gpu(va, 4);
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
 
 /// Arms `INJECT_SILENCE` with `silent_boots` as `ARG0`.
 fn silence(h: &mut Harness, silent_boots: u32) {

@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// How the consumer waits.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Wait {
     Binary,
     Timeline,
@@ -246,12 +246,6 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
     }
     drop(cons);
     Ok(())
-}
-
-impl PartialEq for Wait {
-    fn eq(&self, other: &Self) -> bool {
-        core::mem::discriminant(self) == core::mem::discriminant(other)
-    }
 }
 
 /// The error of the fence in binary syncobj `s` of `g`.

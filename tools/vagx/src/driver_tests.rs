@@ -1100,6 +1100,13 @@ fn unbind_with_open_files() -> Result<()> {
     first_device_works()
 }
 
+/// Unbinds and binds again the device at PCI `address`, then checks that it works.
+pub fn rebind(address: &str) -> Result<()> {
+    std::fs::write("/sys/bus/pci/drivers/vagx/unbind", address).context("unbind")?;
+    std::fs::write("/sys/bus/pci/drivers/vagx/bind", address).context("bind")?;
+    first_device_works()
+}
+
 /// A job on the first device writes what it should.
 pub fn first_device_works() -> Result<()> {
     let g = Gpu::open_first()?;

@@ -10,9 +10,7 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    driver_tests::{
-        boxed, debugfs_read, expect_errno, first_device_works, inject, Ctx, Test, BASE,
-    },
+    driver_tests::{boxed, debugfs_read, expect_errno, inject, rebind, Ctx, Test, BASE},
     gpu::{self, sync_file_status, sync_file_wait, Gpu, Sync},
     sysfs, uapi,
 };
@@ -343,7 +341,5 @@ fn silent_firmware_loses_the_device() -> Result<()> {
         expect_errno(ctx.run(&c, &[]), libc::ENODEV, "submit to a lost device")?;
         expect_errno(g.vm_create(), libc::ENODEV, "VM_CREATE on a lost device")?;
     }
-    std::fs::write("/sys/bus/pci/drivers/vagx/unbind", &dev.address).context("unbind")?;
-    std::fs::write("/sys/bus/pci/drivers/vagx/bind", &dev.address).context("bind")?;
-    first_device_works()
+    rebind(&dev.address)
 }

@@ -450,3 +450,44 @@ pub fn cmd<T: Command>(c: &T) -> Vec<u8> {
 pub fn cmdbuf(cmds: &[Vec<u8>]) -> Vec<u8> {
     cmds.concat()
 }
+
+/// `WRITE32 value at address`.
+pub fn write32(address: u64, value: u32) -> Vec<u8> {
+    cmd(&vagx_abi::cmd::CmdWrite32 {
+        header: vagx_abi::cmd::CmdWrite32::HEADER,
+        address,
+        value,
+        _pad: 0,
+    })
+}
+
+/// `DELAY ns`.
+pub fn delay(ns: u64) -> Vec<u8> {
+    cmd(&vagx_abi::cmd::CmdDelay {
+        header: vagx_abi::cmd::CmdDelay::HEADER,
+        ns,
+    })
+}
+
+/// `NOP`.
+pub fn nop() -> Vec<u8> {
+    cmd(&vagx_abi::cmd::CmdNop {
+        header: vagx_abi::cmd::CmdNop::HEADER,
+    })
+}
+
+/// `DEBUG_HANG`.
+pub fn hang() -> Vec<u8> {
+    cmd(&vagx_abi::cmd::CmdDebugHang {
+        header: vagx_abi::cmd::CmdDebugHang::HEADER,
+    })
+}
+
+/// Data area for results, well below the command buffers.
+pub const OUT: u64 = GPU_VA + 0x1000;
+
+/// The little-endian `u32` at GPU address `va`.
+pub fn read32(h: &mut Harness, va: u64) -> u32 {
+    let b = h.read_gpu(va, 4);
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}

@@ -267,10 +267,10 @@ impl<B: Backend> Job<B> {
     ///
     /// `ENOMEM`.
     pub fn add_dependency(&mut self, fence: ARef<Fence>) -> Result {
-        if chain::is_chain(&fence) && !fence.is_signaled() {
+        if chain::is_chain(&fence) {
             // A timeline point: the node orders the job after every earlier point, but it
             // signals without its payload's error; the payload is waited for as well, so
-            // that its failure fails the job.
+            // that its failure fails the job (also when both have signalled already).
             let payload: ARef<Fence> = chain::contained(&fence).into();
             self.add_dependency_once(fence)?;
             return self.add_dependency_once(payload);

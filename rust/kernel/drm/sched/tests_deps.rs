@@ -56,6 +56,14 @@ fn submit_on(entity: &Entity<MockGpu>, ring: usize, deps: &[&ARef<Fence>]) -> Re
     })
 }
 
+/// Two Normal entities of `sched`: a producer's and a consumer's.
+fn two_entities(sched: &Scheduler<MockGpu>) -> Result<(Entity<MockGpu>, Entity<MockGpu>)> {
+    Ok((
+        Entity::new(sched, Priority::Normal)?,
+        Entity::new(sched, Priority::Normal)?,
+    ))
+}
+
 #[macros::kunit_tests(vagx_sched_deps)]
 mod deps {
     use super::*;
@@ -63,10 +71,7 @@ mod deps {
     #[test]
     fn a_dependency_on_a_running_job_of_another_ring_waits_for_it_to_complete() -> Result {
         let sched = sched_with(MockGpu::with_rings(2)?)?;
-        let (e1, e2) = (
-            Entity::new(&sched, Priority::Normal)?,
-            Entity::new(&sched, Priority::Normal)?,
-        );
+        let (e1, e2) = two_entities(&sched)?;
         let producer = submit_on(&e1, 0, &[])?;
         assert!(waits(&producer.scheduled, HZ_MS));
         // On the hardware, but on ring 0: nothing orders ring 1 after it.
@@ -84,10 +89,7 @@ mod deps {
     #[test]
     fn a_dependency_on_a_queued_job_of_another_ring_waits_for_it_to_complete() -> Result {
         let sched = sched_with(MockGpu::with_rings(2)?)?;
-        let (e1, e2) = (
-            Entity::new(&sched, Priority::Normal)?,
-            Entity::new(&sched, Priority::Normal)?,
-        );
+        let (e1, e2) = two_entities(&sched)?;
         let ctx = FenceContext::new(c"vagx-sched-test", c"gate");
         let gate = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
         let gate_ref: ARef<Fence> = gate.fence().into();
@@ -123,10 +125,7 @@ mod deps {
     #[test]
     fn a_backend_that_promises_no_order_gets_no_pipelining() -> Result {
         let sched = sched_with(MockGpu::new()?.unordered())?;
-        let (e1, e2) = (
-            Entity::new(&sched, Priority::Normal)?,
-            Entity::new(&sched, Priority::Normal)?,
-        );
+        let (e1, e2) = two_entities(&sched)?;
         let producer = submit_on(&e1, 0, &[])?;
         assert!(waits(&producer.scheduled, HZ_MS));
         let consumer = submit_on(&e2, 0, &[&producer.finished])?;
@@ -141,10 +140,7 @@ mod deps {
     #[test]
     fn a_pipelined_job_takes_the_error_of_the_job_it_ran_behind() -> Result {
         let sched = sched_with(MockGpu::new()?)?;
-        let (e1, e2) = (
-            Entity::new(&sched, Priority::Normal)?,
-            Entity::new(&sched, Priority::Normal)?,
-        );
+        let (e1, e2) = two_entities(&sched)?;
         let producer = submit_on(&e1, 0, &[])?;
         assert!(waits(&producer.scheduled, HZ_MS));
         // Same ring: pipelined, it starts at once.
@@ -164,10 +160,7 @@ mod deps {
     #[test]
     fn a_pipelined_job_whose_dependency_failed_first_never_runs() -> Result {
         let sched = sched_with(MockGpu::new()?)?;
-        let (e1, e2) = (
-            Entity::new(&sched, Priority::Normal)?,
-            Entity::new(&sched, Priority::Normal)?,
-        );
+        let (e1, e2) = two_entities(&sched)?;
         let ctx = FenceContext::new(c"vagx-sched-test", c"gate");
         let gate = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
         let gate_ref: ARef<Fence> = gate.fence().into();
@@ -188,10 +181,7 @@ mod deps {
     #[test]
     fn a_dependency_of_its_own_ring_is_still_pipelined() -> Result {
         let sched = sched_with(MockGpu::with_rings(2)?)?;
-        let (e1, e2) = (
-            Entity::new(&sched, Priority::Normal)?,
-            Entity::new(&sched, Priority::Normal)?,
-        );
+        let (e1, e2) = two_entities(&sched)?;
         let producer = submit_on(&e1, 1, &[])?;
         assert!(waits(&producer.scheduled, HZ_MS));
         let consumer = submit_on(&e2, 1, &[&producer.finished])?;
@@ -223,6 +213,11 @@ mod deps {
         assert_eq!(point.status(), Ok(true));
         assert_eq!(job.finished.status(), Err(EIO));
         assert!(job.hw.hw_fence().is_none());
+        // A job that waits for the point after it signalled fails the same way.
+        let late = submit_on(&entity, 0, &[&point])?;
+        assert!(waits(&late.finished, HZ_MS));
+        assert_eq!(late.finished.status(), Err(EIO));
+        assert!(late.hw.hw_fence().is_none());
         Ok(())
     }
 
