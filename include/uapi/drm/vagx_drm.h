@@ -52,7 +52,10 @@ extern "C" {
  * enum drm_vagx_param - what DRM_IOCTL_VAGX_GET_PARAM reports.
  */
 enum drm_vagx_param {
-	/** @DRM_VAGX_PARAM_ABI_VERSION: firmware ABI, major << 16 | minor. */
+	/**
+	 * @DRM_VAGX_PARAM_ABI_VERSION: firmware ABI in use, major << 16 | minor: the
+	 * newest version both the driver and the device speak.
+	 */
 	DRM_VAGX_PARAM_ABI_VERSION = 0,
 	/** @DRM_VAGX_PARAM_UNITS: execution units of the device. */
 	DRM_VAGX_PARAM_UNITS = 1,

@@ -13,6 +13,11 @@
 //! consumer read and its fence's error: the marker and no error if the producer succeeded,
 //! else the producer's error and no sign that the consumer ran. The suite runs in both
 //! scheduling modes with the rest of the driver tests.
+//!
+//! Every case is a same-device wait, which the driver hands to the firmware as a wait entry
+//! (ABI 1.1): each case also checks, through the driver's debugfs counters, that the consumer
+//! took that path whenever its producer was still running when it was submitted, and that a
+//! failed producer the firmware waited for failed it there (a dependency error).
 
 use std::os::fd::AsFd;
 
@@ -20,7 +25,7 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    driver_tests::{Ctx, Test, BASE, CMD_SLOT, CTX_SIZE},
+    driver_tests::{driver_counter, Ctx, Test, BASE, CMD_SLOT, CTX_SIZE},
     gpu::{Gpu, Sync},
     uapi,
 };
@@ -86,7 +91,128 @@ pub fn tests() -> Vec<Test> {
             }
         }
     }
+    v.push((
+        "dep_firmware_orders_a_consumer_after_four_producers_and_the_cpu_after_two_more".into(),
+        Box::new(|| fan_in(6, None)),
+    ));
+    v.push((
+        "dep_firmware_fails_the_consumer_of_a_faulting_producer_without_running_it".into(),
+        Box::new(|| fan_in(1, Some(0))),
+    ));
     v
+}
+
+/// Device time the long fan-in producers spend, all together, before they write: long against
+/// a submit, and below the firmware's 100 ms watchdog, which runs from an entry's fetch (an
+/// entry waiting for an execution unit counts too).
+const FAN_IN_DELAY_NS: u64 = 80_000_000;
+/// Where fan-in producer `i` writes its marker, and where the consumer copies it.
+const FAN_IN_MARKERS: u64 = 0x200;
+const FAN_IN_COPIES: u64 = 0x300;
+
+/// `n` producers on as many queues of one VM (a long delay, then a marker; producer `faulty`
+/// faults instead), and a consumer on another queue that waits for all of them through binary
+/// syncobjs. At most four (`MAX_HW_WAITS`) waits go to the firmware, the rest (whose
+/// producers are short) to the CPU; all of them must hold: the consumer copies every marker, or
+/// fails with the fault's `EIO` without running.
+fn fan_in(n: usize, faulty: Option<usize>) -> Result<()> {
+    const MAX_HW_WAITS: u64 = 4;
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let normal = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL;
+    // The long producers run `units` at a time, in `rounds` rounds.
+    let units = g
+        .get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?
+        .max(1);
+    let long = MAX_HW_WAITS.min(u64::try_from(n)?);
+    let delay = FAN_IN_DELAY_NS / long.div_ceil(units);
+    let mut queues = Vec::new();
+    for _ in 0..n {
+        queues.push(g.queue_create(ctx.vm, normal)?);
+    }
+    let result = (|| -> Result<()> {
+        let mut waits = vec![Sync::wait(0, 0); n];
+        // The consumer's first four waits go to the firmware. The producers of the others (the
+        // CPU's) are short and submitted first, so that they take execution units first and
+        // the consumer runs while the first four still run: it needs its wait entries.
+        let short_first = (0..n).rev();
+        for i in short_first {
+            let (idx, q) = (u64::try_from(i)?, queues[i]);
+            let mut p = CmdBuf::new();
+            if idx < MAX_HW_WAITS {
+                p.delay(delay);
+            }
+            if faulty == Some(i) {
+                p.write32(UNMAPPED, MARKER);
+            } else {
+                p.write32(ctx.va(FAN_IN_MARKERS + 4 * idx), MARKER + u32::try_from(i)?);
+            }
+            let at = (CONSUMER_SLOT + 1 + idx) * CMD_SLOT;
+            ctx.map.write(usize::try_from(at)?, p.bytes());
+            let s = g.syncobj()?;
+            g.submit(q, BASE + at, p.len(), &[Sync::signal(s, 0)])
+                .context("producer SUBMIT")?;
+            waits[i] = Sync::wait(s, 0);
+        }
+        let mut c = CmdBuf::new();
+        c.copy(
+            ctx.va(FAN_IN_MARKERS),
+            ctx.va(FAN_IN_COPIES),
+            4 * u64::try_from(n)?,
+        )
+        .write32(ctx.va(RAN_AT), 1);
+        let consumed = g.syncobj()?;
+        waits.push(Sync::signal(consumed, 0));
+        let before = [driver_counter("hw_waits")?, driver_counter("wait_entries")?];
+        let dep_errors_before = driver_counter("dep_errors")?;
+        ctx.run(&c, &waits).context("consumer SUBMIT")?;
+        g.wait(consumed, WAIT_MS)
+            .context("the consumer never completed")?;
+        let hw_waits = driver_counter("hw_waits")? - before[0];
+        let wait_entries = driver_counter("wait_entries")? - before[1];
+        let expected = MAX_HW_WAITS.min(u64::try_from(n)?);
+        ensure!(
+            hw_waits == expected,
+            "{hw_waits} of {n} waits went to the firmware, expected {expected}"
+        );
+        let consumer = ctx.fence_result(consumed)?;
+        let ran = ctx.map.u32_at(ctx.off(RAN_AT));
+        match faulty {
+            None => {
+                // The long producers still ran when the consumer did: each got a wait entry.
+                ensure!(
+                    wait_entries == expected,
+                    "{wait_entries} wait entries, expected {expected}"
+                );
+                ensure!(consumer == Ok(()), "consumer: {consumer:?}");
+                for i in 0..n {
+                    let got = ctx
+                        .map
+                        .u32_at(ctx.off(FAN_IN_COPIES + 4 * u64::try_from(i)?));
+                    let want = MARKER + u32::try_from(i)?;
+                    ensure!(
+                        got == want,
+                        "the consumer ran before producer {i} wrote (read {got:#x})"
+                    );
+                }
+            }
+            Some(_) => {
+                ensure!(consumer == Err(libc::EIO), "consumer: {consumer:?}");
+                ensure!(ran == 0, "the consumer of a faulting producer ran");
+                let dep_errors = driver_counter("dep_errors")? - dep_errors_before;
+                ensure!(
+                    wait_entries == 0 || dep_errors >= 1,
+                    "the firmware waited for the faulting producer and reported no dependency \
+                     error"
+                );
+            }
+        }
+        Ok(())
+    })();
+    for q in queues {
+        let _ = g.queue_destroy(q);
+    }
+    result
 }
 
 /// The consumer's side: its file, VM and queue, and where the shared buffer is in its VM.
@@ -202,6 +328,11 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
     let at = CONSUMER_SLOT * CMD_SLOT;
     prod.map.write(usize::try_from(at)?, c.bytes());
     let consumed = cg.syncobj()?;
+    let before = [
+        driver_counter("hw_waits")?,
+        driver_counter("wait_entries")?,
+        driver_counter("dep_errors")?,
+    ];
     cg.submit(
         cons.queue,
         BASE + at,
@@ -209,8 +340,25 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
         &[waits_on, Sync::signal(consumed, 0)],
     )
     .context("consumer SUBMIT")?;
+    // Still running after the consumer's submit: it was running during it too.
+    let producer_was_running = prod.fence_pending(produced)?;
     cg.wait(consumed, WAIT_MS)
         .context("the consumer never completed")?;
+    let hw_waits = driver_counter("hw_waits")? - before[0];
+    let wait_entries = driver_counter("wait_entries")? - before[1];
+    let dep_errors = driver_counter("dep_errors")? - before[2];
+    if producer_was_running {
+        ensure!(
+            hw_waits == 1,
+            "a wait on a running job of the same device went to the firmware {hw_waits} times, \
+             not once"
+        );
+    }
+    // None if the producer had completed (or failed) when the consumer was run.
+    ensure!(
+        wait_entries <= hw_waits,
+        "{wait_entries} wait entries for {hw_waits} waits"
+    );
 
     let producer_result = prod.fence_result(produced)?;
     let consumer_result = fence_result(cg, consumed)?;
@@ -241,6 +389,10 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
             ensure!(
                 ran == 0 && copied == 0,
                 "the consumer of a failed producer ran (copied {copied:#x}, ran {ran})"
+            );
+            ensure!(
+                wait_entries == 0 || dep_errors >= 1,
+                "the firmware waited for a failed producer and reported no dependency error"
             );
         }
     }

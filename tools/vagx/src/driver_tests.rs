@@ -108,6 +108,12 @@ impl<'g> Ctx<'g> {
             Err(e) => Ok(Err(e)),
         }
     }
+
+    /// Whether the fence in binary syncobj `s` has not signalled yet.
+    pub fn fence_pending(&self, s: u32) -> Result<bool> {
+        let fd = self.gpu.export_sync_file(s).context("export sync_file")?;
+        Ok(sync_file_status(fd.as_fd())? == Ok(false))
+    }
 }
 
 impl Drop for Ctx<'_> {
@@ -941,6 +947,21 @@ pub fn inject(cmd: &str) -> Result<()> {
 pub fn debugfs_read(name: &str) -> Result<String> {
     let path = debugfs_dir()?.join(name);
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A counter of the first device's driver, as debugfs `queues` shows it (`name N`).
+pub fn driver_counter(name: &str) -> Result<u64> {
+    let queues = debugfs_read("queues")?;
+    let mut words = queues.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == name {
+            let v = words
+                .next()
+                .with_context(|| format!("{name} has no value"))?;
+            return v.parse().with_context(|| format!("{name} {v}"));
+        }
+    }
+    anyhow::bail!("debugfs queues shows no {name}: {queues}")
 }
 
 fn debugfs_shows_state() -> Result<()> {

@@ -107,7 +107,11 @@ impl pci::Driver for VagxPciDriver {
         let vectors =
             pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::default().with(pci::IrqType::MsiX))?;
         let fw = Arc::pin_init(
-            Firmware::new(pdev.as_ref(), bar.into_devres()?)?,
+            Firmware::new(
+                pdev.as_ref(),
+                bar.into_devres()?,
+                AbiVersion::negotiate(version),
+            )?,
             GFP_KERNEL,
         )?;
         let gpu = Gpu::new(pdev, fw.clone(), units)?;
@@ -121,6 +125,7 @@ impl pci::Driver for VagxPciDriver {
             GFP_KERNEL,
         )?;
 
+        let abi_version = fw.abi().raw();
         let started = (|| {
             fw.boot(pdev.as_ref())?;
             let mode = sched_mode();
@@ -130,7 +135,7 @@ impl pci::Driver for VagxPciDriver {
                 gpu: data_gpu,
                 scheds,
                 sched_mode: mode,
-                abi_version: raw_version,
+                abi_version,
             });
             let drm = drm::UnregisteredDevice::<VagxDriver>::new(pdev.as_ref(), data)?;
             let drm = drm::driver::Registration::new_foreign_owned(drm, pdev.as_ref(), 0)?;

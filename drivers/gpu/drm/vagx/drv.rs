@@ -32,7 +32,7 @@ pub(crate) struct VagxData {
     pub(crate) scheds: KernelScheds,
     /// `DRM_VAGX_SCHED_*`.
     pub(crate) sched_mode: u32,
-    /// The firmware ABI version the device reports.
+    /// The firmware ABI version in use: the newest the driver and the device both speak.
     pub(crate) abi_version: u32,
 }
 

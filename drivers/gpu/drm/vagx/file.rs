@@ -15,6 +15,7 @@ use kernel::{
             self,
             PreparedChain, //
         },
+        Fence,
         Interruptible, //
     },
     drm::{
@@ -46,6 +47,13 @@ use crate::{
         VagxDriver, //
     },
     gem::Bo,
+    gpu::Gpu,
+    hwqueue::HwQueue,
+    hwwait::{
+        HwWait,
+        Producer,
+        MAX_HW_WAITS, //
+    },
     queue::Queue,
     uapi as u,
     vm::{
@@ -393,17 +401,47 @@ impl File {
             seen_signal |= signal;
         }
 
+        // Waits: a job of another work queue of this device is waited for by the firmware
+        // (`hwwait`), up to `MAX_HW_WAITS` of them; every other fence by the scheduler.
+        let mut cpu_waits = KVec::<ARef<Fence>>::with_capacity(syncs.len(), GFP_KERNEL)?;
+        let mut hw_waits = KVec::<HwWait>::with_capacity(MAX_HW_WAITS, GFP_KERNEL)?;
+        let mut ordered =
+            KVec::<(ARef<Fence>, ARef<Fence>)>::with_capacity(MAX_HW_WAITS, GFP_KERNEL)?;
+        for s in syncs.iter().filter(|s| s.flags & u::SYNC_SIGNAL == 0) {
+            let fence = Syncobj::find_fence(file, s.handle, s.point, WaitForSubmit::No)?;
+            if hw_waits.len() < MAX_HW_WAITS {
+                if let Some((p, finished)) = hw_producer(&dev.gpu, &fence, queue.hw()) {
+                    if !hw_waits
+                        .iter()
+                        .any(|w| Arc::ptr_eq(&w.record, &p.wait.record))
+                    {
+                        ordered.push((p.scheduled, finished), GFP_KERNEL)?;
+                        hw_waits.push(p.wait, GFP_KERNEL)?;
+                    }
+                    continue;
+                }
+            }
+            cpu_waits.push(fence, GFP_KERNEL)?;
+        }
+        // CAST: at most `MAX_HW_WAITS`.
+        dev.gpu
+            .hw_waits
+            .fetch_add(hw_waits.len() as u64, core::sync::atomic::Ordering::Relaxed);
+        let credits = queue.credits(hw_waits.len());
         let mut job = queue
             .entity()
-            .job(1, queue.job(args.cmdbuf, args.cmdbuf_size)?)?;
+            .job(credits, queue.job(args.cmdbuf, args.cmdbuf_size, hw_waits)?)?;
+        for (scheduled, finished) in ordered {
+            job.add_hardware_wait(scheduled, finished)?;
+        }
+        for fence in cpu_waits {
+            job.add_dependency(fence)?;
+        }
         // Signals: the syncobj and, for a timeline point, its chain node, made now.
         let mut signals: KVec<(ARef<Syncobj>, Option<PreparedChain>, u64)> =
             KVec::with_capacity(syncs.len(), GFP_KERNEL)?;
         for s in syncs.iter() {
-            if s.flags & u::SYNC_SIGNAL == 0 {
-                let fence = Syncobj::find_fence(file, s.handle, s.point, WaitForSubmit::No)?;
-                job.add_dependency(fence)?;
-            } else {
+            if s.flags & u::SYNC_SIGNAL != 0 {
                 let obj = Syncobj::lookup(file, s.handle)?;
                 let chain = if s.point != 0 {
                     // A new point must be above the timeline's last one, and above the
@@ -430,7 +468,14 @@ impl File {
         }
 
         let guard = queue.entity().begin_submit()?;
-        let done = guard.arm(job).push();
+        let armed = guard.arm(job);
+        // Findable by later submits on other queues before anyone can wait for it.
+        queue.hw().producers.publish(
+            &armed.finished(),
+            armed.scheduled(),
+            armed.data().record().clone(),
+        );
+        let done = armed.push();
         drop(guard);
         queue.submitted(done.clone());
         for (obj, chain, point) in signals {
@@ -441,6 +486,25 @@ impl File {
         }
         Ok(0)
     }
+}
+
+/// The producer behind a wait fence, with its finished fence, if the firmware can order the
+/// job after it: an unsignalled finished fence of a job of another work queue of this device,
+/// or a timeline point whose earlier points have all signalled (the point is then its payload)
+/// and whose payload is one.
+fn hw_producer(gpu: &Gpu, fence: &ARef<Fence>, hw: &HwQueue) -> Option<(Producer, ARef<Fence>)> {
+    let finished: ARef<Fence> = if chain::is_chain(fence) {
+        if chain::walk(fence.clone()).is_some() {
+            return None;
+        }
+        chain::contained(fence).into()
+    } else {
+        fence.clone()
+    };
+    if finished.is_signaled() {
+        return None;
+    }
+    gpu.find_producer(&finished, hw).map(|p| (p, finished))
 }
 
 /// Reads one `struct drm_vagx_sync` from userspace.

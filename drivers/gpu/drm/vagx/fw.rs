@@ -58,7 +58,10 @@ use crate::{
         mbox, regs as r, NUM_PIPES, NUM_STAMP_SLOTS,
     },
     fwmem::FwMem,
-    regs,
+    regs::{
+        self,
+        AbiVersion, //
+    },
     ring::{
         Ring,
         Side, //
@@ -156,6 +159,8 @@ struct Reply {
 #[pin_data]
 pub(crate) struct Firmware {
     bar: Devres<Bar0>,
+    /// The ABI version declared at INIT.
+    abi: AbiVersion,
     /// Set from a crash until the firmware runs again: work handed over now would be lost.
     down: AtomicBool,
     /// The fence jobs wait for while the firmware is down, and the memory of the next one.
@@ -194,7 +199,11 @@ pub(crate) struct MboxMsg {
 
 impl Firmware {
     /// Allocates the rings and tables; the firmware is not booted yet.
-    pub(crate) fn new(dev: &Device<Bound>, bar: Devres<Bar0>) -> Result<impl PinInit<Self, Error>> {
+    pub(crate) fn new(
+        dev: &Device<Bound>,
+        bar: Devres<Bar0>,
+        abi: AbiVersion,
+    ) -> Result<impl PinInit<Self, Error>> {
         let mut pipes = KVec::with_capacity(NUM_PIPES, GFP_KERNEL)?;
         for _ in 0..NUM_PIPES {
             pipes.push(Ring::new(dev, PIPE_COUNT, Side::Producer)?, GFP_KERNEL)?;
@@ -212,6 +221,7 @@ impl Firmware {
         let spare = PreparedFence::new(GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             bar,
+            abi,
             down: AtomicBool::new(false),
             down_fence <- new_spinlock_irq!(DownFence {
                 spare: Some(spare),
@@ -229,6 +239,11 @@ impl Firmware {
             stats <- new_spinlock_irq!(stats),
             pipes <- new_spinlock_irq!(pipes),
         }? Error))
+    }
+
+    /// The ABI version declared at INIT.
+    pub(crate) fn abi(&self) -> AbiVersion {
+        self.abi
     }
 
     /// Whether the firmware is down (crashed, being rebooted): submissions fail with `ENODEV`.
@@ -360,7 +375,7 @@ impl Firmware {
         };
         let init = InitData {
             magic: INIT_MAGIC,
-            abi_version: crate::regs::AbiVersion::DRIVER.raw(),
+            abi_version: self.abi.raw(),
             devctrl: self.devctrl.lock().ring.desc(),
             event: self.events.lock().desc(),
             fwlog: self.fwlog.lock().desc(),

@@ -14,6 +14,10 @@ use kernel::{
         Bound,
         Device, //
     },
+    dma_fence::{
+        ecanceled,
+        Fence, //
+    },
     impl_has_work,
     io::Io,
     irq::{
@@ -57,6 +61,10 @@ use crate::{
     fw::{log_text, Firmware},
     fwmem::DmaDevice,
     hwqueue::HwQueue,
+    hwwait::{
+        HwWait,
+        Producer, //
+    },
 };
 
 /// Why a queue last failed, for `QUEUE_GET_STATUS`.
@@ -90,6 +98,19 @@ struct LogKeep {
     msgs: KVec<LogMsg>,
     next: usize,
     total: u64,
+}
+
+/// Clears the lowest set bit of `bits` (bit `i % 32` of word `i / 32`) and returns its index.
+fn take_first_bit(bits: &mut [u32]) -> Option<usize> {
+    for (i, word) in bits.iter_mut().enumerate() {
+        if *word != 0 {
+            // CAST: below 32.
+            let bit = word.trailing_zeros() as usize;
+            *word &= *word - 1;
+            return Some(i * 32 + bit);
+        }
+    }
+    None
 }
 
 /// Marks the first unused id of `used` and returns it, or `EBUSY`.
@@ -146,6 +167,12 @@ pub(crate) struct Gpu {
     pub(crate) resets: AtomicU32,
     /// Times the firmware was found silent (no crash message, no answer).
     pub(crate) silent: AtomicU32,
+    /// Same-device dependencies handed to the firmware path at submit ([`crate::hwwait`]).
+    pub(crate) hw_waits: AtomicU64,
+    /// Wait entries written for them (none when the producer had completed by then).
+    pub(crate) wait_entries: AtomicU64,
+    /// Entries the firmware failed for a dependency (`EVENT_ENTRY_ERROR`).
+    pub(crate) dep_errors: AtomicU64,
 }
 
 impl_has_work! {
@@ -196,6 +223,9 @@ impl Gpu {
                 recoveries: AtomicU32::new(0),
                 resets: AtomicU32::new(0),
                 silent: AtomicU32::new(0),
+                hw_waits: AtomicU64::new(0),
+                wait_entries: AtomicU64::new(0),
+                dep_errors: AtomicU64::new(0),
             }? Error),
             GFP_KERNEL,
         )
@@ -299,6 +329,30 @@ impl Gpu {
             .map(|s| (s.hw.clone(), s.status.clone()))
     }
 
+    /// The job of one of this device's work queues, other than `not_on`, whose finished
+    /// fence `fence` is, if it is recent enough to be remembered ([`crate::hwwait`]); `None`
+    /// too if the firmware does not speak ABI 1.1's wait entries.
+    pub(crate) fn find_producer(&self, fence: &Fence, not_on: &HwQueue) -> Option<Producer> {
+        if !self.fw.abi().has_waits() {
+            return None;
+        }
+        for id in 0..NUM_STAMP_SLOTS {
+            let Some((hw, _)) = self.slot_hw(id) else {
+                continue;
+            };
+            if core::ptr::eq::<HwQueue>(&*hw, not_on) {
+                continue;
+            }
+            if let Some((record, scheduled)) = hw.producers.find(fence) {
+                return Some(Producer {
+                    wait: HwWait { hw, record },
+                    scheduled,
+                });
+            }
+        }
+        None
+    }
+
     /// Every installed queue (for recovery and debugfs), into `out`.
     fn each_slot(&self, mut f: impl FnMut(&Arc<HwQueue>)) {
         for id in 0..NUM_STAMP_SLOTS {
@@ -355,7 +409,31 @@ impl Gpu {
         IrqReturn::Handled
     }
 
+    /// Handles every event, then completes the work queues whose stamps moved.
+    ///
+    /// A stamp is read before the event ring is drained once more: the firmware writes an
+    /// entry's `EVENT_ENTRY_ERROR` before its stamp, so every error of the entries up to the
+    /// stamp read is recorded before their fences signal.
     fn drain_events(&self, dev: &Device) {
+        let mut firing = [0u32; NUM_STAMP_SLOTS / 32];
+        self.drain_ring(dev, &mut firing);
+        loop {
+            let Some(slot) = take_first_bit(&mut firing) else {
+                break;
+            };
+            let Some((hw, _)) = self.slot_hw(slot) else {
+                continue;
+            };
+            let Ok(stamp) = self.fw.stamp(slot) else {
+                continue;
+            };
+            self.drain_ring(dev, &mut firing);
+            hw.complete(stamp);
+        }
+    }
+
+    /// Handles the events in the event ring; stamp events only add their slots to `firing`.
+    fn drain_ring(&self, dev: &Device, firing: &mut [u32; NUM_STAMP_SLOTS / 32]) {
         loop {
             let ev = match self.fw.next_event() {
                 Ok(Some(ev)) => ev,
@@ -368,10 +446,24 @@ impl Gpu {
             };
             self.events.fetch_add(1, Relaxed);
             if let Some(st) = ev.payload::<channels::EventStamps>() {
-                for slot in 0..NUM_STAMP_SLOTS {
-                    if st.is_set(slot) {
-                        self.complete_slot(slot);
-                    }
+                for (word, bits) in firing.iter_mut().zip(st.firing.iter()) {
+                    *word |= *bits;
+                }
+            } else if let Some(e) = ev.payload::<channels::EventEntryError>() {
+                // A wait on a failed entry, or the rest of its job: the job ends without
+                // running, and the scheduler gives it its producer's error.
+                self.dep_errors.fetch_add(1, Relaxed);
+                let recorded = self
+                    .slot_hw(e.queue as usize)
+                    .is_some_and(|(hw, _)| hw.entry_failed(e.stamp, ecanceled()));
+                if !recorded {
+                    dev_warn!(
+                        dev,
+                        "entry error for unknown entry: queue {} stamp {:#x} error {}\n",
+                        e.queue,
+                        e.stamp,
+                        e.error
+                    );
                 }
             } else if let Some(done) = ev.payload::<channels::EventDevCtrlDone>() {
                 self.fw.complete_call(done);
@@ -422,15 +514,6 @@ impl Gpu {
             // CAST: errnos are small positive numbers.
             s.error = (-err.to_errno()) as u32;
             s.hangs += 1;
-        }
-    }
-
-    fn complete_slot(&self, slot: usize) {
-        let Some((hw, _)) = self.slot_hw(slot) else {
-            return;
-        };
-        if let Ok(stamp) = self.fw.stamp(slot) {
-            hw.complete(stamp);
         }
     }
 
@@ -589,13 +672,19 @@ impl Gpu {
             .unwrap_or(u32::MAX);
         writeln!(
             w,
-            "firmware state {} irqs {} events {} recoveries {} resets {} silent {}{}",
+            "firmware state {} abi {}.{} irqs {} events {} recoveries {} resets {} silent {} \
+             hw_waits {} wait_entries {} dep_errors {}{}",
             state,
+            self.fw.abi().major,
+            self.fw.abi().minor,
             self.irqs.load(Relaxed),
             self.events.load(Relaxed),
             self.recoveries.load(Relaxed),
             self.resets.load(Relaxed),
             self.silent.load(Relaxed),
+            self.hw_waits.load(Relaxed),
+            self.wait_entries.load(Relaxed),
+            self.dep_errors.load(Relaxed),
             if self.is_lost() { " LOST" } else { "" }
         )
     }

@@ -2,9 +2,11 @@
 
 //! Firmware work queues: a ring of command buffers, its stamp slot and the fences waiting on it.
 //!
-//! The driver writes an entry and its pipe message; the firmware runs it and advances the
-//! queue's stamp by `STAMP_STEP`. Entries complete in order, so the fences wait in submission
-//! order and a stamp signals every fence at or before it.
+//! The driver writes a job's entries and a pipe message: the wait entries on other queues'
+//! stamps that order it after their jobs ([`crate::hwwait`], ABI 1.1), then its command buffer.
+//! The firmware resolves or runs each entry and advances the queue's stamp by `STAMP_STEP`;
+//! the job's fence signals at its last entry's stamp. Entries complete in order, so the fences
+//! wait in submission order and a stamp signals every fence at or before it.
 
 use kernel::{
     device::{
@@ -22,6 +24,7 @@ use kernel::{
     prelude::*,
     sync::{
         aref::ARef,
+        Arc,
         SpinLockIrq, //
     },
 };
@@ -43,6 +46,11 @@ use crate::{
     },
     fw::Firmware,
     fwmem::FwMem,
+    gpu::Gpu,
+    hwwait::{
+        Producers,
+        RunRecord, //
+    },
     ring::Indices,
 };
 
@@ -69,12 +77,29 @@ struct Discard {
     until: u32,
 }
 
-/// One submitted entry: the stamp it completes at and its fence.
+/// One submitted job: its entries (wait entries, then its command buffer), the stamp its last
+/// entry completes at, and its fence.
 struct InFlight {
     stamp: u32,
+    /// Ring entries it takes: 1 plus its wait entries.
+    entries: u32,
     fence: DriverFence<()>,
+    /// Where consumers on other queues learn its stamp and its end.
+    record: Arc<RunRecord>,
+    /// The firmware failed one of its entries without halting (`EVENT_ENTRY_ERROR`).
+    error: Option<Error>,
     /// When it was handed to the firmware.
     start: Instant,
+}
+
+impl InFlight {
+    /// Whether `stamp` is the stamp of one of its entries.
+    fn covers(&self, stamp: u32) -> bool {
+        let first = self
+            .stamp
+            .wrapping_sub((self.entries - 1).wrapping_mul(STAMP_STEP));
+        stamp_passed(stamp, first) && stamp_passed(self.stamp, stamp)
+    }
 }
 
 struct Inner {
@@ -85,6 +110,8 @@ struct Inner {
     in_flight: KVec<Option<InFlight>>,
     head: usize,
     len: usize,
+    /// Ring entries the jobs in `in_flight` take.
+    entries: u32,
     discard: Option<Discard>,
     /// Once set, the queue takes no more entries and this is their error.
     dead: Option<Error>,
@@ -112,6 +139,7 @@ impl Inner {
         self.head = (self.head + 1) % self.in_flight.len();
         self.len -= 1;
         if let Some(e) = &e {
+            self.entries -= e.entries;
             let now = Instant::now();
             let from = match self.last_done {
                 Some(last) if (last - e.start).as_nanos() > 0 => last,
@@ -126,11 +154,37 @@ impl Inner {
     }
 }
 
+/// A queue id, taken from the device until dropped.
+///
+/// The work queue owns it, and consumers hold the work queue: a slot's stamps are not reused
+/// by a new queue while a wait entry on them may still be evaluated.
+pub(crate) struct QueueId {
+    gpu: Arc<Gpu>,
+    id: u32,
+}
+
+impl QueueId {
+    /// Takes a free id of `gpu`, or `EBUSY`.
+    pub(crate) fn alloc(gpu: &Arc<Gpu>) -> Result<Self> {
+        Ok(Self {
+            gpu: gpu.clone(),
+            id: gpu.alloc_queue_id()?,
+        })
+    }
+}
+
+impl Drop for QueueId {
+    fn drop(&mut self) {
+        self.gpu.free_queue_id(self.id);
+    }
+}
+
 /// A firmware work queue.
 #[pin_data]
 pub(crate) struct HwQueue {
     /// Queue id; also its stamp slot.
     id: u32,
+    _lease: QueueId,
     vm: u32,
     pipe: usize,
     idx: Indices,
@@ -139,13 +193,16 @@ pub(crate) struct HwQueue {
     fences: FenceContext,
     #[pin]
     inner: SpinLockIrq<Inner>,
+    /// Recent jobs, for consumers on other queues to find ([`crate::hwwait`]).
+    #[pin]
+    pub(crate) producers: Producers,
 }
 
 impl HwQueue {
-    /// Allocates queue `id` (also its stamp slot) for VM `vm` on pipe `pipe`.
+    /// Allocates the work queue of id `id` (also its stamp slot) for VM `vm` on pipe `pipe`.
     pub(crate) fn new(
         dev: &Device<Bound>,
-        id: u32,
+        lease: QueueId,
         vm: u32,
         pipe: usize,
     ) -> Result<impl PinInit<Self, Error>> {
@@ -158,8 +215,11 @@ impl HwQueue {
         for _ in 0..QUEUE_RING_COUNT {
             in_flight.push(None, GFP_KERNEL)?;
         }
+        let producers = Producers::new()?;
+        let id = lease.id;
         Ok(try_pin_init!(Self {
             id,
+            _lease: lease,
             vm,
             pipe,
             idx,
@@ -171,12 +231,14 @@ impl HwQueue {
                 in_flight,
                 head: 0,
                 len: 0,
+                entries: 0,
                 discard: None,
                 dead: None,
                 completed: 0,
                 busy_ns: 0,
                 last_done: None,
             }),
+            producers <- producers,
         }? Error))
     }
 
@@ -213,14 +275,17 @@ impl HwQueue {
         self.mem.write(0, &crate::abi::pod::zeroed::<QueueState>())
     }
 
-    /// Writes a command buffer entry and tells the firmware; returns the fence that signals
-    /// when it completes. Never sleeps or allocates: called from the scheduler, possibly in
+    /// Writes a job's entries (`waits`, then its command buffer `entry`) and tells the
+    /// firmware; returns the fence that signals when the job completes, and records its stamp
+    /// in `record`. Never sleeps or allocates: called from the scheduler, possibly in
     /// interrupt context.
     pub(crate) fn submit(
         &self,
         fw: &Firmware,
+        waits: &[QueueEntry],
         entry: &QueueEntry,
         prepared: PreparedFence<()>,
+        record: &Arc<RunRecord>,
     ) -> Result<ARef<Fence>> {
         let mut inner = self.inner.lock();
         if let Some(err) = inner.dead {
@@ -231,25 +296,35 @@ impl HwQueue {
         if fw.is_down() {
             return Err(ENODEV);
         }
-        if inner.len + 1 >= self.idx.count() as usize {
+        // CAST: at most `MAX_HW_WAITS + 1`.
+        let entries = waits.len() as u32 + 1;
+        // One entry stays free: a full ring would look empty (`wptr == rptr`).
+        if inner.entries + entries >= self.idx.count() || inner.len >= inner.in_flight.len() {
             return Err(EBUSY);
         }
-        let slot = ENTRIES_OFFSET + inner.wptr as usize * size_of::<QueueEntry>();
-        self.mem.write(slot, entry)?;
-        inner.wptr = self.idx.next(inner.wptr);
-        inner.last_stamp = inner.last_stamp.wrapping_add(STAMP_STEP);
+        for e in Iterator::chain(waits.iter(), core::iter::once(entry)) {
+            let slot = ENTRIES_OFFSET + inner.wptr as usize * size_of::<QueueEntry>();
+            self.mem.write(slot, e)?;
+            inner.wptr = self.idx.next(inner.wptr);
+            inner.last_stamp = inner.last_stamp.wrapping_add(STAMP_STEP);
+        }
         let stamp = inner.last_stamp;
+        record.set_running(stamp);
         let fence = self.fences.init(prepared, ());
         let hw: ARef<Fence> = fence.fence().into();
         let at = (inner.head + inner.len) % inner.in_flight.len();
         if let Some(s) = inner.in_flight.get_mut(at) {
             *s = Some(InFlight {
                 stamp,
+                entries,
                 fence,
+                record: record.clone(),
+                error: None,
                 start: Instant::now(),
             });
         }
         inner.len += 1;
+        inner.entries += entries;
         self.mem
             .store_release(QUEUE_WPTR_OFFSET as usize, inner.wptr)?;
         // Posted under the queue's lock so that pipe messages of one queue stay in order.
@@ -264,6 +339,22 @@ impl HwQueue {
         drop(inner);
         // A pipe that cannot take the message (device gone) leaves the entry to the reset path.
         posted.map(|()| hw)
+    }
+
+    /// The firmware failed the entry completing at `stamp` without halting: the job it
+    /// belongs to completes with `err` (`EVENT_ENTRY_ERROR`, read before the stamp).
+    pub(crate) fn entry_failed(&self, stamp: u32, err: Error) -> bool {
+        let mut inner = self.inner.lock();
+        let (head, len, n) = (inner.head, inner.len, inner.in_flight.len());
+        for i in 0..len {
+            if let Some(Some(e)) = inner.in_flight.get_mut((head + i) % n) {
+                if e.covers(stamp) {
+                    e.error.get_or_insert(err);
+                    return true;
+                }
+            }
+        }
+        false
     }
 
     /// Signals every fence whose entry completed by stamp `stamp`.
@@ -288,10 +379,11 @@ impl HwQueue {
                             ecanceled()
                         })
                     }
-                    _ => None,
+                    _ => e.error,
                 };
                 (e, err)
             };
+            entry.record.set_done(err.map_or(Ok(()), Err));
             // Signalled unlocked: a signal may start the next job, which takes this lock.
             match err {
                 Some(err) => entry.fence.signal_with_error(err),
@@ -329,6 +421,7 @@ impl HwQueue {
         loop {
             let e = self.inner.lock().pop();
             let Some(e) = e else { break };
+            e.record.set_done(Err(err));
             e.fence.signal_with_error(err);
             n += 1;
         }

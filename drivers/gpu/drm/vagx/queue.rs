@@ -9,6 +9,8 @@
 //! - firmware: every queue has its own scheduler (1:1) that hands jobs to the firmware as soon
 //!   as their dependencies signal; the firmware arbitrates between queues by priority.
 
+use core::sync::atomic::Ordering::Relaxed;
+
 use kernel::{
     dma_fence::{
         ecanceled,
@@ -55,7 +57,14 @@ use crate::{
     },
     hwqueue::{
         HwQueue,
+        QueueId,
         QUEUE_RING_COUNT, //
+    },
+    hwwait::{
+        HwWait,
+        RunRecord,
+        RunState,
+        MAX_HW_WAITS, //
     },
     uapi,
     vm::Vm,
@@ -65,14 +74,26 @@ use crate::{
 /// decides the order.
 pub(crate) const KERNEL_MODE_CREDITS: u32 = 8;
 
-/// A job: one command buffer entry for a firmware work queue.
+/// A job: one command buffer entry for a firmware work queue, after wait entries on jobs of
+/// other work queues ([`crate::hwwait`]).
 pub(crate) struct VagxJob {
     hw: Arc<HwQueue>,
     entry: QueueEntry,
+    /// The jobs of other work queues the firmware orders this one after.
+    waits: KVec<HwWait>,
+    /// Where this job's own consumers learn its stamp and its end.
+    record: Arc<RunRecord>,
     /// The hardware fence's memory, taken when the job runs.
     fence: Pin<KBox<SpinLockIrq<Option<PreparedFence<()>>>>>,
     /// Keeps the VM (its page tables and buffers) alive until the job is freed.
     _vm: Arc<Vm>,
+}
+
+impl VagxJob {
+    /// Where this job's consumers on other work queues learn its stamp and its end.
+    pub(crate) fn record(&self) -> &Arc<RunRecord> {
+        &self.record
+    }
 }
 
 /// How long the job at the head of a scheduler's hardware list may run before the scheduler
@@ -105,7 +126,29 @@ impl Backend for FwBackend {
 
     fn run_job(&self, job: &VagxJob) -> Result<ARef<Fence>> {
         let prepared = job.fence.lock().take().ok_or(EINVAL)?;
-        job.hw.submit(&self.fw, &job.entry, prepared)
+        // Each producer has started (the scheduler waited for its scheduled fence).
+        let mut waits = [QueueEntry::default(); MAX_HW_WAITS];
+        let mut n = 0;
+        for w in job.waits.iter() {
+            match w.record.state() {
+                RunState::Running { stamp } => {
+                    if let Some(e) = waits.get_mut(n) {
+                        *e = QueueEntry::wait(w.hw.id(), stamp);
+                        n += 1;
+                    }
+                }
+                RunState::Done(Ok(())) => {}
+                // The scheduler completes this job after the producer, with its error.
+                RunState::Done(Err(e)) => return Err(e),
+                RunState::NotRun => return Err(ecanceled()),
+            }
+        }
+        let hw = job
+            .hw
+            .submit(&self.fw, &waits[..n], &job.entry, prepared, &job.record)?;
+        // CAST: at most `MAX_HW_WAITS`.
+        self.gpu.wait_entries.fetch_add(n as u64, Relaxed);
+        Ok(hw)
     }
 
     fn ring(&self, job: &VagxJob) -> Option<u64> {
@@ -210,54 +253,51 @@ impl Queue {
             _ => return Err(EINVAL),
         };
         let uapi_pipe = pipe;
-        let id = gpu.alloc_queue_id()?;
-        let made = (|| -> Result<Arc<Self>> {
-            let pipe = abi::pipe_index(ty, fw_prio);
-            let hw = gpu
-                .dma
-                .with(|dev| Arc::pin_init(HwQueue::new(dev, id, vm.id(), pipe)?, GFP_KERNEL))?;
-            let status = Arc::pin_init(new_spinlock_irq!(FaultInfo::default()), GFP_KERNEL)?;
-            let last = Arc::pin_init(new_spinlock!(None), GFP_KERNEL)?;
-            let own_sched = if scheds.0.is_empty() {
-                let cfg = SchedulerConfig {
-                    timeout: Some(BACKSTOP),
-                    ..SchedulerConfig::new(c"vagx-queue", QUEUE_RING_COUNT - 1)
-                };
-                Some(Scheduler::new(cfg, FwBackend::new(gpu))?)
-            } else {
-                None
+        let id = QueueId::alloc(gpu)?;
+        let pipe = abi::pipe_index(ty, fw_prio);
+        let hw = gpu
+            .dma
+            .with(|dev| Arc::pin_init(HwQueue::new(dev, id, vm.id(), pipe)?, GFP_KERNEL))?;
+        let status = Arc::pin_init(new_spinlock_irq!(FaultInfo::default()), GFP_KERNEL)?;
+        let last = Arc::pin_init(new_spinlock!(None), GFP_KERNEL)?;
+        let own_sched = if scheds.0.is_empty() {
+            let cfg = SchedulerConfig {
+                timeout: Some(BACKSTOP),
+                ..SchedulerConfig::new(c"vagx-queue", QUEUE_RING_COUNT - 1)
             };
-            let sched = match &own_sched {
-                Some(s) => s,
-                None => scheds.0.get(fw_prio as usize).ok_or(EINVAL)?,
-            };
-            let entity = Entity::new(sched, prio)?;
-            // Not while a crash recovery re-creates the firmware's queues.
-            let _recovery = gpu.recovery.lock();
-            if gpu.is_lost() {
-                return Err(ENODEV);
-            }
-            hw.reset_ring()?;
-            gpu.fw.call(&hw.create_args())?;
-            gpu.install(QueueSlot {
-                hw: hw.clone(),
-                status: status.clone(),
-            })?;
-            Ok(Arc::new(
-                Self {
-                    gpu: gpu.clone(),
-                    hw,
-                    vm,
-                    status,
-                    entity,
-                    _own_sched: own_sched,
-                    uapi_pipe,
-                    last,
-                },
-                GFP_KERNEL,
-            )?)
-        })();
-        made.inspect_err(|_| gpu.free_queue_id(id))
+            Some(Scheduler::new(cfg, FwBackend::new(gpu))?)
+        } else {
+            None
+        };
+        let sched = match &own_sched {
+            Some(s) => s,
+            None => scheds.0.get(fw_prio as usize).ok_or(EINVAL)?,
+        };
+        let entity = Entity::new(sched, prio)?;
+        // Not while a crash recovery re-creates the firmware's queues.
+        let _recovery = gpu.recovery.lock();
+        if gpu.is_lost() {
+            return Err(ENODEV);
+        }
+        hw.reset_ring()?;
+        gpu.fw.call(&hw.create_args())?;
+        gpu.install(QueueSlot {
+            hw: hw.clone(),
+            status: status.clone(),
+        })?;
+        Ok(Arc::new(
+            Self {
+                gpu: gpu.clone(),
+                hw,
+                vm,
+                status,
+                entity,
+                _own_sched: own_sched,
+                uapi_pipe,
+                last,
+            },
+            GFP_KERNEL,
+        )?)
     }
 
     /// The queue's VM.
@@ -270,8 +310,24 @@ impl Queue {
         &self.entity
     }
 
-    /// A job running the command buffer at `cmdbuf` (GPU VA) of `len` bytes.
-    pub(crate) fn job(&self, cmdbuf: u64, len: u32) -> Result<VagxJob> {
+    /// The firmware work queue.
+    pub(crate) fn hw(&self) -> &Arc<HwQueue> {
+        &self.hw
+    }
+
+    /// The credits of a job with `waits` hardware waits: in firmware mode the ring entries it
+    /// takes (the queue's own scheduler then never overfills the ring), in kernel mode one job
+    /// of the priority's `KERNEL_MODE_CREDITS`.
+    pub(crate) fn credits(&self, waits: usize) -> u32 {
+        match self._own_sched {
+            // CAST: at most `MAX_HW_WAITS`.
+            Some(_) => 1 + waits as u32,
+            None => 1,
+        }
+    }
+
+    /// A job running the command buffer at `cmdbuf` (GPU VA) of `len` bytes, after `waits`.
+    pub(crate) fn job(&self, cmdbuf: u64, len: u32, waits: KVec<HwWait>) -> Result<VagxJob> {
         if self.gpu.is_lost() {
             return Err(ENODEV);
         }
@@ -285,6 +341,8 @@ impl Queue {
                 len,
                 flags: 0,
             },
+            waits,
+            record: RunRecord::new()?,
             fence: KBox::pin_init(
                 new_spinlock_irq!(Some(PreparedFence::new(GFP_KERNEL)?)),
                 GFP_KERNEL,
@@ -344,6 +402,6 @@ impl Drop for Queue {
         // Whatever the firmware did not complete (device lost, reset failed) fails here.
         self.hw.fail_all(ecanceled(), true);
         self.gpu.uninstall(id);
-        self.gpu.free_queue_id(id);
+        // The id goes back with the work queue, once no consumer waits on its stamps.
     }
 }

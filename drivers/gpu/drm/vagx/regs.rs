@@ -54,13 +54,34 @@ pub(crate) struct AbiVersion {
 }
 
 impl AbiVersion {
-    /// The version this driver speaks: 1.0. It does not use ABI 1.1's dependency waits yet,
-    /// so it drives 1.0 devices too, and tells the firmware 1.0 at INIT (which then behaves
-    /// exactly as 1.0).
+    /// The oldest version this driver drives: 1.0. Against a 1.0 device every dependency is
+    /// waited for on the CPU.
     pub(crate) const DRIVER: Self = Self {
         major: abi::regs::ABI_MAJOR,
         minor: 0,
     };
+
+    /// The newest version this driver speaks: 1.1, whose wait entries let the firmware order
+    /// a job after another queue's ([`abi::regs::ABI_MINOR_DEPENDENCIES`]).
+    pub(crate) const NEWEST: Self = Self {
+        major: abi::regs::ABI_MAJOR,
+        minor: abi::regs::ABI_MINOR,
+    };
+
+    /// The version to declare at INIT to a device that reports `device` (which
+    /// [`Self::DRIVER`] supports): the newest both speak. The firmware then behaves exactly as
+    /// that version.
+    pub(crate) fn negotiate(device: Self) -> Self {
+        Self {
+            major: device.major,
+            minor: device.minor.min(Self::NEWEST.minor),
+        }
+    }
+
+    /// Whether ABI 1.1's wait entries (and `EVENT_ENTRY_ERROR`) are in use.
+    pub(crate) fn has_waits(self) -> bool {
+        self.minor >= abi::regs::ABI_MINOR_DEPENDENCIES
+    }
 
     /// The raw `ABI_VERSION` value of `self`, as `InitData::abi_version` takes it.
     pub(crate) const fn raw(self) -> u32 {
@@ -114,6 +135,17 @@ mod tests {
         );
         // The device model (the ABI crate's version) is one this driver drives.
         assert!(AbiVersion::DRIVER.supports(AbiVersion::from_raw(abi::regs::ABI_VERSION_VALUE)));
+    }
+
+    #[test]
+    fn abi_version_negotiation_takes_the_newest_both_speak() {
+        let v = |minor| AbiVersion { major: 1, minor };
+        assert_eq!(AbiVersion::negotiate(v(0)), v(0));
+        assert!(!AbiVersion::negotiate(v(0)).has_waits());
+        assert_eq!(AbiVersion::negotiate(v(1)), AbiVersion::NEWEST);
+        assert!(AbiVersion::negotiate(v(1)).has_waits());
+        // A newer device behaves as the version the driver declares.
+        assert_eq!(AbiVersion::negotiate(v(9)), AbiVersion::NEWEST);
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod fwmem;
 mod gem;
 mod gpu;
 mod hwqueue;
+mod hwwait;
 mod queue;
 mod regs;
 mod ring;

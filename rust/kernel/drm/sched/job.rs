@@ -68,8 +68,9 @@ pub(crate) struct JobInner {
     pub(crate) finished_ref: Option<ARef<Fence>>,
     pub(crate) scheduled_ref: Option<ARef<Fence>>,
     pub(crate) deps: KVec<ARef<Fence>>,
-    /// Finished fences of jobs on the same ring that this job was pipelined behind: their
-    /// errors fail it (see [`Backend::ring`]).
+    /// Finished fences of jobs this job was pipelined behind (same ring, [`Backend::ring`]) or
+    /// ordered after by the hardware ([`Job::add_hardware_wait`]): their errors fail it, and
+    /// it does not complete before they have signalled.
     pub(crate) pipelined: KVec<ARef<Fence>>,
     /// The backend's extra dependency from `prepare_job`.
     pub(crate) prepare: Option<ARef<Fence>>,
@@ -88,6 +89,37 @@ impl JobInner {
 }
 
 impl<B: Backend> JobNode<B> {
+    /// Whether the job may complete: its hardware fence has signalled (or it failed to start)
+    /// and so has every job it was ordered after. Otherwise, if only the latter are missing,
+    /// the job's dependency callback is registered on the first of them, to kick the
+    /// scheduler when it signals. Jobs of one ring complete in order anyway; this orders a
+    /// job after a [`Job::add_hardware_wait`] producer that another scheduler completes.
+    pub(crate) fn completable(&self) -> bool {
+        if !self.hw_done() {
+            return false;
+        }
+        loop {
+            let pending = self
+                .inner
+                .lock()
+                .pipelined
+                .iter()
+                .find(|f| !f.is_signaled())
+                .cloned();
+            let mut cb = self.dep_cb.lock();
+            // An earlier registration is for a fence that has signalled, or is re-made here.
+            cb.as_mut().remove();
+            let Some(fence) = pending else {
+                return true;
+            };
+            match cb.as_mut().add(&fence) {
+                Ok(()) => return false,
+                // Signalled meanwhile: look again. (`Busy` cannot happen after `remove`.)
+                Err(_) => continue,
+            }
+        }
+    }
+
     /// Whether the job's hardware fence has signalled (or it failed to start from a completion,
     /// so that it has none).
     pub(crate) fn hw_done(&self) -> bool {
@@ -290,6 +322,32 @@ impl<B: Backend> Job<B> {
                 keep_latest(&mut self.pipelined, finished)
             }
         }
+    }
+
+    /// Makes the job wait, in the hardware, for the job whose fences are `started` and
+    /// `finished`: the backend's `run_job` puts a wait for that job ahead of this one (a
+    /// firmware barrier on its ring position), so the scheduler waits only until it has
+    /// `started`. The backend must make the hardware order the two even when they run on
+    /// different rings, or schedulers, of one device.
+    ///
+    /// `finished` stays the job's error source, as for a pipelined dependency: if it fails,
+    /// this job fails with its error, before it runs if that is known by then, else when it
+    /// completes (whatever its own hardware fence says). This job's finished fence never
+    /// signals before `finished` does, so that whoever waits for this job sees the two complete
+    /// in order.
+    ///
+    /// # Errors
+    ///
+    /// `ENOMEM`.
+    pub fn add_hardware_wait(&mut self, started: ARef<Fence>, finished: ARef<Fence>) -> Result {
+        if finished.status() != Ok(false) {
+            // Signalled already: an ordinary dependency (dropped, or failing the job).
+            return self.add_dependency_once(finished);
+        }
+        if started.status() == Ok(false) {
+            keep_latest(&mut self.deps, started)?;
+        }
+        keep_latest(&mut self.pipelined, finished)
     }
 
     /// The number of dependencies the job waits for.

@@ -12,6 +12,7 @@
 //!
 //! A job flagged [`DONT_RESET`] makes the timeout handler report `NoHang`, one flagged
 //! [`NO_DEVICE`] `NoDevice`; any other timed-out job gets `ETIMEDOUT` on its hardware fence.
+//! [`REFUSE_RUN`] makes `run_job` fail.
 
 use super::{Backend, TimeoutStatus};
 use crate::{
@@ -39,6 +40,8 @@ pub(crate) const TIMEDOUT: u32 = 1 << 1;
 pub(crate) const RESET_SKIPPED: u32 = 1 << 2;
 /// The timeout handler reports the device gone (`NoDevice`) for this job.
 pub(crate) const NO_DEVICE: u32 = 1 << 3;
+/// `run_job` refuses this job with `ENOSPC`, as a backend does that finds it cannot start it.
+pub(crate) const REFUSE_RUN: u32 = 1 << 4;
 
 /// How many jobs the mock hardware holds at once.
 const CAPACITY: usize = 8192;
@@ -319,6 +322,9 @@ impl Backend for MockGpu {
     }
 
     fn run_job(&self, job: &MockJob) -> Result<ARef<Fence>> {
+        if job.state.flags.load(Relaxed) & REFUSE_RUN != 0 {
+            return Err(ENOSPC);
+        }
         let ring = self.ring_of(job)?;
         let hw = {
             let mut state = job.state.hw.lock();

@@ -815,11 +815,11 @@ impl<B: Backend> Shared<B> {
             let (job, gpu_ns) = {
                 let mut s = self.state.lock();
                 // Jobs complete in order, almost always: look at the head first.
-                let head_done = s.in_flight.front().is_some_and(|j| j.hw_done());
+                let head_done = s.in_flight.front().is_some_and(|j| j.completable());
                 let job = if head_done {
                     s.in_flight.pop_front()
                 } else {
-                    s.in_flight.take_first(|j| j.hw_done())
+                    s.in_flight.take_first(|j| j.completable())
                 };
                 let Some(job) = job else {
                     break;
@@ -1097,6 +1097,16 @@ impl<B: Backend> Shared<B> {
                     Self::kick(this);
                 }
             }
+            None if !job.inner.lock().pipelined.is_empty() => {
+                // Failed to start, behind jobs it was ordered after: completed by
+                // `complete_done` once they have (their error wins), as from a completion.
+                if let Some(s) = scheduled {
+                    s.signal();
+                }
+                Self::put_on_hardware_list(this, job);
+                Self::kick(this);
+                return None;
+            }
             None => {
                 // Failed to start: complete it at once.
                 let err = job.inner.lock().error;
@@ -1291,8 +1301,26 @@ impl<B: Backend> Shared<B> {
             if let Some(hw) = hw {
                 let _ = hw.wait(None, crate::dma_fence::Interruptible::No);
             }
-            if self.complete_done() == 0 && !head.hw_done() {
+            if self.complete_done() > 0 {
+                continue;
+            }
+            if !head.hw_done() {
                 break;
+            }
+            // Done on the hardware, it waits for a job it was ordered after, which another
+            // scheduler completes.
+            let pending = head
+                .inner
+                .lock()
+                .pipelined
+                .iter()
+                .find(|f| !f.is_signaled())
+                .cloned();
+            match pending {
+                Some(f) => {
+                    let _ = f.wait(None, crate::dma_fence::Interruptible::No);
+                }
+                None => break,
             }
         }
     }

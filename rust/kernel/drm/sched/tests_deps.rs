@@ -4,10 +4,13 @@
 //! ring), when it must wait for completion, and how a failed dependency fails its dependent.
 //!
 //! The mock has several rings that complete independently ([`MockGpu::with_rings`]); each case
-//! submits the producer on one ring and the consumer on the same or another.
+//! submits the producer on one ring and the consumer on the same or another. The hardware-wait
+//! cases ([`super::Job::add_hardware_wait`]) check the scheduler's side of a firmware barrier:
+//! when the consumer starts, which error it ends with, and that it completes after its
+//! producer.
 
 use super::{
-    mock::{MockGpu, MockJobState},
+    mock::{MockGpu, MockJobState, REFUSE_RUN},
     tests_basic::{waits, HZ_MS},
     Entity, Priority, Scheduler, SchedulerConfig,
 };
@@ -45,6 +48,29 @@ fn submit_on(entity: &Entity<MockGpu>, ring: usize, deps: &[&ARef<Fence>]) -> Re
     for dep in deps {
         job.add_dependency((*dep).clone())?;
     }
+    let guard = entity.begin_submit()?;
+    let armed = guard.arm(job);
+    let scheduled = armed.scheduled();
+    let finished = armed.push();
+    Ok(Submitted {
+        scheduled,
+        finished,
+        hw,
+    })
+}
+
+/// Submits a job of `entity` on `ring` that the (mock) hardware orders after `producer`
+/// ([`super::Job::add_hardware_wait`]).
+fn submit_after(
+    entity: &Entity<MockGpu>,
+    ring: usize,
+    flags: u32,
+    producer: &Submitted,
+) -> Result<Submitted> {
+    let data = MockGpu::job_on(ring, 0, flags)?;
+    let hw = data.state.clone();
+    let mut job = entity.job(1, data)?;
+    job.add_hardware_wait(producer.scheduled.clone(), producer.finished.clone())?;
     let guard = entity.begin_submit()?;
     let armed = guard.arm(job);
     let scheduled = armed.scheduled();
@@ -218,6 +244,82 @@ mod deps {
         assert!(waits(&late.finished, HZ_MS));
         assert_eq!(late.finished.status(), Err(EIO));
         assert!(late.hw.hw_fence().is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn a_hardware_wait_starts_with_its_producer_and_completes_after_it() -> Result {
+        // Two schedulers, as in vagx's firmware mode (one per queue).
+        let (s1, s2) = (sched_with(MockGpu::new()?)?, sched_with(MockGpu::new()?)?);
+        let (e1, e2) = (
+            Entity::new(&s1, Priority::Normal)?,
+            Entity::new(&s2, Priority::Normal)?,
+        );
+        let ctx = FenceContext::new(c"vagx-sched-test", c"gate");
+        let gate = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+        let gate_ref: ARef<Fence> = gate.fence().into();
+        let producer = submit_on(&e1, 0, &[&gate_ref])?;
+        let consumer = submit_after(&e2, 0, 0, &producer)?;
+        assert!(!waits(&consumer.scheduled, SETTLE_MS));
+        gate.signal();
+        // The hardware orders the two: the consumer starts once the producer has.
+        assert!(waits(&consumer.scheduled, HZ_MS));
+        assert!(!producer.finished.is_signaled());
+        // Its hardware finishes first (as two rings may report): it still completes second.
+        assert_eq!(s2.backend().advance(1), 1);
+        assert!(!waits(&consumer.finished, SETTLE_MS));
+        assert_eq!(s1.backend().advance(1), 1);
+        assert!(waits(&consumer.finished, HZ_MS));
+        assert_eq!(producer.finished.status(), Ok(true));
+        assert_eq!(consumer.finished.status(), Ok(true));
+        Ok(())
+    }
+
+    #[test]
+    fn a_hardware_wait_takes_the_error_of_a_producer_that_fails_after_it_ran() -> Result {
+        let sched = sched_with(MockGpu::with_rings(2)?)?;
+        let (e1, e2) = two_entities(&sched)?;
+        let producer = submit_on(&e1, 0, &[])?;
+        let consumer = submit_after(&e2, 1, 0, &producer)?;
+        assert!(waits(&consumer.scheduled, HZ_MS));
+        assert_eq!(sched.backend().advance_ring(1, 1), 1);
+        assert!(sched.backend().fail_ring(0, EIO));
+        assert!(waits(&consumer.finished, HZ_MS));
+        assert_eq!(consumer.hw.hw_fence().map(|f| f.status()), Some(Ok(true)));
+        assert_eq!(consumer.finished.status(), Err(EIO));
+        Ok(())
+    }
+
+    #[test]
+    fn a_hardware_wait_on_a_producer_that_failed_first_never_runs() -> Result {
+        let sched = sched_with(MockGpu::with_rings(2)?)?;
+        let (e1, e2) = two_entities(&sched)?;
+        let ctx = FenceContext::new(c"vagx-sched-test", c"gate");
+        let gate = ctx.init(PreparedFence::new(GFP_KERNEL)?, ());
+        let gate_ref: ARef<Fence> = gate.fence().into();
+        let producer = submit_on(&e1, 0, &[&gate_ref])?;
+        let consumer = submit_after(&e2, 1, 0, &producer)?;
+        gate.signal_with_error(EPIPE);
+        assert!(waits(&consumer.finished, HZ_MS));
+        assert_eq!(consumer.finished.status(), Err(EPIPE));
+        assert!(consumer.hw.hw_fence().is_none());
+        assert_eq!(sched.backend().running(), 0);
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_job_with_a_hardware_wait_fails_with_its_producers_error_after_it() -> Result {
+        let sched = sched_with(MockGpu::with_rings(2)?)?;
+        let (e1, e2) = two_entities(&sched)?;
+        let producer = submit_on(&e1, 0, &[])?;
+        // `run_job` refuses it, as vagx's does once it sees its producer failed.
+        let consumer = submit_after(&e2, 1, REFUSE_RUN, &producer)?;
+        assert!(waits(&consumer.scheduled, HZ_MS));
+        assert!(!waits(&consumer.finished, SETTLE_MS));
+        assert!(sched.backend().fail_ring(0, EIO));
+        assert!(waits(&consumer.finished, HZ_MS));
+        assert_eq!(consumer.finished.status(), Err(EIO));
+        assert!(consumer.hw.hw_fence().is_none());
         Ok(())
     }
 

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Hardware waits: a job ordered after a job of another work queue of the same device by a
+//! firmware wait entry (ABI 1.1), instead of by the CPU.
+//!
+//! # Vocabulary
+//!
+//! - *producer*: the job a wait sync names; *consumer*: the job that waits.
+//! - [`RunRecord`]: what a consumer needs to know about its producer: whether it has been
+//!   handed to the firmware, at which stamp it completes, and how it ended.
+//! - [`Producers`]: a work queue's recent jobs by finished-fence seqno, so that a submit can
+//!   find the producer behind a fence.
+//!
+//! # How a wait becomes a wait entry
+//!
+//! At submit, a wait fence that is the finished fence of a job of another work queue of this
+//! device (found in that queue's [`Producers`]) becomes a [`HwWait`]: the scheduler waits only
+//! for the producer's *scheduled* fence (`Job::add_hardware_wait`), and when the consumer runs,
+//! its entry is preceded by a wait entry on the producer's stamp. The firmware then starts the
+//! consumer when the producer completes, or fails it with a dependency error if the producer
+//! failed; the scheduler gives the consumer the producer's error and completes it after the
+//! producer.
+//!
+//! ## State Diagram (a [`RunRecord`])
+//!
+//! ```text
+//!   NotRun --(producer's run_job wrote its entry)--> Running { stamp }
+//!      |                                                 |
+//!      |                    (its entry left the firmware: completed, failed or discarded)
+//!      |                                                 v
+//!      +--(failed without running: the scheduler's)-->  Done(result)
+//! ```
+//!
+//! A consumer's run sees the record after the producer's scheduled fence signalled: `NotRun`
+//! then means the producer was failed by the scheduler, whose error the consumer takes;
+//! `Running` gives a wait entry (the firmware resolves it even if the producer completes
+//! meanwhile); `Done` needs no wait, or fails the consumer.
+//!
+//! A consumer holds the producer's [`HwQueue`], which keeps the producer queue's id, and so its
+//! stamp slot, from being reused while the wait may still be evaluated.
+
+use core::sync::atomic::{
+    AtomicU64,
+    Ordering::{
+        Acquire,
+        Release, //
+    },
+};
+
+use kernel::{
+    dma_fence::Fence,
+    new_spinlock,
+    prelude::*,
+    sync::{
+        aref::ARef,
+        Arc,
+        SpinLock, //
+    },
+};
+
+use crate::hwqueue::HwQueue;
+
+/// Most hardware waits a job takes; further same-device waits are waited for on the CPU.
+///
+/// Each takes a ring entry: in firmware mode a job's credits are its entries, and in kernel
+/// mode `KERNEL_MODE_CREDITS` jobs of at most `1 + MAX_HW_WAITS` entries fit one work queue's
+/// ring.
+pub(crate) const MAX_HW_WAITS: usize = 4;
+
+/// Recent jobs a work queue remembers for consumers to find; an older producer is waited for
+/// on the CPU.
+const PRODUCERS: usize = 64;
+
+/// Where a job is, for the jobs that wait for it in the hardware.
+pub(crate) struct RunRecord {
+    /// `0`: not run; `RUNNING | stamp`; `DONE | errno` (0 for success).
+    state: AtomicU64,
+}
+
+const RUNNING: u64 = 1 << 32;
+const DONE: u64 = 2 << 32;
+
+/// A [`RunRecord`]'s state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RunState {
+    /// Not handed to the firmware (yet, or ever: failed by the scheduler).
+    NotRun,
+    /// On the firmware; its entry completes at `stamp` of its queue's slot.
+    Running { stamp: u32 },
+    /// Its entry left the firmware with this result.
+    Done(Result),
+}
+
+impl RunRecord {
+    /// A record in the `NotRun` state.
+    pub(crate) fn new() -> Result<Arc<Self>> {
+        Ok(Arc::new(
+            Self {
+                state: AtomicU64::new(0),
+            },
+            GFP_KERNEL,
+        )?)
+    }
+
+    /// The job's entry was written and completes at `stamp`.
+    pub(crate) fn set_running(&self, stamp: u32) {
+        self.state.store(RUNNING | u64::from(stamp), Release);
+    }
+
+    /// The job's entry left the firmware with `result`.
+    pub(crate) fn set_done(&self, result: Result) {
+        // CAST: an errno is a small positive number.
+        let errno = result.err().map_or(0, |e| (-e.to_errno()) as u64);
+        self.state.store(DONE | errno, Release);
+    }
+
+    /// The current state.
+    pub(crate) fn state(&self) -> RunState {
+        let v = self.state.load(Acquire);
+        // CAST: the low half of the word.
+        let low = v as u32;
+        match v & !u64::from(u32::MAX) {
+            RUNNING => RunState::Running { stamp: low },
+            DONE if low == 0 => RunState::Done(Ok(())),
+            // CAST: stored from an errno, so it fits i32.
+            DONE => RunState::Done(Err(Error::from_errno(-(low as i32)))),
+            _ => RunState::NotRun,
+        }
+    }
+}
+
+/// A consumer's wait on one producer.
+pub(crate) struct HwWait {
+    /// The producer's work queue (its id is the stamp slot to wait on).
+    pub(crate) hw: Arc<HwQueue>,
+    pub(crate) record: Arc<RunRecord>,
+}
+
+/// A producer found behind a fence.
+pub(crate) struct Producer {
+    pub(crate) wait: HwWait,
+    /// Its scheduled fence: the consumer waits for it before it runs.
+    pub(crate) scheduled: ARef<Fence>,
+}
+
+/// One remembered job.
+struct Entry {
+    seqno: u64,
+    record: Arc<RunRecord>,
+    scheduled: ARef<Fence>,
+}
+
+/// The table behind [`Producers`].
+struct Table {
+    /// The finished-fence context of the queue's jobs (its entity's), once one was published.
+    context: Option<u64>,
+    /// By seqno modulo [`PRODUCERS`].
+    entries: KVec<Option<Entry>>,
+}
+
+/// A work queue's recent jobs, by finished-fence seqno.
+///
+/// Written and read by submits only (process context).
+#[pin_data]
+pub(crate) struct Producers {
+    #[pin]
+    table: SpinLock<Table>,
+}
+
+impl Producers {
+    /// An empty table.
+    pub(crate) fn new() -> Result<impl PinInit<Self, Error>> {
+        let mut entries = KVec::with_capacity(PRODUCERS, GFP_KERNEL)?;
+        for _ in 0..PRODUCERS {
+            entries.push(None, GFP_KERNEL)?;
+        }
+        Ok(try_pin_init!(Self {
+            table <- new_spinlock!(Table {
+                context: None,
+                entries,
+            }),
+        }? Error))
+    }
+
+    /// Remembers a submitted job by its finished fence.
+    pub(crate) fn publish(&self, finished: &Fence, scheduled: ARef<Fence>, record: Arc<RunRecord>) {
+        let mut t = self.table.lock();
+        t.context = Some(finished.context());
+        let seqno = finished.seqno();
+        // CAST: the remainder is below `PRODUCERS`.
+        if let Some(e) = t.entries.get_mut((seqno % PRODUCERS as u64) as usize) {
+            // The old entry is dropped under the lock: dropping a record or a fence reference
+            // takes no lock of ours.
+            *e = Some(Entry {
+                seqno,
+                record,
+                scheduled,
+            });
+        }
+    }
+
+    /// The record and scheduled fence of the job whose finished fence `fence` is, if it is one
+    /// of this queue's recent jobs.
+    pub(crate) fn find(&self, fence: &Fence) -> Option<(Arc<RunRecord>, ARef<Fence>)> {
+        let t = self.table.lock();
+        if t.context != Some(fence.context()) {
+            return None;
+        }
+        let seqno = fence.seqno();
+        // CAST: as in `publish`.
+        match t.entries.get((seqno % PRODUCERS as u64) as usize) {
+            Some(Some(e)) if e.seqno == seqno => Some((e.record.clone(), e.scheduled.clone())),
+            _ => None,
+        }
+    }
+}
