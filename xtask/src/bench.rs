@@ -523,8 +523,10 @@ struct DriverResult {
     /// The same at high priority under low-priority load.
     contended: [u64; 4],
     /// A two-queue chain: submit of the first job to the signal of the second, which waits
-    /// for it (absent from older tools' output: zeros).
+    /// for it (absent from older tools' output: zeros); the wait resolved by the firmware.
     chain: [u64; 4],
+    /// The same chain with the wait resolved by the CPU.
+    chain_cpu: [u64; 4],
     jobs_per_s: f64,
 }
 
@@ -563,6 +565,7 @@ fn parse_driver(console: &str) -> Vec<DriverResult> {
             idle,
             contended,
             chain: section("chain_latency_us").unwrap_or_default(),
+            chain_cpu: section("chain_cpu_latency_us").unwrap_or_default(),
             jobs_per_s: rate,
         });
     }
@@ -573,11 +576,12 @@ fn driver_table(results: &[DriverResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<9} {:>27} {:>31} {:>31} {:>10}",
+        "{:<9} {:>27} {:>31} {:>31} {:>31} {:>10}",
         "mode",
         "idle p50/p90/p99/max us",
         "high under load p50/p90/p99/max",
-        "two-queue chain p50/p90/p99/max",
+        "chain, firmware wait",
+        "chain, CPU wait",
         "jobs/s"
     );
     for r in results {
@@ -585,11 +589,12 @@ fn driver_table(results: &[DriverResult]) -> String {
         let q = |v: &[u64; 4]| format!("{}/{}/{}/{}", v[0], v[1], v[2], v[3]);
         let _ = writeln!(
             s,
-            "{:<9} {:>27} {:>31} {:>31} {:>10.0}",
+            "{:<9} {:>27} {:>31} {:>31} {:>31} {:>10.0}",
             name,
             q(&r.idle),
             q(&r.contended),
             q(&r.chain),
+            q(&r.chain_cpu),
             r.jobs_per_s
         );
     }
@@ -671,7 +676,7 @@ mod tests {
 
     #[test]
     fn driver_results_are_read_from_the_json_lines() {
-        let console = "noise\nvagx-bench-driver: {\"mode\": 1, \"samples\": 400, \"latency_us\": {\"p50\": 310, \"p90\": 400, \"p99\": 900, \"max\": 1200}, \"contended_high_latency_us\": {\"p50\": 700, \"p90\": 1500, \"p99\": 2100, \"max\": 2500}, \"chain_latency_us\": {\"p50\": 900, \"p90\": 1000, \"p99\": 1300, \"max\": 1400}, \"throughput_jobs_per_s\": 3050.5}\n";
+        let console = "noise\nvagx-bench-driver: {\"mode\": 1, \"samples\": 400, \"latency_us\": {\"p50\": 310, \"p90\": 400, \"p99\": 900, \"max\": 1200}, \"contended_high_latency_us\": {\"p50\": 700, \"p90\": 1500, \"p99\": 2100, \"max\": 2500}, \"chain_latency_us\": {\"p50\": 900, \"p90\": 1000, \"p99\": 1300, \"max\": 1400}, \"chain_cpu_latency_us\": {\"p50\": 1100, \"p90\": 1200, \"p99\": 1500, \"max\": 1600}, \"throughput_jobs_per_s\": 3050.5}\n";
         let r = parse_driver(console);
         assert_eq!(
             r,
@@ -680,6 +685,7 @@ mod tests {
                 idle: [310, 400, 900, 1200],
                 contended: [700, 1500, 2100, 2500],
                 chain: [900, 1000, 1300, 1400],
+                chain_cpu: [1100, 1200, 1500, 1600],
                 jobs_per_s: 3050.5,
             }]
         );

@@ -93,11 +93,20 @@ pub fn tests() -> Vec<Test> {
     }
     v.push((
         "dep_firmware_orders_a_consumer_after_four_producers_and_the_cpu_after_two_more".into(),
-        Box::new(|| fan_in(6, None)),
+        Box::new(|| fan_in(6, None, true)),
     ));
     v.push((
         "dep_firmware_fails_the_consumer_of_a_faulting_producer_without_running_it".into(),
-        Box::new(|| fan_in(1, Some(0))),
+        Box::new(|| fan_in(1, Some(0), true)),
+    ));
+    v.push((
+        "dep_the_cpu_orders_the_same_fan_in_when_firmware_waits_are_off".into(),
+        Box::new(|| {
+            crate::driver_tests::inject("hw-waits 0")?;
+            let r = fan_in(6, None, false);
+            crate::driver_tests::inject("hw-waits 1")?;
+            r
+        }),
     ));
     v
 }
@@ -115,7 +124,10 @@ const FAN_IN_COPIES: u64 = 0x300;
 /// syncobjs. At most four (`MAX_HW_WAITS`) waits go to the firmware, the rest (whose
 /// producers are short) to the CPU; all of them must hold: the consumer copies every marker, or
 /// fails with the fault's `EIO` without running.
-fn fan_in(n: usize, faulty: Option<usize>) -> Result<()> {
+///
+/// With `firmware_waits` false the driver's switch (debugfs `inject`: `hw-waits 0`) is expected
+/// off: every wait is the CPU's.
+fn fan_in(n: usize, faulty: Option<usize>, firmware_waits: bool) -> Result<()> {
     const MAX_HW_WAITS: u64 = 4;
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
@@ -170,7 +182,11 @@ fn fan_in(n: usize, faulty: Option<usize>) -> Result<()> {
             .context("the consumer never completed")?;
         let hw_waits = driver_counter("hw_waits")? - before[0];
         let wait_entries = driver_counter("wait_entries")? - before[1];
-        let expected = MAX_HW_WAITS.min(u64::try_from(n)?);
+        let expected = if firmware_waits {
+            MAX_HW_WAITS.min(u64::try_from(n)?)
+        } else {
+            0
+        };
         ensure!(
             hw_waits == expected,
             "{hw_waits} of {n} waits went to the firmware, expected {expected}"

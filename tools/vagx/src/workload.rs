@@ -524,8 +524,13 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
         uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL,
         samples,
     )?;
-    // A chain across two queues.
+    // A chain across two queues: the wait resolved by the firmware (the driver's default),
+    // then by the CPU (the driver's debugfs switch), in this boot.
     let chain = chain_latencies(&g, samples / 4)?;
+    crate::driver_tests::inject("hw-waits 0")?;
+    let chain_cpu = chain_latencies(&g, samples / 4);
+    crate::driver_tests::inject("hw-waits 1")?;
+    let chain_cpu = chain_cpu?;
     // The same at high priority while two processes load four low-priority queues with
     // 1 ms jobs.
     let exe = std::env::current_exe()?;
@@ -589,13 +594,21 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
         percentile(&chain, 99),
         chain.last().copied().unwrap_or(0)
     );
+    println!(
+        "  two-queue chain, waited for by the CPU: p50 {} us, p90 {} us, p99 {} us, max {} us",
+        percentile(&chain_cpu, 50),
+        percentile(&chain_cpu, 90),
+        percentile(&chain_cpu, 99),
+        chain_cpu.last().copied().unwrap_or(0)
+    );
     println!("  tiny-job throughput: {rate:.0} jobs/s");
     if let Some(path) = json {
         let text = format!(
-            "{{\"mode\": {mode}, \"samples\": {samples}, \"latency_us\": {}, \"contended_high_latency_us\": {}, \"chain_latency_us\": {}, \"throughput_jobs_per_s\": {rate:.1}}}\n",
+            "{{\"mode\": {mode}, \"samples\": {samples}, \"latency_us\": {}, \"contended_high_latency_us\": {}, \"chain_latency_us\": {}, \"chain_cpu_latency_us\": {}, \"throughput_jobs_per_s\": {rate:.1}}}\n",
             json_percentiles(&lat),
             json_percentiles(&contended),
             json_percentiles(&chain),
+            json_percentiles(&chain_cpu),
         );
         std::fs::write(path, text)?;
     }

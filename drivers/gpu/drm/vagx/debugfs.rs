@@ -55,7 +55,8 @@ impl fmt::Debug for Inject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "hang <queue> | fault <queue> <command> | crash <entries> | drop-irqs <n> | silence <boots> | halt | clear"
+            "hang <queue> | fault <queue> <command> | crash <entries> | drop-irqs <n> | silence <boots> | halt | clear\n\
+             hw-waits <0|1>: same-device waits by the firmware (1, the default) or the CPU"
         )
     }
 }
@@ -86,6 +87,15 @@ impl Reader for Inject {
             "silence" => (r::INJECT_SILENCE, arg()?, 0),
             "clear" => (r::INJECT_CLEAR, 0, 0),
             "halt" => return self.0.halt(),
+            "hw-waits" => {
+                let on = match arg()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(EINVAL),
+                };
+                self.0.hw_waits_on.store(on, core::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
             _ => return Err(EINVAL),
         };
         self.0.inject(what, a0, a1)

@@ -167,6 +167,9 @@ pub(crate) struct Gpu {
     pub(crate) resets: AtomicU32,
     /// Times the firmware was found silent (no crash message, no answer).
     pub(crate) silent: AtomicU32,
+    /// Whether same-device waits go to the firmware (debugfs `inject`: `hw-waits 0` sends
+    /// them to the CPU, to compare the two paths in one boot).
+    pub(crate) hw_waits_on: AtomicBool,
     /// Same-device dependencies handed to the firmware path at submit ([`crate::hwwait`]).
     pub(crate) hw_waits: AtomicU64,
     /// Wait entries written for them (none when the producer had completed by then).
@@ -223,6 +226,7 @@ impl Gpu {
                 recoveries: AtomicU32::new(0),
                 resets: AtomicU32::new(0),
                 silent: AtomicU32::new(0),
+                hw_waits_on: AtomicBool::new(true),
                 hw_waits: AtomicU64::new(0),
                 wait_entries: AtomicU64::new(0),
                 dep_errors: AtomicU64::new(0),
@@ -333,7 +337,7 @@ impl Gpu {
     /// fence `fence` is, if it is recent enough to be remembered ([`crate::hwwait`]); `None`
     /// too if the firmware does not speak ABI 1.1's wait entries.
     pub(crate) fn find_producer(&self, fence: &Fence, not_on: &HwQueue) -> Option<Producer> {
-        if !self.fw.abi().has_waits() {
+        if !self.fw.abi().has_waits() || !self.hw_waits_on.load(Relaxed) {
             return None;
         }
         for id in 0..NUM_STAMP_SLOTS {
@@ -417,10 +421,7 @@ impl Gpu {
     fn drain_events(&self, dev: &Device) {
         let mut firing = [0u32; NUM_STAMP_SLOTS / 32];
         self.drain_ring(dev, &mut firing);
-        loop {
-            let Some(slot) = take_first_bit(&mut firing) else {
-                break;
-            };
+        while let Some(slot) = take_first_bit(&mut firing) {
             let Some((hw, _)) = self.slot_hw(slot) else {
                 continue;
             };
