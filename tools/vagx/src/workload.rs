@@ -526,9 +526,15 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
     )?;
     // A chain across two queues: the wait resolved by the firmware (the driver's default),
     // then by the CPU (the driver's debugfs switch), in this boot.
+    let irqs = || crate::driver_tests::driver_counter("irqs");
+    let chains = u64::from((samples / 4).max(1));
+    let irqs_before = irqs()?;
     let chain = chain_latencies(&g, samples / 4)?;
+    let chain_irqs = (irqs()? - irqs_before) as f64 / chains as f64;
     crate::driver_tests::inject("hw-waits 0")?;
+    let irqs_before = irqs()?;
     let chain_cpu = chain_latencies(&g, samples / 4);
+    let chain_cpu_irqs = (irqs()? - irqs_before) as f64 / chains as f64;
     crate::driver_tests::inject("hw-waits 1")?;
     let chain_cpu = chain_cpu?;
     // The same at high priority while two processes load four low-priority queues with
@@ -600,6 +606,9 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
         percentile(&chain_cpu, 90),
         percentile(&chain_cpu, 99),
         chain_cpu.last().copied().unwrap_or(0)
+    );
+    println!(
+        "  interrupts per chain: {chain_irqs:.2} (firmware wait), {chain_cpu_irqs:.2} (CPU wait)"
     );
     println!("  tiny-job throughput: {rate:.0} jobs/s");
     if let Some(path) = json {

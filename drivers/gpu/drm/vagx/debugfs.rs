@@ -93,7 +93,9 @@ impl Reader for Inject {
                     1 => true,
                     _ => return Err(EINVAL),
                 };
-                self.0.hw_waits_on.store(on, core::sync::atomic::Ordering::Relaxed);
+                self.0
+                    .hw_waits_on
+                    .store(on, core::sync::atomic::Ordering::Relaxed);
                 return Ok(());
             }
             _ => return Err(EINVAL),
