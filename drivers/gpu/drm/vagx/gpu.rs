@@ -357,6 +357,15 @@ impl Gpu {
         None
     }
 
+    /// Runs `f` on queue `id` under the queue table's lock. The interrupt handler uses this, not
+    /// a clone: once `Queue::drop` has uninstalled a queue, a clone held here could be the
+    /// work queue's last reference, and a work queue is not freed in interrupt context (its
+    /// DMA memory, its id's mutex).
+    fn with_hw<R>(&self, id: usize, f: impl FnOnce(&HwQueue) -> R) -> Option<R> {
+        let slots = self.slots.lock();
+        slots.get(id).and_then(|s| s.as_ref()).map(|s| f(&s.hw))
+    }
+
     /// Every installed queue (for recovery and debugfs), into `out`.
     fn each_slot(&self, mut f: impl FnMut(&Arc<HwQueue>)) {
         for id in 0..NUM_STAMP_SLOTS {
@@ -422,14 +431,13 @@ impl Gpu {
         let mut firing = [0u32; NUM_STAMP_SLOTS / 32];
         self.drain_ring(dev, &mut firing);
         while let Some(slot) = take_first_bit(&mut firing) {
-            let Some((hw, _)) = self.slot_hw(slot) else {
-                continue;
-            };
             let Ok(stamp) = self.fw.stamp(slot) else {
                 continue;
             };
             self.drain_ring(dev, &mut firing);
-            hw.complete(stamp);
+            // Under the table's lock: signalling only queues work (the scheduler starts the
+            // next job from an irq_work), it takes no lock of ours.
+            self.with_hw(slot, |hw| hw.complete(stamp));
         }
     }
 
@@ -455,8 +463,8 @@ impl Gpu {
                 // running, and the scheduler gives it its producer's error.
                 self.dep_errors.fetch_add(1, Relaxed);
                 let recorded = self
-                    .slot_hw(e.queue as usize)
-                    .is_some_and(|(hw, _)| hw.entry_failed(e.stamp, ecanceled()));
+                    .with_hw(e.queue as usize, |hw| hw.entry_failed(e.stamp, ecanceled()))
+                    .unwrap_or(false);
                 if !recorded {
                     dev_warn!(
                         dev,
