@@ -84,28 +84,8 @@ impl BootFault {
 /// Maximum number of units.
 pub const MAX_UNITS: u32 = 16;
 
-/// Firmware states, as in `FW_STATE`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FwState {
-    Off,
-    Running,
-    Halted,
-    Crashed,
-    Failed,
-}
-
-impl FwState {
-    /// The `FW_STATE` register value.
-    pub fn raw(self) -> u32 {
-        match self {
-            Self::Off => FW_STATE_OFF,
-            Self::Running => FW_STATE_RUNNING,
-            Self::Halted => FW_STATE_HALTED,
-            Self::Crashed => FW_STATE_CRASHED,
-            Self::Failed => FW_STATE_FAILED,
-        }
-    }
-}
+/// Firmware states, as in `FW_STATE`: the ABI crate's, shared with the driver.
+pub use vagx_abi::regs::FwState;
 
 /// Armed fault injections (`DEBUG_INJECT`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -449,5 +429,42 @@ impl Device {
     pub fn advance(&mut self, mem: &mut dyn Memory, now: u64) {
         self.run_until(mem, now.max(self.time));
         self.flush_outputs(mem);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_firmware_state_round_trips_through_its_register_value() {
+        let all = [
+            FwState::Off,
+            FwState::Booting,
+            FwState::Running,
+            FwState::Halted,
+            FwState::Crashed,
+            FwState::Failed,
+        ];
+        for s in all {
+            assert_eq!(FwState::try_from(s.raw()), Ok(s));
+        }
+        // The values are the register's 0..=5; anything else is refused, not guessed.
+        assert_eq!(
+            all.map(FwState::raw),
+            [
+                FW_STATE_OFF,
+                FW_STATE_BOOTING,
+                FW_STATE_RUNNING,
+                FW_STATE_HALTED,
+                FW_STATE_CRASHED,
+                FW_STATE_FAILED
+            ]
+        );
+        assert_eq!(FwState::try_from(6), Err(regs::UnknownFwState(6)));
+        assert_eq!(
+            FwState::try_from(u32::MAX),
+            Err(regs::UnknownFwState(u32::MAX))
+        );
     }
 }

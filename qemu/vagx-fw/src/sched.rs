@@ -759,10 +759,16 @@ impl Device {
                 self.log(LOG_ERROR, "cannot write the pending table");
             }
         }
-        self.log(
-            LOG_WARN,
-            &format!("halted (reason {reason}, culprit {culprit:?})"),
-        );
+        let why = match reason {
+            EVENT_FAULT => "fault",
+            EVENT_TIMEOUT => "watchdog timeout",
+            _ => "host request",
+        };
+        let text = match culprit {
+            Some(q) => format!("halted: {why}, culprit queue {q}"),
+            None => format!("halted: {why}"),
+        };
+        self.log(LOG_WARN, &text);
         self.raise(IRQ_STATE);
     }
 

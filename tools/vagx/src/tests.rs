@@ -320,7 +320,7 @@ pub fn run_faults(module_path: &Path) -> Result<Tally> {
     const EXPECTED: [(&str, &str); 4] = [
         (
             "boot_failure_is_reported",
-            "firmware failed to boot: state 5, error 6",
+            "firmware failed to boot: state failed, error 6",
         ),
         (
             "silent_firmware_times_out",
@@ -328,7 +328,7 @@ pub fn run_faults(module_path: &Path) -> Result<Tally> {
         ),
         (
             "crash_at_boot_is_reported",
-            "firmware failed to boot: state 4, error 6",
+            "firmware failed to boot: state crashed, error 6",
         ),
         ("newer_abi_is_refused", "firmware ABI 2.0 is not supported"),
     ];

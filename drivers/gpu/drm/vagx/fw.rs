@@ -55,7 +55,13 @@ use crate::{
             PendingTable,
             INIT_MAGIC, //
         },
-        mbox, regs as r, NUM_PIPES, NUM_STAMP_SLOTS,
+        mbox,
+        regs::{
+            self as r,
+            FwState,
+            UnknownFwState, //
+        },
+        NUM_PIPES, NUM_STAMP_SLOTS,
     },
     fwmem::FwMem,
     regs::{
@@ -393,17 +399,20 @@ impl Firmware {
         )?;
         let state = read_poll_timeout(
             || self.with_bar(|bar| bar.read32(r::FW_STATE)),
-            |s| *s != r::FW_STATE_OFF && *s != r::FW_STATE_BOOTING,
+            |s| !matches!(FwState::try_from(*s), Ok(FwState::Off | FwState::Booting)),
             Delta::from_micros(100),
             FW_TIMEOUT,
         )
         .inspect_err(|_| dev_err!(dev, "firmware did not answer INIT within 2 s\n"))?;
-        if state != r::FW_STATE_RUNNING {
+        let state = FwState::try_from(state).inspect_err(|UnknownFwState(v)| {
+            dev_err!(dev, "firmware reports an unknown state {:#x}\n", v)
+        });
+        if state != Ok(FwState::Running) {
             let err = self.with_bar(|bar| bar.read32(r::FW_ERROR))?;
             dev_err!(
                 dev,
                 "firmware failed to boot: state {}, error {} ({:?})\n",
-                state,
+                state.map_or("unknown", FwState::name),
                 err,
                 mbox::FwError::from_raw(err)
             );

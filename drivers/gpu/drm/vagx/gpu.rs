@@ -56,7 +56,13 @@ use crate::{
             PENDING_CULPRIT,
             PENDING_VALID, //
         },
-        mbox, regs as r, MAX_QUEUES, MAX_VMS, NUM_STAMP_SLOTS,
+        mbox,
+        regs::{
+            self as r,
+            FwState,
+            UnknownFwState, //
+        },
+        MAX_QUEUES, MAX_VMS, NUM_STAMP_SLOTS,
     },
     fw::{log_text, Firmware},
     fwmem::DmaDevice,
@@ -386,14 +392,14 @@ impl Gpu {
         }
         bar.write32(status, r::IRQ_STATUS);
         this.irqs.fetch_add(1, Relaxed);
-        let mut events = false;
         while let Some(m) = Firmware::recv(bar) {
             if m.endpoint != mbox::EP_FIRMWARE {
                 dev_warn!(dev, "mailbox message from endpoint {:#x}\n", m.endpoint);
                 continue;
             }
             match mbox::message_type(m.msg) {
-                mbox::MSG_RX_DOORBELL => events = true,
+                // Events are read on every interrupt, below: a dropped doorbell loses nothing.
+                mbox::MSG_RX_DOORBELL => {}
                 mbox::MSG_CRASHED => {
                     dev_err!(
                         dev,
@@ -407,11 +413,15 @@ impl Gpu {
                 t => dev_warn!(dev, "unexpected mailbox message type {:#x}\n", t),
             }
         }
-        if status & r::IRQ_STATE != 0 && bar.read32(r::FW_STATE) == r::FW_STATE_CRASHED {
-            this.crashed.store(true, Relaxed);
+        if status & r::IRQ_STATE != 0 {
+            match FwState::try_from(bar.read32(r::FW_STATE)) {
+                Ok(FwState::Crashed) => this.crashed.store(true, Relaxed),
+                Ok(_) => {}
+                Err(UnknownFwState(v)) => {
+                    dev_warn!(dev, "firmware reports an unknown state {:#x}\n", v)
+                }
+            }
         }
-        // Events are read on every interrupt: a dropped RX_DOORBELL loses nothing.
-        let _ = events;
         this.drain_events(dev);
         if this.crashed.load(Relaxed) {
             this.fw.set_down(true);
@@ -679,11 +689,13 @@ impl Gpu {
             .fw
             .with_bar(|bar| bar.read32(r::FW_STATE))
             .unwrap_or(u32::MAX);
+        let name = FwState::try_from(state).map_or("unknown", FwState::name);
         writeln!(
             w,
-            "firmware state {} abi {}.{} irqs {} events {} recoveries {} resets {} silent {} \
+            "firmware state {} ({}) abi {}.{} irqs {} events {} recoveries {} resets {} silent {} \
              hw_waits {} wait_entries {} dep_errors {}{}",
             state,
+            name,
             self.fw.abi().major,
             self.fw.abi().minor,
             self.irqs.load(Relaxed),

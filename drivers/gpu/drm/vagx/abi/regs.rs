@@ -106,6 +106,77 @@ pub const FW_STATE_CRASHED: u32 = 4;
 /// `FW_STATE`: boot failed (see `FW_ERROR`); only a reset brings it back.
 pub const FW_STATE_FAILED: u32 = 5;
 
+/// The firmware's state, as the `FW_STATE` register reports it (one definition for the
+/// device model, which sets it, and the driver, which decodes it).
+///
+/// ```text
+///   Off --INIT--> Booting --> Running <--RESUME-- Halted
+///                   |           |  \--fault, watchdog--^
+///                   v           v
+///                 Failed     Crashed            (RESET: any state --> Off)
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FwState {
+    /// Powered off, waiting for the INIT message.
+    Off,
+    /// Reading the init data.
+    Booting,
+    /// Running.
+    Running,
+    /// Halted after a fault or timeout, waiting for RESUME.
+    Halted,
+    /// Crashed; only a reset brings it back.
+    Crashed,
+    /// Boot failed (see `FW_ERROR`); only a reset brings it back.
+    Failed,
+}
+
+/// An `FW_STATE` value no [`FwState`] has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownFwState(pub u32);
+
+impl FwState {
+    /// The `FW_STATE` register value.
+    pub const fn raw(self) -> u32 {
+        match self {
+            Self::Off => FW_STATE_OFF,
+            Self::Booting => FW_STATE_BOOTING,
+            Self::Running => FW_STATE_RUNNING,
+            Self::Halted => FW_STATE_HALTED,
+            Self::Crashed => FW_STATE_CRASHED,
+            Self::Failed => FW_STATE_FAILED,
+        }
+    }
+
+    /// The state in a word, for logs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Booting => "booting",
+            Self::Running => "running",
+            Self::Halted => "halted",
+            Self::Crashed => "crashed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl TryFrom<u32> for FwState {
+    type Error = UnknownFwState;
+
+    fn try_from(raw: u32) -> Result<Self, UnknownFwState> {
+        Ok(match raw {
+            FW_STATE_OFF => Self::Off,
+            FW_STATE_BOOTING => Self::Booting,
+            FW_STATE_RUNNING => Self::Running,
+            FW_STATE_HALTED => Self::Halted,
+            FW_STATE_CRASHED => Self::Crashed,
+            FW_STATE_FAILED => Self::Failed,
+            _ => return Err(UnknownFwState(raw)),
+        })
+    }
+}
+
 /// `IRQ_*`: the firmware-to-host mailbox holds a message.
 pub const IRQ_MBOX: u32 = 1 << 0;
 /// `IRQ_*`: the firmware state changed (boot done or failed, halted, crashed).
