@@ -561,6 +561,19 @@ mod own {
             assert!(hw
                 .wait(Some(Delta::from_millis(HZ_MS)), Interruptible::No)
                 .is_ok());
+            // Its completion's irq_work has run to its end: the credits are back and the right
+            // to run jobs is free (the worker cannot take it while `run_lock` is held). Only
+            // then is the third's dependency signalled, or that irq_work could start it.
+            let mut settled = false;
+            for _ in 0..HZ_MS {
+                let back = sched.shared.state.lock().credits_used == 0;
+                if back && !sched.shared.runner.load(crate::sync::atomic::Acquire) {
+                    settled = true;
+                    break;
+                }
+                fsleep(Delta::from_millis(1));
+            }
+            assert!(settled);
             // Completing it (its finished fence) is the worker's.
             assert!(!second.finished.is_signaled());
             // The third waited for a fence when the second completed; its signal wakes only the
