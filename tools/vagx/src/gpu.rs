@@ -71,9 +71,9 @@ impl Mapping {
     /// Reads the bytes at `offset`.
     pub fn read(&self, offset: usize, out: &mut [u8]) {
         assert!(offset + out.len() <= self.len, "read past the mapping");
-        // SAFETY: the range is inside the mapping (asserted), which stays mapped while `self`
-        // lives; volatile because the GPU writes it behind the compiler's back.
         for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: the range is inside the mapping (asserted), which stays mapped while
+            // `self` lives; volatile because the GPU writes it behind the compiler's back.
             *b = unsafe { self.ptr.as_ptr().add(offset + i).read_volatile() };
         }
     }
