@@ -25,8 +25,9 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    driver_tests::{driver_counter, Ctx, Test, BASE, CMD_SLOT, CTX_SIZE},
+    fixture::{driver_counter, Ctx, BASE, CMD_SLOT, CTX_SIZE},
     gpu::{Gpu, Sync},
+    registry::Test,
     uapi,
 };
 
@@ -102,9 +103,9 @@ pub fn tests() -> Vec<Test> {
     v.push((
         "dep_the_cpu_orders_the_same_fan_in_when_firmware_waits_are_off".into(),
         Box::new(|| {
-            crate::driver_tests::inject("hw-waits 0")?;
+            crate::fixture::inject("hw-waits 0")?;
             let r = fan_in(6, None, false);
-            crate::driver_tests::inject("hw-waits 1")?;
+            crate::fixture::inject("hw-waits 1")?;
             r
         }),
     ));

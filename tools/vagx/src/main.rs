@@ -7,8 +7,10 @@
 mod cmdbuf;
 mod dep_matrix;
 mod driver_tests;
+mod fixture;
 mod gpu;
 mod module;
+mod registry;
 mod seam_tests;
 mod sysfs;
 mod tests;

@@ -10,8 +10,9 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    driver_tests::{boxed, debugfs_read, expect_errno, inject, rebind, Ctx, Test, BASE},
+    fixture::{debugfs_read, expect_errno, inject, rebind, Ctx, BASE},
     gpu::{self, sync_file_status, sync_file_wait, Gpu, Sync},
+    registry::{boxed, Test},
     sysfs, uapi,
 };
 

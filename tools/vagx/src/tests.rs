@@ -66,7 +66,7 @@ pub fn run(module_path: &Path) -> Result<Tally> {
             driver_binds_every_device()
         }),
     ];
-    let driver: Vec<driver_tests::Test> = driver_tests::tests()
+    let driver: Vec<crate::registry::Test> = driver_tests::tests()
         .into_iter()
         .map(|(name, f)| (format!("driver_{name}"), f))
         .collect();
@@ -82,7 +82,7 @@ pub fn run(module_path: &Path) -> Result<Tally> {
         }),
     ];
     // The same driver tests again in firmware scheduling mode.
-    let fw_driver: Vec<driver_tests::Test> = driver_tests::tests()
+    let fw_driver: Vec<crate::registry::Test> = driver_tests::tests()
         .into_iter()
         .map(|(name, f)| (format!("fwmode_{name}"), f))
         .collect();
@@ -155,7 +155,7 @@ fn device_is_on_the_pci_bus() -> Result<()> {
 /// A client with a job in flight keeps the module loaded; once it closes, unload is clean.
 fn unload_refused_while_open() -> Result<()> {
     let g = Gpu::open_first()?;
-    let ctx = driver_tests::Ctx::normal(&g)?;
+    let ctx = crate::fixture::Ctx::normal(&g)?;
     let mut slow = crate::cmdbuf::CmdBuf::new();
     slow.delay(30_000_000);
     for _ in 0..4 {

@@ -13,8 +13,9 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    driver_tests::{boxed, expect_errno, Ctx, Test},
+    fixture::{expect_errno, Ctx},
     gpu::{self, Gpu, Sync},
+    registry::{boxed, Test},
     uapi,
 };
 

@@ -15,7 +15,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::{
     cmdbuf::{fnv1a64, CmdBuf},
-    driver_tests::Ctx,
+    fixture::Ctx,
     gpu::{Gpu, Sync},
     uapi,
 };
@@ -271,7 +271,7 @@ pub fn worker(name: &str, prio: &str, queues: u32, jobs: u32, seed: u64, hang: b
         let slot = (i % 15) * 4096;
         ctx.map.write(usize::try_from(slot)?, c.bytes());
         let t0 = Instant::now();
-        g.submit(q, crate::driver_tests::BASE + slot, c.len(), &syncs)
+        g.submit(q, crate::fixture::BASE + slot, c.len(), &syncs)
             .with_context(|| format!("submit {i}"))?;
         g.wait(own, WAIT_MS).with_context(|| format!("job {i}"))?;
         lat.push(u64::try_from(t0.elapsed().as_micros())?);
@@ -286,7 +286,7 @@ pub fn worker(name: &str, prio: &str, queues: u32, jobs: u32, seed: u64, hang: b
             ctx.map.write(15 * 4096, h.bytes());
             g.submit(
                 hq,
-                crate::driver_tests::BASE + 15 * 4096,
+                crate::fixture::BASE + 15 * 4096,
                 h.len(),
                 &[Sync::signal(s, 0)],
             )?;
@@ -458,7 +458,7 @@ pub fn load(queues: u32, jobs: u32, us: u64) -> Result<()> {
             } else {
                 vec![]
             };
-            g.submit(*q, crate::driver_tests::BASE, c.len(), &syncs)?;
+            g.submit(*q, crate::fixture::BASE, c.len(), &syncs)?;
         }
     }
     g.wait(last, WAIT_MS)?;
@@ -526,16 +526,16 @@ pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
     )?;
     // A chain across two queues: the wait resolved by the firmware (the driver's default),
     // then by the CPU (the driver's debugfs switch), in this boot.
-    let irqs = || crate::driver_tests::driver_counter("irqs");
+    let irqs = || crate::fixture::driver_counter("irqs");
     let chains = u64::from((samples / 4).max(1));
     let irqs_before = irqs()?;
     let chain = chain_latencies(&g, samples / 4)?;
     let chain_irqs = (irqs()? - irqs_before) as f64 / chains as f64;
-    crate::driver_tests::inject("hw-waits 0")?;
+    crate::fixture::inject("hw-waits 0")?;
     let irqs_before = irqs()?;
     let chain_cpu = chain_latencies(&g, samples / 4);
     let chain_cpu_irqs = (irqs()? - irqs_before) as f64 / chains as f64;
-    crate::driver_tests::inject("hw-waits 1")?;
+    crate::fixture::inject("hw-waits 1")?;
     let chain_cpu = chain_cpu?;
     // The same at high priority while two processes load four low-priority queues with
     // 1 ms jobs.
