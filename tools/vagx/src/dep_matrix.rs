@@ -27,7 +27,7 @@ use crate::{
     cmdbuf::CmdBuf,
     fixture::{driver_counter, Ctx, BASE, CMD_SLOT, CTX_SIZE},
     gpu::{Gpu, Sync},
-    registry::Test,
+    registry::{tests, Test},
     uapi,
 };
 
@@ -77,9 +77,9 @@ const UNMAPPED: u64 = 0x7000_0000;
 /// How long a case waits for a job.
 const WAIT_MS: i64 = 20_000;
 
-/// Every case, named `dep_<wait>_<prio>_<place>_<producer>`.
-pub fn tests() -> Vec<Test> {
-    let mut v: Vec<Test> = Vec::new();
+/// Every case, named `dep_<wait>_<prio>_<place>_<producer>`, then the fan-in tests.
+pub fn tests() -> Vec<Test<'static>> {
+    let mut v = Vec::new();
     for wait in [Wait::Binary, Wait::Timeline, Wait::SyncFile] {
         for prio in [Prio::Same, Prio::Different] {
             for place in [Place::SameVm, Place::OtherVm, Place::OtherFile] {
@@ -87,29 +87,32 @@ pub fn tests() -> Vec<Test> {
                     let name =
                         format!("dep_{wait:?}_{prio:?}_prio_{place:?}_producer_{producer:?}")
                             .to_lowercase();
-                    v.push((name, Box::new(move || case(wait, prio, place, producer))));
+                    v.push(Test::new(name, move || case(wait, prio, place, producer)));
                 }
             }
         }
     }
-    v.push((
-        "dep_firmware_orders_a_consumer_after_four_producers_and_the_cpu_after_two_more".into(),
-        Box::new(|| fan_in(6, None, true)),
-    ));
-    v.push((
-        "dep_firmware_fails_the_consumer_of_a_faulting_producer_without_running_it".into(),
-        Box::new(|| fan_in(1, Some(0), true)),
-    ));
-    v.push((
-        "dep_the_cpu_orders_the_same_fan_in_when_firmware_waits_are_off".into(),
-        Box::new(|| {
-            crate::fixture::inject("hw-waits 0")?;
-            let r = fan_in(6, None, false);
-            crate::fixture::inject("hw-waits 1")?;
-            r
-        }),
-    ));
+    v.extend(tests![
+        dep_firmware_orders_a_consumer_after_four_producers_and_the_cpu_after_two_more,
+        dep_firmware_fails_the_consumer_of_a_faulting_producer_without_running_it,
+        dep_the_cpu_orders_the_same_fan_in_when_firmware_waits_are_off,
+    ]);
     v
+}
+
+fn dep_firmware_orders_a_consumer_after_four_producers_and_the_cpu_after_two_more() -> Result<()> {
+    fan_in(6, None, true)
+}
+
+fn dep_firmware_fails_the_consumer_of_a_faulting_producer_without_running_it() -> Result<()> {
+    fan_in(1, Some(0), true)
+}
+
+fn dep_the_cpu_orders_the_same_fan_in_when_firmware_waits_are_off() -> Result<()> {
+    crate::fixture::inject("hw-waits 0")?;
+    let r = fan_in(6, None, false);
+    crate::fixture::inject("hw-waits 1")?;
+    r
 }
 
 /// Device time the long fan-in producers spend, all together, before they write: long against

@@ -14,105 +14,45 @@ use crate::{
         debugfs_dir, debugfs_read, expect_errno, first_device_works, inject, Ctx, BASE, WAIT_MS,
     },
     gpu::{self, sync_file_status, Gpu, Sync},
-    registry::{boxed, PlainTest, Test},
-    sysfs, uapi,
+    registry::{tests, Test},
+    sysfs, uapi, workload,
 };
 
-/// The driver tests, in order.
-pub fn tests() -> Vec<Test> {
-    let fixed: Vec<PlainTest> = vec![
-        ("render_node_per_device", render_node_per_device),
-        ("get_param_reports_the_device", get_param_reports_the_device),
-        ("get_param_rejects_bad_input", get_param_rejects_bad_input),
-        ("gem_create_checks_arguments", gem_create_checks_arguments),
-        (
-            "gem_objects_are_zeroed_and_mappable",
-            gem_objects_are_zeroed_and_mappable,
-        ),
-        ("vm_bind_checks_arguments", vm_bind_checks_arguments),
-        (
-            "queue_create_checks_arguments",
-            queue_create_checks_arguments,
-        ),
-        ("submit_checks_arguments", submit_checks_arguments),
-        (
-            "fill_copy_checksum_results_are_right",
-            fill_copy_checksum_results_are_right,
-        ),
-        (
-            "gemm_and_reduce_results_are_right",
-            gemm_and_reduce_results_are_right,
-        ),
-        (
-            "binary_syncobj_orders_two_queues",
-            binary_syncobj_orders_two_queues,
-        ),
-        ("timeline_syncobj_chains_jobs", timeline_syncobj_chains_jobs),
-        ("sync_file_export_and_import", sync_file_export_and_import),
-        (
-            "wait_for_submit_sees_a_later_submit",
-            wait_for_submit_sees_a_later_submit,
-        ),
-        (
-            "failed_wait_fails_the_job_without_running_it",
-            failed_wait_fails_the_job,
-        ),
-        ("gpu_reaches_only_its_vm", gpu_reaches_only_its_vm),
-        (
-            "hang_times_out_only_the_culprit",
-            hang_times_out_only_the_culprit,
-        ),
-        ("clients_are_isolated", clients_are_isolated),
-        (
-            "another_process_cannot_use_our_objects",
-            another_process_is_isolated,
-        ),
-        ("unknown_ioctls_are_rejected", unknown_ioctls_are_rejected),
-        (
-            "queue_destroy_cancels_unfinished_jobs",
-            queue_destroy_cancels_unfinished_jobs,
-        ),
-        ("close_with_jobs_in_flight", close_with_jobs_in_flight),
-        (
-            "debugfs_shows_rings_queues_sched_and_log",
-            debugfs_shows_state,
-        ),
-        (
-            "fdinfo_reports_engine_time_and_memory",
-            fdinfo_reports_usage,
-        ),
-        ("repeated_hangs_ban_the_queue", repeated_hangs_ban_the_queue),
-        ("firmware_crash_is_recovered", firmware_crash_is_recovered),
-        (
-            "unbind_with_open_files_and_jobs_in_flight",
-            unbind_with_open_files,
-        ),
-        ("tool_submit_runs_a_described_command_buffer", || {
-            crate::workload::submit(
-                "fill:65536:0xdeadbeef,copy:65536,checksum:65536,gemm:16",
-                "normal",
-            )
-        }),
-        ("tool_stress_processes_queues_priorities", || {
-            crate::workload::stress(3, 2, 20, 7)
-        }),
-        ("tool_bench_writes_json", || {
-            let path = std::path::Path::new("/tmp/vagx-bench.json");
-            crate::workload::bench(50, Some(path))?;
-            let text = std::fs::read_to_string(path)?;
-            ensure!(
-                text.contains("\"throughput_jobs_per_s\""),
-                "bench JSON: {text}"
-            );
-            Ok(())
-        }),
-        ("tool_demo_recovers_its_hang", crate::workload::demo),
-    ];
-    let mut all = boxed(fixed);
-    all.extend(crate::seam_tests::tests());
-    all.extend(crate::vm_bind_tests::tests());
-    all.extend(crate::dep_matrix::tests());
-    all
+/// The driver's conformance tests, in order (the runner adds the other driver suites).
+pub fn tests() -> Vec<Test<'static>> {
+    tests![
+        render_node_per_device,
+        get_param_reports_the_device,
+        get_param_rejects_bad_input,
+        gem_create_checks_arguments,
+        gem_objects_are_zeroed_and_mappable,
+        vm_bind_checks_arguments,
+        queue_create_checks_arguments,
+        submit_checks_arguments,
+        fill_copy_checksum_results_are_right,
+        gemm_and_reduce_results_are_right,
+        binary_syncobj_orders_two_queues,
+        timeline_syncobj_chains_jobs,
+        sync_file_export_and_import,
+        wait_for_submit_sees_a_later_submit,
+        failed_wait_fails_the_job_without_running_it,
+        gpu_reaches_only_its_vm,
+        hang_times_out_only_the_culprit,
+        clients_are_isolated,
+        another_process_cannot_use_our_objects,
+        unknown_ioctls_are_rejected,
+        queue_destroy_cancels_unfinished_jobs,
+        close_with_jobs_in_flight,
+        debugfs_shows_rings_queues_sched_and_log,
+        fdinfo_reports_engine_time_and_memory,
+        repeated_hangs_ban_the_queue,
+        firmware_crash_is_recovered,
+        unbind_with_open_files_and_jobs_in_flight,
+        tool_submit_runs_a_described_command_buffer,
+        tool_stress_processes_queues_priorities,
+        tool_bench_writes_json,
+        tool_demo_recovers_its_hang,
+    ]
 }
 
 fn render_node_per_device() -> Result<()> {
@@ -552,7 +492,7 @@ fn sync_file_export_and_import() -> Result<()> {
     Ok(())
 }
 
-fn failed_wait_fails_the_job() -> Result<()> {
+fn failed_wait_fails_the_job_without_running_it() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let other = Ctx::normal(&g)?;
@@ -762,18 +702,6 @@ fn close_with_jobs_in_flight() -> Result<()> {
     Ok(())
 }
 
-/// The module was loaded with `sched_mode=1`: GET_PARAM says firmware mode (the driver
-/// tests then run again in it).
-pub fn firmware_mode_is_reported() -> Result<()> {
-    let g = Gpu::open_first()?;
-    ensure!(
-        g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?
-            == u64::from(uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_FIRMWARE),
-        "not in firmware mode"
-    );
-    Ok(())
-}
-
 /// Jobs the scheduling mode lets onto the hardware at once per queue's scheduler: kernel
 /// mode 8 per priority, firmware mode a queue's ring (63).
 fn jobs_in_flight(g: &Gpu) -> Result<u32> {
@@ -788,7 +716,7 @@ fn jobs_in_flight(g: &Gpu) -> Result<u32> {
     )
 }
 
-fn debugfs_shows_state() -> Result<()> {
+fn debugfs_shows_rings_queues_sched_and_log() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let mut c = CmdBuf::new();
@@ -913,7 +841,7 @@ fn firmware_crash_is_recovered() -> Result<()> {
     Ok(())
 }
 
-fn unbind_with_open_files() -> Result<()> {
+fn unbind_with_open_files_and_jobs_in_flight() -> Result<()> {
     let dev = sysfs::vagx_devices()?
         .into_iter()
         .next()
@@ -956,7 +884,7 @@ fn fdinfo(gpu: &Gpu) -> Result<std::collections::HashMap<String, String>> {
         .collect())
 }
 
-fn fdinfo_reports_usage() -> Result<()> {
+fn fdinfo_reports_engine_time_and_memory() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let before = fdinfo(&g)?;
@@ -1034,7 +962,7 @@ fn wait_for_submit_sees_a_later_submit() -> Result<()> {
     Ok(())
 }
 
-fn another_process_is_isolated() -> Result<()> {
+fn another_process_cannot_use_our_objects() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let s = g.syncobj()?;
@@ -1092,4 +1020,30 @@ fn unknown_ioctls_are_rejected() -> Result<()> {
         )?;
     }
     Ok(())
+}
+
+fn tool_submit_runs_a_described_command_buffer() -> Result<()> {
+    workload::submit(
+        "fill:65536:0xdeadbeef,copy:65536,checksum:65536,gemm:16",
+        "normal",
+    )
+}
+
+fn tool_stress_processes_queues_priorities() -> Result<()> {
+    workload::stress(3, 2, 20, 7)
+}
+
+fn tool_bench_writes_json() -> Result<()> {
+    let path = std::path::Path::new("/tmp/vagx-bench.json");
+    workload::bench(50, Some(path))?;
+    let text = std::fs::read_to_string(path)?;
+    ensure!(
+        text.contains("\"throughput_jobs_per_s\""),
+        "bench JSON: {text}"
+    );
+    Ok(())
+}
+
+fn tool_demo_recovers_its_hang() -> Result<()> {
+    workload::demo()
 }

@@ -12,47 +12,32 @@ use crate::{
     cmdbuf::CmdBuf,
     fixture::{debugfs_read, expect_errno, inject, rebind, Ctx, BASE},
     gpu::{self, sync_file_status, sync_file_wait, Gpu, Sync},
-    registry::{boxed, Test},
+    registry::{tests, Test},
     sysfs, uapi,
 };
 
 /// How long a test waits for a job.
 const WAIT_MS: i64 = 20_000;
 
-pub fn tests() -> Vec<Test> {
-    boxed(vec![
-        (
-            "queue_destroy_cancels_queued_waiting_and_running_jobs",
-            || teardown_cancels_everything(Teardown::DestroyQueue),
-        ),
-        ("file_close_cancels_queued_waiting_and_running_jobs", || {
-            teardown_cancels_everything(Teardown::CloseFile)
-        }),
-        (
-            "per_file_limits_leave_queues_and_vms_for_others",
-            per_file_limits,
-        ),
-        (
-            "timeline_points_must_increase",
-            timeline_points_must_increase,
-        ),
-        (
-            "foreign_gem_objects_are_refused",
-            foreign_gem_objects_are_refused,
-        ),
-        (
-            "syncobj_wait_with_a_huge_count_fails_cleanly",
-            syncobj_wait_with_a_huge_count_fails_cleanly,
-        ),
-        (
-            "silent_firmware_is_detected_and_recovered",
-            silent_firmware_is_recovered,
-        ),
-        (
-            "silent_firmware_that_does_not_come_back_loses_the_device",
-            silent_firmware_loses_the_device,
-        ),
-    ])
+pub fn tests() -> Vec<Test<'static>> {
+    tests![
+        queue_destroy_cancels_queued_waiting_and_running_jobs,
+        file_close_cancels_queued_waiting_and_running_jobs,
+        per_file_limits_leave_queues_and_vms_for_others,
+        timeline_points_must_increase,
+        foreign_gem_objects_are_refused,
+        syncobj_wait_with_a_huge_count_fails_cleanly,
+        silent_firmware_is_detected_and_recovered,
+        silent_firmware_that_does_not_come_back_loses_the_device,
+    ]
+}
+
+fn queue_destroy_cancels_queued_waiting_and_running_jobs() -> Result<()> {
+    teardown_cancels_everything(Teardown::DestroyQueue)
+}
+
+fn file_close_cancels_queued_waiting_and_running_jobs() -> Result<()> {
+    teardown_cancels_everything(Teardown::CloseFile)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -125,7 +110,7 @@ fn teardown_cancels_everything(how: Teardown) -> Result<()> {
 }
 
 /// One file takes at most its share of queues and VMs; another client still gets both.
-fn per_file_limits() -> Result<()> {
+fn per_file_limits_leave_queues_and_vms_for_others() -> Result<()> {
     let hog = Gpu::open_first()?;
     let max_vms = hog.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_VMS_PER_FILE)?;
     let max_queues = hog.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_MAX_QUEUES_PER_FILE)?;
@@ -278,7 +263,7 @@ fn jobs_around_a_silence(g: &Gpu, ctx: &Ctx<'_>, boots: u32) -> Result<Vec<Resul
 /// A firmware that stops answering without a crash message is found by the scheduler's
 /// backstop and recovered as from a crash: jobs it had fail with ENODEV, jobs it did not have
 /// run after the reboot, and the device works on.
-fn silent_firmware_is_recovered() -> Result<()> {
+fn silent_firmware_is_detected_and_recovered() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let before = silent_count()?;
@@ -309,7 +294,7 @@ fn silent_firmware_is_recovered() -> Result<()> {
 
 /// When the silent firmware does not boot again either, the device is lost: every job ends
 /// with ENODEV (or had completed), later calls are ENODEV; rebinding brings it back.
-fn silent_firmware_loses_the_device() -> Result<()> {
+fn silent_firmware_that_does_not_come_back_loses_the_device() -> Result<()> {
     let dev = sysfs::vagx_devices()?
         .into_iter()
         .next()

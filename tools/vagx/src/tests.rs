@@ -17,7 +17,15 @@ use std::{
 use anyhow::{bail, ensure, Context, Result};
 use vagx_abi::{pci, regs};
 
-use crate::{driver_tests, gpu::Gpu, module, sysfs};
+use crate::{
+    dep_matrix, driver_tests,
+    gpu::Gpu,
+    module,
+    registry::{tests, Test},
+    seam_tests,
+    sysfs::{self, PciFunction},
+    uapi, vm_bind_tests,
+};
 
 /// Counts of a test run.
 #[derive(Debug, Default)]
@@ -30,82 +38,49 @@ pub struct Tally {
 const MODULE: &str = "vagx";
 
 /// Runs every test in order; later tests rely on the state earlier ones leave.
-pub fn run(module_path: &Path) -> Result<Tally> {
-    let tests: &[(&str, &dyn Fn() -> Result<()>)] = &[
-        ("device_is_on_the_pci_bus", &device_is_on_the_pci_bus),
-        ("module_loads", &|| load_module(module_path)),
-        ("driver_binds_every_device", &driver_binds_every_device),
-        (
-            "probe_reports_the_abi_version",
-            &probe_reports_the_abi_version,
-        ),
-        ("module_unloads_and_unbinds", &module_unloads_and_unbinds),
-        ("module_reloads_and_rebinds", &|| {
-            load_module(module_path)?;
-            driver_binds_every_device()
-        }),
-        (
-            "second_load_is_refused_with_eexist",
-            &|| match module::load(module_path) {
-                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-                Err(e) => bail!("expected EEXIST, got {e}"),
-                Ok(()) => bail!("loading the module twice succeeded"),
-            },
-        ),
-        ("final_unload", &module_unloads_and_unbinds),
-        (
-            "sched_policy_parameter_accepts_only_policy_names",
-            &sched_policy_parameter_accepts_only_policy_names,
-        ),
-        (
-            "sched_tracepoints_are_in_tracefs",
-            &sched_tracepoints_are_in_tracefs,
-        ),
-        ("driver_loads_for_the_driver_tests", &|| {
-            load_module(module_path)?;
-            driver_binds_every_device()
-        }),
+pub fn run(module: &Path) -> Result<Tally> {
+    let mut all = tests![
+        device_is_on_the_pci_bus,
+        module_loads(module),
+        driver_binds_every_device,
+        probe_reports_the_abi_version,
+        module_unloads_and_unbinds,
+        module_reloads_and_rebinds(module),
+        second_load_is_refused_with_eexist(module),
+        final_unload,
+        sched_policy_parameter_accepts_only_policy_names,
+        sched_tracepoints_are_in_tracefs,
+        driver_loads_for_the_driver_tests(module),
     ];
-    let driver: Vec<crate::registry::Test> = driver_tests::tests()
-        .into_iter()
-        .map(|(name, f)| (format!("driver_{name}"), f))
-        .collect();
-    let after: &[(&str, &dyn Fn() -> Result<()>)] = &[
-        (
-            "unload_refused_while_a_client_is_open",
-            &unload_refused_while_open,
-        ),
-        ("firmware_mode_loads", &|| {
-            module::load_with(module_path, "sched_mode=1").context("load sched_mode=1")?;
-            driver_binds_every_device()?;
-            driver_tests::firmware_mode_is_reported()
-        }),
-    ];
+    all.extend(driver_suite("driver_"));
+    all.extend(tests![
+        unload_refused_while_a_client_is_open,
+        firmware_mode_loads(module),
+    ]);
     // The same driver tests again in firmware scheduling mode.
-    let fw_driver: Vec<crate::registry::Test> = driver_tests::tests()
-        .into_iter()
-        .map(|(name, f)| (format!("fwmode_{name}"), f))
-        .collect();
-    let last: &[(&str, &dyn Fn() -> Result<()>)] =
-        &[("final_driver_unload", &module_unloads_and_unbinds)];
-    let mut all: Vec<(&str, &dyn Fn() -> Result<()>)> = tests.to_vec();
-    for (name, f) in &driver {
-        all.push((name.as_str(), f.as_ref()));
-    }
-    all.extend_from_slice(after);
-    for (name, f) in &fw_driver {
-        all.push((name.as_str(), f.as_ref()));
-    }
-    all.extend_from_slice(last);
+    all.extend(driver_suite("fwmode_"));
+    all.extend(tests![final_driver_unload]);
     Ok(run_tap(&all))
 }
 
+/// The driver tests, in order, each name with `prefix` in front.
+fn driver_suite(prefix: &str) -> Vec<Test<'static>> {
+    driver_tests::tests()
+        .into_iter()
+        .chain(seam_tests::tests())
+        .chain(vm_bind_tests::tests())
+        .chain(dep_matrix::tests())
+        .map(|test| test.prefixed(prefix))
+        .collect()
+}
+
 /// Runs `tests` in order, printing TAP-like lines and the closing `N passed, N failed`.
-fn run_tap(tests: &[(&str, &dyn Fn() -> Result<()>)]) -> Tally {
+fn run_tap(tests: &[Test<'_>]) -> Tally {
     println!("1..{}", tests.len());
     let mut tally = Tally::default();
-    for (i, (name, test)) in tests.iter().enumerate() {
-        match test() {
+    for (i, test) in tests.iter().enumerate() {
+        let name = &test.name;
+        match (test.run)() {
             Ok(()) => {
                 tally.passed += 1;
                 println!("ok {} - {name}", i + 1);
@@ -153,7 +128,7 @@ fn device_is_on_the_pci_bus() -> Result<()> {
 }
 
 /// A client with a job in flight keeps the module loaded; once it closes, unload is clean.
-fn unload_refused_while_open() -> Result<()> {
+fn unload_refused_while_a_client_is_open() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = crate::fixture::Ctx::normal(&g)?;
     let mut slow = crate::cmdbuf::CmdBuf::new();
@@ -171,13 +146,55 @@ fn unload_refused_while_open() -> Result<()> {
     module_unloads_and_unbinds()
 }
 
-fn load_module(path: &Path) -> Result<()> {
-    module::load(path).with_context(|| format!("finit_module({})", path.display()))?;
+fn module_loads(module: &Path) -> Result<()> {
+    module::load(module).with_context(|| format!("finit_module({})", module.display()))?;
     ensure!(
         module::is_loaded(MODULE)?,
         "module not in /proc/modules after loading"
     );
     Ok(())
+}
+
+fn module_reloads_and_rebinds(module: &Path) -> Result<()> {
+    module_loads(module)?;
+    driver_binds_every_device()
+}
+
+fn second_load_is_refused_with_eexist(module: &Path) -> Result<()> {
+    match module::load(module) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Err(e) => bail!("expected EEXIST, got {e}"),
+        Ok(()) => bail!("loading the module twice succeeded"),
+    }
+}
+
+/// The last unload of the load and unload tests.
+fn final_unload() -> Result<()> {
+    module_unloads_and_unbinds()
+}
+
+/// The module is loaded again for the driver tests (in kernel scheduling mode).
+fn driver_loads_for_the_driver_tests(module: &Path) -> Result<()> {
+    module_reloads_and_rebinds(module)
+}
+
+/// The module loads with `sched_mode=1` and GET_PARAM says firmware mode (the driver tests
+/// then run again in it).
+fn firmware_mode_loads(module: &Path) -> Result<()> {
+    module::load_with(module, "sched_mode=1").context("load sched_mode=1")?;
+    driver_binds_every_device()?;
+    let g = Gpu::open_first()?;
+    ensure!(
+        g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?
+            == u64::from(uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_FIRMWARE),
+        "not in firmware mode"
+    );
+    Ok(())
+}
+
+/// The unload after the driver tests in firmware mode, the last test.
+fn final_driver_unload() -> Result<()> {
+    module_unloads_and_unbinds()
 }
 
 fn driver_binds_every_device() -> Result<()> {
@@ -316,58 +333,80 @@ fn read_kernel_log() -> Result<Vec<String>> {
 /// The faults boot (`vagx.mode=faults`): four devices, in slot order, whose firmware fails
 /// its boot, never answers, crashes right after booting, or implements ABI 2.0. The driver
 /// must refuse each with a clear message and bind none; the module must unload cleanly.
-pub fn run_faults(module_path: &Path) -> Result<Tally> {
-    const EXPECTED: [(&str, &str); 4] = [
-        (
-            "boot_failure_is_reported",
-            "firmware failed to boot: state failed, error 6",
-        ),
-        (
-            "silent_firmware_times_out",
-            "firmware did not answer INIT within 2 s",
-        ),
-        (
-            "crash_at_boot_is_reported",
-            "firmware failed to boot: state crashed, error 6",
-        ),
-        ("newer_abi_is_refused", "firmware ABI 2.0 is not supported"),
-    ];
+pub fn run_faults(module: &Path) -> Result<Tally> {
     let devices = sysfs::vagx_devices()?;
-    // The message and the unbound state of the device in slot `i`.
-    let refused = |i: usize| -> Result<()> {
-        let message = EXPECTED[i].1;
-        let dev = devices.get(i).context("device missing")?;
-        let prefix = format!("vagx {}: ", dev.address);
-        let log = read_kernel_log()?;
-        ensure!(
-            log.iter()
-                .any(|l| l.contains(&prefix) && l.contains(message)),
-            "no {message:?} for {}",
-            dev.address
-        );
-        ensure!(dev.driver.is_none(), "{} is bound anyway", dev.address);
-        Ok(())
-    };
-    let tests: &[(&str, &dyn Fn() -> Result<()>)] = &[
-        ("four_faulty_devices_on_the_bus", &|| {
-            ensure!(
-                devices.len() == EXPECTED.len(),
-                "{} vagx devices, expected 4",
-                devices.len()
-            );
-            Ok(())
-        }),
-        ("module_loads", &|| load_module(module_path)),
-        (EXPECTED[0].0, &|| refused(0)),
-        (EXPECTED[1].0, &|| refused(1)),
-        (EXPECTED[2].0, &|| refused(2)),
-        (EXPECTED[3].0, &|| refused(3)),
-        ("no_render_node", &|| {
-            let nodes = crate::gpu::render_nodes()?;
-            ensure!(nodes.is_empty(), "render nodes {nodes:?}");
-            Ok(())
-        }),
-        ("module_unloads", &module_unloads_and_unbinds),
+    let devices = devices.as_slice();
+    let all = tests![
+        four_faulty_devices_on_the_bus(devices),
+        module_loads(module),
+        boot_failure_is_reported(devices),
+        silent_firmware_times_out(devices),
+        crash_at_boot_is_reported(devices),
+        newer_abi_is_refused(devices),
+        no_render_node,
+        module_unloads,
     ];
-    Ok(run_tap(tests))
+    Ok(run_tap(&all))
+}
+
+/// Devices of the faults boot (`xtask`'s `FAULTY_DEVICES`).
+const FAULTY_DEVICES: usize = 4;
+
+fn four_faulty_devices_on_the_bus(devices: &[PciFunction]) -> Result<()> {
+    ensure!(
+        devices.len() == FAULTY_DEVICES,
+        "{} vagx devices, expected {FAULTY_DEVICES}",
+        devices.len()
+    );
+    Ok(())
+}
+
+/// Slot 0: a firmware that fails its boot.
+fn boot_failure_is_reported(devices: &[PciFunction]) -> Result<()> {
+    refused(devices, 0, "firmware failed to boot: state failed, error 6")
+}
+
+/// Slot 1: a firmware that never answers.
+fn silent_firmware_times_out(devices: &[PciFunction]) -> Result<()> {
+    refused(devices, 1, "firmware did not answer INIT within 2 s")
+}
+
+/// Slot 2: a firmware that crashes right after booting.
+fn crash_at_boot_is_reported(devices: &[PciFunction]) -> Result<()> {
+    refused(
+        devices,
+        2,
+        "firmware failed to boot: state crashed, error 6",
+    )
+}
+
+/// Slot 3: a firmware of ABI 2.0.
+fn newer_abi_is_refused(devices: &[PciFunction]) -> Result<()> {
+    refused(devices, 3, "firmware ABI 2.0 is not supported")
+}
+
+/// The kernel log has `message` for the device in `slot`, and the device is unbound.
+fn refused(devices: &[PciFunction], slot: usize, message: &str) -> Result<()> {
+    let dev = devices.get(slot).context("device missing")?;
+    let prefix = format!("vagx {}: ", dev.address);
+    let log = read_kernel_log()?;
+    ensure!(
+        log.iter()
+            .any(|l| l.contains(&prefix) && l.contains(message)),
+        "no {message:?} for {}",
+        dev.address
+    );
+    ensure!(dev.driver.is_none(), "{} is bound anyway", dev.address);
+    Ok(())
+}
+
+fn no_render_node() -> Result<()> {
+    let nodes = crate::gpu::render_nodes()?;
+    ensure!(nodes.is_empty(), "render nodes {nodes:?}");
+    Ok(())
+}
+
+/// The faults boot's unload.
+fn module_unloads() -> Result<()> {
+    module_unloads_and_unbinds()
 }

@@ -15,7 +15,7 @@ use crate::{
     cmdbuf::CmdBuf,
     fixture::{expect_errno, Ctx},
     gpu::{self, Gpu, Sync},
-    registry::{boxed, Test},
+    registry::{tests, Test},
     uapi,
 };
 
@@ -24,29 +24,14 @@ const PAGE: u64 = 4096;
 const VA: u64 = 0x1000_0000;
 const WAIT_MS: i64 = 20_000;
 
-pub fn tests() -> Vec<Test> {
-    boxed(vec![
-        (
-            "vm_bind_partial_unmap_splits_and_the_hole_can_be_mapped",
-            partial_unmap_then_remap,
-        ),
-        (
-            "vm_bind_page_by_page_unmap_then_remap",
-            page_by_page_unmap_then_remap,
-        ),
-        (
-            "vm_bind_object_released_with_its_last_mapped_page",
-            object_released_with_its_last_page,
-        ),
-        (
-            "vm_bind_unmap_of_the_empty_address_space_is_quick",
-            unmap_of_the_empty_address_space,
-        ),
-        (
-            "vm_bind_interrupted_map_leaves_the_vm_as_before",
-            interrupted_map_leaves_the_vm_as_before,
-        ),
-    ])
+pub fn tests() -> Vec<Test<'static>> {
+    tests![
+        vm_bind_partial_unmap_splits_and_the_hole_can_be_mapped,
+        vm_bind_page_by_page_unmap_then_remap,
+        vm_bind_object_released_with_its_last_mapped_page,
+        vm_bind_unmap_of_the_empty_address_space_is_quick,
+        vm_bind_interrupted_map_leaves_the_vm_as_before,
+    ]
 }
 
 /// A job in `ctx`'s queue (whose VM is `ctx.vm`) that writes `value` at each of `vas`;
@@ -64,7 +49,7 @@ fn write_at(ctx: &Ctx<'_>, vas: &[u64], value: u32) -> Result<Result<(), i32>> {
 
 /// Unmapping the middle of a mapping keeps both ends (at their own object offsets) and frees
 /// the middle for another object.
-fn partial_unmap_then_remap() -> Result<()> {
+fn vm_bind_partial_unmap_splits_and_the_hole_can_be_mapped() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let a = g.gem_create(16 * PAGE)?;
@@ -93,7 +78,7 @@ fn partial_unmap_then_remap() -> Result<()> {
 }
 
 /// Unmapping a mapping one page at a time leaves nothing: the range maps again.
-fn page_by_page_unmap_then_remap() -> Result<()> {
+fn vm_bind_page_by_page_unmap_then_remap() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
     let a = g.gem_create(8 * PAGE)?;
@@ -126,7 +111,7 @@ fn shmem_kib() -> Result<u64> {
 
 /// A mapped object whose handle is closed lives while any page of it is mapped, and is freed
 /// (its pages returned) with the last one.
-fn object_released_with_its_last_page() -> Result<()> {
+fn vm_bind_object_released_with_its_last_mapped_page() -> Result<()> {
     const SIZE: u64 = 16 << 20;
     let g = Gpu::open_first()?;
     let vm = g.vm_create()?;
@@ -168,7 +153,7 @@ fn object_released_with_its_last_page() -> Result<()> {
 
 /// Unmapping the whole (empty) 2^39-byte address space costs nothing like walking it: the
 /// previous page-by-page walk took 7 s here.
-fn unmap_of_the_empty_address_space() -> Result<()> {
+fn vm_bind_unmap_of_the_empty_address_space_is_quick() -> Result<()> {
     let g = Gpu::open_first()?;
     let vm = g.vm_create()?;
     let bits = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_VA_BITS)?;
@@ -188,7 +173,7 @@ fn unmap_of_the_empty_address_space() -> Result<()> {
 
 /// A map interrupted by a signal part-way fails with EINTR and leaves nothing behind: no
 /// entry the GPU can use, no bookkeeping that refuses the range.
-fn interrupted_map_leaves_the_vm_as_before() -> Result<()> {
+fn vm_bind_interrupted_map_leaves_the_vm_as_before() -> Result<()> {
     const SIZE: u64 = 64 << 20;
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
