@@ -377,7 +377,7 @@ impl File {
             return Err(EINVAL);
         }
         let queue = file.inner().queues.lock().get(args.queue_id)?;
-        dev.gpu.fw.ensure_spare()?;
+        dev.gpu.recovery.ensure_spare()?;
 
         // Read and check every sync before anything is queued.
         let mut syncs =

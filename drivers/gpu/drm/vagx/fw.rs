@@ -5,23 +5,12 @@
 //! Everything here follows `Documentation/gpu/vagx-firmware.rst`; what the driver does with
 //! an event is [`crate::gpu`]'s business.
 
-use core::sync::atomic::{
-    AtomicBool,
-    Ordering, //
-};
-
 use kernel::{
     device::{
         Bound,
         Device, //
     },
     devres::Devres,
-    dma_fence::{
-        DriverFence,
-        Fence,
-        FenceContext,
-        PreparedFence, //
-    },
     io::{
         poll::read_poll_timeout,
         Io, //
@@ -31,7 +20,6 @@ use kernel::{
     pci,
     prelude::*,
     sync::{
-        aref::ARef,
         Mutex,
         SpinLockIrq, //
     },
@@ -149,12 +137,6 @@ struct DevCtrl {
     seq: u32,
 }
 
-/// The fence of a firmware recovery (see [`Firmware::set_down`]).
-struct DownFence {
-    spare: Option<PreparedFence<()>>,
-    current: Option<(DriverFence<()>, ARef<Fence>)>,
-}
-
 /// The reply slot the event handler fills.
 #[derive(Default)]
 struct Reply {
@@ -167,12 +149,6 @@ pub(crate) struct Firmware {
     bar: Devres<Bar0>,
     /// The ABI version declared at INIT.
     abi: AbiVersion,
-    /// Set from a crash until the firmware runs again: work handed over now would be lost.
-    down: AtomicBool,
-    /// The fence jobs wait for while the firmware is down, and the memory of the next one.
-    #[pin]
-    down_fence: SpinLockIrq<DownFence>,
-    down_ctx: FenceContext,
     /// The init data block (4 KiB aligned, as the ABI asks).
     init: FwMem,
     /// `NUM_STAMP_SLOTS` stamps, written by the firmware.
@@ -224,16 +200,9 @@ impl Firmware {
         let init = FwMem::new(dev, 4096)?;
         let stamps = FwMem::new(dev, NUM_STAMP_SLOTS * 4)?;
         let pending = FwMem::new(dev, size_of::<PendingTable>())?;
-        let spare = PreparedFence::new(GFP_KERNEL)?;
         Ok(try_pin_init!(Self {
             bar,
             abi,
-            down: AtomicBool::new(false),
-            down_fence <- new_spinlock_irq!(DownFence {
-                spare: Some(spare),
-                current: None,
-            }),
-            down_ctx: FenceContext::new(c"vagx", c"fw-recovery"),
             init,
             stamps,
             pending,
@@ -250,60 +219,6 @@ impl Firmware {
     /// The ABI version declared at INIT.
     pub(crate) fn abi(&self) -> AbiVersion {
         self.abi
-    }
-
-    /// Whether the firmware is down (crashed, being rebooted): submissions fail with `ENODEV`.
-    pub(crate) fn is_down(&self) -> bool {
-        self.down.load(Ordering::SeqCst)
-    }
-
-    /// Marks the firmware down (from a crash) or up again (after the reboot). While it is
-    /// down, jobs about to start wait for a fence ([`Firmware::down_fence`]) that signals when
-    /// it is up again, so that only work already on the hardware is lost.
-    pub(crate) fn set_down(&self, down: bool) {
-        if down {
-            {
-                let mut d = self.down_fence.lock();
-                if d.current.is_none() {
-                    if let Some(prepared) = d.spare.take() {
-                        let fence = self.down_ctx.init(prepared, ());
-                        let shared: ARef<Fence> = fence.fence().into();
-                        d.current = Some((fence, shared));
-                    }
-                }
-            }
-            self.down.store(true, Ordering::SeqCst);
-        } else {
-            self.down.store(false, Ordering::SeqCst);
-            let current = self.down_fence.lock().current.take();
-            // Signalled unlocked: waiting jobs start from its callbacks.
-            if let Some((fence, _)) = current {
-                fence.signal();
-            }
-        }
-    }
-
-    /// The fence a job must wait for before it starts, while the firmware is down.
-    pub(crate) fn down_fence(&self) -> Option<ARef<Fence>> {
-        self.down_fence
-            .lock()
-            .current
-            .as_ref()
-            .map(|(_, f)| f.clone())
-    }
-
-    /// Makes sure the next crash has a fence to hand out (allocated here, in process
-    /// context, not in the interrupt handler that notices the crash).
-    pub(crate) fn ensure_spare(&self) -> Result {
-        if self.down_fence.lock().spare.is_some() {
-            return Ok(());
-        }
-        let prepared = PreparedFence::new(GFP_KERNEL)?;
-        let mut d = self.down_fence.lock();
-        if d.spare.is_none() {
-            d.spare = Some(prepared);
-        }
-        Ok(())
     }
 
     /// Runs `f` on the registers, or `ENODEV` once the device is unbound.

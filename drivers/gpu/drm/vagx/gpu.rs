@@ -4,7 +4,6 @@
 
 use core::sync::atomic::{
     AtomicBool,
-    AtomicU32,
     AtomicU64,
     Ordering::Relaxed, //
 };
@@ -32,11 +31,7 @@ use kernel::{
         Mutex,
         SpinLockIrq, //
     },
-    workqueue::{
-        self,
-        Work,
-        WorkItem, //
-    },
+    workqueue::Work,
 };
 
 use crate::{
@@ -46,15 +41,9 @@ use crate::{
             self,
             DevCtrlBindVm,
             DevCtrlHalt,
-            DevCtrlResetQueue,
-            DevCtrlResume,
             DevCtrlUnbindVm,
             EventFault,
             EventTimeout, //
-        },
-        init::{
-            PENDING_CULPRIT,
-            PENDING_VALID, //
         },
         mbox,
         regs::{
@@ -70,6 +59,10 @@ use crate::{
     hwwait::{
         HwWait,
         Producer, //
+    },
+    recovery::{
+        Event,
+        Recovery, //
     },
 };
 
@@ -153,26 +146,16 @@ pub(crate) struct Gpu {
     ids: Mutex<Ids>,
     #[pin]
     log: SpinLockIrq<LogKeep>,
-    /// Serialises recovery with queue and VM changes.
+    /// The device's state, the down fence and the recovery work's lock ([`crate::recovery`]).
     #[pin]
-    pub(crate) recovery: Mutex<()>,
+    pub(crate) recovery: Recovery,
     #[pin]
     recover_work: Work<Gpu>,
-    /// Set by the event handler when the firmware halted on a fault or timeout.
-    halted: AtomicBool,
-    /// Set when the firmware crashed.
-    crashed: AtomicBool,
-    /// Set once the device is gone or could not be brought back.
-    lost: AtomicBool,
     /// Execution units.
     pub(crate) units: u32,
-    /// Statistics: interrupts, events, recoveries, resets.
+    /// Statistics: interrupts, events.
     pub(crate) irqs: AtomicU64,
     pub(crate) events: AtomicU64,
-    pub(crate) recoveries: AtomicU32,
-    pub(crate) resets: AtomicU32,
-    /// Times the firmware was found silent (no crash message, no answer).
-    pub(crate) silent: AtomicU32,
     /// Whether same-device waits go to the firmware (debugfs `inject`: `hw-waits 0` sends
     /// them to the CPU, to compare the two paths in one boot).
     pub(crate) hw_waits_on: AtomicBool,
@@ -205,6 +188,7 @@ impl Gpu {
         }
         let dev: &Device<Bound> = pdev.as_ref();
         let pdev: &pci::Device = pdev;
+        let recovery_init = Recovery::new()?;
         Arc::pin_init(
             try_pin_init!(Self {
                 fw,
@@ -216,22 +200,16 @@ impl Gpu {
                     vms: [false; MAX_VMS],
                     roots: [None; MAX_VMS],
                 }),
-                recovery <- new_mutex!(()),
+                recovery <- recovery_init,
                 log <- new_spinlock_irq!(LogKeep {
                     msgs,
                     next: 0,
                     total: 0,
                 }),
                 recover_work <- new_work!("vagx::recover"),
-                halted: AtomicBool::new(false),
-                crashed: AtomicBool::new(false),
-                lost: AtomicBool::new(false),
                 units,
                 irqs: AtomicU64::new(0),
                 events: AtomicU64::new(0),
-                recoveries: AtomicU32::new(0),
-                resets: AtomicU32::new(0),
-                silent: AtomicU32::new(0),
                 hw_waits_on: AtomicBool::new(true),
                 hw_waits: AtomicU64::new(0),
                 wait_entries: AtomicU64::new(0),
@@ -244,11 +222,6 @@ impl Gpu {
     /// The PCI device.
     pub(crate) fn dev(&self) -> &Device {
         self.pdev.as_ref()
-    }
-
-    /// Whether the device is gone for good.
-    pub(crate) fn is_lost(&self) -> bool {
-        self.lost.load(Relaxed)
     }
 
     /// Takes a free queue id, or `EBUSY`.
@@ -299,7 +272,7 @@ impl Gpu {
     }
 
     /// Binds every VM again (after a firmware reboot).
-    fn rebind_vms(&self) -> Result {
+    pub(crate) fn rebind_vms(&self) -> Result {
         let ids = self.ids.lock();
         for (vm, root) in ids.roots.iter().enumerate() {
             if let Some(root) = *root {
@@ -331,7 +304,7 @@ impl Gpu {
             .and_then(Option::take)
     }
 
-    fn slot_hw(&self, id: usize) -> Option<(Arc<HwQueue>, Arc<SpinLockIrq<FaultInfo>>)> {
+    pub(crate) fn slot_hw(&self, id: usize) -> Option<(Arc<HwQueue>, Arc<SpinLockIrq<FaultInfo>>)> {
         self.slots
             .lock()
             .get(id)
@@ -372,8 +345,8 @@ impl Gpu {
         slots.get(id).and_then(|s| s.as_ref()).map(|s| f(&s.hw))
     }
 
-    /// Every installed queue (for recovery and debugfs), into `out`.
-    fn each_slot(&self, mut f: impl FnMut(&Arc<HwQueue>)) {
+    /// Runs `f` on every installed queue (for recovery and debugfs).
+    pub(crate) fn each_slot(&self, mut f: impl FnMut(&Arc<HwQueue>)) {
         for id in 0..NUM_STAMP_SLOTS {
             if let Some((hw, _)) = self.slot_hw(id) {
                 f(&hw);
@@ -406,7 +379,7 @@ impl Gpu {
                         "firmware crashed (error {})\n",
                         mbox::message_payload(m.msg)
                     );
-                    this.crashed.store(true, Relaxed);
+                    this.recovery.apply(Event::Crash);
                 }
                 // Boot is polled; the reply needs nothing more.
                 mbox::MSG_INIT_DONE => {}
@@ -415,7 +388,9 @@ impl Gpu {
         }
         if status & r::IRQ_STATE != 0 {
             match FwState::try_from(bar.read32(r::FW_STATE)) {
-                Ok(FwState::Crashed) => this.crashed.store(true, Relaxed),
+                Ok(FwState::Crashed) => {
+                    this.recovery.apply(Event::Crash);
+                }
                 Ok(_) => {}
                 Err(UnknownFwState(v)) => {
                     dev_warn!(dev, "firmware reports an unknown state {:#x}\n", v)
@@ -423,12 +398,7 @@ impl Gpu {
             }
         }
         this.drain_events(dev);
-        if this.crashed.load(Relaxed) {
-            this.fw.set_down(true);
-        }
-        if this.crashed.load(Relaxed) || this.halted.load(Relaxed) {
-            let _ = workqueue::system().enqueue(this.clone());
-        }
+        Gpu::schedule_recovery(this);
         IrqReturn::Handled
     }
 
@@ -459,7 +429,7 @@ impl Gpu {
                 Ok(None) => break,
                 Err(e) => {
                     dev_err!(dev, "event ring corrupted ({:?}); resetting\n", e);
-                    self.crashed.store(true, Relaxed);
+                    self.recovery.apply(Event::Crash);
                     break;
                 }
             };
@@ -502,16 +472,16 @@ impl Gpu {
                     f.kind,
                     f.address
                 );
-                self.halted.store(true, Relaxed);
+                self.recovery.apply(Event::Halt);
             } else if let Some(t) = ev.payload::<EventTimeout>() {
                 self.record_fault(t.queue, ETIMEDOUT, |s| {
                     s.state = crate::uapi::QUEUE_TIMED_OUT;
                 });
                 dev_warn!(dev, "queue {} entry {} timed out\n", t.queue, t.entry);
-                self.halted.store(true, Relaxed);
+                self.recovery.apply(Event::Halt);
             } else if let Some(c) = ev.payload::<channels::EventCrash>() {
                 dev_err!(dev, "firmware crash event (error {})\n", c.error);
-                self.crashed.store(true, Relaxed);
+                self.recovery.apply(Event::Crash);
             } else if ev.payload::<channels::EventLog>().is_some() {
                 self.drain_log(dev);
             } else if let Some(e) = ev.payload::<channels::EventError>() {
@@ -558,117 +528,6 @@ impl Gpu {
         while let Ok(Some(_)) = self.fw.next_stats() {}
     }
 
-    /// After a fault or timeout: fail the culprit's entries, reset its queue, resume.
-    fn recover_halt(&self) -> Result {
-        let table = self.fw.pending()?;
-        let reason = table.reason;
-        let err = if reason == channels::EVENT_TIMEOUT {
-            ETIMEDOUT
-        } else {
-            EIO
-        };
-        let mut culprits = 0;
-        for e in table.entries.iter() {
-            if e.flags & (PENDING_VALID | PENDING_CULPRIT) != PENDING_VALID | PENDING_CULPRIT {
-                continue;
-            }
-            culprits += 1;
-            if let Some((hw, status)) = self.slot_hw(e.queue as usize) {
-                hw.mark_discard(e.next_stamp, err);
-                // Banned before the reset signals the culprit's fence, so that userspace
-                // seeing the fence sees the ban.
-                let banned = {
-                    let mut s = status.lock();
-                    if s.hangs >= BAN_LIMIT {
-                        s.state = crate::uapi::QUEUE_BANNED;
-                    }
-                    s.state == crate::uapi::QUEUE_BANNED
-                };
-                if banned {
-                    dev_warn!(
-                        self.dev(),
-                        "queue {} banned after {} hangs\n",
-                        e.queue,
-                        BAN_LIMIT
-                    );
-                    hw.ban();
-                }
-                self.fw.call(&DevCtrlResetQueue(channels::DevCtrlQueue {
-                    queue: e.queue,
-                }))?;
-            }
-        }
-        if culprits == 0 {
-            dev_warn!(
-                self.dev(),
-                "halted without a culprit in the pending table\n"
-            );
-        }
-        self.fw.call(&DevCtrlResume { _pad: 0 })?;
-        self.recoveries.fetch_add(1, Relaxed);
-        Ok(())
-    }
-
-    /// After a crash: every entry on the hardware fails with `ENODEV`, the firmware reboots
-    /// and the queues are created again; queued jobs run after.
-    fn recover_crash(&self) -> Result {
-        self.fw.set_down(true);
-        self.resets.fetch_add(1, Relaxed);
-        let mut failed = 0;
-        self.each_slot(|hw| {
-            failed += hw.fail_all(ENODEV, false);
-        });
-        dev_info!(
-            self.dev(),
-            "{} entries on the hardware failed with ENODEV\n",
-            failed
-        );
-        self.fw.boot(self.dev())?;
-        self.rebind_vms()?;
-        let mut result = Ok(());
-        self.each_slot(|hw| {
-            if let Err(e) = hw
-                .reset_ring()
-                .and_then(|()| self.fw.call(&hw.create_args()))
-            {
-                result = Err(e);
-            }
-        });
-        if result.is_ok() {
-            self.fw.set_down(false);
-        }
-        result
-    }
-
-    /// The firmware stopped answering (a device-control round trip got no reply: `err`)
-    /// without a crash message: recovered as from a crash, by the recovery work.
-    ///
-    /// Called from a scheduler's timeout handler: it only marks and queues (no allocation).
-    pub(crate) fn firmware_silent(this: &Arc<Self>, err: Error) {
-        if this.crashed.swap(true, Relaxed) {
-            // Already noticed.
-            return;
-        }
-        dev_err!(
-            this.dev(),
-            "firmware stopped answering ({:?}) without a crash message\n",
-            err
-        );
-        this.silent.fetch_add(1, Relaxed);
-        this.fw.set_down(true);
-        let _ = workqueue::system().enqueue(this.clone());
-    }
-
-    /// The device is gone: every queue's work fails with `ENODEV`, now and later.
-    pub(crate) fn lose(&self) {
-        self.lost.store(true, Relaxed);
-        // Jobs waiting for a recovery start now, and fail: every queue is dead.
-        self.each_slot(|hw| {
-            hw.fail_all(ENODEV, true);
-        });
-        self.fw.set_down(false);
-    }
-
     /// Halts the firmware (debugfs and tests use it to check recovery).
     pub(crate) fn halt(&self) -> Result {
         self.fw.call(&DevCtrlHalt { _pad: 0 })
@@ -700,9 +559,9 @@ impl Gpu {
             self.fw.abi().minor,
             self.irqs.load(Relaxed),
             self.events.load(Relaxed),
-            self.recoveries.load(Relaxed),
-            self.resets.load(Relaxed),
-            self.silent.load(Relaxed),
+            self.recovery.recoveries.load(Relaxed),
+            self.recovery.resets.load(Relaxed),
+            self.recovery.silent.load(Relaxed),
             self.hw_waits.load(Relaxed),
             self.wait_entries.load(Relaxed),
             self.dep_errors.load(Relaxed),
@@ -733,40 +592,6 @@ impl Gpu {
             }
         });
         r
-    }
-}
-
-impl WorkItem for Gpu {
-    type Pointer = Arc<Gpu>;
-
-    fn run(this: Arc<Gpu>) {
-        let _guard = this.recovery.lock();
-        if this.is_lost() {
-            return;
-        }
-        if this.crashed.swap(false, Relaxed) {
-            this.halted.store(false, Relaxed);
-            dev_err!(
-                this.dev(),
-                "recovering from a firmware crash: reset and reboot\n"
-            );
-            if let Err(e) = this.recover_crash() {
-                dev_err!(
-                    this.dev(),
-                    "firmware did not come back ({:?}); device lost\n",
-                    e
-                );
-                this.lose();
-            }
-            return;
-        }
-        if this.halted.swap(false, Relaxed) {
-            if let Err(e) = this.recover_halt() {
-                dev_err!(this.dev(), "recovery failed ({:?}); resetting\n", e);
-                this.crashed.store(true, Relaxed);
-                let _ = workqueue::system().enqueue(this.clone());
-            }
-        }
     }
 }
 

@@ -281,7 +281,7 @@ impl HwQueue {
     /// interrupt context.
     pub(crate) fn submit(
         &self,
-        fw: &Firmware,
+        gpu: &Gpu,
         waits: &[QueueEntry],
         entry: &QueueEntry,
         prepared: PreparedFence<()>,
@@ -293,7 +293,7 @@ impl HwQueue {
         }
         // Checked under the lock the crash recovery fails entries under: an entry written
         // before the crash was noticed is failed there, one after is refused here.
-        if fw.is_down() {
+        if gpu.recovery.is_down() {
             return Err(ENODEV);
         }
         // CAST: at most `MAX_HW_WAITS + 1`.
@@ -328,7 +328,7 @@ impl HwQueue {
         self.mem
             .store_release(QUEUE_WPTR_OFFSET as usize, inner.wptr)?;
         // Posted under the queue's lock so that pipe messages of one queue stay in order.
-        let posted = fw.post(
+        let posted = gpu.fw.post(
             self.pipe,
             &PipeMsg {
                 queue: self.id,

@@ -145,7 +145,7 @@ impl Backend for FwBackend {
         }
         let hw = job
             .hw
-            .submit(&self.fw, &waits[..n], &job.entry, prepared, &job.record)?;
+            .submit(&self.gpu, &waits[..n], &job.entry, prepared, &job.record)?;
         // CAST: at most `MAX_HW_WAITS`.
         self.gpu.wait_entries.fetch_add(n as u64, Relaxed);
         Ok(hw)
@@ -161,7 +161,7 @@ impl Backend for FwBackend {
 
     fn prepare_job(&self, _job: &VagxJob) -> Option<ARef<Fence>> {
         // While the firmware reboots after a crash, jobs wait instead of being lost.
-        self.fw.down_fence()
+        self.gpu.recovery.down_fence()
     }
 
     fn timed_out(&self, _job: &VagxJob) -> TimeoutStatus {
@@ -170,7 +170,7 @@ impl Backend for FwBackend {
         if self.gpu.is_lost() {
             return TimeoutStatus::NoDevice;
         }
-        if self.fw.down_fence().is_some() {
+        if self.gpu.recovery.down_fence().is_some() {
             // A recovery is under way; its end completes or fails the job.
             return TimeoutStatus::NoHang;
         }
@@ -275,7 +275,7 @@ impl Queue {
         };
         let entity = Entity::new(sched, prio)?;
         // Not while a crash recovery re-creates the firmware's queues.
-        let _recovery = gpu.recovery.lock();
+        let _recovery = gpu.recovery.serialise();
         if gpu.is_lost() {
             return Err(ENODEV);
         }
@@ -389,7 +389,7 @@ impl Drop for Queue {
         // have signalled); entries on the hardware are discarded by the firmware, which
         // advances the stamp over them so their fences signal (ECANCELED).
         self.entity.kill_with(ecanceled());
-        let _recovery = self.gpu.recovery.lock();
+        let _recovery = self.gpu.recovery.serialise();
         let id = self.hw.id();
         if !self.gpu.is_lost() {
             self.hw.mark_discard(u32::MAX, ecanceled());

@@ -25,6 +25,7 @@ mod gpu;
 mod hwqueue;
 mod hwwait;
 mod queue;
+mod recovery;
 mod regs;
 mod ring;
 mod uapi;
