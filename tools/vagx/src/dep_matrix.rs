@@ -25,7 +25,7 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    fixture::{driver_counter, Ctx, BASE, CMD_SLOT, CTX_SIZE},
+    fixture::{driver_counter, fence_result, inject, Ctx, BASE, CMD_SLOT, CTX_SIZE, WAIT_MS},
     gpu::{Gpu, Sync},
     registry::{tests, Test},
     uapi,
@@ -74,8 +74,6 @@ const RAN_AT: u64 = 0x104;
 const CONSUMER_SLOT: u64 = 100;
 /// A GPU address no VM of these tests maps.
 const UNMAPPED: u64 = 0x7000_0000;
-/// How long a case waits for a job.
-const WAIT_MS: i64 = 20_000;
 
 /// Every case, named `dep_<wait>_<prio>_<place>_<producer>`, then the fan-in tests.
 pub fn tests() -> Vec<Test<'static>> {
@@ -109,9 +107,9 @@ fn dep_firmware_fails_the_consumer_of_a_faulting_producer_without_running_it() -
 }
 
 fn dep_the_cpu_orders_the_same_fan_in_when_firmware_waits_are_off() -> Result<()> {
-    crate::fixture::inject("hw-waits 0")?;
+    inject("hw-waits 0")?;
     let r = fan_in(6, None, false);
-    crate::fixture::inject("hw-waits 1")?;
+    inject("hw-waits 1")?;
     r
 }
 
@@ -418,14 +416,4 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
     }
     drop(cons);
     Ok(())
-}
-
-/// The error of the fence in binary syncobj `s` of `g`.
-fn fence_result(g: &Gpu, s: u32) -> Result<Result<(), i32>> {
-    let fd = g.export_sync_file(s).context("export sync_file")?;
-    match crate::gpu::sync_file_status(fd.as_fd())? {
-        Ok(true) => Ok(Ok(())),
-        Ok(false) => anyhow::bail!("fence still pending"),
-        Err(e) => Ok(Err(e)),
-    }
 }

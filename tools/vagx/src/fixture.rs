@@ -101,12 +101,7 @@ impl<'g> Ctx<'g> {
 
     /// The error of the fence in binary syncobj `s`: `Ok(())` if it signalled without one.
     pub fn fence_result(&self, s: u32) -> Result<Result<(), i32>> {
-        let fd = self.gpu.export_sync_file(s).context("export sync_file")?;
-        match sync_file_status(fd.as_fd())? {
-            Ok(true) => Ok(Ok(())),
-            Ok(false) => bail!("fence still pending"),
-            Err(e) => Ok(Err(e)),
-        }
+        fence_result(self.gpu, s)
     }
 
     /// Whether the fence in binary syncobj `s` has not signalled yet.
@@ -121,6 +116,16 @@ impl Drop for Ctx<'_> {
         let _ = self.gpu.queue_destroy(self.queue);
         let _ = self.gpu.vm_destroy(self.vm);
         let _ = self.gpu.gem_close(self.bo);
+    }
+}
+
+/// The error of the fence in binary syncobj `s` of `gpu`: `Ok(())` if it signalled without one.
+pub fn fence_result(gpu: &Gpu, s: u32) -> Result<Result<(), i32>> {
+    let fd = gpu.export_sync_file(s).context("export sync_file")?;
+    match sync_file_status(fd.as_fd())? {
+        Ok(true) => Ok(Ok(())),
+        Ok(false) => bail!("fence still pending"),
+        Err(e) => Ok(Err(e)),
     }
 }
 

@@ -121,13 +121,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
-        Command::TestFaults { module } => tests::run_faults(&module).and_then(|tally| {
-            if tally.failed == 0 {
-                Ok(())
-            } else {
-                Err(anyhow::anyhow!("{} test(s) failed", tally.failed))
-            }
-        }),
+        Command::TestFaults { module } => tests::run_faults(&module),
         Command::Submit { desc, prio } => workload::submit(&desc, &prio),
         Command::Stress {
             procs,
@@ -152,13 +146,7 @@ fn main() {
             seed,
             hang,
         } => workload::worker(&name, &prio, queues, jobs, seed, hang),
-        Command::Test { module } => tests::run(&module).and_then(|tally| {
-            if tally.failed == 0 {
-                Ok(())
-            } else {
-                Err(anyhow::anyhow!("{} test(s) failed", tally.failed))
-            }
-        }),
+        Command::Test { module } => tests::run(&module),
     };
     if let Err(err) = result {
         eprintln!("vagx-tool: error: {err:#}");

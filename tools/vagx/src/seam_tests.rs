@@ -10,14 +10,11 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    fixture::{debugfs_read, expect_errno, inject, rebind, Ctx, BASE},
+    fixture::{debugfs_read, expect_errno, inject, rebind, Ctx, BASE, WAIT_MS},
     gpu::{self, sync_file_status, sync_file_wait, Gpu, Sync},
     registry::{tests, Test},
     sysfs, uapi,
 };
-
-/// How long a test waits for a job.
-const WAIT_MS: i64 = 20_000;
 
 pub fn tests() -> Vec<Test<'static>> {
     tests![

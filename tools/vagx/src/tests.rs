@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The in-VM integration tests: module load and unload, device identity, driver binding.
+//! The in-VM integration tests' runner, which lists every suite in the order they run (`test`,
+//! `test-faults`), and the tests of the module itself: load and unload, device identity, driver
+//! binding, the faults boot's refused devices.
 //!
 //! Output is TAP-like (`ok N - name` / `not ok N - name: why`) and ends with the project's
 //! closing line `N passed, N failed`.
@@ -27,18 +29,11 @@ use crate::{
     uapi, vm_bind_tests,
 };
 
-/// Counts of a test run.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub passed: u32,
-    pub failed: u32,
-}
-
 /// Name of the module as the kernel knows it.
 const MODULE: &str = "vagx";
 
 /// Runs every test in order; later tests rely on the state earlier ones leave.
-pub fn run(module: &Path) -> Result<Tally> {
+pub fn run(module: &Path) -> Result<()> {
     let mut all = tests![
         device_is_on_the_pci_bus,
         module_loads(module),
@@ -60,7 +55,7 @@ pub fn run(module: &Path) -> Result<Tally> {
     // The same driver tests again in firmware scheduling mode.
     all.extend(driver_suite("fwmode_"));
     all.extend(tests![final_driver_unload]);
-    Ok(run_tap(&all))
+    run_tap(&all)
 }
 
 /// The driver tests, in order, each name with `prefix` in front.
@@ -74,25 +69,27 @@ fn driver_suite(prefix: &str) -> Vec<Test<'static>> {
         .collect()
 }
 
-/// Runs `tests` in order, printing TAP-like lines and the closing `N passed, N failed`.
-fn run_tap(tests: &[Test<'_>]) -> Tally {
+/// Runs `tests` in order, printing TAP-like lines and the closing `N passed, N failed`; fails if
+/// a test did.
+fn run_tap(tests: &[Test<'_>]) -> Result<()> {
     println!("1..{}", tests.len());
-    let mut tally = Tally::default();
+    let (mut passed, mut failed) = (0u32, 0u32);
     for (i, test) in tests.iter().enumerate() {
         let name = &test.name;
         match (test.run)() {
             Ok(()) => {
-                tally.passed += 1;
+                passed += 1;
                 println!("ok {} - {name}", i + 1);
             }
             Err(err) => {
-                tally.failed += 1;
+                failed += 1;
                 println!("not ok {} - {name}: {err:#}", i + 1);
             }
         }
     }
-    println!("{} passed, {} failed", tally.passed, tally.failed);
-    tally
+    println!("{passed} passed, {failed} failed");
+    ensure!(failed == 0, "{failed} test(s) failed");
+    Ok(())
 }
 
 fn device_is_on_the_pci_bus() -> Result<()> {
@@ -333,7 +330,7 @@ fn read_kernel_log() -> Result<Vec<String>> {
 /// The faults boot (`vagx.mode=faults`): four devices, in slot order, whose firmware fails
 /// its boot, never answers, crashes right after booting, or implements ABI 2.0. The driver
 /// must refuse each with a clear message and bind none; the module must unload cleanly.
-pub fn run_faults(module: &Path) -> Result<Tally> {
+pub fn run_faults(module: &Path) -> Result<()> {
     let devices = sysfs::vagx_devices()?;
     let devices = devices.as_slice();
     let all = tests![
@@ -346,7 +343,7 @@ pub fn run_faults(module: &Path) -> Result<Tally> {
         no_render_node,
         module_unloads,
     ];
-    Ok(run_tap(&all))
+    run_tap(&all)
 }
 
 /// Devices of the faults boot (`xtask`'s `FAULTY_DEVICES`).

@@ -13,7 +13,7 @@ use anyhow::{bail, ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    fixture::{expect_errno, Ctx},
+    fixture::{expect_errno, Ctx, WAIT_MS},
     gpu::{self, Gpu, Sync},
     registry::{tests, Test},
     uapi,
@@ -22,7 +22,6 @@ use crate::{
 const PAGE: u64 = 4096;
 /// Where these tests map their buffers (above the context's own buffer).
 const VA: u64 = 0x1000_0000;
-const WAIT_MS: i64 = 20_000;
 
 pub fn tests() -> Vec<Test<'static>> {
     tests![
