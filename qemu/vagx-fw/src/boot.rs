@@ -108,10 +108,9 @@ impl Device {
         let (ty, payload) = (mbox::message_type(msg), mbox::message_payload(msg));
         match (ep, ty) {
             (mbox::EP_FIRMWARE, mbox::MSG_INIT) if self.state == FwState::Off => {
-                if self.inject.silent_boots > 0 {
+                if self.inject.take_silent_boot() {
                     // A boot that hangs (`INJECT_SILENCE`): no INIT_DONE, the state stays OFF,
                     // and the firmware is silent until the next reset.
-                    self.inject.silent_boots -= 1;
                     self.silent = true;
                     return;
                 }

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The whole device: registers, mailboxes, interrupts and the firmware's state.
+//! The whole device: the firmware's state around the register file ([`crate::mmio`]) and the
+//! armed fault injections ([`crate::inject`]).
 //!
 //! [`Device`] is what the QEMU shell owns. It calls [`Device::mmio_read`] and
 //! [`Device::mmio_write`] for BAR0 accesses, [`Device::advance`] when the virtual clock reaches
@@ -12,8 +13,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use vagx_abi::{
     channels::{EventMsg, EventStamps, LogMsg, StatsMsg},
-    mbox,
-    regs::{self, *},
+    regs::*,
     NUM_PIPES, NUM_STAMP_SLOTS,
 };
 
@@ -21,8 +21,9 @@ use crate::{
     boot::Channels,
     deps::FailureRecord,
     exec::Rates,
+    inject::{Armed, HeldIrq},
     mem::Memory,
-    mmio::{decode, MmioError},
+    mmio::{decode, Action, MmioError, Registers},
     mmu::Vm,
     sched::{Unit, WorkQueue},
 };
@@ -87,26 +88,8 @@ pub const MAX_UNITS: u32 = 16;
 /// Firmware states, as in `FW_STATE`: the ABI crate's, shared with the driver.
 pub use vagx_abi::regs::FwState;
 
-/// Armed fault injections (`DEBUG_INJECT`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Injections {
-    /// The next entry this queue starts hangs.
-    pub hang_queue: Option<u32>,
-    /// (queue, command index): that command of the queue's next entry faults.
-    pub fault_at: Option<(u32, u32)>,
-    /// The firmware crashes after this many more completed entries.
-    pub crash_after: Option<u32>,
-    /// Interrupt notifications still to drop.
-    pub drop_irqs: u32,
-    /// The next interrupt notification is held back this long (ns of device time).
-    pub delay_irq: Option<u64>,
-    /// A held-back notification is due at this device time.
-    pub irq_due: Option<u64>,
-    /// Boots still to go silent (`INJECT_SILENCE`'s `ARG0`): while not zero, an `INIT` after a
-    /// reset takes one off and is never answered. Unlike everything else here, it survives a
-    /// write to `RESET` (the boots it counts come after that reset).
-    pub silent_boots: u32,
-}
+/// Armed fault injections, in [`crate::inject`].
+pub use crate::inject::Injections;
 
 /// Bounds on what the firmware buffers while a firmware-to-host ring is full.
 pub(crate) const EVENT_BACKLOG: usize = 4096;
@@ -116,16 +99,8 @@ pub(crate) const LOG_BACKLOG: usize = 256;
 #[derive(Debug)]
 pub struct Device {
     pub(crate) config: Config,
-    // Registers.
-    pub(crate) scratch: u32,
-    pub(crate) h2f: [u32; 2],
-    pub(crate) f2h: VecDeque<(u32, u64)>,
-    pub(crate) irq_status: u32,
-    pub(crate) irq_mask: u32,
-    pub(crate) irq_notify: bool,
-    /// Device time at which the pending notification was requested.
-    pub(crate) irq_since: u64,
-    pub(crate) debug_args: [u32; 2],
+    /// The registers that are plain state, the mailboxes and the interrupt latch.
+    pub(crate) regs: Registers,
     // Firmware.
     pub(crate) state: FwState,
     /// Silenced by `INJECT_SILENCE` or a silent boot: the firmware does nothing at all until a
@@ -169,14 +144,7 @@ impl Device {
         config.units = config.units.clamp(1, MAX_UNITS);
         Self {
             config,
-            scratch: 0,
-            h2f: [0; 2],
-            f2h: VecDeque::new(),
-            irq_status: 0,
-            irq_mask: 0,
-            irq_notify: false,
-            irq_since: 0,
-            debug_args: [0; 2],
+            regs: Registers::default(),
             state: FwState::Off,
             silent: false,
             error: 0,
@@ -211,10 +179,10 @@ impl Device {
     /// Returns to the reset state: firmware off, everything forgotten but the clock, which keeps
     /// going, and the boots [`Injections::silent_boots`] still silences.
     pub fn reset(&mut self) {
-        let (time, silent_boots) = (self.time, self.inject.silent_boots);
+        let (time, inject) = (self.time, self.inject.after_reset());
         *self = Self::new(self.config);
         self.time = time;
-        self.inject.silent_boots = silent_boots;
+        self.inject = inject;
     }
 
     /// The ABI minor version the firmware implements: the model's own, or an older one of the
@@ -254,29 +222,14 @@ impl Device {
     ///
     /// [`MmioError`] if the access is not an aligned 4-byte access to a register.
     pub fn mmio_read(&self, offset: u64, size: u32) -> Result<u32, MmioError> {
-        let head = self.f2h.front().copied().unwrap_or((0, 0));
-        Ok(match decode(offset, size)? {
+        let reg = decode(offset, size)?;
+        Ok(match reg {
             ID => ID_MAGIC,
             ABI_VERSION => self.config.abi_version.unwrap_or(ABI_VERSION_VALUE),
-            SCRATCH => self.scratch,
             UNITS => self.config.units,
             FW_STATE => self.state.raw(),
             FW_ERROR => self.error,
-            MBOX_H2F_LO => self.h2f[0],
-            MBOX_H2F_HI => self.h2f[1],
-            // CAST: the low and high halves of the message.
-            MBOX_F2H_LO => head.1 as u32,
-            MBOX_F2H_HI => (head.1 >> 32) as u32,
-            MBOX_F2H_EP => head.0,
-            // CAST: the FIFO holds at most MBOX_F2H_DEPTH messages.
-            MBOX_F2H_COUNT => self.f2h.len() as u32,
-            IRQ_STATUS => self.irq_status,
-            IRQ_MASK => self.irq_mask,
-            DEBUG_ARG0 => self.debug_args[0],
-            DEBUG_ARG1 => self.debug_args[1],
-            // Write-only registers read as zero.
-            MBOX_H2F_SEND | RESET | DEBUG_INJECT => 0,
-            _ => return Err(MmioError::Unmapped(offset)),
+            _ => self.regs.read(reg).ok_or(MmioError::Unmapped(offset))?,
         })
     }
 
@@ -296,77 +249,30 @@ impl Device {
         size: u32,
         value: u32,
     ) -> Result<(), MmioError> {
-        let reg = decode(offset, size)?;
-        match reg {
-            SCRATCH => self.scratch = value,
-            MBOX_H2F_LO => self.h2f[0] = value,
-            MBOX_H2F_HI => self.h2f[1] = value,
-            MBOX_H2F_SEND => {
-                let msg = (u64::from(self.h2f[1]) << 32) | u64::from(self.h2f[0]);
+        // The registers latch interrupts at the device's clock; only a mailbox send moves it
+        // to `now`.
+        match self.regs.write(offset, size, value, self.time)? {
+            Action::None => {}
+            Action::Send { ep, msg } => {
                 self.advance(mem, now);
-                self.receive(mem, value, msg);
+                self.receive(mem, ep, msg);
                 self.flush_outputs(mem);
             }
-            MBOX_F2H_COUNT => {
-                self.f2h.pop_front();
-                if !self.f2h.is_empty() {
-                    self.raise(IRQ_MBOX);
+            Action::Reset => self.reset(),
+            Action::Inject { what, args } => {
+                let armed = self.inject.arm(what, args);
+                match armed.ok_or(MmioError::BadValue { offset, value })? {
+                    Armed::Later => {}
+                    Armed::Silence => self.silent = true,
                 }
             }
-            IRQ_STATUS => self.irq_status &= !value,
-            IRQ_MASK => {
-                self.irq_mask = value & IRQ_ALL;
-                if self.irq_status & self.irq_mask != 0 {
-                    self.request_irq();
-                }
-            }
-            RESET if value == RESET_MAGIC => self.reset(),
-            RESET => return Err(MmioError::BadValue { offset, value }),
-            DEBUG_ARG0 => self.debug_args[0] = value,
-            DEBUG_ARG1 => self.debug_args[1] = value,
-            DEBUG_INJECT => self
-                .arm_injection(value)
-                .ok_or(MmioError::BadValue { offset, value })?,
-            ID | ABI_VERSION | UNITS | FW_STATE | FW_ERROR | MBOX_F2H_LO | MBOX_F2H_HI
-            | MBOX_F2H_EP => return Err(MmioError::ReadOnly(offset)),
-            _ => return Err(MmioError::Unmapped(offset)),
         }
         Ok(())
     }
 
-    fn arm_injection(&mut self, what: u32) -> Option<()> {
-        let [a0, a1] = self.debug_args;
-        match what {
-            // A silence that has begun is not an armed injection: only a reset ends it.
-            regs::INJECT_CLEAR => self.inject = Injections::default(),
-            regs::INJECT_HANG_QUEUE => self.inject.hang_queue = Some(a0),
-            regs::INJECT_FAULT_AT => self.inject.fault_at = Some((a0, a1)),
-            regs::INJECT_CRASH_AFTER => self.inject.crash_after = Some(a0),
-            regs::INJECT_DROP_IRQS => self.inject.drop_irqs = a0,
-            regs::INJECT_DELAY_IRQ => self.inject.delay_irq = Some(u64::from(a0)),
-            regs::INJECT_SILENCE => {
-                self.silent = true;
-                self.inject.silent_boots = a0;
-            }
-            _ => return None,
-        }
-        Some(())
-    }
-
     /// Latches interrupt causes; an unmasked new cause requests a notification.
     pub(crate) fn raise(&mut self, causes: u32) {
-        let new = causes & !self.irq_status;
-        self.irq_status |= causes;
-        if (new | causes & IRQ_MBOX) & self.irq_mask != 0 {
-            self.request_irq();
-        }
-    }
-
-    fn request_irq(&mut self) {
-        if !self.irq_notify {
-            self.irq_notify = true;
-            self.irq_since = self.time;
-        }
+        self.regs.raise(causes, self.time);
     }
 
     /// Whether the shell should send the MSI-X message now; clears the request.
@@ -377,52 +283,26 @@ impl Device {
     /// while it is silent, and one held back when it fell silent, are dropped.
     pub fn take_irq(&mut self) -> bool {
         if self.silent {
-            self.irq_notify = false;
-            self.inject.irq_due = None;
+            // Dropped, not deferred: a silent firmware has nothing to say.
+            self.regs.take_irq_request();
+            self.inject.forget_held_irq();
             return false;
         }
-        if let Some(due) = self.inject.irq_due {
-            if self.time < due {
-                return false;
-            }
-            self.inject.irq_due = None;
-            self.irq_notify = true;
+        match self.inject.release_held_irq(self.time) {
+            HeldIrq::None => {}
+            HeldIrq::Waiting => return false,
+            HeldIrq::Due => self.regs.renew_irq_request(),
         }
-        if !self.irq_notify {
-            return false;
+        match self.regs.take_irq_request() {
+            Some(since) => self.inject.pass_irq(since),
+            None => false,
         }
-        if let Some(delay) = self.inject.delay_irq.take() {
-            self.inject.irq_due = Some(self.irq_since.saturating_add(delay));
-            self.irq_notify = false;
-            return false;
-        }
-        self.irq_notify = false;
-        if self.inject.drop_irqs > 0 {
-            self.inject.drop_irqs -= 1;
-            return false;
-        }
-        true
     }
 
-    /// Queues a firmware-to-host mailbox message and raises `IRQ_MBOX`.
-    ///
-    /// A full FIFO drops the oldest `MSG_RX_DOORBELL` first (the host reads every ring when it
-    /// handles any of them), else the new message.
+    /// Queues a firmware-to-host mailbox message and raises `IRQ_MBOX` (see
+    /// [`Registers::send_to_host`]).
     pub(crate) fn send_to_host(&mut self, ep: u32, msg: u64) {
-        if self.f2h.len() >= regs::MBOX_F2H_DEPTH {
-            let doorbell = self
-                .f2h
-                .iter()
-                .position(|&(_, m)| mbox::message_type(m) == mbox::MSG_RX_DOORBELL);
-            match doorbell {
-                Some(i) => {
-                    self.f2h.remove(i);
-                }
-                None => return,
-            }
-        }
-        self.f2h.push_back((ep, msg));
-        self.raise(IRQ_MBOX);
+        self.regs.send_to_host(ep, msg, self.time);
     }
 
     /// Runs the firmware until device time `now`.
@@ -435,6 +315,7 @@ impl Device {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vagx_abi::regs;
 
     #[test]
     fn every_firmware_state_round_trips_through_its_register_value() {

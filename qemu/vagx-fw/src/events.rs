@@ -158,11 +158,7 @@ impl Device {
             }
         }
 
-        let doorbell_pending = self
-            .f2h
-            .iter()
-            .any(|&(_, m)| mbox::message_type(m) == mbox::MSG_RX_DOORBELL);
-        if wrote && !doorbell_pending {
+        if wrote && !self.regs.doorbell_pending() {
             self.send_to_host(mbox::EP_FIRMWARE, mbox::message(mbox::MSG_RX_DOORBELL, 0));
         }
     }

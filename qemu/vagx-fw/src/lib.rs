@@ -11,6 +11,7 @@ pub mod devctrl;
 pub mod device;
 pub mod events;
 pub mod exec;
+pub mod inject;
 pub mod mem;
 pub mod mmio;
 pub mod mmu;

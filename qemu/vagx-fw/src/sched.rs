@@ -313,7 +313,7 @@ impl Device {
         }
         // A held-back interrupt is a deadline until the time it is due; from then on the
         // shell's `take_irq` delivers it.
-        let irq = self.inject.irq_due.filter(|&t| t > self.time);
+        let irq = self.inject.held_irq_deadline(self.time);
         if self.state != FwState::Running {
             return irq;
         }
@@ -519,16 +519,10 @@ impl Device {
         let bad_entry = kind.is_err() || wait.is_some_and(|(slot, _)| slot == own_slot);
         // Injections are for the next entry that runs commands.
         let runs = matches!(kind, Ok(EntryKind::CmdBuf { .. })) && !skipped;
-        let hang = runs && self.inject.hang_queue == Some(id);
-        if hang {
-            self.inject.hang_queue = None;
-        }
-        let fault_at = match self.inject.fault_at {
-            Some((queue, command)) if runs && queue == id => {
-                self.inject.fault_at = None;
-                Some(command)
-            }
-            _ => None,
+        let (hang, fault_at) = if runs {
+            self.inject.take_for_entry(id)
+        } else {
+            (false, None)
         };
         let run = Running {
             index,
@@ -680,12 +674,8 @@ impl Device {
         if let Err(b) = written {
             self.ring_error("work queue", id, crate::ring::RingError::Bus(b));
         }
-        if let Some(n) = self.inject.crash_after.as_mut() {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.inject.crash_after = None;
-                self.crash(FwError::Injected);
-            }
+        if self.inject.entry_completed() {
+            self.crash(FwError::Injected);
         }
     }
 
