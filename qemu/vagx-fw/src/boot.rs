@@ -4,8 +4,8 @@
 
 use vagx_abi::{
     channels::{
-        DevCtrlMsg, EventError, EventMsg, LogMsg, PipeMsg, StatsMsg, ERROR_BAD_MAILBOX_MESSAGE,
-        LOG_INFO, LOG_WARN,
+        DevCtrlMsg, EventCrash, EventError, EventMsg, LogMsg, PipeMsg, StatsMsg,
+        ERROR_BAD_MAILBOX_MESSAGE, LOG_INFO, LOG_WARN,
     },
     init::{InitData, PendingTable, DEFAULT_WATCHDOG_NS, INIT_MAGIC},
     mbox::{self, FwError},
@@ -97,7 +97,7 @@ impl Device {
 
     /// Handles a host-to-firmware mailbox message; a silent firmware ignores every one.
     pub(crate) fn receive(&mut self, mem: &mut dyn Memory, ep: u32, msg: u64) {
-        self.trace(Trace::Mailbox {
+        self.traces.record(Trace::Mailbox {
             endpoint: ep,
             message: msg,
         });
@@ -162,7 +162,7 @@ impl Device {
             &format!("dropped mailbox message {msg:#018x} on endpoint {ep:#x}"),
         );
         if self.channels.is_some() {
-            self.event(&EventError {
+            self.out.event(&EventError {
                 kind: ERROR_BAD_MAILBOX_MESSAGE,
                 object: ep,
                 value: msg,
@@ -238,7 +238,7 @@ impl Device {
     pub(crate) fn crash(&mut self, err: FwError) {
         self.state = FwState::Crashed;
         self.error = err as u32;
-        self.event(&vagx_abi::channels::EventCrash { error: err as u32 });
+        self.out.event(&EventCrash { error: err as u32 });
         self.send_to_host(
             mbox::EP_FIRMWARE,
             mbox::message(mbox::MSG_CRASHED, u64::from(err as u32)),

@@ -43,7 +43,7 @@ impl Device {
                 }
             };
             let (status, value) = self.devctrl(mem, &msg);
-            self.event(&EventDevCtrlDone {
+            self.out.event(&EventDevCtrlDone {
                 seq: msg.seq,
                 status,
                 value,
@@ -59,7 +59,7 @@ impl Device {
             RingError::BadDescriptor => (ERROR_BAD_ADDRESS, 0),
         };
         self.warn(&format!("{ring} ring unusable: {err:?}"));
-        self.event(&EventError {
+        self.out.event(&EventError {
             kind,
             object,
             value,

@@ -9,23 +9,21 @@
 //! so. Everything else (boot, device control, scheduling, events) is in the sibling modules,
 //! which add `impl Device` blocks.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
-use vagx_abi::{
-    channels::{EventMsg, EventStamps, LogMsg, StatsMsg},
-    regs::*,
-    NUM_PIPES, NUM_STAMP_SLOTS,
-};
+use vagx_abi::{regs::*, NUM_PIPES, NUM_STAMP_SLOTS};
 
 use crate::{
     boot::Channels,
     deps::FailureRecord,
+    events::Outputs,
     exec::Rates,
     inject::{Armed, HeldIrq},
     mem::Memory,
     mmio::{decode, Action, MmioError, Registers},
     mmu::Vm,
     sched::{Unit, WorkQueue},
+    trace::TraceBuffer,
 };
 
 /// Device properties, fixed at creation.
@@ -91,10 +89,6 @@ pub use vagx_abi::regs::FwState;
 /// Armed fault injections, in [`crate::inject`].
 pub use crate::inject::Injections;
 
-/// Bounds on what the firmware buffers while a firmware-to-host ring is full.
-pub(crate) const EVENT_BACKLOG: usize = 4096;
-pub(crate) const LOG_BACKLOG: usize = 256;
-
 /// The vagx device.
 #[derive(Debug)]
 pub struct Device {
@@ -114,16 +108,8 @@ pub struct Device {
     pub(crate) units: Vec<Unit>,
     pub(crate) rr_clock: u64,
     pub(crate) inject: Injections,
-    pub(crate) event_seq: u32,
-    pub(crate) events: VecDeque<EventMsg>,
-    /// Events were written to the event ring since the last `RX_DOORBELL` decision.
-    pub(crate) events_written: bool,
-    pub(crate) firing: EventStamps,
-    pub(crate) logs: VecDeque<LogMsg>,
-    pub(crate) stats: VecDeque<StatsMsg>,
-    pub(crate) logs_dropped: u64,
-    pub(crate) new_log_entries: u32,
-    pub(crate) new_stats_entries: u32,
+    /// Events, log messages and statistics on their way to the host.
+    pub(crate) out: Outputs,
     pub(crate) halt_seq: u32,
     pub(crate) pipe_busy_ns: [u64; NUM_PIPES],
     pub(crate) pipe_entries: [u64; NUM_PIPES],
@@ -132,10 +118,8 @@ pub struct Device {
     pub(crate) stamp_mirror: [u32; NUM_STAMP_SLOTS],
     /// Which stamps of every slot failed, for dependency errors.
     pub(crate) failures: [FailureRecord; NUM_STAMP_SLOTS],
-    pub(crate) traces: Vec<crate::trace::Trace>,
-    pub(crate) traces_dropped: u64,
-    /// Whether the log and stats rings were found broken at the last flush.
-    pub(crate) output_broken: [bool; 2],
+    /// Trace records for the shell.
+    pub(crate) traces: TraceBuffer,
 }
 
 impl Device {
@@ -155,24 +139,14 @@ impl Device {
             units: (0..config.units).map(|_| Unit::default()).collect(),
             rr_clock: 0,
             inject: Injections::default(),
-            event_seq: 0,
-            events: VecDeque::new(),
-            events_written: false,
-            firing: EventStamps::default(),
-            logs: VecDeque::new(),
-            stats: VecDeque::new(),
-            logs_dropped: 0,
-            new_log_entries: 0,
-            new_stats_entries: 0,
+            out: Outputs::default(),
             halt_seq: 0,
             pipe_busy_ns: [0; NUM_PIPES],
             pipe_entries: [0; NUM_PIPES],
             slots: [false; NUM_STAMP_SLOTS],
             stamp_mirror: [0; NUM_STAMP_SLOTS],
             failures: std::array::from_fn(|_| FailureRecord::default()),
-            traces: Vec::new(),
-            traces_dropped: 0,
-            output_broken: [false; 2],
+            traces: TraceBuffer::default(),
         }
     }
 

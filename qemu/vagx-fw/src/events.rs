@@ -3,10 +3,15 @@
 //! Firmware-to-host output: events, log messages and statistics, and the doorbell that
 //! announces them.
 //!
-//! Outputs are queued in the device and written to their rings by
-//! [`Device::flush_outputs`], which runs after every host access and every advance of time. A
-//! full event ring keeps events queued (up to a bound) until the host frees space; a full log
-//! ring drops the oldest log messages and counts them.
+//! Outputs are queued in the device and written to their rings by `Device::flush_outputs`,
+//! which runs after every host access and every advance of time. A full event ring keeps events
+//! queued (up to a bound) until the host frees space; a full log ring drops the oldest log
+//! messages and counts them.
+//!
+//! The queues are an `Outputs`, which knows nothing of the rest of the device: a flush reports
+//! whether it wrote events, and the device decides about the doorbell.
+
+use std::collections::VecDeque;
 
 use vagx_abi::{
     channels::{
@@ -17,12 +22,44 @@ use vagx_abi::{
 };
 
 use crate::{
-    device::{Device, EVENT_BACKLOG, LOG_BACKLOG},
+    boot::Channels,
+    device::Device,
     mem::Memory,
-    ring::RingError,
+    ring::{Ring, RingError},
 };
 
-impl Device {
+/// Bounds on what the firmware buffers while a firmware-to-host ring is full.
+const EVENT_BACKLOG: usize = 4096;
+const LOG_BACKLOG: usize = 256;
+
+/// What the firmware has to say and has not yet written: events, log messages and statistics
+/// waiting for room in their rings, the STAMPS event being gathered, and the state of the
+/// rings' reporting.
+///
+/// # Invariants
+///
+/// `events` holds at most [`EVENT_BACKLOG`] messages, `logs` and `stats` at most
+/// [`LOG_BACKLOG`]; beyond, the oldest go (events leave a gap in `seq`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Outputs {
+    /// `seq` of the next event.
+    event_seq: u32,
+    events: VecDeque<EventMsg>,
+    /// Events were written to the event ring since the last `RX_DOORBELL` decision.
+    events_written: bool,
+    /// Slots whose stamps changed since the last STAMPS event.
+    firing: EventStamps,
+    logs: VecDeque<LogMsg>,
+    stats: VecDeque<StatsMsg>,
+    logs_dropped: u64,
+    /// Entries written to the log and stats rings since the last LOG event.
+    new_log_entries: u32,
+    new_stats_entries: u32,
+    /// Whether the log and stats rings were found broken at the last flush.
+    output_broken: [bool; 2],
+}
+
+impl Outputs {
     /// Queues an event.
     pub(crate) fn event<T: EventPayload>(&mut self, payload: &T) {
         let msg = EventMsg::new(self.event_seq, payload);
@@ -34,12 +71,12 @@ impl Device {
         self.events.push_back(msg);
     }
 
-    /// Queues a log message (truncated to the message's 112 bytes).
-    pub(crate) fn log(&mut self, level: u32, text: &str) {
+    /// Queues a log message made at device time `now` (truncated to the message's 112 bytes).
+    pub(crate) fn log(&mut self, level: u32, text: &str, now: u64) {
         let mut msg = LogMsg {
             level,
             len: 0,
-            time_ns: self.time,
+            time_ns: now,
             text: [0; 112],
         };
         let mut len = text.len().min(msg.text.len());
@@ -64,17 +101,19 @@ impl Device {
         self.stats.push_back(msg);
     }
 
-    /// Writes queued outputs to their rings and rings the host's doorbell if any were written.
-    ///
-    /// A silent firmware writes nothing; what it had queued stays queued until the reset
-    /// discards it.
-    pub(crate) fn flush_outputs(&mut self, mem: &mut dyn Memory) {
-        if self.silent {
-            return;
-        }
-        let Some(mut ch) = self.channels.take() else {
-            return;
-        };
+    /// Notes that stamp slot `slot` changed, for the next STAMPS event.
+    pub(crate) fn stamp_changed(&mut self, slot: u32) {
+        self.firing.set(slot as usize);
+    }
+
+    /// Whether events wait for room in the event ring.
+    pub(crate) fn events_queued(&self) -> bool {
+        !self.events.is_empty()
+    }
+
+    /// Writes queued outputs to their rings in `ch` at device time `now`; returns whether
+    /// events were written since the last flush (the host's doorbell is then due).
+    fn flush(&mut self, ch: &mut Channels, mem: &mut dyn Memory, now: u64) -> bool {
         if self.firing != EventStamps::default() {
             let firing = std::mem::take(&mut self.firing);
             self.event(&firing);
@@ -114,8 +153,7 @@ impl Device {
             };
             self.event(&note);
         }
-        self.channels = Some(ch);
-        if let Err(e) = self.write_events(mem) {
+        if let Err(e) = self.write_events(&mut ch.event, mem) {
             ring_errors.push(("event", e));
         }
         // Events written since the last flush (some by the scheduler) need the doorbell too.
@@ -147,7 +185,7 @@ impl Device {
                 RingError::BadDescriptor => format!("{ring} ring: bad descriptor"),
             };
             if self.logs.len() < LOG_BACKLOG {
-                self.log(LOG_ERROR, &text);
+                self.log(LOG_ERROR, &text, now);
             }
             if let (RingError::BadPointer(p), false) = (err, ring == "event") {
                 self.event(&EventError {
@@ -157,7 +195,44 @@ impl Device {
                 });
             }
         }
+        wrote
+    }
 
+    /// Writes queued events to `ring`, oldest first, while it has room.
+    fn write_events(
+        &mut self,
+        ring: &mut Ring<EventMsg>,
+        mem: &mut dyn Memory,
+    ) -> Result<(), RingError> {
+        while let Some(ev) = self.events.front() {
+            if !ring.push(mem, ev)? {
+                break;
+            }
+            self.events.pop_front();
+            self.events_written = true;
+        }
+        Ok(())
+    }
+}
+
+impl Device {
+    /// Queues a log message (truncated to the message's 112 bytes).
+    pub(crate) fn log(&mut self, level: u32, text: &str) {
+        self.out.log(level, text, self.time);
+    }
+
+    /// Writes queued outputs to their rings and rings the host's doorbell if any were written.
+    ///
+    /// A silent firmware writes nothing; what it had queued stays queued until the reset
+    /// discards it.
+    pub(crate) fn flush_outputs(&mut self, mem: &mut dyn Memory) {
+        if self.silent {
+            return;
+        }
+        let Some(ch) = self.channels.as_mut() else {
+            return;
+        };
+        let wrote = self.out.flush(ch, mem, self.time);
         if wrote && !self.regs.doorbell_pending() {
             self.send_to_host(mbox::EP_FIRMWARE, mbox::message(mbox::MSG_RX_DOORBELL, 0));
         }
@@ -175,14 +250,7 @@ impl Device {
         let Some(ch) = self.channels.as_mut() else {
             return Ok(());
         };
-        while let Some(ev) = self.events.front() {
-            if !ch.event.push(mem, ev)? {
-                break;
-            }
-            self.events.pop_front();
-            self.events_written = true;
-        }
-        Ok(())
+        self.out.write_events(&mut ch.event, mem)
     }
 
     /// Logs a warning about something the host did wrong.

@@ -213,7 +213,7 @@ impl Device {
         };
         let Some(q) = self.queues.get_mut(&msg.queue) else {
             self.warn(&format!("pipe {pipe}: unknown queue {}", msg.queue));
-            self.event(&error(msg.queue));
+            self.out.event(&error(msg.queue));
             return;
         };
         // The new wptr may not move back past entries already fetched.
@@ -226,7 +226,7 @@ impl Device {
         } else {
             let id = q.id;
             self.warn(&format!("pipe {pipe}: bad message for queue {id}"));
-            self.event(&error(id));
+            self.out.event(&error(id));
         }
     }
 
@@ -237,7 +237,7 @@ impl Device {
         }
         if q.failure_held() {
             // Its error event must reach the event ring before its stamp is written.
-            return self.events.is_empty();
+            return !self.out.events_queued();
         }
         if let Some((slot, value)) = q.waiting {
             let now = self.stamp_mirror.get(slot as usize).copied().unwrap_or(0);
@@ -324,7 +324,7 @@ impl Device {
             .filter(|&t| t != u64::MAX)
             .min();
         let watchdog = self.next_watchdog().map(|(t, _)| t);
-        let held = self.queues.values().any(WorkQueue::failure_held) && !self.events.is_empty();
+        let held = self.queues.values().any(WorkQueue::failure_held) && self.out.events_queued();
         let retry = held.then(|| self.time.saturating_add(EVENT_RETRY_NS));
         [done, watchdog, irq, retry].into_iter().flatten().min()
     }
@@ -347,7 +347,7 @@ impl Device {
 
     /// Gives every free unit a command.
     fn fill_units(&mut self, mem: &mut dyn Memory) {
-        if !self.events.is_empty() && self.queues.values().any(WorkQueue::failure_held) {
+        if self.out.events_queued() && self.queues.values().any(WorkQueue::failure_held) {
             // The host may have made room for a held error event. A broken event ring is
             // reported by the next flush.
             let _ = self.write_events(mem);
@@ -484,7 +484,7 @@ impl Device {
             size,
             cost,
         });
-        self.trace(Trace::Command {
+        self.traces.record(Trace::Command {
             queue: id,
             entry: run.index,
             index: run.command,
@@ -617,7 +617,7 @@ impl Device {
         };
         run.failure = Some(failure);
         let entry = run.index;
-        self.event(&EventEntryError {
+        self.out.event(&EventEntryError {
             queue: id,
             entry,
             stamp,
@@ -643,7 +643,7 @@ impl Device {
     fn finish_failed(&mut self, mem: &mut dyn Memory, id: u32) {
         // A broken event ring is reported by the next flush.
         let _ = self.write_events(mem);
-        if self.events.is_empty() {
+        if !self.out.events_queued() {
             self.complete_entry(mem, id, true);
         }
     }
@@ -666,9 +666,9 @@ impl Device {
             self.record_failure(slot, stamp, stamp);
         }
         self.pipe_entries[pipe] += 1;
-        self.trace(Trace::EntryDone { queue: id, stamp });
+        self.traces.record(Trace::EntryDone { queue: id, stamp });
         self.stamp_mirror[slot as usize] = stamp;
-        self.firing.set(slot as usize);
+        self.out.stamp_changed(slot);
         let written = mem::write_u32(mem, stamps + 4 * u64::from(slot), stamp)
             .and_then(|()| mem::write_u32(mem, state + QUEUE_DONE_OFFSET, done));
         if let Err(b) = written {
@@ -686,12 +686,12 @@ impl Device {
             .get(&id)
             .and_then(|q| q.current.map(|r| r.index))
             .unwrap_or(0);
-        self.trace(Trace::Fault {
+        self.traces.record(Trace::Fault {
             queue: id,
             kind,
             address,
         });
-        self.event(&EventFault {
+        self.out.event(&EventFault {
             queue: id,
             entry,
             command,
@@ -712,7 +712,7 @@ impl Device {
             .get(&id)
             .and_then(|q| q.current.map(|r| r.index))
             .unwrap_or(0);
-        self.event(&EventTimeout { queue: id, entry });
+        self.out.event(&EventTimeout { queue: id, entry });
         self.log(LOG_ERROR, &format!("queue {id}: entry {entry} timed out"));
         self.halt(mem, EVENT_TIMEOUT, Some(id));
     }
@@ -720,7 +720,7 @@ impl Device {
     /// Stops all execution and publishes the pending table.
     pub(crate) fn halt(&mut self, mem: &mut dyn Memory, reason: u32, culprit: Option<u32>) {
         self.state = FwState::Halted;
-        self.trace(Trace::Halt { reason });
+        self.traces.record(Trace::Halt { reason });
         for unit in &mut self.units {
             unit.task = None;
         }
@@ -786,7 +786,7 @@ impl Device {
             self.record_failure(slot, first, stamp);
         }
         self.stamp_mirror[slot as usize] = stamp;
-        self.firing.set(slot as usize);
+        self.out.stamp_changed(slot);
         let written = mem::write_u32(mem, stamps + 4 * u64::from(slot), stamp)
             .and_then(|()| mem::write_u32(mem, state + QUEUE_DONE_OFFSET, done))
             .and_then(|()| mem::write_u32(mem, state + QUEUE_RPTR_OFFSET, done));
@@ -803,7 +803,7 @@ impl Device {
     /// Queues statistics for every pipe and queue.
     pub(crate) fn emit_stats(&mut self) {
         for pipe in 0..NUM_PIPES {
-            self.stat(StatsMsg {
+            self.out.stat(StatsMsg {
                 kind: STATS_PIPE,
                 // CAST: pipe < NUM_PIPES.
                 id: pipe as u32,
@@ -828,7 +828,7 @@ impl Device {
                 entries: q.entries_done,
                 time_ns: self.time,
             };
-            self.stat(msg);
+            self.out.stat(msg);
         }
     }
 }

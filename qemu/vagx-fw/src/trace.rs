@@ -31,23 +31,36 @@ pub enum Trace {
     Halt { reason: u32 },
 }
 
-impl Device {
-    /// Records `t` if there is room.
-    pub(crate) fn trace(&mut self, t: Trace) {
-        if self.traces.len() < TRACE_CAPACITY {
-            self.traces.push(t);
+/// The records made since the shell last took them, and the count of those that did not fit.
+///
+/// # Invariants
+///
+/// At most [`TRACE_CAPACITY`] records.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct TraceBuffer {
+    records: Vec<Trace>,
+    dropped: u64,
+}
+
+impl TraceBuffer {
+    /// Records `t` if there is room, else counts it.
+    pub(crate) fn record(&mut self, t: Trace) {
+        if self.records.len() < TRACE_CAPACITY {
+            self.records.push(t);
         } else {
-            self.traces_dropped += 1;
+            self.dropped += 1;
         }
     }
+}
 
+impl Device {
     /// Takes the records made since the last call.
     pub fn take_trace(&mut self) -> Vec<Trace> {
-        std::mem::take(&mut self.traces)
+        std::mem::take(&mut self.traces.records)
     }
 
     /// Records dropped because the buffer was full, since the device was created.
     pub fn traces_dropped(&self) -> u64 {
-        self.traces_dropped
+        self.traces.dropped
     }
 }
