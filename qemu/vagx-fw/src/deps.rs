@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! Dependency failures (ABI 1.1): which stamps of each slot failed, for waits to evaluate.
+//! Stamp slots as the firmware sees them, and dependency failures (ABI 1.1): which stamps of
+//! each slot failed, for waits to evaluate.
+//!
+//! `StampSlots` owns, for every slot, whether a queue holds it, the firmware's copy of its
+//! stamp, and its failure record; a wait or barrier asks it whether its slot has passed a
+//! value and whether the entry that took it there failed.
 //!
 //! A wait entry or a BARRIER with `BARRIER_FLAG_DEP_ERROR` on `(slot, value)` is resolved once
 //! the slot has passed `value`; it then fails if the entry that took the slot past `value`
@@ -18,9 +23,7 @@
 
 use std::collections::VecDeque;
 
-use vagx_abi::{stamp_passed, FAILURE_HISTORY, STAMP_STEP};
-
-use crate::device::Device;
+use vagx_abi::{stamp_passed, FAILURE_HISTORY, NUM_STAMP_SLOTS, STAMP_STEP};
 
 /// Why an entry failed a dependency, as its `EVENT_ENTRY_ERROR` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,19 +60,19 @@ impl FailedRange {
 ///
 /// At most [`FAILURE_HISTORY`] ranges, oldest first, none adjacent to the next.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct FailureRecord {
+struct FailureRecord {
     ranges: VecDeque<FailedRange>,
 }
 
 impl FailureRecord {
     /// Forgets everything: a new queue starts a new sequence of stamps on the slot.
-    pub(crate) fn clear(&mut self) {
+    fn clear(&mut self) {
         self.ranges.clear();
     }
 
     /// Records that the entries with stamps `first..=last` failed; they follow every stamp
     /// recorded before.
-    pub(crate) fn add(&mut self, first: u32, last: u32) {
+    fn add(&mut self, first: u32, last: u32) {
         if let Some(prev) = self.ranges.back_mut() {
             // Adjacent or overlapping: the same run of failures (a job's entries, a reset after
             // a failed entry).
@@ -92,7 +95,7 @@ impl FailureRecord {
     }
 
     /// Whether the entry that took the slot past `value` failed.
-    pub(crate) fn failed(&self, value: u32) -> bool {
+    fn failed(&self, value: u32) -> bool {
         self.ranges.iter().any(|r| r.covers(value))
     }
 
@@ -103,20 +106,95 @@ impl FailureRecord {
     }
 }
 
-impl Device {
+/// One stamp slot.
+#[derive(Clone, Debug, Default)]
+struct Slot {
+    /// A queue holds the slot.
+    taken: bool,
+    /// The firmware's copy of the slot's stamp (the host's copy is in guest memory).
+    stamp: u32,
+    /// Which of its stamps failed.
+    failures: FailureRecord,
+}
+
+/// Every stamp slot: whether a queue holds it, its stamp and its failures.
+///
+/// # Invariants
+///
+/// A slot's failures are those of the stamps of the queue that holds it, or held it last: they
+/// are forgotten when a queue claims it.
+#[derive(Clone, Debug)]
+pub(crate) struct StampSlots {
+    slots: [Slot; NUM_STAMP_SLOTS],
+}
+
+impl Default for StampSlots {
+    fn default() -> Self {
+        Self {
+            slots: std::array::from_fn(|_| Slot::default()),
+        }
+    }
+}
+
+/// The bus address of the stamp of `slot` in the host's stamp table at bus address `table`.
+pub(crate) fn stamp_address(table: u64, slot: u32) -> u64 {
+    table + 4 * u64::from(slot)
+}
+
+/// The index of `slot` in the table.
+fn index(slot: u32) -> usize {
+    // CAST: `usize` is at least 32 bits wide on every supported host, so this widens.
+    slot as usize
+}
+
+impl StampSlots {
+    /// Whether a queue holds `slot`, which is below `NUM_STAMP_SLOTS`.
+    pub(crate) fn is_taken(&self, slot: u32) -> bool {
+        // PANIC: the caller checked the slot.
+        self.slots[index(slot)].taken
+    }
+
+    /// A new queue takes `slot` (below `NUM_STAMP_SLOTS`); its stamp starts at `stamp`.
+    pub(crate) fn claim(&mut self, slot: u32, stamp: u32) {
+        // PANIC: the caller checked the slot.
+        let s = &mut self.slots[index(slot)];
+        s.taken = true;
+        s.stamp = stamp;
+        // The slot's failures belong to its previous queue's stamps.
+        s.failures.clear();
+    }
+
+    /// The queue that held `slot` is gone; the stamp and failures stay for waits on them.
+    pub(crate) fn release(&mut self, slot: u32) {
+        // PANIC: a queue held the slot, so it is in range.
+        self.slots[index(slot)].taken = false;
+    }
+
+    /// Sets the firmware's copy of the stamp of `slot`, which a queue holds.
+    pub(crate) fn set_stamp(&mut self, slot: u32, stamp: u32) {
+        // PANIC: a queue holds the slot, so it is in range.
+        self.slots[index(slot)].stamp = stamp;
+    }
+
+    /// Whether `slot` has passed `value` (a slot out of range stays at 0).
+    pub(crate) fn passed(&self, slot: u32, value: u32) -> bool {
+        let now = self.slots.get(index(slot)).map_or(0, |s| s.stamp);
+        stamp_passed(now, value)
+    }
+
     /// Records that the entries of `slot` with stamps `first..=last` failed.
     pub(crate) fn record_failure(&mut self, slot: u32, first: u32, last: u32) {
-        if let Some(record) = self.failures.get_mut(slot as usize) {
-            record.add(first, last);
+        if let Some(s) = self.slots.get_mut(index(slot)) {
+            s.failures.add(first, last);
         }
     }
 
     /// Whether the entry that took `slot` past `value` failed (the caller has checked that the
     /// slot passed it).
-    pub(crate) fn dependency_failed(&self, slot: u32, value: u32) -> bool {
-        self.failures
-            .get(slot as usize)
-            .is_some_and(|r| r.failed(value))
+    pub(crate) fn failed(&self, slot: u32, value: u32) -> bool {
+        self.slots
+            .get(index(slot))
+            .is_some_and(|s| s.failures.failed(value))
     }
 }
 

@@ -9,15 +9,14 @@
 use vagx_abi::{
     channels::*,
     init::MAX_RING_COUNT,
-    mmu::PAGE_SIZE,
     queue::{QueueState, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
-    PipeType, MAX_QUEUES, MAX_VMS, NUM_PIPE_TYPES, NUM_PRIORITIES, NUM_STAMP_SLOTS,
+    PipeType, MAX_QUEUES, NUM_PIPE_TYPES, NUM_PRIORITIES, NUM_STAMP_SLOTS,
 };
 
 use crate::{
+    deps::stamp_address,
     device::{Device, FwState},
     mem::{self, Memory},
-    mmu::Vm,
     ring::RingError,
     sched::WorkQueue,
 };
@@ -72,18 +71,17 @@ impl Device {
         } else if let Some(a) = msg.payload::<DevCtrlDestroyQueue>() {
             self.destroy_queue(a.0.queue)
         } else if let Some(a) = msg.payload::<DevCtrlBindVm>() {
-            if a.vm as usize >= MAX_VMS || a._pad != 0 || a.root % PAGE_SIZE != 0 {
+            if a._pad != 0 || !self.vms.bind(a.vm, a.root) {
                 return (DEVCTRL_INVALID, 0);
             }
-            self.vms.insert(a.vm, Vm::new(a.root));
             OK
         } else if let Some(a) = msg.payload::<DevCtrlUnbindVm>() {
-            if !self.vms.contains_key(&a.vm) {
+            if !self.vms.is_bound(a.vm) {
                 (DEVCTRL_NOT_FOUND, 0)
             } else if self.queues.values().any(|q| q.vm == a.vm) {
                 (DEVCTRL_BUSY, 0)
             } else {
-                self.vms.remove(&a.vm);
+                self.vms.unbind(a.vm);
                 OK
             }
         } else if msg.payload::<DevCtrlHalt>().is_some() {
@@ -135,10 +133,10 @@ impl Device {
         let Some(ty) = ty.filter(|_| valid) else {
             return (DEVCTRL_INVALID, 0);
         };
-        if !self.vms.contains_key(&a.vm) {
+        if !self.vms.is_bound(a.vm) {
             return (DEVCTRL_NOT_FOUND, 0);
         }
-        if self.queues.contains_key(&a.queue) || self.slots[a.stamp_slot as usize] {
+        if self.queues.contains_key(&a.queue) || self.slots.is_taken(a.stamp_slot) {
             return (DEVCTRL_EXISTS, 0);
         }
         let Some(stamps) = self.channels.as_ref().map(|c| c.stamps) else {
@@ -147,15 +145,12 @@ impl Device {
         let init = (|| {
             mem::write_u32(mem, a.state + QUEUE_RPTR_OFFSET, 0)?;
             mem::write_u32(mem, a.state + QUEUE_DONE_OFFSET, 0)?;
-            mem::write_u32(mem, stamps + 4 * u64::from(a.stamp_slot), a.stamp_init)
+            mem::write_u32(mem, stamp_address(stamps, a.stamp_slot), a.stamp_init)
         })();
         if init.is_err() {
             return (DEVCTRL_INVALID, 0);
         }
-        self.slots[a.stamp_slot as usize] = true;
-        self.stamp_mirror[a.stamp_slot as usize] = a.stamp_init;
-        // The slot's failures belong to its previous queue's stamps.
-        self.failures[a.stamp_slot as usize].clear();
+        self.slots.claim(a.stamp_slot, a.stamp_init);
         // CAST: priority < NUM_PRIORITIES.
         let pipe = a.priority as usize * NUM_PIPE_TYPES + ty as usize;
         self.queues.insert(a.queue, WorkQueue::new(a, pipe));
@@ -176,10 +171,10 @@ impl Device {
         if q.has_work() || self.on_unit(id) {
             return (DEVCTRL_BUSY, 0);
         }
-        let slot = q.slot as usize;
+        let slot = q.slot;
         self.emit_queue_stats(id);
         self.queues.remove(&id);
-        self.slots[slot] = false;
+        self.slots.release(slot);
         OK
     }
 }

@@ -11,17 +11,17 @@
 
 use std::collections::BTreeMap;
 
-use vagx_abi::{regs::*, NUM_PIPES, NUM_STAMP_SLOTS};
+use vagx_abi::{regs::*, NUM_PIPES};
 
 use crate::{
     boot::Channels,
-    deps::FailureRecord,
+    deps::StampSlots,
     events::Outputs,
     exec::Rates,
     inject::{Armed, HeldIrq},
     mem::Memory,
     mmio::{decode, Action, MmioError, Registers},
-    mmu::Vm,
+    mmu::VmTable,
     sched::{Unit, WorkQueue},
     trace::TraceBuffer,
 };
@@ -103,7 +103,8 @@ pub struct Device {
     pub(crate) error: u32,
     pub(crate) time: u64,
     pub(crate) channels: Option<Channels>,
-    pub(crate) vms: BTreeMap<u32, Vm>,
+    /// The VMs the host bound.
+    pub(crate) vms: VmTable,
     pub(crate) queues: BTreeMap<u32, WorkQueue>,
     pub(crate) units: Vec<Unit>,
     pub(crate) rr_clock: u64,
@@ -113,11 +114,8 @@ pub struct Device {
     pub(crate) halt_seq: u32,
     pub(crate) pipe_busy_ns: [u64; NUM_PIPES],
     pub(crate) pipe_entries: [u64; NUM_PIPES],
-    pub(crate) slots: [bool; NUM_STAMP_SLOTS],
-    /// The firmware's copy of every stamp slot's value.
-    pub(crate) stamp_mirror: [u32; NUM_STAMP_SLOTS],
-    /// Which stamps of every slot failed, for dependency errors.
-    pub(crate) failures: [FailureRecord; NUM_STAMP_SLOTS],
+    /// Every stamp slot: held by a queue or not, its stamp, its failures.
+    pub(crate) slots: StampSlots,
     /// Trace records for the shell.
     pub(crate) traces: TraceBuffer,
 }
@@ -134,7 +132,7 @@ impl Device {
             error: 0,
             time: 0,
             channels: None,
-            vms: BTreeMap::new(),
+            vms: VmTable::default(),
             queues: BTreeMap::new(),
             units: (0..config.units).map(|_| Unit::default()).collect(),
             rr_clock: 0,
@@ -143,9 +141,7 @@ impl Device {
             halt_seq: 0,
             pipe_busy_ns: [0; NUM_PIPES],
             pipe_entries: [0; NUM_PIPES],
-            slots: [false; NUM_STAMP_SLOTS],
-            stamp_mirror: [0; NUM_STAMP_SLOTS],
-            failures: std::array::from_fn(|_| FailureRecord::default()),
+            slots: StampSlots::default(),
             traces: TraceBuffer::default(),
         }
     }

@@ -23,12 +23,17 @@
 //! left is a page whose mapping is valid but whose bus address the bus refuses: the pages before
 //! it have then been accessed (the fault still names the refused page).
 //!
+//! The VMs the host has bound (`DEVCTRL_BIND_VM`) are the firmware's `VmTable`.
+//!
 //! [`PageTableBuilder`] builds tables in guest memory for tests.
+
+use std::collections::BTreeMap;
 
 use vagx_abi::channels::{FAULT_PERMISSION, FAULT_UNMAPPED};
 use vagx_abi::mmu::{
     table_index, LEVELS, PAGE_SIZE, PTE_ADDR_MASK, PTE_READ, PTE_VALID, PTE_WRITE, VA_LIMIT,
 };
+use vagx_abi::MAX_VMS;
 
 use crate::mem::{BusError, Memory};
 
@@ -241,6 +246,44 @@ impl Vm {
             at += in_page;
         }
         Ok(())
+    }
+}
+
+/// The VMs the host has bound, by id.
+///
+/// # Invariants
+///
+/// Every id is below `MAX_VMS` and every VM's root is page aligned.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct VmTable {
+    vms: BTreeMap<u32, Vm>,
+}
+
+impl VmTable {
+    /// Binds VM `id` to the tables at `root`, replacing a VM of that id; `false` (and nothing
+    /// bound) if the id is out of range or `root` not page aligned.
+    pub(crate) fn bind(&mut self, id: u32, root: u64) -> bool {
+        // CAST: `usize` is at least 32 bits wide on every supported host, so this widens.
+        if id as usize >= MAX_VMS || !root.is_multiple_of(PAGE_SIZE) {
+            return false;
+        }
+        self.vms.insert(id, Vm::new(root));
+        true
+    }
+
+    /// Unbinds VM `id`; `false` if it was not bound.
+    pub(crate) fn unbind(&mut self, id: u32) -> bool {
+        self.vms.remove(&id).is_some()
+    }
+
+    /// Whether VM `id` is bound.
+    pub(crate) fn is_bound(&self, id: u32) -> bool {
+        self.vms.contains_key(&id)
+    }
+
+    /// VM `id`, if bound.
+    pub(crate) fn get(&self, id: u32) -> Option<Vm> {
+        self.vms.get(&id).copied()
     }
 }
 

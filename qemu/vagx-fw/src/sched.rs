@@ -45,14 +45,14 @@ use vagx_abi::{
     pod,
     queue::{EntryKind, QueueEntry, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
     regs::IRQ_STATE,
-    stamp_passed, NUM_PIPES, STAMP_STEP,
+    NUM_PIPES, STAMP_STEP,
 };
 
 use crate::{
-    deps::DepFailure,
+    deps::{stamp_address, DepFailure},
     device::{Device, FwState},
     exec::{self, Command},
-    mem::{self, Memory},
+    mem::{self, BusError, Memory},
     mmu::Fault,
     trace::Trace,
 };
@@ -240,8 +240,7 @@ impl Device {
             return !self.out.events_queued();
         }
         if let Some((slot, value)) = q.waiting {
-            let now = self.stamp_mirror.get(slot as usize).copied().unwrap_or(0);
-            if !stamp_passed(now, value) {
+            if !self.slots.passed(slot, value) {
                 return false;
             }
         }
@@ -426,7 +425,7 @@ impl Device {
             self.complete_entry(mem, id, false);
             return;
         }
-        let Some(vm) = self.vms.get(&vm_id).copied() else {
+        let Some(vm) = self.vms.get(vm_id) else {
             self.fault(mem, id, run.command, FAULT_UNMAPPED, run.entry.cmdbuf);
             return;
         };
@@ -450,14 +449,13 @@ impl Device {
             dep_error,
         } = command
         {
-            let current = self.stamp_mirror.get(slot as usize).copied().unwrap_or(0);
-            if !stamp_passed(current, value) {
+            if !self.slots.passed(slot, value) {
                 if let Some(q) = self.queues.get_mut(&id) {
                     q.waiting = Some((slot, value));
                 }
                 return;
             }
-            if dep_error && self.dependency_failed(slot, value) {
+            if dep_error && self.slots.failed(slot, value) {
                 let failure = DepFailure {
                     cause: DEP_CAUSE_BARRIER,
                     command: run.command,
@@ -558,7 +556,7 @@ impl Device {
         let Some(run) = q.current else {
             return;
         };
-        if let Some(vm) = self.vms.get(&vm_id).copied() {
+        if let Some(vm) = self.vms.get(vm_id) {
             if let Err(Fault { kind, address }) = task.command.execute(&vm, mem) {
                 self.fault(mem, id, run.command, kind, address);
                 return;
@@ -582,14 +580,13 @@ impl Device {
     /// Resolves queue `id`'s current wait entry on `(slot, value)`: parks the queue until the
     /// slot has passed `value`, then completes the entry, or fails it and the rest of its job.
     fn resolve_wait(&mut self, mem: &mut dyn Memory, id: u32, slot: u32, value: u32) {
-        let current = self.stamp_mirror.get(slot as usize).copied().unwrap_or(0);
-        if !stamp_passed(current, value) {
+        if !self.slots.passed(slot, value) {
             if let Some(q) = self.queues.get_mut(&id) {
                 q.waiting = Some((slot, value));
             }
             return;
         }
-        if !self.dependency_failed(slot, value) {
+        if !self.slots.failed(slot, value) {
             self.complete_entry(mem, id, false);
             return;
         }
@@ -663,13 +660,12 @@ impl Device {
         q.entries_done += 1;
         let (slot, stamp, done, state, pipe) = (q.slot, q.stamp, q.done, q.state, q.pipe);
         if failed {
-            self.record_failure(slot, stamp, stamp);
+            self.slots.record_failure(slot, stamp, stamp);
         }
         self.pipe_entries[pipe] += 1;
         self.traces.record(Trace::EntryDone { queue: id, stamp });
-        self.stamp_mirror[slot as usize] = stamp;
-        self.out.stamp_changed(slot);
-        let written = mem::write_u32(mem, stamps + 4 * u64::from(slot), stamp)
+        let written = self
+            .publish_stamp(mem, stamps, slot, stamp)
             .and_then(|()| mem::write_u32(mem, state + QUEUE_DONE_OFFSET, done));
         if let Err(b) = written {
             self.ring_error("work queue", id, crate::ring::RingError::Bus(b));
@@ -677,6 +673,20 @@ impl Device {
         if self.inject.entry_completed() {
             self.crash(FwError::Injected);
         }
+    }
+
+    /// Publishes `stamp` as the stamp of `slot`: the firmware's copy, the next STAMPS event,
+    /// and the host's copy in the stamp table at bus address `table`.
+    fn publish_stamp(
+        &mut self,
+        mem: &mut dyn Memory,
+        table: u64,
+        slot: u32,
+        stamp: u32,
+    ) -> Result<(), BusError> {
+        self.slots.set_stamp(slot, stamp);
+        self.out.stamp_changed(slot);
+        mem::write_u32(mem, stamp_address(table, slot), stamp)
     }
 
     /// A command of queue `id` faulted: report it and halt.
@@ -783,11 +793,10 @@ impl Device {
         let (slot, stamp, done, state) = (q.slot, q.stamp, q.done, q.state);
         if discarded > 0 {
             // Discarded entries failed, the culprit's included: waits on them fail.
-            self.record_failure(slot, first, stamp);
+            self.slots.record_failure(slot, first, stamp);
         }
-        self.stamp_mirror[slot as usize] = stamp;
-        self.out.stamp_changed(slot);
-        let written = mem::write_u32(mem, stamps + 4 * u64::from(slot), stamp)
+        let written = self
+            .publish_stamp(mem, stamps, slot, stamp)
             .and_then(|()| mem::write_u32(mem, state + QUEUE_DONE_OFFSET, done))
             .and_then(|()| mem::write_u32(mem, state + QUEUE_RPTR_OFFSET, done));
         if written.is_err() {
