@@ -78,7 +78,7 @@ impl Device {
         } else if let Some(a) = msg.payload::<DevCtrlUnbindVm>() {
             if !self.vms.is_bound(a.vm) {
                 (DEVCTRL_NOT_FOUND, 0)
-            } else if self.queues.values().any(|q| q.vm == a.vm) {
+            } else if self.sched.uses_vm(a.vm) {
                 (DEVCTRL_BUSY, 0)
             } else {
                 self.vms.unbind(a.vm);
@@ -108,7 +108,8 @@ impl Device {
             match a.what {
                 QUERY_UNITS => (DEVCTRL_OK, u64::from(self.config.units)),
                 QUERY_TIME_NS => (DEVCTRL_OK, self.time),
-                QUERY_QUEUES => (DEVCTRL_OK, self.queues.len() as u64),
+                // CAST: at most MAX_QUEUES.
+                QUERY_QUEUES => (DEVCTRL_OK, self.sched.queue_count() as u64),
                 _ => (DEVCTRL_INVALID, 0),
             }
         } else {
@@ -136,7 +137,7 @@ impl Device {
         if !self.vms.is_bound(a.vm) {
             return (DEVCTRL_NOT_FOUND, 0);
         }
-        if self.queues.contains_key(&a.queue) || self.slots.is_taken(a.stamp_slot) {
+        if self.sched.queue(a.queue).is_some() || self.slots.is_taken(a.stamp_slot) {
             return (DEVCTRL_EXISTS, 0);
         }
         let Some(stamps) = self.channels.as_ref().map(|c| c.stamps) else {
@@ -153,7 +154,7 @@ impl Device {
         self.slots.claim(a.stamp_slot, a.stamp_init);
         // CAST: priority < NUM_PRIORITIES.
         let pipe = a.priority as usize * NUM_PIPE_TYPES + ty as usize;
-        self.queues.insert(a.queue, WorkQueue::new(a, pipe));
+        self.sched.add_queue(WorkQueue::new(a, pipe));
         self.log(
             LOG_INFO,
             &format!(
@@ -165,15 +166,15 @@ impl Device {
     }
 
     fn destroy_queue(&mut self, id: u32) -> Reply {
-        let Some(q) = self.queues.get(&id) else {
+        let Some(q) = self.sched.queue(id) else {
             return (DEVCTRL_NOT_FOUND, 0);
         };
-        if q.has_work() || self.on_unit(id) {
+        if q.has_work() || self.sched.on_unit(id) {
             return (DEVCTRL_BUSY, 0);
         }
-        let slot = q.slot;
-        self.emit_queue_stats(id);
-        self.queues.remove(&id);
+        let (slot, stats) = (q.slot(), q.stats(self.time));
+        self.out.stat(stats);
+        self.sched.remove_queue(id);
         self.slots.release(slot);
         OK
     }

@@ -1,17 +1,36 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The whole device: the firmware's state around the register file ([`crate::mmio`]) and the
-//! armed fault injections ([`crate::inject`]).
+//! The whole device: the firmware's state, and the parts that own everything else.
 //!
 //! [`Device`] is what the QEMU shell owns. It calls [`Device::mmio_read`] and
 //! [`Device::mmio_write`] for BAR0 accesses, [`Device::advance`] when the virtual clock reaches
 //! [`Device::next_deadline`], and delivers an MSI-X message whenever [`Device::take_irq`] says
 //! so. Everything else (boot, device control, scheduling, events) is in the sibling modules,
 //! which add `impl Device` blocks.
+//!
+//! # Layout
+//!
+//! `Device` itself holds the configuration and the firmware's own state: its `FW_STATE`,
+//! whether it is silent, its `FW_ERROR`, the clock, and the rings and tables the init data
+//! described (`boot::Channels`). Everything else is a part owned by the module whose code uses
+//! it:
+//!
+//! | Field    | Part                   | Owns                                                |
+//! |----------|------------------------|-----------------------------------------------------|
+//! | `regs`   | `mmio::Registers`      | scratch, mailboxes, interrupt latch, debug args     |
+//! | `out`    | `events::Outputs`      | events, log messages and statistics not yet written |
+//! | `sched`  | `sched::Scheduler`     | work queues, execution units, scheduling counters   |
+//! | `slots`  | `deps::StampSlots`     | per stamp slot: held or not, stamp, failures        |
+//! | `vms`    | `mmu::VmTable`         | the VMs the host bound                              |
+//! | `inject` | [`Injections`]         | armed fault injections ([`crate::inject`])          |
+//! | `traces` | `trace::TraceBuffer`   | trace records for the shell                         |
+//!
+//! A part never reaches into another: its methods change its own state, read only what they
+//! are given, and return what the rest of the device must do (a register write's `mmio::Action`, a flush's "ring the
+//! doorbell", a halt's pending table, a reset queue's stamp to publish), and the `impl Device`
+//! blocks carry that out.
 
-use std::collections::BTreeMap;
-
-use vagx_abi::{regs::*, NUM_PIPES};
+use vagx_abi::regs::*;
 
 use crate::{
     boot::Channels,
@@ -22,7 +41,7 @@ use crate::{
     mem::Memory,
     mmio::{decode, Action, MmioError, Registers},
     mmu::VmTable,
-    sched::{Unit, WorkQueue},
+    sched::Scheduler,
     trace::TraceBuffer,
 };
 
@@ -93,29 +112,30 @@ pub use crate::inject::Injections;
 #[derive(Debug)]
 pub struct Device {
     pub(crate) config: Config,
-    /// The registers that are plain state, the mailboxes and the interrupt latch.
-    pub(crate) regs: Registers,
-    // Firmware.
+    // The firmware.
     pub(crate) state: FwState,
     /// Silenced by `INJECT_SILENCE` or a silent boot: the firmware does nothing at all until a
     /// reset, and `state` keeps the value it had.
     pub(crate) silent: bool,
+    /// `FW_ERROR`: why the boot failed or the firmware crashed.
     pub(crate) error: u32,
+    /// The device's clock (ns).
     pub(crate) time: u64,
+    /// The rings and tables of the init data, once booted.
     pub(crate) channels: Option<Channels>,
-    /// The VMs the host bound.
-    pub(crate) vms: VmTable,
-    pub(crate) queues: BTreeMap<u32, WorkQueue>,
-    pub(crate) units: Vec<Unit>,
-    pub(crate) rr_clock: u64,
-    pub(crate) inject: Injections,
+    // Its parts (see the module docs).
+    /// The registers that are plain state, the mailboxes and the interrupt latch.
+    pub(crate) regs: Registers,
     /// Events, log messages and statistics on their way to the host.
     pub(crate) out: Outputs,
-    pub(crate) halt_seq: u32,
-    pub(crate) pipe_busy_ns: [u64; NUM_PIPES],
-    pub(crate) pipe_entries: [u64; NUM_PIPES],
+    /// The work queues and the execution units.
+    pub(crate) sched: Scheduler,
     /// Every stamp slot: held by a queue or not, its stamp, its failures.
     pub(crate) slots: StampSlots,
+    /// The VMs the host bound.
+    pub(crate) vms: VmTable,
+    /// Armed fault injections.
+    pub(crate) inject: Injections,
     /// Trace records for the shell.
     pub(crate) traces: TraceBuffer,
 }
@@ -126,22 +146,17 @@ impl Device {
         config.units = config.units.clamp(1, MAX_UNITS);
         Self {
             config,
-            regs: Registers::default(),
             state: FwState::Off,
             silent: false,
             error: 0,
             time: 0,
             channels: None,
-            vms: VmTable::default(),
-            queues: BTreeMap::new(),
-            units: (0..config.units).map(|_| Unit::default()).collect(),
-            rr_clock: 0,
-            inject: Injections::default(),
+            regs: Registers::default(),
             out: Outputs::default(),
-            halt_seq: 0,
-            pipe_busy_ns: [0; NUM_PIPES],
-            pipe_entries: [0; NUM_PIPES],
+            sched: Scheduler::new(config.units),
             slots: StampSlots::default(),
+            vms: VmTable::default(),
+            inject: Injections::default(),
             traces: TraceBuffer::default(),
         }
     }

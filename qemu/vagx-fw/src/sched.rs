@@ -36,7 +36,17 @@
 //! `INJECT_SILENCE` stops the firmware without a state change: nothing runs, no deadline is
 //! reported and nothing is written until a device reset.
 //!
+//! # State
+//!
+//! The queues, the units and the scheduler's counters are a `Scheduler`. Its methods decide
+//! (which queue runs next, when the next command completes or the watchdog fires, what a halt
+//! or a queue reset leaves) and return what the device must then do or publish: the stamp to
+//! write, the pending table, the statistics. The `impl Device` here runs commands and entries,
+//! which also touches memory, the stamp slots, the event queue and the injections.
+//!
 //! [`Channels::watchdog_ns`]: crate::boot::Channels
+
+use std::collections::BTreeMap;
 
 use vagx_abi::{
     channels::*,
@@ -49,7 +59,7 @@ use vagx_abi::{
 };
 
 use crate::{
-    deps::{stamp_address, DepFailure},
+    deps::{stamp_address, DepFailure, StampSlots},
     device::{Device, FwState},
     exec::{self, Command},
     mem::{self, BusError, Memory},
@@ -65,71 +75,71 @@ pub const EVENT_RETRY_NS: u64 = 10_000;
 
 /// A command occupying a unit.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Task {
-    pub(crate) queue: u32,
+struct Task {
+    queue: u32,
     /// Completion time; `u64::MAX` for a command that never completes.
-    pub(crate) until: u64,
-    pub(crate) command: Command,
-    pub(crate) size: u32,
-    pub(crate) cost: u64,
+    until: u64,
+    command: Command,
+    size: u32,
+    cost: u64,
 }
 
 /// An execution unit.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Unit {
-    pub(crate) task: Option<Task>,
+struct Unit {
+    task: Option<Task>,
 }
 
 /// The entry a queue is executing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Running {
+struct Running {
     /// Index of the entry in the queue's ring.
-    pub(crate) index: u32,
-    pub(crate) entry: QueueEntry,
+    index: u32,
+    entry: QueueEntry,
     /// A wait entry's `(slot, value)`; `None` for a command buffer.
-    pub(crate) wait: Option<(u32, u32)>,
+    wait: Option<(u32, u32)>,
     /// The entry failed a dependency; it completes once its error event is in the event ring.
-    pub(crate) failure: Option<DepFailure>,
+    failure: Option<DepFailure>,
     /// Byte offset of the next command.
-    pub(crate) offset: u32,
+    offset: u32,
     /// Index of the next command.
-    pub(crate) command: u32,
-    pub(crate) started: u64,
+    command: u32,
+    started: u64,
     /// Injected: the entry never completes.
-    pub(crate) hang: bool,
+    hang: bool,
     /// Injected: this command faults.
-    pub(crate) fault_at: Option<u32>,
+    fault_at: Option<u32>,
 }
 
 /// A work queue as the firmware tracks it.
 #[derive(Clone, Debug)]
 pub(crate) struct WorkQueue {
-    pub(crate) id: u32,
-    pub(crate) vm: u32,
-    pub(crate) pipe: usize,
-    pub(crate) priority: u32,
-    pub(crate) slot: u32,
-    pub(crate) ring: u64,
-    pub(crate) count: u32,
-    pub(crate) state: u64,
-    pub(crate) stamp: u32,
+    id: u32,
+    vm: u32,
+    pipe: usize,
+    priority: u32,
+    slot: u32,
+    ring: u64,
+    count: u32,
+    state: u64,
+    stamp: u32,
     /// The host's write pointer, from the latest pipe message.
-    pub(crate) wptr: u32,
+    wptr: u32,
     /// Next entry to fetch.
-    pub(crate) rptr: u32,
+    rptr: u32,
     /// Entries completed (index of the oldest unfinished one).
-    pub(crate) done: u32,
-    pub(crate) current: Option<Running>,
+    done: u32,
+    current: Option<Running>,
     /// Stopped by a fault or timeout until the host resets the queue.
-    pub(crate) stopped: bool,
+    stopped: bool,
     /// Parked on a BARRIER or wait entry: (slot, value).
-    pub(crate) waiting: Option<(u32, u32)>,
+    waiting: Option<(u32, u32)>,
     /// A wait entry of the current job failed on (slot, value): the job's remaining entries
     /// fail too, up to and including its command buffer.
-    pub(crate) failing_job: Option<(u32, u32)>,
-    pub(crate) last_run: u64,
-    pub(crate) busy_ns: u64,
-    pub(crate) entries_done: u64,
+    failing_job: Option<(u32, u32)>,
+    last_run: u64,
+    busy_ns: u64,
+    entries_done: u64,
 }
 
 impl WorkQueue {
@@ -162,6 +172,27 @@ impl WorkQueue {
         self.current.is_some() || self.done != self.wptr
     }
 
+    /// The queue's stamp slot.
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// The stamp of the next entry to complete.
+    fn next_stamp(&self) -> u32 {
+        self.stamp.wrapping_add(STAMP_STEP)
+    }
+
+    /// The queue's statistics at device time `now`.
+    pub(crate) fn stats(&self, now: u64) -> StatsMsg {
+        StatsMsg {
+            kind: STATS_QUEUE,
+            id: self.id,
+            busy_ns: self.busy_ns,
+            entries: self.entries_done,
+            time_ns: now,
+        }
+    }
+
     /// Whether the queue's current entry failed and waits for its error event to be written.
     fn failure_held(&self) -> bool {
         self.current.is_some_and(|r| r.failure.is_some())
@@ -173,7 +204,89 @@ impl WorkQueue {
     }
 }
 
-impl Device {
+/// Entries a queue retired at once (one that completed, or those a reset discarded): what the
+/// device publishes and records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Retired {
+    /// How many.
+    count: u32,
+    /// The queue's stamp slot.
+    slot: u32,
+    /// The stamps of the first and the last retired entry; `stamp` is the queue's stamp now.
+    first: u32,
+    stamp: u32,
+    /// The queue's `done` index now, and the bus address of its `QueueState`.
+    done: u32,
+    state: u64,
+}
+
+/// Why a pipe message was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PipeRefusal {
+    /// No queue has the message's id.
+    UnknownQueue,
+    /// The queue is not on the pipe, a pad is not zero, or the `wptr` is out of range or moves
+    /// back past entries already fetched.
+    Bad,
+}
+
+/// The scheduler's state: the work queues, the execution units and the commands on them, and
+/// the counters that round robin, the pending table and the statistics use.
+///
+/// # Invariants
+///
+/// `queues` is keyed by queue id. A queue has a task on at most one unit.
+#[derive(Clone, Debug)]
+pub(crate) struct Scheduler {
+    queues: BTreeMap<u32, WorkQueue>,
+    units: Vec<Unit>,
+    /// Counts units given to queues; a queue's `last_run` is the count at its latest turn.
+    rr_clock: u64,
+    /// `halt_seq` of the latest pending table.
+    halt_seq: u32,
+    /// Per pipe: device time spent on its queues' commands, and entries completed.
+    pipe_busy_ns: [u64; NUM_PIPES],
+    pipe_entries: [u64; NUM_PIPES],
+}
+
+impl Scheduler {
+    /// A scheduler with `units` idle units and no queues.
+    pub(crate) fn new(units: u32) -> Self {
+        Self {
+            queues: BTreeMap::new(),
+            units: (0..units).map(|_| Unit::default()).collect(),
+            rr_clock: 0,
+            halt_seq: 0,
+            pipe_busy_ns: [0; NUM_PIPES],
+            pipe_entries: [0; NUM_PIPES],
+        }
+    }
+
+    /// Queue `id`, if it exists.
+    pub(crate) fn queue(&self, id: u32) -> Option<&WorkQueue> {
+        self.queues.get(&id)
+    }
+
+    /// Adds queue `q` (its id is not taken).
+    pub(crate) fn add_queue(&mut self, q: WorkQueue) {
+        self.queues.insert(q.id, q);
+    }
+
+    /// Forgets queue `id`.
+    pub(crate) fn remove_queue(&mut self, id: u32) {
+        self.queues.remove(&id);
+    }
+
+    /// Number of queues.
+    pub(crate) fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    /// Whether a queue runs in VM `vm`.
+    pub(crate) fn uses_vm(&self, vm: u32) -> bool {
+        self.queues.values().any(|q| q.vm == vm)
+    }
+
     /// Whether queue `id` occupies a unit.
     pub(crate) fn on_unit(&self, id: u32) -> bool {
         self.units
@@ -181,6 +294,210 @@ impl Device {
             .any(|u| u.task.is_some_and(|t| t.queue == id))
     }
 
+    /// Whether a queue's current entry failed and waits for its error event to be written.
+    fn failure_held(&self) -> bool {
+        self.queues.values().any(WorkQueue::failure_held)
+    }
+
+    /// Index of queue `id`'s current entry (0 if none), for reports.
+    fn current_entry(&self, id: u32) -> u32 {
+        self.queues
+            .get(&id)
+            .and_then(|q| q.current.map(|r| r.index))
+            .unwrap_or(0)
+    }
+
+    /// Applies pipe message `msg` from pipe `pipe`: the queue's new `wptr`.
+    fn pipe_message(&mut self, pipe: usize, msg: &PipeMsg) -> Result<(), PipeRefusal> {
+        let q = self
+            .queues
+            .get_mut(&msg.queue)
+            .ok_or(PipeRefusal::UnknownQueue)?;
+        // The new wptr may not move back past entries already fetched.
+        let valid = q.pipe == pipe
+            && msg._pad == [0; 2]
+            && msg.wptr < q.count
+            && q.distance(q.done, msg.wptr) >= q.distance(q.done, q.rptr);
+        if !valid {
+            return Err(PipeRefusal::Bad);
+        }
+        q.wptr = msg.wptr;
+        Ok(())
+    }
+
+    /// Whether `q` can take a unit now, given the stamp slots and whether events wait for room
+    /// in the event ring.
+    fn runnable(&self, q: &WorkQueue, slots: &StampSlots, events_queued: bool) -> bool {
+        if q.stopped || self.on_unit(q.id) {
+            return false;
+        }
+        if q.failure_held() {
+            // Its error event must reach the event ring before its stamp is written.
+            return !events_queued;
+        }
+        if let Some((slot, value)) = q.waiting {
+            if !slots.passed(slot, value) {
+                return false;
+            }
+        }
+        q.current.is_some() || q.rptr != q.wptr
+    }
+
+    /// The next queue a free unit takes.
+    fn pick(&self, slots: &StampSlots, events_queued: bool) -> Option<u32> {
+        self.queues
+            .values()
+            .filter(|q| self.runnable(q, slots, events_queued))
+            .min_by_key(|q| (q.priority, q.last_run, q.id))
+            .map(|q| q.id)
+    }
+
+    /// Queue `id` takes a unit: it is the most recent to have had one, and no longer parked.
+    fn take_turn(&mut self, id: u32) {
+        self.rr_clock += 1;
+        let clock = self.rr_clock;
+        if let Some(q) = self.queues.get_mut(&id) {
+            q.last_run = clock;
+            q.waiting = None;
+        }
+    }
+
+    /// Parks queue `id` until `slot` passes `value`.
+    fn park(&mut self, id: u32, slot: u32, value: u32) {
+        if let Some(q) = self.queues.get_mut(&id) {
+            q.waiting = Some((slot, value));
+        }
+    }
+
+    /// When the earliest command on a unit completes (`u64::MAX`: never), if any is on one.
+    fn next_completion(&self) -> Option<u64> {
+        self.units
+            .iter()
+            .filter_map(|u| u.task.map(|t| t.until))
+            .min()
+    }
+
+    /// The earliest watchdog deadline for a limit of `limit` ns per entry, and its queue.
+    ///
+    /// Wait entries and failed entries run nothing, so the watchdog does not cover them.
+    fn next_watchdog(&self, limit: u64) -> Option<(u64, u32)> {
+        self.queues
+            .values()
+            .filter(|q| !q.stopped)
+            .filter_map(|q| {
+                q.current
+                    .filter(|r| r.wait.is_none() && r.failure.is_none())
+                    .map(|r| (r.started.saturating_add(limit), q.id))
+            })
+            .min()
+    }
+
+    /// Accounts for `task`, whose command completed: its cost, and its queue's next command.
+    /// Returns whether that was the entry's last command.
+    fn command_done(&mut self, task: &Task) -> bool {
+        let Some(q) = self.queues.get_mut(&task.queue) else {
+            return false;
+        };
+        self.pipe_busy_ns[q.pipe] += task.cost;
+        q.busy_ns += task.cost;
+        let Some(run) = q.current.as_mut() else {
+            return false;
+        };
+        run.offset += task.size;
+        run.command += 1;
+        run.offset >= run.entry.len
+    }
+
+    /// Retires queue `id`'s current entry: `done` and the stamp advance.
+    fn retire_entry(&mut self, id: u32) -> Option<Retired> {
+        let q = self.queues.get_mut(&id)?;
+        q.current = None;
+        q.done = (q.done + 1) & (q.count - 1);
+        q.stamp = q.next_stamp();
+        q.entries_done += 1;
+        self.pipe_entries[q.pipe] += 1;
+        Some(Retired {
+            count: 1,
+            slot: q.slot,
+            first: q.stamp,
+            stamp: q.stamp,
+            done: q.done,
+            state: q.state,
+        })
+    }
+
+    /// Discards queue `id`'s unfinished entries, the one on a unit included, and restarts the
+    /// queue if it was stopped.
+    fn reset_queue(&mut self, id: u32) -> Option<Retired> {
+        for unit in &mut self.units {
+            if unit.task.is_some_and(|t| t.queue == id) {
+                unit.task = None;
+            }
+        }
+        let q = self.queues.get_mut(&id)?;
+        let discarded = q.distance(q.done, q.wptr);
+        let first = q.next_stamp();
+        q.stamp = q.stamp.wrapping_add(STAMP_STEP.wrapping_mul(discarded));
+        q.done = q.wptr;
+        q.rptr = q.wptr;
+        q.current = None;
+        q.waiting = None;
+        q.failing_job = None;
+        q.stopped = false;
+        Some(Retired {
+            count: discarded,
+            slot: q.slot,
+            first,
+            stamp: q.stamp,
+            done: q.done,
+            state: q.state,
+        })
+    }
+
+    /// Stops every unit (their commands are abandoned) and the `culprit` queue, and returns
+    /// the pending table for halt `reason`: which queues have unfinished entries.
+    fn halt(&mut self, reason: u32, culprit: Option<u32>) -> PendingTable {
+        for unit in &mut self.units {
+            unit.task = None;
+        }
+        if let Some(q) = culprit.and_then(|id| self.queues.get_mut(&id)) {
+            q.stopped = true;
+        }
+        self.halt_seq = self.halt_seq.wrapping_add(1);
+        let mut table = pod::zeroed::<PendingTable>();
+        table.halt_seq = self.halt_seq;
+        table.reason = reason;
+        for q in self.queues.values().filter(|q| q.has_work()) {
+            let mut flags = PENDING_VALID;
+            if culprit == Some(q.id) {
+                flags |= PENDING_CULPRIT;
+            }
+            table.entries[q.slot as usize] = PendingEntry {
+                flags,
+                queue: q.id,
+                stamp: q.stamp,
+                next_stamp: q.next_stamp(),
+            };
+        }
+        table
+    }
+
+    /// Statistics at device time `now`: every pipe's, then every queue's.
+    fn stats(&self, now: u64) -> Vec<StatsMsg> {
+        let pipes = (0..NUM_PIPES).map(|pipe| StatsMsg {
+            kind: STATS_PIPE,
+            // CAST: pipe < NUM_PIPES.
+            id: pipe as u32,
+            busy_ns: self.pipe_busy_ns[pipe],
+            entries: self.pipe_entries[pipe],
+            time_ns: now,
+        });
+        let queues = self.queues.values().map(|q| q.stats(now));
+        pipes.chain(queues).collect()
+    }
+}
+
+impl Device {
     /// Processes pipe messages (of one pipe or all of them).
     pub(crate) fn process_pipes(&mut self, mem: &mut dyn Memory, only: Option<usize>) {
         for pipe in 0..NUM_PIPES {
@@ -206,54 +523,20 @@ impl Device {
     }
 
     fn pipe_message(&mut self, pipe: usize, msg: &PipeMsg) {
-        let error = |object: u32| EventError {
-            kind: ERROR_BAD_PIPE_MESSAGE,
-            object,
-            value: u64::from(msg.wptr),
-        };
-        let Some(q) = self.queues.get_mut(&msg.queue) else {
-            self.warn(&format!("pipe {pipe}: unknown queue {}", msg.queue));
-            self.out.event(&error(msg.queue));
+        let Err(refusal) = self.sched.pipe_message(pipe, msg) else {
             return;
         };
-        // The new wptr may not move back past entries already fetched.
-        let valid = q.pipe == pipe
-            && msg._pad == [0; 2]
-            && msg.wptr < q.count
-            && q.distance(q.done, msg.wptr) >= q.distance(q.done, q.rptr);
-        if valid {
-            q.wptr = msg.wptr;
-        } else {
-            let id = q.id;
-            self.warn(&format!("pipe {pipe}: bad message for queue {id}"));
-            self.out.event(&error(id));
-        }
-    }
-
-    /// Whether `q` can take a unit now.
-    fn runnable(&self, q: &WorkQueue) -> bool {
-        if q.stopped || self.on_unit(q.id) {
-            return false;
-        }
-        if q.failure_held() {
-            // Its error event must reach the event ring before its stamp is written.
-            return !self.out.events_queued();
-        }
-        if let Some((slot, value)) = q.waiting {
-            if !self.slots.passed(slot, value) {
-                return false;
-            }
-        }
-        q.current.is_some() || q.rptr != q.wptr
-    }
-
-    /// The next queue a free unit takes.
-    fn pick(&self) -> Option<u32> {
-        self.queues
-            .values()
-            .filter(|q| self.runnable(q))
-            .min_by_key(|q| (q.priority, q.last_run, q.id))
-            .map(|q| q.id)
+        let id = msg.queue;
+        let text = match refusal {
+            PipeRefusal::UnknownQueue => format!("pipe {pipe}: unknown queue {id}"),
+            PipeRefusal::Bad => format!("pipe {pipe}: bad message for queue {id}"),
+        };
+        self.warn(&text);
+        self.out.event(&EventError {
+            kind: ERROR_BAD_PIPE_MESSAGE,
+            object: id,
+            value: u64::from(msg.wptr),
+        });
     }
 
     /// Runs the firmware until device time `now`.
@@ -269,11 +552,7 @@ impl Device {
             if self.state != FwState::Running {
                 break;
             }
-            let next_done = self
-                .units
-                .iter()
-                .filter_map(|u| u.task.map(|t| t.until))
-                .min();
+            let next_done = self.sched.next_completion();
             let watchdog = self.next_watchdog();
             let next = match (next_done, watchdog) {
                 (Some(a), Some((b, _))) => a.min(b),
@@ -291,8 +570,8 @@ impl Device {
                     continue;
                 }
             }
-            for unit in 0..self.units.len() {
-                if self.units[unit].task.is_some_and(|t| t.until == next) {
+            for unit in 0..self.sched.units.len() {
+                if self.sched.units[unit].task.is_some_and(|t| t.until == next) {
                     self.complete_command(mem, unit);
                     if self.state != FwState::Running {
                         break;
@@ -316,52 +595,33 @@ impl Device {
         if self.state != FwState::Running {
             return irq;
         }
-        let done = self
-            .units
-            .iter()
-            .filter_map(|u| u.task.map(|t| t.until))
-            .filter(|&t| t != u64::MAX)
-            .min();
+        // A command that never completes is no deadline.
+        let done = self.sched.next_completion().filter(|&t| t != u64::MAX);
         let watchdog = self.next_watchdog().map(|(t, _)| t);
-        let held = self.queues.values().any(WorkQueue::failure_held) && self.out.events_queued();
+        let held = self.sched.failure_held() && self.out.events_queued();
         let retry = held.then(|| self.time.saturating_add(EVENT_RETRY_NS));
         [done, watchdog, irq, retry].into_iter().flatten().min()
     }
 
-    /// The earliest watchdog deadline and its queue.
-    ///
-    /// Wait entries and failed entries run nothing, so the watchdog does not cover them.
+    /// The earliest watchdog deadline and its queue (none before boot).
     fn next_watchdog(&self) -> Option<(u64, u32)> {
         let limit = self.channels.as_ref()?.watchdog_ns;
-        self.queues
-            .values()
-            .filter(|q| !q.stopped)
-            .filter_map(|q| {
-                q.current
-                    .filter(|r| r.wait.is_none() && r.failure.is_none())
-                    .map(|r| (r.started.saturating_add(limit), q.id))
-            })
-            .min()
+        self.sched.next_watchdog(limit)
     }
 
     /// Gives every free unit a command.
     fn fill_units(&mut self, mem: &mut dyn Memory) {
-        if self.out.events_queued() && self.queues.values().any(WorkQueue::failure_held) {
+        if self.out.events_queued() && self.sched.failure_held() {
             // The host may have made room for a held error event. A broken event ring is
             // reported by the next flush.
             let _ = self.write_events(mem);
         }
-        for unit in 0..self.units.len() {
-            while self.units[unit].task.is_none() && self.state == FwState::Running {
-                let Some(id) = self.pick() else {
+        for unit in 0..self.sched.units.len() {
+            while self.sched.units[unit].task.is_none() && self.state == FwState::Running {
+                let Some(id) = self.sched.pick(&self.slots, self.out.events_queued()) else {
                     return;
                 };
-                self.rr_clock += 1;
-                let clock = self.rr_clock;
-                if let Some(q) = self.queues.get_mut(&id) {
-                    q.last_run = clock;
-                    q.waiting = None;
-                }
+                self.sched.take_turn(id);
                 self.start_command(mem, unit, id);
             }
         }
@@ -371,7 +631,7 @@ impl Device {
     /// barrier wait or empty entry the unit stays free.
     fn start_command(&mut self, mem: &mut dyn Memory, unit: usize, id: u32) {
         let now = self.time;
-        let Some(q) = self.queues.get(&id) else {
+        let Some(q) = self.sched.queues.get(&id) else {
             return;
         };
         let (vm_id, mut entry_start) = (q.vm, false);
@@ -390,10 +650,10 @@ impl Device {
             return;
         }
         if entry_start {
-            if let Some((slot, value)) = self.queues.get(&id).and_then(|q| q.failing_job) {
+            if let Some((slot, value)) = self.sched.queues.get(&id).and_then(|q| q.failing_job) {
                 if run.wait.is_none() {
                     // The job's command buffer: the next entry starts a new job.
-                    if let Some(q) = self.queues.get_mut(&id) {
+                    if let Some(q) = self.sched.queues.get_mut(&id) {
                         q.failing_job = None;
                     }
                 }
@@ -412,7 +672,7 @@ impl Device {
             return;
         }
         if run.hang {
-            self.units[unit].task = Some(Task {
+            self.sched.units[unit].task = Some(Task {
                 queue: id,
                 until: u64::MAX,
                 command: Command::DebugHang,
@@ -450,9 +710,7 @@ impl Device {
         } = command
         {
             if !self.slots.passed(slot, value) {
-                if let Some(q) = self.queues.get_mut(&id) {
-                    q.waiting = Some((slot, value));
-                }
+                self.sched.park(id, slot, value);
                 return;
             }
             if dep_error && self.slots.failed(slot, value) {
@@ -475,7 +733,7 @@ impl Device {
         } else {
             now.saturating_add(cost)
         };
-        self.units[unit].task = Some(Task {
+        self.sched.units[unit].task = Some(Task {
             queue: id,
             until,
             command,
@@ -498,7 +756,7 @@ impl Device {
     fn fetch_entry(&mut self, mem: &mut dyn Memory, id: u32) -> Option<Running> {
         let now = self.time;
         let minor = self.abi_minor();
-        let q = self.queues.get(&id)?;
+        let q = self.sched.queues.get(&id)?;
         let (index, address, state) = (q.rptr, q.ring + 16 * u64::from(q.rptr), q.state);
         let (own_slot, skipped) = (q.slot, q.failing_job.is_some());
         let entry: QueueEntry = match mem::read_pod(mem, address) {
@@ -533,7 +791,7 @@ impl Device {
             hang,
             fault_at,
         };
-        let q = self.queues.get_mut(&id)?;
+        let q = self.sched.queues.get_mut(&id)?;
         q.rptr = (q.rptr + 1) & (q.count - 1);
         q.current = Some(run);
         let rptr = q.rptr;
@@ -546,13 +804,13 @@ impl Device {
 
     /// Finishes the command on `unit`: applies its effects and moves its queue on.
     fn complete_command(&mut self, mem: &mut dyn Memory, unit: usize) {
-        let Some(task) = self.units[unit].task.take() else {
+        let Some(task) = self.sched.units[unit].task.take() else {
             return;
         };
-        let Some(q) = self.queues.get(&task.queue) else {
+        let Some(q) = self.sched.queues.get(&task.queue) else {
             return;
         };
-        let (id, pipe, vm_id) = (q.id, q.pipe, q.vm);
+        let (id, vm_id) = (q.id, q.vm);
         let Some(run) = q.current else {
             return;
         };
@@ -562,17 +820,7 @@ impl Device {
                 return;
             }
         }
-        self.pipe_busy_ns[pipe] += task.cost;
-        let Some(q) = self.queues.get_mut(&id) else {
-            return;
-        };
-        q.busy_ns += task.cost;
-        let Some(run) = q.current.as_mut() else {
-            return;
-        };
-        run.offset += task.size;
-        run.command += 1;
-        if run.offset >= run.entry.len {
+        if self.sched.command_done(&task) {
             self.complete_entry(mem, id, false);
         }
     }
@@ -581,16 +829,14 @@ impl Device {
     /// slot has passed `value`, then completes the entry, or fails it and the rest of its job.
     fn resolve_wait(&mut self, mem: &mut dyn Memory, id: u32, slot: u32, value: u32) {
         if !self.slots.passed(slot, value) {
-            if let Some(q) = self.queues.get_mut(&id) {
-                q.waiting = Some((slot, value));
-            }
+            self.sched.park(id, slot, value);
             return;
         }
         if !self.slots.failed(slot, value) {
             self.complete_entry(mem, id, false);
             return;
         }
-        if let Some(q) = self.queues.get_mut(&id) {
+        if let Some(q) = self.sched.queues.get_mut(&id) {
             q.failing_job = Some((slot, value));
         }
         let failure = DepFailure {
@@ -605,10 +851,10 @@ impl Device {
     /// Fails queue `id`'s current entry with [`FwError::Dependency`]: queues its
     /// `EVENT_ENTRY_ERROR`, then completes it once the event is in the event ring.
     fn fail_entry(&mut self, mem: &mut dyn Memory, id: u32, failure: DepFailure) {
-        let Some(q) = self.queues.get_mut(&id) else {
+        let Some(q) = self.sched.queues.get_mut(&id) else {
             return;
         };
-        let stamp = q.stamp.wrapping_add(STAMP_STEP);
+        let stamp = q.next_stamp();
         let Some(run) = q.current.as_mut() else {
             return;
         };
@@ -651,22 +897,19 @@ impl Device {
         let Some(stamps) = self.channels.as_ref().map(|c| c.stamps) else {
             return;
         };
-        let Some(q) = self.queues.get_mut(&id) else {
+        let Some(r) = self.sched.retire_entry(id) else {
             return;
         };
-        q.current = None;
-        q.done = (q.done + 1) & (q.count - 1);
-        q.stamp = q.stamp.wrapping_add(STAMP_STEP);
-        q.entries_done += 1;
-        let (slot, stamp, done, state, pipe) = (q.slot, q.stamp, q.done, q.state, q.pipe);
         if failed {
-            self.slots.record_failure(slot, stamp, stamp);
+            self.slots.record_failure(r.slot, r.first, r.stamp);
         }
-        self.pipe_entries[pipe] += 1;
-        self.traces.record(Trace::EntryDone { queue: id, stamp });
+        self.traces.record(Trace::EntryDone {
+            queue: id,
+            stamp: r.stamp,
+        });
         let written = self
-            .publish_stamp(mem, stamps, slot, stamp)
-            .and_then(|()| mem::write_u32(mem, state + QUEUE_DONE_OFFSET, done));
+            .publish_stamp(mem, stamps, r.slot, r.stamp)
+            .and_then(|()| mem::write_u32(mem, r.state + QUEUE_DONE_OFFSET, r.done));
         if let Err(b) = written {
             self.ring_error("work queue", id, crate::ring::RingError::Bus(b));
         }
@@ -691,11 +934,7 @@ impl Device {
 
     /// A command of queue `id` faulted: report it and halt.
     fn fault(&mut self, mem: &mut dyn Memory, id: u32, command: u32, kind: u32, address: u64) {
-        let entry = self
-            .queues
-            .get(&id)
-            .and_then(|q| q.current.map(|r| r.index))
-            .unwrap_or(0);
+        let entry = self.sched.current_entry(id);
         self.traces.record(Trace::Fault {
             queue: id,
             kind,
@@ -717,11 +956,7 @@ impl Device {
 
     /// Queue `id`'s entry ran past the watchdog: report it and halt.
     fn timeout(&mut self, mem: &mut dyn Memory, id: u32) {
-        let entry = self
-            .queues
-            .get(&id)
-            .and_then(|q| q.current.map(|r| r.index))
-            .unwrap_or(0);
+        let entry = self.sched.current_entry(id);
         self.out.event(&EventTimeout { queue: id, entry });
         self.log(LOG_ERROR, &format!("queue {id}: entry {entry} timed out"));
         self.halt(mem, EVENT_TIMEOUT, Some(id));
@@ -731,28 +966,7 @@ impl Device {
     pub(crate) fn halt(&mut self, mem: &mut dyn Memory, reason: u32, culprit: Option<u32>) {
         self.state = FwState::Halted;
         self.traces.record(Trace::Halt { reason });
-        for unit in &mut self.units {
-            unit.task = None;
-        }
-        if let Some(q) = culprit.and_then(|id| self.queues.get_mut(&id)) {
-            q.stopped = true;
-        }
-        self.halt_seq = self.halt_seq.wrapping_add(1);
-        let mut table = pod::zeroed::<PendingTable>();
-        table.halt_seq = self.halt_seq;
-        table.reason = reason;
-        for q in self.queues.values().filter(|q| q.has_work()) {
-            let mut flags = PENDING_VALID;
-            if culprit == Some(q.id) {
-                flags |= PENDING_CULPRIT;
-            }
-            table.entries[q.slot as usize] = PendingEntry {
-                flags,
-                queue: q.id,
-                stamp: q.stamp,
-                next_stamp: q.stamp.wrapping_add(STAMP_STEP),
-            };
-        }
+        let table = self.sched.halt(reason, culprit);
         if let Some(ch) = self.channels.as_ref() {
             let address = ch.pending;
             if mem::write_pod(mem, address, &table).is_err() {
@@ -774,31 +988,18 @@ impl Device {
 
     /// Discards queue `id`'s unfinished entries; returns how many, or `None` if no such queue.
     pub(crate) fn reset_queue(&mut self, mem: &mut dyn Memory, id: u32) -> Option<u32> {
-        for unit in &mut self.units {
-            if unit.task.is_some_and(|t| t.queue == id) {
-                unit.task = None;
-            }
-        }
+        // Queues exist only after a boot, so there are channels whenever there is a queue.
         let stamps = self.channels.as_ref()?.stamps;
-        let q = self.queues.get_mut(&id)?;
-        let discarded = q.distance(q.done, q.wptr);
-        let first = q.stamp.wrapping_add(STAMP_STEP);
-        q.stamp = q.stamp.wrapping_add(STAMP_STEP.wrapping_mul(discarded));
-        q.done = q.wptr;
-        q.rptr = q.wptr;
-        q.current = None;
-        q.waiting = None;
-        q.failing_job = None;
-        q.stopped = false;
-        let (slot, stamp, done, state) = (q.slot, q.stamp, q.done, q.state);
+        let r = self.sched.reset_queue(id)?;
+        let discarded = r.count;
         if discarded > 0 {
             // Discarded entries failed, the culprit's included: waits on them fail.
-            self.slots.record_failure(slot, first, stamp);
+            self.slots.record_failure(r.slot, r.first, r.stamp);
         }
         let written = self
-            .publish_stamp(mem, stamps, slot, stamp)
-            .and_then(|()| mem::write_u32(mem, state + QUEUE_DONE_OFFSET, done))
-            .and_then(|()| mem::write_u32(mem, state + QUEUE_RPTR_OFFSET, done));
+            .publish_stamp(mem, stamps, r.slot, r.stamp)
+            .and_then(|()| mem::write_u32(mem, r.state + QUEUE_DONE_OFFSET, r.done))
+            .and_then(|()| mem::write_u32(mem, r.state + QUEUE_RPTR_OFFSET, r.done));
         if written.is_err() {
             self.log(LOG_ERROR, &format!("queue {id}: cannot write its state"));
         }
@@ -811,32 +1012,7 @@ impl Device {
 
     /// Queues statistics for every pipe and queue.
     pub(crate) fn emit_stats(&mut self) {
-        for pipe in 0..NUM_PIPES {
-            self.out.stat(StatsMsg {
-                kind: STATS_PIPE,
-                // CAST: pipe < NUM_PIPES.
-                id: pipe as u32,
-                busy_ns: self.pipe_busy_ns[pipe],
-                entries: self.pipe_entries[pipe],
-                time_ns: self.time,
-            });
-        }
-        let ids: Vec<u32> = self.queues.keys().copied().collect();
-        for id in ids {
-            self.emit_queue_stats(id);
-        }
-    }
-
-    /// Queues statistics for queue `id`.
-    pub(crate) fn emit_queue_stats(&mut self, id: u32) {
-        if let Some(q) = self.queues.get(&id) {
-            let msg = StatsMsg {
-                kind: STATS_QUEUE,
-                id,
-                busy_ns: q.busy_ns,
-                entries: q.entries_done,
-                time_ns: self.time,
-            };
+        for msg in self.sched.stats(self.time) {
             self.out.stat(msg);
         }
     }
