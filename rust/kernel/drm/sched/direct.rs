@@ -16,11 +16,7 @@
 //! ([`Shared::runner`]); if the worker, the bypass or the timeout handler holds it, the worker
 //! does the start instead, as without `RUN_IN_IRQ`.
 
-use super::{
-    job::JobNode,
-    scheduler::{Outcome, Shared},
-    Backend,
-};
+use super::{job::JobNode, run::Outcome, shared::Shared, Backend};
 use crate::{
     irq_work::IrqWorkItem,
     sync::{

@@ -14,10 +14,11 @@
 //! [`SubmitGuard`], so the fences' seqnos follow the queue order.
 
 use super::{
+    fifo::Fifo,
     job::{ArmedJob, Job, JobNode},
     policy::EntityStats,
-    ring::Ring,
-    scheduler::{Scheduler, Shared},
+    scheduler::Scheduler,
+    shared::Shared,
     Backend, Priority,
 };
 use crate::{
@@ -30,7 +31,7 @@ use crate::{
 
 /// The scheduler's state of one entity (under the scheduler's lock).
 pub(crate) struct EntityState<B: Backend> {
-    pub(crate) queue: Ring<Arc<JobNode<B>>>,
+    pub(crate) queue: Fifo<Arc<JobNode<B>>>,
     /// Jobs created and not yet freed (room reserved in `queue`).
     pub(crate) reserved: usize,
     /// Jobs of this entity on the hardware.
@@ -76,6 +77,15 @@ pub(crate) struct Binding<B: Backend> {
     scheds: KVec<Arc<Shared<B>>>,
 }
 
+/// What an entity's completed jobs used ([`Entity::usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// GPU time of the completed jobs, in ns.
+    pub gpu_ns: u64,
+    /// Completed jobs.
+    pub jobs_done: u64,
+}
+
 /// A client's job stream, on one scheduler at a time.
 pub struct Entity<B: Backend> {
     binding: Pin<KBox<Mutex<Binding<B>>>>,
@@ -107,7 +117,7 @@ impl<B: Backend> Entity<B> {
             finished: FenceContext::new(shared.config.name, c"finished"),
         };
         let state = EntityState {
-            queue: Ring::new(),
+            queue: Fifo::new(),
             reserved: 0,
             in_flight: 0,
             priority,
@@ -251,7 +261,7 @@ impl<B: Backend> Entity<B> {
     /// Whether the entity has been banned after repeated timeouts.
     pub fn is_banned(&self) -> bool {
         let (shared, id) = self.current();
-        shared.entity_flags(id).1
+        shared.entity_banned(id)
     }
 
     /// Jobs pushed and not yet handed to the hardware.
@@ -260,8 +270,8 @@ impl<B: Backend> Entity<B> {
         shared.entity_queued(id)
     }
 
-    /// Total GPU time in ns and number of completed jobs.
-    pub fn usage(&self) -> (u64, u64) {
+    /// Total GPU time and number of completed jobs.
+    pub fn usage(&self) -> Usage {
         let (shared, id) = self.current();
         shared.entity_usage(id)
     }

@@ -16,12 +16,14 @@
 //! reaches the hardware, the *finished* fence when it completes, with its error.
 
 use super::{
-    scheduler::{Dependency, HwKick, Kick, Shared},
+    dependency::Dependency,
+    shared::Shared,
     trace::{self, JobId},
     Backend,
 };
 use crate::{
-    dma_fence::{chain, DriverFence, Fence, FenceCallback, PreparedFence},
+    dma_fence::{chain, DriverFence, Fence, FenceCallback, FenceCallbackFn, PreparedFence},
+    irq_work::IrqWork,
     new_spinlock_irq,
     prelude::*,
     sync::{
@@ -99,13 +101,7 @@ impl<B: Backend> JobNode<B> {
             return false;
         }
         loop {
-            let pending = self
-                .inner
-                .lock()
-                .pipelined
-                .iter()
-                .find(|f| !f.is_signaled())
-                .cloned();
+            let pending = self.pending_pipelined();
             let mut cb = self.dep_cb.lock();
             // An earlier registration is for a fence that has signalled, or is re-made here.
             cb.as_mut().remove();
@@ -118,6 +114,17 @@ impl<B: Backend> JobNode<B> {
                 Err(_) => continue,
             }
         }
+    }
+
+    /// The first finished fence this job was pipelined or ordered behind that has not
+    /// signalled: the job completes only after it.
+    pub(crate) fn pending_pipelined(&self) -> Option<ARef<Fence>> {
+        self.inner
+            .lock()
+            .pipelined
+            .iter()
+            .find(|f| !f.is_signaled())
+            .cloned()
     }
 
     /// Whether the job's hardware fence has signalled (or it failed to start from a completion,
@@ -419,5 +426,49 @@ impl<B: Backend> ArmedJob<'_, '_, B> {
         self.job.pushed = true;
         self.guard.push(&self.job.shared, self.job.node.clone());
         finished
+    }
+}
+
+/// A fence callback that wakes the scheduler's worker.
+pub(crate) struct Kick<B: Backend> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B: Backend> Kick<B> {
+    pub(crate) fn new(shared: Arc<Shared<B>>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<B: Backend> FenceCallbackFn for Kick<B> {
+    fn signalled(&self, _fence: &Fence) {
+        // May run in interrupt context: only queue the worker (no allocation, no locks).
+        Shared::kick(&self.shared);
+    }
+}
+
+/// The hardware fence's callback: wakes the worker, or for a [`Backend::RUN_IN_IRQ`] backend
+/// first starts the next jobs from an `irq_work` (`direct.rs`).
+pub(crate) struct HwKick<B: Backend> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B: Backend> HwKick<B> {
+    pub(crate) fn new(shared: Arc<Shared<B>>) -> Self {
+        Self { shared }
+    }
+}
+
+impl<B: Backend> FenceCallbackFn for HwKick<B> {
+    fn signalled(&self, _fence: &Fence) {
+        if B::RUN_IN_IRQ {
+            // Under the fence's lock: start from an irq_work, which then kicks the worker. If
+            // it is pending already, that run sees this completion too.
+            if let Err(again) = IrqWork::queue(self.shared.clone()) {
+                drop(again);
+            }
+        } else {
+            Shared::kick(&self.shared);
+        }
     }
 }

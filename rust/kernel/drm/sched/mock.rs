@@ -30,7 +30,7 @@ use crate::{
 };
 use core::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
 
-use super::ring::Ring;
+use super::fifo::Fifo;
 
 /// The timeout handler must not reset this job (`NoHang`).
 pub(crate) const DONT_RESET: u32 = 1 << 0;
@@ -88,7 +88,7 @@ pub(crate) struct MockJob {
 }
 
 struct MockQueue {
-    running: Ring<Arc<MockJobState>>,
+    running: Fifo<Arc<MockJobState>>,
     /// When the last timed job completes, in ns of the monotonic clock.
     last_finish: i64,
     /// Whether the timer is (or is about to be) running.
@@ -123,7 +123,7 @@ impl MockRing {
             pin_init!(MockInner {
                 timer <- HrTimer::new(),
                 queue <- new_spinlock_irq!(MockQueue {
-                    running: Ring::with_capacity(CAPACITY, GFP_KERNEL)?,
+                    running: Fifo::with_capacity(CAPACITY, GFP_KERNEL)?,
                     last_finish: 0,
                     armed: false,
                 }),

@@ -16,14 +16,21 @@
 //!
 //! See `Documentation/gpu/vagx-sched.rst`.
 
+mod backend;
+mod dependency;
 mod direct;
 mod entity;
+mod entity_table;
+mod fifo;
 mod job;
 mod params;
 mod policy;
 mod priority;
-mod ring;
+mod run;
 mod scheduler;
+mod shared;
+mod teardown;
+mod timeout;
 mod trace;
 
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
@@ -37,8 +44,10 @@ mod tests_deps;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod tests_scheduler;
 
-pub use entity::{Entity, SubmitGuard};
+pub use backend::{Backend, TimeoutStatus};
+pub use entity::{Entity, SubmitGuard, Usage};
+pub use fifo::Fifo;
 pub use job::{ArmedJob, Job};
 pub use policy::PolicyKind;
 pub use priority::Priority;
-pub use scheduler::{Backend, DebugfsView, Scheduler, SchedulerConfig, TimeoutStatus};
+pub use scheduler::{DebugfsView, Scheduler, SchedulerConfig};

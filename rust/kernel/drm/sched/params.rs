@@ -2,6 +2,11 @@
 
 //! The scheduler's parameter, `vagx_sched.policy` (kept in `sched_glue.c`: the scheduler is
 //! built into the kernel, and a built-in parameter is a C object).
+//!
+//! Why a generic library carries a driver's prefix: it was born in the vagx project, and its
+//! parameter and its tracepoints (`vagx_sched:*`, [`super::trace`]) are interfaces that boot
+//! command lines, benchmarks and trace tools already name. They keep the name so that nothing
+//! outside breaks; a rename would come with aliases, as a C subsystem's would.
 
 use super::PolicyKind;
 use crate::bindings;

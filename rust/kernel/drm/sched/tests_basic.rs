@@ -511,7 +511,7 @@ mod own {
         assert_eq!(sched.backend().advance(1), 1);
         assert!(waits(&h.finished, 5 * HZ_MS));
         // Without inheritance Low would wait for all 30 Normal jobs, and High with it.
-        let (_, hog_done) = hog.usage();
+        let hog_done = hog.usage().jobs_done;
         pr_info!("vagx_sched priority inheritance: {hog_done} hog jobs before the High one\n");
         assert!(hog_done <= 1);
         let last = last.ok_or(EINVAL)?;
@@ -771,18 +771,18 @@ mod policy {
         }
         assert_eq!(sched.backend().advance(1), 1);
         let mut polls = 0;
-        while normal.usage().1 < 5 && polls < 5000 {
+        while normal.usage().jobs_done < 5 && polls < 5000 {
             fsleep(Delta::from_micros(500));
             polls += 1;
         }
         // FIFO so far: strict priority, Low has not run.
-        assert!(normal.usage().1 >= 5);
-        assert_eq!(low.usage().1, 0);
+        assert!(normal.usage().jobs_done >= 5);
+        assert_eq!(low.usage().jobs_done, 0);
         sched.set_policy(PolicyKind::Fair);
         let (last_normal, last_low) = (last_normal.ok_or(EINVAL)?, last_low.ok_or(EINVAL)?);
         assert!(waits(&last_normal, 10 * HZ_MS));
         // FAIR from the switch on: Low gets a share before Normal is done.
-        assert!(low.usage().1 >= 1);
+        assert!(low.usage().jobs_done >= 1);
         assert!(waits(&last_low, 10 * HZ_MS));
         Ok(())
     }

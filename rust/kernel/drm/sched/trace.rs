@@ -3,6 +3,8 @@
 //! The scheduler's tracepoints (`vagx_sched:*`, defined in `include/trace/events/vagx_sched.h`
 //! and created in `sched_glue.c`), with safe wrappers.
 //!
+//! The `vagx_sched` prefix is kept for compatibility (see `params.rs`).
+//!
 //! A job is named by its finished fence, `context:seqno`, as drm_sched's events name theirs.
 //! A disabled tracepoint costs one static branch.
 
