@@ -144,7 +144,7 @@ impl drm::file::DriverFile for File {
         // GPU time of the client's completed jobs, per pipe.
         let (mut compute, mut copy) = (0u64, 0u64);
         for (_, q) in file.inner().queues.lock().items.iter() {
-            let ns = q.usage().0;
+            let ns = q.usage().busy_ns;
             if q.uapi_pipe() == u::PIPE_COPY {
                 copy += ns;
             } else {

@@ -57,8 +57,10 @@ use crate::{
         AbiVersion, //
     },
     ring::{
-        Ring,
-        Side, //
+        Layout,
+        Pointers,
+        RxRing,
+        TxRing, //
     },
 };
 
@@ -133,7 +135,7 @@ fn status_to_error(status: u32) -> Error {
 
 /// The device-control ring and the next sequence number; callers are serialised.
 struct DevCtrl {
-    ring: Ring<DevCtrlMsg>,
+    ring: TxRing<DevCtrlMsg>,
     seq: u32,
 }
 
@@ -163,13 +165,13 @@ pub(crate) struct Firmware {
     #[pin]
     mbox: SpinLockIrq<()>,
     #[pin]
-    events: SpinLockIrq<Ring<EventMsg>>,
+    events: SpinLockIrq<RxRing<EventMsg>>,
     #[pin]
-    fwlog: SpinLockIrq<Ring<LogMsg>>,
+    fwlog: SpinLockIrq<RxRing<LogMsg>>,
     #[pin]
-    stats: SpinLockIrq<Ring<StatsMsg>>,
+    stats: SpinLockIrq<RxRing<StatsMsg>>,
     #[pin]
-    pipes: SpinLockIrq<KVec<Ring<PipeMsg>>>,
+    pipes: SpinLockIrq<KVec<TxRing<PipeMsg>>>,
 }
 
 /// A firmware-to-host mailbox message.
@@ -188,15 +190,15 @@ impl Firmware {
     ) -> Result<impl PinInit<Self, Error>> {
         let mut pipes = KVec::with_capacity(NUM_PIPES, GFP_KERNEL)?;
         for _ in 0..NUM_PIPES {
-            pipes.push(Ring::new(dev, PIPE_COUNT, Side::Producer)?, GFP_KERNEL)?;
+            pipes.push(TxRing::new(dev, PIPE_COUNT, Layout::CHANNEL)?, GFP_KERNEL)?;
         }
         let devctrl = DevCtrl {
-            ring: Ring::new(dev, DEVCTRL_COUNT, Side::Producer)?,
+            ring: TxRing::new(dev, DEVCTRL_COUNT, Layout::CHANNEL)?,
             seq: 0,
         };
-        let events = Ring::new(dev, EVENT_COUNT, Side::Consumer)?;
-        let fwlog = Ring::new(dev, FWLOG_COUNT, Side::Consumer)?;
-        let stats = Ring::new(dev, STATS_COUNT, Side::Consumer)?;
+        let events = RxRing::new(dev, EVENT_COUNT, Layout::CHANNEL)?;
+        let fwlog = RxRing::new(dev, FWLOG_COUNT, Layout::CHANNEL)?;
+        let stats = RxRing::new(dev, STATS_COUNT, Layout::CHANNEL)?;
         let init = FwMem::new(dev, 4096)?;
         let stamps = FwMem::new(dev, NUM_STAMP_SLOTS * 4)?;
         let pending = FwMem::new(dev, size_of::<PendingTable>())?;
@@ -401,33 +403,38 @@ impl Firmware {
 
     /// Debugfs: pointers of every ring.
     pub(crate) fn dump_rings(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
-        let line = |w: &mut dyn core::fmt::Write, name: &str, own: u32, (rp, wp): (u32, u32)| {
-            writeln!(w, "{name:<10} own {own:5} rptr {rp:5} wptr {wp:5}")
+        let line = |w: &mut dyn core::fmt::Write, name: &str, own: u32, p: Pointers| {
+            writeln!(
+                w,
+                "{name:<10} own {own:5} rptr {:5} wptr {:5}",
+                p.rptr, p.wptr
+            )
         };
         {
             let d = self.devctrl.lock();
-            line(w, "devctrl", d.ring.own_pointer(), d.ring.pointers())?;
+            line(w, "devctrl", d.ring.wptr(), d.ring.pointers())?;
         }
         {
             let e = self.events.lock();
-            line(w, "event", e.own_pointer(), e.pointers())?;
+            line(w, "event", e.rptr(), e.pointers())?;
         }
         {
             let l = self.fwlog.lock();
-            line(w, "fwlog", l.own_pointer(), l.pointers())?;
+            line(w, "fwlog", l.rptr(), l.pointers())?;
         }
         {
             let s = self.stats.lock();
-            line(w, "stats", s.own_pointer(), s.pointers())?;
+            line(w, "stats", s.rptr(), s.pointers())?;
         }
         let pipes = self.pipes.lock();
         for (i, p) in pipes.iter().enumerate() {
+            let ptrs = p.pointers();
             writeln!(
                 w,
                 "pipe{i:<6} own {:5} rptr {:5} wptr {:5}",
-                p.own_pointer(),
-                p.pointers().0,
-                p.pointers().1
+                p.wptr(),
+                ptrs.rptr,
+                ptrs.wptr
             )?;
         }
         Ok(())

@@ -17,6 +17,7 @@ use kernel::{
         ecanceled,
         Fence, //
     },
+    drm::sched::Fifo,
     impl_has_work,
     io::Io,
     irq::{
@@ -92,13 +93,6 @@ pub(crate) const BAN_LIMIT: u32 = 3;
 /// Firmware log messages kept for debugfs.
 const LOG_KEEP: usize = 64;
 
-/// The last [`LOG_KEEP`] firmware log messages, a ring.
-struct LogKeep {
-    msgs: KVec<LogMsg>,
-    next: usize,
-    total: u64,
-}
-
 /// Clears the lowest set bit of `bits` (bit `i % 32` of word `i / 32`) and returns its index.
 fn take_first_bit(bits: &mut [u32]) -> Option<usize> {
     for (i, word) in bits.iter_mut().enumerate() {
@@ -144,8 +138,9 @@ pub(crate) struct Gpu {
     slots: SpinLockIrq<KVec<Option<QueueSlot>>>,
     #[pin]
     ids: Mutex<Ids>,
+    /// The last [`LOG_KEEP`] firmware log messages, oldest first (debugfs `fwlog`).
     #[pin]
-    log: SpinLockIrq<LogKeep>,
+    log: SpinLockIrq<Fifo<LogMsg>>,
     /// The device's state, the down fence and the recovery work's lock ([`crate::recovery`]).
     #[pin]
     pub(crate) recovery: Recovery,
@@ -182,10 +177,7 @@ impl Gpu {
         for _ in 0..NUM_STAMP_SLOTS {
             slots.push(None, GFP_KERNEL)?;
         }
-        let mut msgs = KVec::with_capacity(LOG_KEEP, GFP_KERNEL)?;
-        for _ in 0..LOG_KEEP {
-            msgs.push(crate::abi::pod::zeroed::<LogMsg>(), GFP_KERNEL)?;
-        }
+        let msgs = Fifo::with_capacity(LOG_KEEP, GFP_KERNEL)?;
         let dev: &Device<Bound> = pdev.as_ref();
         let pdev: &pci::Device = pdev;
         let recovery_init = Recovery::new()?;
@@ -201,11 +193,7 @@ impl Gpu {
                     roots: [None; MAX_VMS],
                 }),
                 recovery <- recovery_init,
-                log <- new_spinlock_irq!(LogKeep {
-                    msgs,
-                    next: 0,
-                    total: 0,
-                }),
+                log <- new_spinlock_irq!(msgs),
                 recover_work <- new_work!("vagx::recover"),
                 units,
                 irqs: AtomicU64::new(0),
@@ -510,12 +498,11 @@ impl Gpu {
         while let Ok(Some(msg)) = self.fw.next_log() {
             {
                 let mut keep = self.log.lock();
-                let at = keep.next;
-                if let Some(slot) = keep.msgs.get_mut(at) {
-                    *slot = msg;
+                if keep.len() == keep.capacity() {
+                    keep.pop_front();
                 }
-                keep.next = (at + 1) % LOG_KEEP;
-                keep.total += 1;
+                // Room was made above.
+                let _ = keep.push_back(msg);
             }
             let text = log_text(&msg);
             match msg.level {
@@ -572,13 +559,8 @@ impl Gpu {
     /// Debugfs: the last firmware log messages, oldest first.
     pub(crate) fn dump_log(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
         let keep = self.log.lock();
-        // CAST: LOG_KEEP is small.
-        let n = keep.total.min(LOG_KEEP as u64) as usize;
-        for i in 0..n {
-            let at = (keep.next + LOG_KEEP - n + i) % LOG_KEEP;
-            if let Some(m) = keep.msgs.get(at) {
-                writeln!(w, "[{:>12}] {} {}", m.time_ns, m.level, log_text(m))?;
-            }
+        for m in keep.iter() {
+            writeln!(w, "[{:>12}] {} {}", m.time_ns, m.level, log_text(m))?;
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use kernel::{
         FenceContext,
         PreparedFence, //
     },
+    drm::sched::Fifo,
     new_spinlock_irq,
     prelude::*,
     sync::{
@@ -38,20 +39,20 @@ use crate::{
         },
         queue::{
             QueueEntry,
-            QueueState,
-            QUEUE_DONE_OFFSET,
-            QUEUE_WPTR_OFFSET, //
+            QUEUE_DONE_OFFSET, //
         },
         stamp_passed, STAMP_STEP,
     },
     fw::Firmware,
-    fwmem::FwMem,
     gpu::Gpu,
     hwwait::{
         Producers,
         RunRecord, //
     },
-    ring::Indices,
+    ring::{
+        Layout,
+        TxRing, //
+    },
 };
 
 /// A time on the monotonic clock.
@@ -62,10 +63,6 @@ pub(crate) const QUEUE_RING_COUNT: u32 = 64;
 
 /// The first stamp of every queue: close to the wrap so that wrap-around is exercised early.
 const STAMP_INIT: u32 = 0u32.wrapping_sub(16 * STAMP_STEP);
-
-/// Entries start after the queue's state.
-const ENTRIES_OFFSET: usize = 256;
-kernel::static_assert!(size_of::<QueueState>() <= ENTRIES_OFFSET);
 
 /// What happens to entries discarded by a queue reset.
 #[derive(Clone, Copy)]
@@ -103,14 +100,13 @@ impl InFlight {
 }
 
 struct Inner {
-    wptr: u32,
+    /// The queue's state and its ring of entries.
+    ring: TxRing<QueueEntry>,
     /// Stamp of the last entry written.
     last_stamp: u32,
-    /// Fences of entries not yet completed, oldest first; a ring of `QUEUE_RING_COUNT`.
-    in_flight: KVec<Option<InFlight>>,
-    head: usize,
-    len: usize,
-    /// Ring entries the jobs in `in_flight` take.
+    /// Jobs not yet completed, oldest first (at most one per ring entry).
+    in_flight: Fifo<InFlight>,
+    /// Ring entries the jobs in `in_flight` take: the firmware's until their stamps pass.
     entries: u32,
     discard: Option<Discard>,
     /// Once set, the queue takes no more entries and this is their error.
@@ -125,33 +121,32 @@ struct Inner {
 
 impl Inner {
     fn front_stamp(&self) -> Option<u32> {
-        self.in_flight
-            .get(self.head)
-            .and_then(|e| e.as_ref())
-            .map(|e| e.stamp)
+        self.in_flight.front().map(|e| e.stamp)
     }
 
     fn pop(&mut self) -> Option<InFlight> {
-        if self.len == 0 {
-            return None;
-        }
-        let e = self.in_flight.get_mut(self.head)?.take();
-        self.head = (self.head + 1) % self.in_flight.len();
-        self.len -= 1;
-        if let Some(e) = &e {
-            self.entries -= e.entries;
-            let now = Instant::now();
-            let from = match self.last_done {
-                Some(last) if (last - e.start).as_nanos() > 0 => last,
-                _ => e.start,
-            };
-            // A negative span (clock read races) counts as nothing.
-            self.busy_ns += u64::try_from((now - from).as_nanos()).unwrap_or(0);
-            self.last_done = Some(now);
-            self.completed += 1;
-        }
-        e
+        let e = self.in_flight.pop_front()?;
+        self.entries -= e.entries;
+        let now = Instant::now();
+        let from = match self.last_done {
+            Some(last) if (last - e.start).as_nanos() > 0 => last,
+            _ => e.start,
+        };
+        // A negative span (clock read races) counts as nothing.
+        self.busy_ns += u64::try_from((now - from).as_nanos()).unwrap_or(0);
+        self.last_done = Some(now);
+        self.completed += 1;
+        Some(e)
     }
+}
+
+/// What a work queue's entries used ([`HwQueue::usage`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct HwUsage {
+    /// Hardware time spent on the entries, in ns.
+    pub(crate) busy_ns: u64,
+    /// Entries that left the hardware.
+    pub(crate) completed: u64,
 }
 
 /// A queue id, taken from the device until dropped.
@@ -187,9 +182,6 @@ pub(crate) struct HwQueue {
     _lease: QueueId,
     vm: u32,
     pipe: usize,
-    idx: Indices,
-    /// The queue's state and ring.
-    mem: FwMem,
     fences: FenceContext,
     #[pin]
     inner: SpinLockIrq<Inner>,
@@ -206,15 +198,8 @@ impl HwQueue {
         vm: u32,
         pipe: usize,
     ) -> Result<impl PinInit<Self, Error>> {
-        let idx = Indices::new(QUEUE_RING_COUNT)?;
-        let mem = FwMem::new(
-            dev,
-            ENTRIES_OFFSET + QUEUE_RING_COUNT as usize * size_of::<QueueEntry>(),
-        )?;
-        let mut in_flight = KVec::with_capacity(QUEUE_RING_COUNT as usize, GFP_KERNEL)?;
-        for _ in 0..QUEUE_RING_COUNT {
-            in_flight.push(None, GFP_KERNEL)?;
-        }
+        let ring = TxRing::new(dev, QUEUE_RING_COUNT, Layout::WORK_QUEUE)?;
+        let in_flight = Fifo::with_capacity(QUEUE_RING_COUNT as usize, GFP_KERNEL)?;
         let producers = Producers::new()?;
         let id = lease.id;
         Ok(try_pin_init!(Self {
@@ -222,15 +207,11 @@ impl HwQueue {
             _lease: lease,
             vm,
             pipe,
-            idx,
-            mem,
             fences: FenceContext::new(c"vagx", c"hw-queue"),
             inner <- new_spinlock_irq!(Inner {
-                wptr: 0,
+                ring,
                 last_stamp: STAMP_INIT,
                 in_flight,
-                head: 0,
-                len: 0,
                 entries: 0,
                 discard: None,
                 dead: None,
@@ -253,6 +234,8 @@ impl HwQueue {
             self.pipe % abi::NUM_PIPE_TYPES,
             self.pipe / abi::NUM_PIPE_TYPES,
         );
+        let inner = self.inner.lock();
+        let ring = inner.ring.desc();
         DevCtrlCreateQueue {
             queue: self.id,
             vm: self.vm,
@@ -260,19 +243,17 @@ impl HwQueue {
             pipe_type: ty as u32,
             priority: prio as u32,
             stamp_slot: self.id,
-            stamp_init: self.inner.lock().last_stamp,
-            ring_count: self.idx.count(),
+            stamp_init: inner.last_stamp,
+            ring_count: ring.count,
             _pad: 0,
-            ring: self.mem.bus_addr() + ENTRIES_OFFSET as u64,
-            state: self.mem.bus_addr(),
+            ring: ring.entries,
+            state: ring.state,
         }
     }
 
     /// Forgets the ring's contents, as the firmware does when it creates the queue.
     pub(crate) fn reset_ring(&self) -> Result {
-        let mut inner = self.inner.lock();
-        inner.wptr = 0;
-        self.mem.write(0, &crate::abi::pod::zeroed::<QueueState>())
+        self.inner.lock().ring.reset()
     }
 
     /// Writes a job's entries (`waits`, then its command buffer `entry`) and tells the
@@ -299,40 +280,38 @@ impl HwQueue {
         // CAST: at most `MAX_HW_WAITS + 1`.
         let entries = waits.len() as u32 + 1;
         // One entry stays free: a full ring would look empty (`wptr == rptr`).
-        if inner.entries + entries >= self.idx.count() || inner.len >= inner.in_flight.len() {
+        if inner.entries + entries >= QUEUE_RING_COUNT
+            || inner.in_flight.len() >= inner.in_flight.capacity()
+        {
             return Err(EBUSY);
         }
-        for e in Iterator::chain(waits.iter(), core::iter::once(entry)) {
-            let slot = ENTRIES_OFFSET + inner.wptr as usize * size_of::<QueueEntry>();
-            self.mem.write(slot, e)?;
-            inner.wptr = self.idx.next(inner.wptr);
-            inner.last_stamp = inner.last_stamp.wrapping_add(STAMP_STEP);
-        }
+        // Counted above, by entries not yet completed: the firmware's `rptr` is not needed.
+        inner
+            .ring
+            .push_counted(Iterator::chain(waits.iter(), core::iter::once(entry)))?;
+        inner.last_stamp = inner
+            .last_stamp
+            .wrapping_add(entries.wrapping_mul(STAMP_STEP));
         let stamp = inner.last_stamp;
         record.set_running(stamp);
         let fence = self.fences.init(prepared, ());
         let hw: ARef<Fence> = fence.fence().into();
-        let at = (inner.head + inner.len) % inner.in_flight.len();
-        if let Some(s) = inner.in_flight.get_mut(at) {
-            *s = Some(InFlight {
-                stamp,
-                entries,
-                fence,
-                record: record.clone(),
-                error: None,
-                start: Instant::now(),
-            });
-        }
-        inner.len += 1;
+        // Room was checked above.
+        let _ = inner.in_flight.push_back(InFlight {
+            stamp,
+            entries,
+            fence,
+            record: record.clone(),
+            error: None,
+            start: Instant::now(),
+        });
         inner.entries += entries;
-        self.mem
-            .store_release(QUEUE_WPTR_OFFSET as usize, inner.wptr)?;
         // Posted under the queue's lock so that pipe messages of one queue stay in order.
         let posted = gpu.fw.post(
             self.pipe,
             &PipeMsg {
                 queue: self.id,
-                wptr: inner.wptr,
+                wptr: inner.ring.wptr(),
                 _pad: [0; 2],
             },
         );
@@ -345,16 +324,9 @@ impl HwQueue {
     /// belongs to completes with `err` (`EVENT_ENTRY_ERROR`, read before the stamp).
     pub(crate) fn entry_failed(&self, stamp: u32, err: Error) -> bool {
         let mut inner = self.inner.lock();
-        let (head, len, n) = (inner.head, inner.len, inner.in_flight.len());
-        for i in 0..len {
-            if let Some(Some(e)) = inner.in_flight.get_mut((head + i) % n) {
-                if e.covers(stamp) {
-                    e.error.get_or_insert(err);
-                    return true;
-                }
-            }
-        }
-        false
+        let found = inner.in_flight.iter_mut().find(|e| e.covers(stamp));
+        let recorded = found.map(|e| e.error.get_or_insert(err)).is_some();
+        recorded
     }
 
     /// Signals every fence whose entry completed by stamp `stamp`.
@@ -428,24 +400,27 @@ impl HwQueue {
         n
     }
 
-    /// Hardware time spent on the queue's entries (ns) and entries that left the hardware;
-    /// counted before their fences signal.
-    pub(crate) fn usage(&self) -> (u64, u64) {
+    /// What the queue's entries used, counted before their fences signal.
+    pub(crate) fn usage(&self) -> HwUsage {
         let inner = self.inner.lock();
-        (inner.busy_ns, inner.completed)
+        HwUsage {
+            busy_ns: inner.busy_ns,
+            completed: inner.completed,
+        }
     }
 
     /// Entries on the hardware.
     pub(crate) fn in_flight(&self) -> usize {
-        self.inner.lock().len
+        self.inner.lock().in_flight.len()
     }
 
     /// Debugfs: the queue's pointers and stamps.
     pub(crate) fn dump(&self, fw: &Firmware, w: &mut impl core::fmt::Write) -> core::fmt::Result {
         let inner = self.inner.lock();
-        let done = self
-            .mem
-            .load_acquire(QUEUE_DONE_OFFSET as usize)
+        // CAST: an offset within the queue's state.
+        let done = inner
+            .ring
+            .state_word(QUEUE_DONE_OFFSET as usize)
             .unwrap_or(u32::MAX);
         writeln!(
             w,
@@ -454,9 +429,9 @@ impl HwQueue {
             self.id,
             self.vm,
             self.pipe,
-            inner.wptr,
+            inner.ring.wptr(),
             done,
-            inner.len,
+            inner.in_flight.len(),
             inner.last_stamp,
             fw.stamp(self.id as usize).unwrap_or(0),
             if inner.dead.is_some() { " dead" } else { "" }

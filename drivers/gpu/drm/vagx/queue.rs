@@ -57,6 +57,7 @@ use crate::{
     },
     hwqueue::{
         HwQueue,
+        HwUsage,
         QueueId,
         QUEUE_RING_COUNT, //
     },
@@ -351,8 +352,8 @@ impl Queue {
         })
     }
 
-    /// Hardware time (ns) and entries completed, as the firmware work queue counts them.
-    pub(crate) fn usage(&self) -> (u64, u64) {
+    /// What the queue's work used, as the firmware work queue counts it.
+    pub(crate) fn usage(&self) -> HwUsage {
         self.hw.usage()
     }
 
@@ -371,7 +372,8 @@ impl Queue {
         self.last.lock().clone()
     }
 
-    /// The queue's state for `QUEUE_GET_STATUS`: (fault info, jobs completed, banned).
+    /// The queue's state for `QUEUE_GET_STATUS`: its fault info, with the state as userspace
+    /// sees it (lost and banned included), and the jobs completed.
     pub(crate) fn status(&self) -> (FaultInfo, u64) {
         let mut info = *self.status.lock();
         if self.gpu.is_lost() {
@@ -379,7 +381,7 @@ impl Queue {
         } else if self.entity.is_banned() {
             info.state = uapi::QUEUE_BANNED;
         }
-        (info, self.hw.usage().1)
+        (info, self.hw.usage().completed)
     }
 }
 
