@@ -102,7 +102,7 @@ impl pci::Driver for VagxPciDriver {
             );
             return Err(ENODEV);
         }
-        let units = bar.read32(abi::regs::UNITS);
+        let units = bar.read(regs::UNITS).into_raw();
 
         let vectors =
             pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::default().with(pci::IrqType::MsiX))?;

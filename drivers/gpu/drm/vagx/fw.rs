@@ -238,9 +238,9 @@ impl Firmware {
         self.with_bar(|bar| {
             let _guard = self.mbox.lock();
             // CAST: the two halves of a 64-bit message.
-            bar.write32(msg as u32, r::MBOX_H2F_LO);
-            bar.write32((msg >> 32) as u32, r::MBOX_H2F_HI);
-            bar.write32(endpoint, r::MBOX_H2F_SEND);
+            bar.write_reg(regs::MBOX_H2F_LO::from_raw(msg as u32));
+            bar.write_reg(regs::MBOX_H2F_HI::from_raw((msg >> 32) as u32));
+            bar.write_reg(regs::MBOX_H2F_SEND::from_raw(endpoint));
         })
     }
 
@@ -251,13 +251,13 @@ impl Firmware {
 
     /// Takes the oldest firmware-to-host message, if any.
     pub(crate) fn recv(bar: &Bar0) -> Option<MboxMsg> {
-        if bar.read32(r::MBOX_F2H_COUNT) == 0 {
+        if bar.read(regs::MBOX_F2H_COUNT).into_raw() == 0 {
             return None;
         }
-        let endpoint = bar.read32(r::MBOX_F2H_EP);
-        let lo = u64::from(bar.read32(r::MBOX_F2H_LO));
-        let hi = u64::from(bar.read32(r::MBOX_F2H_HI));
-        bar.write32(1, r::MBOX_F2H_COUNT);
+        let endpoint = bar.read(regs::MBOX_F2H_EP).into_raw();
+        let lo = u64::from(bar.read(regs::MBOX_F2H_LO).into_raw());
+        let hi = u64::from(bar.read(regs::MBOX_F2H_HI).into_raw());
+        bar.write_reg(regs::MBOX_F2H_COUNT::from_raw(1));
         Some(MboxMsg {
             endpoint,
             msg: (hi << 32) | lo,
@@ -267,8 +267,8 @@ impl Firmware {
     /// Resets the device: the firmware forgets every queue, VM and ring.
     pub(crate) fn reset(&self) -> Result {
         self.with_bar(|bar| {
-            bar.write32(r::RESET_MAGIC, r::RESET);
-            bar.write32(0, r::IRQ_MASK);
+            bar.write_reg(regs::RESET::from_raw(r::RESET_MAGIC));
+            bar.write_reg(regs::IRQ_MASK::from_raw(0));
         })
     }
 
@@ -315,7 +315,7 @@ impl Firmware {
             mbox::message(mbox::MSG_INIT, self.init.bus_addr()),
         )?;
         let state = read_poll_timeout(
-            || self.with_bar(|bar| bar.read32(r::FW_STATE)),
+            || self.with_bar(|bar| bar.read(regs::FW_STATE).into_raw()),
             |s| !matches!(FwState::try_from(*s), Ok(FwState::Off | FwState::Booting)),
             Delta::from_micros(100),
             FW_TIMEOUT,
@@ -325,17 +325,17 @@ impl Firmware {
             dev_err!(dev, "firmware reports an unknown state {:#x}\n", v)
         });
         if state != Ok(FwState::Running) {
-            let err = self.with_bar(|bar| bar.read32(r::FW_ERROR))?;
+            let err = self.with_bar(|bar| bar.read(regs::FW_ERROR).into_raw())?;
             dev_err!(
                 dev,
-                "firmware failed to boot: state {}, error {} ({:?})\n",
+                "firmware failed to boot: state {}, error {} ({})\n",
                 state.map_or("unknown", FwState::name),
                 err,
-                mbox::FwError::from_raw(err)
+                mbox::FwError::from_raw(err).map_or("unknown error", mbox::FwError::description)
             );
             return Err(EIO);
         }
-        self.with_bar(|bar| bar.write32(r::IRQ_ALL, r::IRQ_MASK))
+        self.with_bar(|bar| bar.write_reg(regs::IRQ_MASK::from_raw(r::IRQ_ALL)))
     }
 
     /// Runs a device-control operation and waits for its reply.

@@ -43,8 +43,7 @@ use crate::{
             DevCtrlBindVm,
             DevCtrlHalt,
             DevCtrlUnbindVm,
-            EventFault,
-            EventTimeout, //
+            Event, //
         },
         mbox,
         regs::{
@@ -62,9 +61,10 @@ use crate::{
         Producer, //
     },
     recovery::{
-        Event,
+        Event as RecoveryEvent,
         Recovery, //
     },
+    regs,
 };
 
 /// Why a queue last failed, for `QUEUE_GET_STATUS`.
@@ -347,11 +347,11 @@ impl Gpu {
         let Ok(bar) = this.fw.bar(dev) else {
             return IrqReturn::None;
         };
-        let status = bar.read32(r::IRQ_STATUS);
+        let status = bar.read(regs::IRQ_STATUS).into_raw();
         if status == 0 {
             return IrqReturn::None;
         }
-        bar.write32(status, r::IRQ_STATUS);
+        bar.write_reg(regs::IRQ_STATUS::from_raw(status));
         this.irqs.fetch_add(1, Relaxed);
         while let Some(m) = Firmware::recv(bar) {
             if m.endpoint != mbox::EP_FIRMWARE {
@@ -367,7 +367,7 @@ impl Gpu {
                         "firmware crashed (error {})\n",
                         mbox::message_payload(m.msg)
                     );
-                    this.recovery.apply(Event::Crash);
+                    this.recovery.apply(RecoveryEvent::Crash);
                 }
                 // Boot is polled; the reply needs nothing more.
                 mbox::MSG_INIT_DONE => {}
@@ -375,9 +375,9 @@ impl Gpu {
             }
         }
         if status & r::IRQ_STATE != 0 {
-            match FwState::try_from(bar.read32(r::FW_STATE)) {
+            match FwState::try_from(bar.read(regs::FW_STATE).into_raw()) {
                 Ok(FwState::Crashed) => {
-                    this.recovery.apply(Event::Crash);
+                    this.recovery.apply(RecoveryEvent::Crash);
                 }
                 Ok(_) => {}
                 Err(UnknownFwState(v)) => {
@@ -417,69 +417,82 @@ impl Gpu {
                 Ok(None) => break,
                 Err(e) => {
                     dev_err!(dev, "event ring corrupted ({:?}); resetting\n", e);
-                    self.recovery.apply(Event::Crash);
+                    self.recovery.apply(RecoveryEvent::Crash);
                     break;
                 }
             };
             self.events.fetch_add(1, Relaxed);
-            if let Some(st) = ev.payload::<channels::EventStamps>() {
-                for (word, bits) in firing.iter_mut().zip(st.firing.iter()) {
-                    *word |= *bits;
+            match ev.decode() {
+                Event::Stamps(st) => {
+                    for (word, bits) in firing.iter_mut().zip(st.firing.iter()) {
+                        *word |= *bits;
+                    }
                 }
-            } else if let Some(e) = ev.payload::<channels::EventEntryError>() {
-                // A wait on a failed entry, or the rest of its job: the job ends without
-                // running, and the scheduler gives it its producer's error.
-                self.dep_errors.fetch_add(1, Relaxed);
-                let recorded = self
-                    .with_hw(e.queue as usize, |hw| hw.entry_failed(e.stamp, ecanceled()))
-                    .unwrap_or(false);
-                if !recorded {
+                Event::EntryError(e) => {
+                    // A wait on a failed entry, or the rest of its job: the job ends without
+                    // running, and the scheduler gives it its producer's error.
+                    self.dep_errors.fetch_add(1, Relaxed);
+                    let recorded = self
+                        .with_hw(e.queue as usize, |hw| hw.entry_failed(e.stamp, ecanceled()))
+                        .unwrap_or(false);
+                    if !recorded {
+                        dev_warn!(
+                            dev,
+                            "entry error for unknown entry: queue {} stamp {:#x} error {}\n",
+                            e.queue,
+                            e.stamp,
+                            e.error
+                        );
+                    }
+                }
+                Event::DevCtrlDone(done) => self.fw.complete_call(done),
+                Event::Fault(f) => {
+                    self.record_fault(f.queue, EIO, |s| {
+                        s.state = crate::uapi::QUEUE_FAULTED;
+                        s.address = f.address;
+                        s.kind = f.kind;
+                        s.command = f.command;
+                    });
                     dev_warn!(
                         dev,
-                        "entry error for unknown entry: queue {} stamp {:#x} error {}\n",
-                        e.queue,
-                        e.stamp,
-                        e.error
+                        "fault on queue {} entry {} command {}: kind {} at {:#x}\n",
+                        f.queue,
+                        f.entry,
+                        f.command,
+                        f.kind,
+                        f.address
+                    );
+                    self.recovery.apply(RecoveryEvent::Halt);
+                }
+                Event::Timeout(t) => {
+                    self.record_fault(t.queue, ETIMEDOUT, |s| {
+                        s.state = crate::uapi::QUEUE_TIMED_OUT;
+                    });
+                    dev_warn!(dev, "queue {} entry {} timed out\n", t.queue, t.entry);
+                    self.recovery.apply(RecoveryEvent::Halt);
+                }
+                Event::Crash(c) => {
+                    dev_err!(dev, "firmware crash event (error {})\n", c.error);
+                    self.recovery.apply(RecoveryEvent::Crash);
+                }
+                Event::Log(_) => self.drain_log(dev),
+                Event::Error(e) => {
+                    dev_warn!(
+                        dev,
+                        "firmware refused a message: kind {} object {} value {:#x}\n",
+                        e.kind,
+                        e.object,
+                        e.value
                     );
                 }
-            } else if let Some(done) = ev.payload::<channels::EventDevCtrlDone>() {
-                self.fw.complete_call(done);
-            } else if let Some(f) = ev.payload::<EventFault>() {
-                self.record_fault(f.queue, EIO, |s| {
-                    s.state = crate::uapi::QUEUE_FAULTED;
-                    s.address = f.address;
-                    s.kind = f.kind;
-                    s.command = f.command;
-                });
-                dev_warn!(
-                    dev,
-                    "fault on queue {} entry {} command {}: kind {} at {:#x}\n",
-                    f.queue,
-                    f.entry,
-                    f.command,
-                    f.kind,
-                    f.address
-                );
-                self.recovery.apply(Event::Halt);
-            } else if let Some(t) = ev.payload::<EventTimeout>() {
-                self.record_fault(t.queue, ETIMEDOUT, |s| {
-                    s.state = crate::uapi::QUEUE_TIMED_OUT;
-                });
-                dev_warn!(dev, "queue {} entry {} timed out\n", t.queue, t.entry);
-                self.recovery.apply(Event::Halt);
-            } else if let Some(c) = ev.payload::<channels::EventCrash>() {
-                dev_err!(dev, "firmware crash event (error {})\n", c.error);
-                self.recovery.apply(Event::Crash);
-            } else if ev.payload::<channels::EventLog>().is_some() {
-                self.drain_log(dev);
-            } else if let Some(e) = ev.payload::<channels::EventError>() {
-                dev_warn!(
-                    dev,
-                    "firmware refused a message: kind {} object {} value {:#x}\n",
-                    e.kind,
-                    e.object,
-                    e.value
-                );
+                Event::Unknown { kind, seq } => {
+                    dev_warn!(
+                        dev,
+                        "unknown event kind {:#x} (seq {}) skipped\n",
+                        kind,
+                        seq
+                    );
+                }
             }
         }
     }
@@ -523,9 +536,9 @@ impl Gpu {
     /// Arms a fault injection (`abi::regs::INJECT_*` with its arguments).
     pub(crate) fn inject(&self, what: u32, arg0: u32, arg1: u32) -> Result {
         self.fw.with_bar(|bar| {
-            bar.write32(arg0, r::DEBUG_ARG0);
-            bar.write32(arg1, r::DEBUG_ARG1);
-            bar.write32(what, r::DEBUG_INJECT);
+            bar.write_reg(regs::DEBUG_ARG0::from_raw(arg0));
+            bar.write_reg(regs::DEBUG_ARG1::from_raw(arg1));
+            bar.write_reg(regs::DEBUG_INJECT::from_raw(what));
         })
     }
 
@@ -533,7 +546,7 @@ impl Gpu {
     pub(crate) fn dump_stats(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
         let state = self
             .fw
-            .with_bar(|bar| bar.read32(r::FW_STATE))
+            .with_bar(|bar| bar.read(regs::FW_STATE).into_raw())
             .unwrap_or(u32::MAX);
         let name = FwState::try_from(state).map_or("unknown", FwState::name);
         writeln!(

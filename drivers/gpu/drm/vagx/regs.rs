@@ -2,6 +2,9 @@
 
 //! BAR0 registers of the vagx GPU, checked against the shared ABI definition.
 //!
+//! Every register the driver touches is defined here; the driver reads and writes them only
+//! through these types (`bar.read(FW_STATE)`, `bar.write_reg(IRQ_MASK::from_raw(..))`).
+//!
 //! # Definitions
 //!
 //! - ABI: application binary interface, here the firmware interface of
@@ -34,6 +37,102 @@ register! {
         /// Any value.
         31:0 value;
     }
+
+    /// Number of parallel execution units of the firmware scheduler.
+    pub(crate) UNITS(u32) @ 0x00c {
+        /// The units.
+        31:0 count;
+    }
+
+    /// The firmware's state: an [`abi::regs::FwState`] value.
+    pub(crate) FW_STATE(u32) @ 0x010 {
+        /// The raw state.
+        31:0 state;
+    }
+
+    /// Why the firmware failed to boot or crashed: a `FwError` value, 0 if none.
+    pub(crate) FW_ERROR(u32) @ 0x014 {
+        /// The raw error.
+        31:0 error;
+    }
+
+    /// Low 32 bits of the next host-to-firmware message.
+    pub(crate) MBOX_H2F_LO(u32) @ 0x020 {
+        /// The bits.
+        31:0 value;
+    }
+
+    /// High 32 bits of the next host-to-firmware message.
+    pub(crate) MBOX_H2F_HI(u32) @ 0x024 {
+        /// The bits.
+        31:0 value;
+    }
+
+    /// Writing an endpoint number sends `MBOX_H2F_HI:LO` to that endpoint.
+    pub(crate) MBOX_H2F_SEND(u32) @ 0x028 {
+        /// The endpoint.
+        31:0 endpoint;
+    }
+
+    /// Low 32 bits of the oldest firmware-to-host message.
+    pub(crate) MBOX_F2H_LO(u32) @ 0x030 {
+        /// The bits.
+        31:0 value;
+    }
+
+    /// High 32 bits of the oldest firmware-to-host message.
+    pub(crate) MBOX_F2H_HI(u32) @ 0x034 {
+        /// The bits.
+        31:0 value;
+    }
+
+    /// Endpoint of the oldest firmware-to-host message.
+    pub(crate) MBOX_F2H_EP(u32) @ 0x038 {
+        /// The endpoint.
+        31:0 endpoint;
+    }
+
+    /// Firmware-to-host messages waiting; writing pops the oldest.
+    pub(crate) MBOX_F2H_COUNT(u32) @ 0x03c {
+        /// The messages.
+        31:0 count;
+    }
+
+    /// Pending interrupt causes (`abi::regs::IRQ_*` bits); write 1 to clear.
+    pub(crate) IRQ_STATUS(u32) @ 0x040 {
+        /// The causes.
+        31:0 causes;
+    }
+
+    /// Enabled interrupt causes (`abi::regs::IRQ_*` bits).
+    pub(crate) IRQ_MASK(u32) @ 0x044 {
+        /// The causes.
+        31:0 causes;
+    }
+
+    /// Writing [`abi::regs::RESET_MAGIC`] resets the device.
+    pub(crate) RESET(u32) @ 0x048 {
+        /// The magic value.
+        31:0 magic;
+    }
+
+    /// Arms a fault injection (`abi::regs::INJECT_*`) with `DEBUG_ARG0/1`.
+    pub(crate) DEBUG_INJECT(u32) @ 0x100 {
+        /// The injection.
+        31:0 what;
+    }
+
+    /// First argument of the next `DEBUG_INJECT`.
+    pub(crate) DEBUG_ARG0(u32) @ 0x104 {
+        /// The argument.
+        31:0 value;
+    }
+
+    /// Second argument of the next `DEBUG_INJECT`.
+    pub(crate) DEBUG_ARG1(u32) @ 0x108 {
+        /// The argument.
+        31:0 value;
+    }
 }
 
 /// Offset one past the last register, and so the size of BAR0 the driver maps.
@@ -43,6 +142,22 @@ pub(crate) const END: usize = abi::pci::BAR0_SIZE;
 kernel::static_assert!(<ID as register::Register>::OFFSET == abi::regs::ID);
 kernel::static_assert!(<ABI_VERSION as register::Register>::OFFSET == abi::regs::ABI_VERSION);
 kernel::static_assert!(<SCRATCH as register::Register>::OFFSET == abi::regs::SCRATCH);
+kernel::static_assert!(<UNITS as register::Register>::OFFSET == abi::regs::UNITS);
+kernel::static_assert!(<FW_STATE as register::Register>::OFFSET == abi::regs::FW_STATE);
+kernel::static_assert!(<FW_ERROR as register::Register>::OFFSET == abi::regs::FW_ERROR);
+kernel::static_assert!(<MBOX_H2F_LO as register::Register>::OFFSET == abi::regs::MBOX_H2F_LO);
+kernel::static_assert!(<MBOX_H2F_HI as register::Register>::OFFSET == abi::regs::MBOX_H2F_HI);
+kernel::static_assert!(<MBOX_H2F_SEND as register::Register>::OFFSET == abi::regs::MBOX_H2F_SEND);
+kernel::static_assert!(<MBOX_F2H_LO as register::Register>::OFFSET == abi::regs::MBOX_F2H_LO);
+kernel::static_assert!(<MBOX_F2H_HI as register::Register>::OFFSET == abi::regs::MBOX_F2H_HI);
+kernel::static_assert!(<MBOX_F2H_EP as register::Register>::OFFSET == abi::regs::MBOX_F2H_EP);
+kernel::static_assert!(<MBOX_F2H_COUNT as register::Register>::OFFSET == abi::regs::MBOX_F2H_COUNT);
+kernel::static_assert!(<IRQ_STATUS as register::Register>::OFFSET == abi::regs::IRQ_STATUS);
+kernel::static_assert!(<IRQ_MASK as register::Register>::OFFSET == abi::regs::IRQ_MASK);
+kernel::static_assert!(<RESET as register::Register>::OFFSET == abi::regs::RESET);
+kernel::static_assert!(<DEBUG_INJECT as register::Register>::OFFSET == abi::regs::DEBUG_INJECT);
+kernel::static_assert!(<DEBUG_ARG0 as register::Register>::OFFSET == abi::regs::DEBUG_ARG0);
+kernel::static_assert!(<DEBUG_ARG1 as register::Register>::OFFSET == abi::regs::DEBUG_ARG1);
 
 /// A firmware ABI version as reported by [`ABI_VERSION`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -306,6 +306,56 @@ impl EventMsg {
     }
 }
 
+/// An event, decoded ([`EventMsg::decode`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// [`EVENT_STAMPS`].
+    Stamps(EventStamps),
+    /// [`EVENT_FAULT`].
+    Fault(EventFault),
+    /// [`EVENT_TIMEOUT`].
+    Timeout(EventTimeout),
+    /// [`EVENT_CRASH`].
+    Crash(EventCrash),
+    /// [`EVENT_LOG`].
+    Log(EventLog),
+    /// [`EVENT_DEVCTRL_DONE`].
+    DevCtrlDone(EventDevCtrlDone),
+    /// [`EVENT_ERROR`].
+    Error(EventError),
+    /// [`EVENT_ENTRY_ERROR`] (ABI 1.1).
+    EntryError(EventEntryError),
+    /// A kind this side does not know (a newer firmware's, or garbage): the receiver logs it
+    /// and goes on with the next event.
+    Unknown {
+        /// The event's `kind`.
+        kind: u32,
+        /// The event's `seq`.
+        seq: u32,
+    },
+}
+
+impl EventMsg {
+    /// The event this message carries.
+    pub fn decode(&self) -> Event {
+        let known = match self.kind {
+            EVENT_STAMPS => self.payload().map(Event::Stamps),
+            EVENT_FAULT => self.payload().map(Event::Fault),
+            EVENT_TIMEOUT => self.payload().map(Event::Timeout),
+            EVENT_CRASH => self.payload().map(Event::Crash),
+            EVENT_LOG => self.payload().map(Event::Log),
+            EVENT_DEVCTRL_DONE => self.payload().map(Event::DevCtrlDone),
+            EVENT_ERROR => self.payload().map(Event::Error),
+            EVENT_ENTRY_ERROR => self.payload().map(Event::EntryError),
+            _ => None,
+        };
+        known.unwrap_or(Event::Unknown {
+            kind: self.kind,
+            seq: self.seq,
+        })
+    }
+}
+
 /// The payload of an event kind.
 ///
 /// # Safety
@@ -582,3 +632,29 @@ pub struct StatsMsg {
 assert_layout!(StatsMsg, size 32, busy_ns @ 8, entries @ 16, time_ns @ 24);
 // SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
 unsafe impl Pod for StatsMsg {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_kind_decodes_to_its_variant() {
+        let timeout = EventTimeout { queue: 3, entry: 7 };
+        assert_eq!(EventMsg::new(1, &timeout).decode(), Event::Timeout(timeout));
+        let crash: EventCrash = pod::zeroed();
+        assert_eq!(EventMsg::new(2, &crash).decode(), Event::Crash(crash));
+        let entry: EventEntryError = pod::zeroed();
+        assert_eq!(EventMsg::new(3, &entry).decode(), Event::EntryError(entry));
+        let stamps: EventStamps = pod::zeroed();
+        assert_eq!(EventMsg::new(4, &stamps).decode(), Event::Stamps(stamps));
+    }
+
+    #[test]
+    fn an_unknown_kind_is_kept_for_the_log() {
+        let mut msg = EventMsg::new(9, &pod::zeroed::<EventLog>());
+        msg.kind = 0x77;
+        assert_eq!(msg.decode(), Event::Unknown { kind: 0x77, seq: 9 });
+        msg.kind = 0;
+        assert_eq!(msg.decode(), Event::Unknown { kind: 0, seq: 9 });
+    }
+}

@@ -72,6 +72,19 @@ pub enum FwError {
 }
 
 impl FwError {
+    /// What the error means, in words (for logs).
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::InitUnreadable => "init data unreadable",
+            Self::InitBadMagic => "bad init data magic",
+            Self::InitBadVersion => "unsupported ABI version",
+            Self::InitBadRing => "malformed ring",
+            Self::BadMessage => "unexpected message",
+            Self::Injected => "injected crash",
+            Self::Dependency => "failed dependency",
+        }
+    }
+
     /// Decodes an error value.
     pub fn from_raw(raw: u32) -> Option<Self> {
         Some(match raw {
