@@ -179,7 +179,7 @@ impl Drop for VagxPci {
         // Jobs on the hardware fail with ENODEV; later submits too. Allocations stop, and the
         // firmware is reset so that it touches no memory after this.
         self.gpu.lose();
-        self.gpu.dma.unbind();
+        self.gpu.dma.revoke();
         let _ = self.gpu.fw.reset();
         dev_info!(self.gpu.dev(), "vagx GPU unbound\n");
     }

@@ -13,6 +13,7 @@ use kernel::{
         Bound,
         Device, //
     },
+    device_binding::DeviceBinding,
     dma_fence::{
         ecanceled,
         Fence, //
@@ -54,7 +55,6 @@ use crate::{
         MAX_QUEUES, MAX_VMS, NUM_STAMP_SLOTS,
     },
     fw::{log_text, Firmware},
-    fwmem::DmaDevice,
     hwqueue::HwQueue,
     hwwait::{
         HwWait,
@@ -131,8 +131,7 @@ pub(crate) struct Gpu {
     pub(crate) fw: Arc<Firmware>,
     pdev: ARef<pci::Device>,
     /// The bound device, for DMA allocations from ioctls.
-    #[pin]
-    pub(crate) dma: DmaDevice,
+    pub(crate) dma: DeviceBinding,
     /// Queues by id (= stamp slot); read in the interrupt handler.
     #[pin]
     slots: SpinLockIrq<KVec<Option<QueueSlot>>>,
@@ -181,11 +180,12 @@ impl Gpu {
         let dev: &Device<Bound> = pdev.as_ref();
         let pdev: &pci::Device = pdev;
         let recovery_init = Recovery::new()?;
+        let dma = DeviceBinding::new(dev)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 fw,
                 pdev: pdev.into(),
-                dma <- DmaDevice::new(dev),
+                dma,
                 slots <- new_spinlock_irq!(slots),
                 ids <- new_mutex!(Ids {
                     queues: [false; MAX_QUEUES],
