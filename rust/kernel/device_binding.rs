@@ -116,7 +116,10 @@ mod tests {
         let (reg, binding) = bound_faux()?;
         assert_eq!(binding.with(|_| Ok(7))?, 7);
         // Errors of the closure come back as they are.
-        assert_eq!(binding.with(|_| -> Result<u32> { Err(EINVAL) }), Err(EINVAL));
+        assert_eq!(
+            binding.with(|_| -> Result<u32> { Err(EINVAL) }),
+            Err(EINVAL)
+        );
         let copy = binding.clone();
         drop(reg);
         assert_eq!(binding.with(|_| Ok(7)), Err(ENODEV));
