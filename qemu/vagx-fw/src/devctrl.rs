@@ -9,8 +9,9 @@
 use vagx_abi::{
     channels::*,
     init::MAX_RING_COUNT,
+    pipe_index,
     queue::{QueueState, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
-    PipeType, MAX_QUEUES, NUM_PIPE_TYPES, NUM_PRIORITIES, NUM_STAMP_SLOTS,
+    PipeType, MAX_QUEUES, NUM_PRIORITIES, NUM_STAMP_SLOTS,
 };
 
 use crate::{
@@ -57,7 +58,7 @@ impl Device {
             RingError::Bus(b) => (ERROR_BAD_ADDRESS, b.address),
             RingError::BadDescriptor => (ERROR_BAD_ADDRESS, 0),
         };
-        self.warn(&format!("{ring} ring unusable: {err:?}"));
+        self.warn(&format!("{ring} ring unusable: {err}"));
         self.out.event(&EventError {
             kind,
             object,
@@ -152,14 +153,17 @@ impl Device {
             return (DEVCTRL_INVALID, 0);
         }
         self.slots.claim(a.stamp_slot, a.stamp_init);
-        // CAST: priority < NUM_PRIORITIES.
-        let pipe = a.priority as usize * NUM_PIPE_TYPES + ty as usize;
+        let pipe = pipe_index(ty, a.priority);
         self.sched.add_queue(WorkQueue::new(a, pipe));
         self.log(
             LOG_INFO,
             &format!(
-                "queue {} created: vm {}, {:?} priority {}, slot {}",
-                a.queue, a.vm, ty, a.priority, a.stamp_slot
+                "queue {} created: vm {}, {} priority {}, slot {}",
+                a.queue,
+                a.vm,
+                ty.name(),
+                a.priority,
+                a.stamp_slot
             ),
         );
         OK

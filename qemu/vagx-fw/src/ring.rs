@@ -30,6 +30,16 @@ pub enum RingError {
     Bus(BusError),
 }
 
+impl core::fmt::Display for RingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadDescriptor => write!(f, "malformed descriptor"),
+            Self::BadPointer(p) => write!(f, "pointer {p} out of range"),
+            Self::Bus(b) => write!(f, "bus error at {:#x}", b.address),
+        }
+    }
+}
+
 impl From<BusError> for RingError {
     fn from(err: BusError) -> Self {
         Self::Bus(err)

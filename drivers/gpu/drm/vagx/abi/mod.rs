@@ -39,6 +39,14 @@ pub const NUM_PIPE_TYPES: usize = 2;
 pub const NUM_PIPES: usize = NUM_PRIORITIES * NUM_PIPE_TYPES;
 
 impl PipeType {
+    /// The type's name, for logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Compute => "compute",
+            Self::Copy => "copy",
+        }
+    }
+
     /// Decodes a pipe type from its ABI value.
     pub fn from_raw(raw: u32) -> Option<Self> {
         match raw {
