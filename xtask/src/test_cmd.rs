@@ -281,6 +281,10 @@ fn vm_tests(art: &Artifacts) -> Result<Tally> {
     let faults = vm_boot_tests(art, Mode::Faults)?;
     tally.passed += faults.passed;
     tally.failed += faults.failed;
+    // A third: the conformance basics on every device of a boot with four.
+    let gpus = vm_boot_tests(art, Mode::Gpus)?;
+    tally.passed += gpus.passed;
+    tally.failed += gpus.failed;
     Ok(tally)
 }
 

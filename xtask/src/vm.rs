@@ -29,6 +29,8 @@ pub enum Mode {
     Faults,
     /// Run `vagx-tool bench` with the driver in each scheduling mode.
     BenchDriver,
+    /// Run the conformance basics on every device of a boot with [`MULTI_GPU_DEVICES`].
+    Gpus,
 }
 
 impl Mode {
@@ -40,6 +42,7 @@ impl Mode {
             Self::Bench => "bench",
             Self::Faults => "faults",
             Self::BenchDriver => "bench-driver",
+            Self::Gpus => "gpus",
         }
     }
 }
@@ -52,8 +55,31 @@ pub struct Boot {
     pub log: PathBuf,
 }
 
-/// Number of vagx devices every VM gets: two, so that multi-instance bugs show up early.
-const VAGX_DEVICES: usize = 2;
+/// Number of vagx devices a VM gets unless `VAGX_GPUS` says otherwise: two, so that
+/// multi-instance bugs show up early.
+const DEFAULT_GPUS: usize = 2;
+
+/// Most devices a VM may get (PCI slots, render nodes and guest memory stay small).
+const MAX_GPUS: usize = 8;
+
+/// Devices of the multi-GPU boot of the VM tests ([`Mode::Gpus`]).
+pub const MULTI_GPU_DEVICES: usize = 4;
+
+/// The number of vagx devices of a VM: `VAGX_GPUS` (1 to [`MAX_GPUS`]), else
+/// [`DEFAULT_GPUS`]. The one place `make run`, the VM tests and the benches take it from.
+///
+/// # Errors
+///
+/// `VAGX_GPUS` is set but not a number in range.
+pub fn gpu_count() -> Result<usize> {
+    match std::env::var("VAGX_GPUS") {
+        Err(_) => Ok(DEFAULT_GPUS),
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=MAX_GPUS).contains(&n) => Ok(n),
+            _ => bail!("VAGX_GPUS={v:?}: give a number of devices from 1 to {MAX_GPUS}"),
+        },
+    }
+}
 
 /// The devices of the faults boot, in PCI slot order: a firmware that fails its boot, one
 /// that never answers, one that crashes right after booting, and a device of ABI 2.0.
@@ -92,11 +118,18 @@ pub fn boot_with(
     let log = paths.log(&format!("vm-{}", mode.as_str()))?;
     std::fs::remove_file(&log).ok();
 
+    let gpus = match mode {
+        Mode::Faults => FAULTY_DEVICES.len(),
+        Mode::Gpus => MULTI_GPU_DEVICES,
+        _ => gpu_count()?,
+    };
     let mut append = vec![
         "console=ttyS0".to_owned(),
         "panic=-1".to_owned(),
         "oops=panic".to_owned(),
         format!("vagx.mode={}", mode.as_str()),
+        // What the tool expects to find (it checks that every device probed).
+        format!("vagx.gpus={gpus}"),
     ];
     match mode {
         Mode::Kunit => {
@@ -110,7 +143,7 @@ pub fn boot_with(
             // Both schedulers' workload suites: vagx_sched_scheduler_*, drm_sched_scheduler_*.
             append.push(format!("kunit.filter_glob={filter}"));
         }
-        Mode::Run | Mode::Test | Mode::Faults | Mode::BenchDriver => {}
+        Mode::Run | Mode::Test | Mode::Faults | Mode::BenchDriver | Mode::Gpus => {}
     }
 
     let mut cmd = std::process::Command::new(&art.qemu);
@@ -140,7 +173,7 @@ pub fn boot_with(
             cmd.args(["-device", dev]);
         }
     } else {
-        for i in 0..VAGX_DEVICES {
+        for i in 0..gpus {
             cmd.args(["-device", &format!("vagx,id=gpu{i}")]);
         }
     }
@@ -179,8 +212,9 @@ pub fn guest_status(console: &str) -> Option<i32> {
 
 impl flags::Run {
     pub fn run(&self, sh: &Shell) -> Result<()> {
+        let gpus = gpu_count()?;
         let art = build::build_all(sh)?;
-        eprintln!("run: booting the VM with {VAGX_DEVICES} vagx devices (TCG)");
+        eprintln!("run: booting the VM with {gpus} vagx devices (TCG; VAGX_GPUS sets the number)");
         let boot = boot(&art, Mode::Run, Duration::from_secs(self.timeout), true)?;
         match guest_status(&boot.console) {
             Some(0) => {

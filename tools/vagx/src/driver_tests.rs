@@ -1026,6 +1026,7 @@ fn tool_submit_runs_a_described_command_buffer() -> Result<()> {
     workload::submit(
         "fill:65536:0xdeadbeef,copy:65536,checksum:65536,gemm:16",
         "normal",
+        crate::gpu::Selection::One(0),
     )
 }
 

@@ -24,6 +24,63 @@ pub fn render_nodes() -> io::Result<Vec<PathBuf>> {
     nodes(|name| name.starts_with("renderD"))
 }
 
+/// The environment variable that carries `--gpu N` (the index of the device a command works
+/// on); the tool's child processes inherit it.
+pub const GPU_ENV: &str = "VAGX_GPU";
+
+/// Which vagx devices a command works on: render node `N` in name order (`--gpu N`), or every
+/// one (`--gpus all`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    One(usize),
+    All,
+}
+
+impl Selection {
+    /// The device `--gpu` chose for this process (`VAGX_GPU`; device 0 without it).
+    pub fn from_env() -> Self {
+        Self::One(
+            std::env::var(GPU_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        )
+    }
+
+    /// The selected render nodes with their indices; `NotFound` if there is no vagx render
+    /// node or none with that index.
+    pub fn nodes(self) -> io::Result<Vec<(usize, PathBuf)>> {
+        let all = render_nodes()?;
+        let not_found = |what: String| io::Error::new(io::ErrorKind::NotFound, what);
+        if all.is_empty() {
+            return Err(not_found("no vagx render node".into()));
+        }
+        match self {
+            Self::All => Ok(all.into_iter().enumerate().collect()),
+            Self::One(i) => {
+                let count = all.len();
+                let node = all
+                    .into_iter()
+                    .nth(i)
+                    .ok_or_else(|| not_found(format!("no vagx GPU {i} ({count} present)")))?;
+                Ok(vec![(i, node)])
+            }
+        }
+    }
+}
+
+/// The PCI address of the device behind the render or card node `node`.
+pub fn pci_address(node: &Path) -> io::Result<String> {
+    let name = node
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a device node"))?;
+    let dev = fs::read_link(Path::new("/sys/class/drm").join(name).join("device"))?;
+    Ok(dev
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default())
+}
+
 /// The primary (card) nodes of vagx GPUs, in name order.
 pub fn card_nodes() -> io::Result<Vec<PathBuf>> {
     // `card0`, not a connector such as `card0-HDMI-A-1`.
@@ -139,11 +196,21 @@ impl Gpu {
 
     /// Opens the first vagx render node.
     pub fn open_first() -> io::Result<Self> {
-        let nodes = render_nodes()?;
-        let first = nodes
-            .first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no vagx render node"))?;
-        Self::open(first)
+        Self::open_index(0)
+    }
+
+    /// Opens vagx render node `index` (in name order).
+    pub fn open_index(index: usize) -> io::Result<Self> {
+        let nodes = Selection::One(index).nodes()?;
+        Self::open(&nodes[0].1)
+    }
+
+    /// Opens the device `--gpu` chose for this process ([`Selection::from_env`]).
+    pub fn open_selected() -> io::Result<Self> {
+        match Selection::from_env() {
+            Selection::One(i) => Self::open_index(i),
+            Selection::All => Self::open_index(0),
+        }
     }
 
     /// The file descriptor number (for /proc/self/fdinfo).

@@ -7,6 +7,7 @@
 mod cmdbuf;
 mod dep_matrix;
 mod driver_tests;
+mod every_gpu;
 mod fixture;
 mod gpu;
 mod module;
@@ -21,20 +22,72 @@ mod workload;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use gpu::{Gpu, Selection};
+
 /// Command line of `vagx-tool`.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    gpus: GpuArgs,
+}
+
+/// Which devices a command works on; devices are numbered in render-node order.
+#[derive(clap::Args)]
+struct GpuArgs {
+    /// Work on GPU N (default 0; `info` lists every GPU).
+    #[arg(long, global = true, value_name = "N", conflicts_with = "gpus")]
+    gpu: Option<usize>,
+    /// `--gpus all`: work on every GPU, one after the other (`info`, `submit`).
+    #[arg(long, global = true, value_name = "all", value_parser = ["all"])]
+    gpus: Option<String>,
+}
+
+impl GpuArgs {
+    /// The selection, or `default` if none was given.
+    fn selection(&self, default: Selection) -> Selection {
+        match (self.gpu, &self.gpus) {
+            (Some(n), _) => Selection::One(n),
+            (None, Some(_)) => Selection::All,
+            (None, None) => default,
+        }
+    }
+
+    /// For a command that works on one device: `--gpu N` for this process and its children.
+    fn one(&self, command: &str) -> Result<()> {
+        if self.gpus.is_some() {
+            anyhow::bail!("{command} works on one GPU at a time: use --gpu N");
+        }
+        if let Some(n) = self.gpu {
+            std::env::set_var(gpu::GPU_ENV, n.to_string());
+        }
+        Ok(())
+    }
+
+    /// For a command that picks its devices itself (the test runners).
+    fn none(&self, command: &str) -> Result<()> {
+        if self.gpu.is_some() || self.gpus.is_some() {
+            anyhow::bail!("{command} runs on the devices it needs; --gpu and --gpus do not apply");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Lists the vagx GPUs on the PCI bus and their driver.
+    /// Lists the vagx GPUs on the PCI bus and their driver, then each bound GPU's render node
+    /// and parameters.
     Info,
     /// Runs the integration tests and prints `N passed, N failed`.
     Test {
+        /// Path of the module to load and unload (`vagx.ko`).
+        #[arg(long)]
+        module: std::path::PathBuf,
+    },
+    /// Runs the conformance basics on every GPU (the boot with more devices).
+    TestGpus {
         /// Path of the module to load and unload (`vagx.ko`).
         #[arg(long)]
         module: std::path::PathBuf,
@@ -119,25 +172,39 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    let gpus = &cli.gpus;
     let result = match cli.command {
-        Command::Info => info(),
-        Command::TestFaults { module } => tests::run_faults(&module),
-        Command::Submit { desc, prio } => workload::submit(&desc, &prio),
+        Command::Info => info(gpus.selection(Selection::All)),
+        Command::TestFaults { module } => gpus
+            .none("test-faults")
+            .and_then(|()| tests::run_faults(&module)),
+        Command::TestGpus { module } => gpus
+            .none("test-gpus")
+            .and_then(|()| tests::run_gpus(&module)),
+        Command::Submit { desc, prio } => {
+            workload::submit(&desc, &prio, gpus.selection(Selection::One(0)))
+        }
         Command::Stress {
             procs,
             queues,
             jobs,
             seed,
-        } => workload::stress(procs, queues, jobs, seed),
-        Command::Bench { samples, json } => workload::bench(samples, json.as_deref()),
-        Command::Demo => workload::demo(),
+        } => gpus
+            .one("stress")
+            .and_then(|()| workload::stress(procs, queues, jobs, seed)),
+        Command::Bench { samples, json } => gpus
+            .one("bench")
+            .and_then(|()| workload::bench(samples, json.as_deref())),
+        Command::Demo => gpus.one("demo").and_then(|()| workload::demo()),
         Command::IsolationChild {
             bo,
             vm,
             queue,
             syncobj,
         } => driver_tests::isolation_child(bo, vm, queue, syncobj),
-        Command::Load { queues, jobs, us } => workload::load(queues, jobs, us),
+        Command::Load { queues, jobs, us } => gpus
+            .one("load")
+            .and_then(|()| workload::load(queues, jobs, us)),
         Command::Worker {
             name,
             prio,
@@ -145,8 +212,10 @@ fn main() {
             jobs,
             seed,
             hang,
-        } => workload::worker(&name, &prio, queues, jobs, seed, hang),
-        Command::Test { module } => tests::run(&module),
+        } => gpus
+            .one("worker")
+            .and_then(|()| workload::worker(&name, &prio, queues, jobs, seed, hang)),
+        Command::Test { module } => gpus.none("test").and_then(|()| tests::run(&module)),
     };
     if let Err(err) = result {
         eprintln!("vagx-tool: error: {err:#}");
@@ -154,8 +223,9 @@ fn main() {
     }
 }
 
-/// Prints one line per vagx device.
-fn info() -> Result<()> {
+/// Prints one line per vagx device on the PCI bus, then one per selected GPU the driver
+/// bound (its index, render node, PCI address and parameters).
+fn info(gpus: Selection) -> Result<()> {
     let devices = sysfs::vagx_devices()?;
     if devices.is_empty() {
         anyhow::bail!("no vagx device on the PCI bus");
@@ -170,6 +240,27 @@ fn info() -> Result<()> {
             dev.class,
             dev.bar0_size,
             dev.driver.as_deref().unwrap_or("(none)")
+        );
+    }
+    if gpu::render_nodes()?.is_empty() {
+        // Not bound (the module is not loaded): the PCI lines are all there is.
+        return Ok(());
+    }
+    for (index, node) in gpus.nodes()? {
+        let g = Gpu::open(&node)?;
+        let abi = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION)?;
+        let mode = match g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)? {
+            0 => "kernel",
+            _ => "firmware",
+        };
+        println!(
+            "gpu{index}: {} at {}, {} units, ABI {}.{}, {} scheduling",
+            node.display(),
+            gpu::pci_address(&node)?,
+            g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?,
+            abi >> 16,
+            abi & 0xffff,
+            mode
         );
     }
     Ok(())

@@ -20,7 +20,7 @@ use anyhow::{bail, ensure, Context, Result};
 use vagx_abi::{pci, regs};
 
 use crate::{
-    dep_matrix, driver_tests,
+    dep_matrix, driver_tests, every_gpu,
     gpu::Gpu,
     module,
     registry::{tests, Test},
@@ -48,6 +48,7 @@ pub fn run(module: &Path) -> Result<()> {
         driver_loads_for_the_driver_tests(module),
     ];
     all.extend(driver_suite("driver_"));
+    all.extend(every_gpu::tests());
     all.extend(tests![
         unload_refused_while_a_client_is_open,
         firmware_mode_loads(module),
@@ -343,6 +344,15 @@ pub fn run_faults(module: &Path) -> Result<()> {
         no_render_node,
         module_unloads,
     ];
+    run_tap(&all)
+}
+
+/// `test-gpus`: the conformance basics on every GPU of a boot with more devices (`xtask`
+/// boots it with four).
+pub fn run_gpus(module: &Path) -> Result<()> {
+    let mut all = tests![module_loads(module), driver_binds_every_device];
+    all.extend(every_gpu::tests());
+    all.extend(tests![module_unloads]);
     run_tap(&all)
 }
 

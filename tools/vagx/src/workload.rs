@@ -16,7 +16,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::{
     cmdbuf::{fnv1a64, CmdBuf},
     fixture::Ctx,
-    gpu::{Gpu, Sync},
+    gpu::{Gpu, Selection, Sync},
     uapi,
 };
 
@@ -68,9 +68,18 @@ type Check = Box<dyn Fn(&Ctx<'_>) -> Result<String>>;
 ///
 /// Ops: `fill:<len>:<pattern>` (A), `copy:<len>` (A to B), `checksum:<len>` (of B),
 /// `gemm:<n>` (n×n, C = A × B as f32), `delay:<ns>`, `nop`.
-pub fn submit(desc: &str, prio: &str) -> Result<()> {
-    let g = Gpu::open_first()?;
-    let ctx = Ctx::new(&g, priority(prio)?, 16 << 20)?;
+pub fn submit(desc: &str, prio: &str, gpus: Selection) -> Result<()> {
+    for (index, node) in gpus.nodes()? {
+        let g = Gpu::open(&node)?;
+        println!("gpu{index} ({}):", node.display());
+        submit_on(&g, desc, prio).with_context(|| format!("on gpu{index}"))?;
+    }
+    Ok(())
+}
+
+/// [`submit`] on one device.
+fn submit_on(g: &Gpu, desc: &str, prio: &str) -> Result<()> {
+    let ctx = Ctx::new(g, priority(prio)?, 16 << 20)?;
     // Data areas: A at 0, B at 4 MiB, the checksum at 8 MiB, GEMM's matrices from 12 MiB.
     let (a, b, r) = (0u64, 4 << 20, 8 << 20);
     let (ga, gb, gc) = (12u64 << 20, 13 << 20, 14 << 20);
@@ -232,7 +241,7 @@ impl WorkerReport {
 /// between its queues; each job writes its index (after copying its dependency's value), so
 /// that the results prove the order. With `hang`, one extra job hangs and must time out.
 pub fn worker(name: &str, prio: &str, queues: u32, jobs: u32, seed: u64, hang: bool) -> Result<()> {
-    let g = Gpu::open_first()?;
+    let g = Gpu::open_selected()?;
     let p = priority(prio)?;
     let ctx = Ctx::new(&g, p, 4 << 20)?;
     let mut qs = vec![ctx.queue];
@@ -405,7 +414,7 @@ pub fn stress(procs: u32, queues: u32, jobs: u32, seed: u64) -> Result<()> {
 /// `demo`: three processes at three priorities with timeline-chained jobs on two queues each,
 /// one injected hang that the driver recovers while the others finish.
 pub fn demo() -> Result<()> {
-    let g = Gpu::open_first()?;
+    let g = Gpu::open_selected()?;
     let mode = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?;
     let units = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
     drop(g);
@@ -440,7 +449,7 @@ pub fn demo() -> Result<()> {
 /// `load` (internal): `queues` low-priority queues each running `jobs` jobs of `us`
 /// microseconds of device time, to compete with a measurement.
 pub fn load(queues: u32, jobs: u32, us: u64) -> Result<()> {
-    let g = Gpu::open_first()?;
+    let g = Gpu::open_selected()?;
     let ctx = Ctx::new(&g, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_LOW, 1 << 20)?;
     let mut qs = vec![ctx.queue];
     for _ in 1..queues.max(1) {
@@ -514,7 +523,7 @@ fn chain_latencies(g: &Gpu, samples: u32) -> Result<Vec<u64>> {
 /// `bench`: submit-to-signal latency of an empty job, alone and while two processes keep
 /// low-priority queues busy, and the throughput of tiny jobs.
 pub fn bench(samples: u32, json: Option<&std::path::Path>) -> Result<()> {
-    let g = Gpu::open_first()?;
+    let g = Gpu::open_selected()?;
     let ctx = Ctx::normal(&g)?;
     let mut nop = CmdBuf::new();
     nop.nop();
