@@ -30,6 +30,7 @@ pub fn tests() -> Vec<Test<'static>> {
         queue_create_checks_arguments,
         submit_checks_arguments,
         fill_copy_checksum_results_are_right,
+        firmware_busy_time_is_each_queues_delays,
         gemm_and_reduce_results_are_right,
         binary_syncobj_orders_two_queues,
         timeline_syncobj_chains_jobs,
@@ -1047,4 +1048,84 @@ fn tool_bench_writes_json() -> Result<()> {
 
 fn tool_demo_recovers_its_hang() -> Result<()> {
     workload::demo()
+}
+
+/// The busy-time samples of the first device, from debugfs `busy` (which flushes first):
+/// `(pipes, queues)`, each `(id, busy_ns, entries)`.
+type BusySamples = (Vec<(u32, u64, u64)>, Vec<(u32, u64, u64)>);
+
+fn busy_samples() -> Result<BusySamples> {
+    let text = debugfs_read("busy")?;
+    ensure!(
+        !text.starts_with("stale"),
+        "the firmware did not flush: {text}"
+    );
+    let (mut pipes, mut queues) = (Vec::new(), Vec::new());
+    for line in text.lines() {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        if let ["pipe" | "queue", id, "busy_ns", busy, "entries", entries] = w[..] {
+            let sample = (id.parse()?, busy.parse()?, entries.parse()?);
+            if w[0] == "pipe" {
+                pipes.push(sample);
+            } else {
+                queues.push(sample);
+            }
+        }
+    }
+    ensure!(!pipes.is_empty(), "no pipe lines in busy: {text}");
+    Ok((pipes, queues))
+}
+
+/// Two queues of fixed-cost DELAY jobs: the firmware counts each queue's busy time as the sum
+/// of its delays (within 1 %) and its entries exactly, and the pipes' busy time grows by the
+/// same total.
+fn firmware_busy_time_is_each_queues_delays() -> Result<()> {
+    const JOBS: u64 = 5;
+    const DELAY_NS: u64 = 4_000_000;
+    let g = Gpu::open_first()?;
+    let ctxs = [Ctx::normal(&g)?, Ctx::normal(&g)?];
+    let (pipes_before, _) = busy_samples()?;
+    let mut last = Vec::new();
+    for ctx in &ctxs {
+        let mut s = 0;
+        for _ in 0..JOBS {
+            let mut c = CmdBuf::new();
+            c.delay(DELAY_NS);
+            s = g.syncobj()?;
+            ctx.run(&c, &[Sync::signal(s, 0)]).context("SUBMIT")?;
+        }
+        last.push(s);
+    }
+    for s in last {
+        g.wait(s, WAIT_MS).context("waiting for the last job")?;
+        ensure!(
+            crate::fixture::fence_result(&g, s)? == Ok(()),
+            "a delay job failed"
+        );
+    }
+    let (pipes_after, queues) = busy_samples()?;
+    let ours: Vec<_> = queues.iter().filter(|q| q.2 == JOBS).collect();
+    ensure!(
+        ours.len() == 2,
+        "{} queue(s) with {JOBS} entries, expected our 2: {queues:?}",
+        ours.len()
+    );
+    let want = JOBS * DELAY_NS;
+    for (id, busy, _) in &ours {
+        ensure!(
+            busy.abs_diff(want) * 100 <= want,
+            "queue {id}: busy {busy} ns for {want} ns of delays"
+        );
+    }
+    let pipes_delta: u64 = pipes_after
+        .iter()
+        .zip(&pipes_before)
+        .map(|(a, b)| a.1 - b.1)
+        .sum();
+    let queues_total: u64 = ours.iter().map(|q| q.1).sum();
+    ensure!(
+        pipes_delta.abs_diff(queues_total) * 100 <= queues_total,
+        "the pipes' busy time grew by {pipes_delta} ns, the queues' is {queues_total} ns"
+    );
+    Ok(())
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
 //! Debugfs: `/sys/kernel/debug/vagx-<pci address>/` with the rings, the queues, the kernel
-//! schedulers, the firmware log, and `inject`, which arms the device's fault injection.
+//! schedulers, the firmware log, the firmware's busy time (`busy`), and `inject`, which arms the device's fault injection.
 //!
 //! `inject` takes one command: `hang <queue>`, `fault <queue> <command>`, `crash <entries>`,
 //! `drop-irqs <n>`, `silence <boots>` (the firmware stops answering, without a crash
@@ -36,6 +36,19 @@ impl fmt::Debug for Queues {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.dump_stats(f)?;
         self.0.dump_queues(f)
+    }
+}
+
+/// `busy`: the firmware's busy time per pipe and queue, refreshed by a `FLUSH` at each read.
+struct Busy(Arc<Gpu>);
+
+impl fmt::Debug for Busy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.flush_busy().is_err() {
+            // The firmware is down or gone: the last samples, said to be old.
+            writeln!(f, "stale")?;
+        }
+        self.0.dump_busy(f)
     }
 }
 
@@ -130,6 +143,7 @@ pub(crate) struct Debugfs {
     _rings: Pin<KBox<File<Rings>>>,
     _queues: Pin<KBox<File<Queues>>>,
     _fwlog: Pin<KBox<File<FwLog>>>,
+    _busy: Pin<KBox<File<Busy>>>,
     _sched: Pin<KBox<File<Scheds>>>,
     _inject: Pin<KBox<File<Inject>>>,
     _dir: Dir,
@@ -152,6 +166,7 @@ impl Debugfs {
                 GFP_KERNEL,
             )?,
             _fwlog: KBox::pin_init(dir.read_only_file(c"fwlog", FwLog(gpu.clone())), GFP_KERNEL)?,
+            _busy: KBox::pin_init(dir.read_only_file(c"busy", Busy(gpu.clone())), GFP_KERNEL)?,
             _sched: KBox::pin_init(dir.read_only_file(c"sched", Scheds(scheds)), GFP_KERNEL)?,
             _inject: KBox::pin_init(
                 dir.read_write_file(c"inject", Inject(gpu.clone())),

@@ -42,6 +42,7 @@ use crate::{
         channels::{
             self,
             DevCtrlBindVm,
+            DevCtrlFlush,
             DevCtrlHalt,
             DevCtrlUnbindVm,
             Event, //
@@ -53,6 +54,10 @@ use crate::{
             UnknownFwState, //
         },
         MAX_QUEUES, MAX_VMS, NUM_STAMP_SLOTS,
+    },
+    busy::{
+        DeviceBusy,
+        Recorded, //
     },
     fw::{log_text, Firmware},
     hwqueue::HwQueue,
@@ -140,6 +145,9 @@ pub(crate) struct Gpu {
     /// The last [`LOG_KEEP`] firmware log messages, oldest first (debugfs `fwlog`).
     #[pin]
     log: SpinLockIrq<Fifo<LogMsg>>,
+    /// The firmware's busy-time samples ([`crate::busy`]).
+    #[pin]
+    busy: SpinLockIrq<DeviceBusy>,
     /// The device's state, the down fence and the recovery work's lock ([`crate::recovery`]).
     #[pin]
     pub(crate) recovery: Recovery,
@@ -194,6 +202,7 @@ impl Gpu {
                 }),
                 recovery <- recovery_init,
                 log <- new_spinlock_irq!(msgs),
+                busy <- new_spinlock_irq!(DeviceBusy::new()),
                 recover_work <- new_work!("vagx::recover"),
                 units,
                 irqs: AtomicU64::new(0),
@@ -278,6 +287,7 @@ impl Gpu {
     /// Makes a queue visible to the interrupt handler.
     pub(crate) fn install(&self, slot: QueueSlot) -> Result {
         let id = slot.hw.id() as usize;
+        self.busy.lock().reset_queue(slot.hw.id());
         let mut slots = self.slots.lock();
         let s = slots.get_mut(id).ok_or(EINVAL)?;
         *s = Some(slot);
@@ -286,6 +296,7 @@ impl Gpu {
 
     /// Hides a queue from the interrupt handler.
     pub(crate) fn uninstall(&self, id: u32) -> Option<QueueSlot> {
+        self.busy.lock().reset_queue(id);
         self.slots
             .lock()
             .get_mut(id as usize)
@@ -524,8 +535,38 @@ impl Gpu {
                 _ => dev_info!(dev, "fw: {}\n", text),
             }
         }
-        // Statistics are drained so the ring never fills; fdinfo uses the driver's own clock.
-        while let Ok(Some(_)) = self.fw.next_stats() {}
+        self.drain_stats(dev);
+    }
+
+    /// Keeps the newest busy-time samples of the stats ring ([`crate::busy`]).
+    fn drain_stats(&self, dev: &Device) {
+        while let Ok(Some(msg)) = self.fw.next_stats() {
+            // The last sample of a destroyed queue: its id may belong to a new queue soon.
+            if msg.kind == channels::STATS_QUEUE && self.slot_hw(msg.id as usize).is_none() {
+                continue;
+            }
+            if self.busy.lock().record(&msg) == Recorded::Unknown {
+                dev_warn!(
+                    dev,
+                    "statistics of unknown kind {} or id {} skipped\n",
+                    msg.kind,
+                    msg.id
+                );
+            }
+        }
+    }
+
+    /// Asks the firmware for fresh busy-time samples (`FLUSH`) and reads them. Sleeps.
+    pub(crate) fn flush_busy(&self) -> Result {
+        self.fw.call(&DevCtrlFlush { _pad: 0 })?;
+        // The samples come before the reply; read them here, not only at the next interrupt.
+        self.drain_stats(self.dev());
+        Ok(())
+    }
+
+    /// Debugfs: the busy-time samples.
+    pub(crate) fn dump_busy(&self, w: &mut impl core::fmt::Write) -> core::fmt::Result {
+        self.busy.lock().dump(w)
     }
 
     /// Halts the firmware (debugfs and tests use it to check recovery).

@@ -14,6 +14,7 @@
 // Public because it is the interface shared with the device model, of which the driver uses only
 // a part.
 pub mod abi;
+mod busy;
 mod debugfs;
 mod driver;
 mod drv;
