@@ -509,7 +509,15 @@ impl Gpu {
     }
 
     fn record_fault(&self, queue: u32, err: Error, f: impl FnOnce(&mut FaultInfo)) {
-        if let Some((_, status)) = self.slot_hw(queue as usize) {
+        // Only the status is cloned: a work queue clone dropped in interrupt context could be
+        // its last reference.
+        let status = self
+            .slots
+            .lock()
+            .get(queue as usize)
+            .and_then(|s| s.as_ref())
+            .map(|s| s.status.clone());
+        if let Some(status) = status {
             let mut s = status.lock();
             f(&mut s);
             // CAST: errnos are small positive numbers.
@@ -542,7 +550,10 @@ impl Gpu {
     fn drain_stats(&self, dev: &Device) {
         while let Ok(Some(msg)) = self.fw.next_stats() {
             // The last sample of a destroyed queue: its id may belong to a new queue soon.
-            if msg.kind == channels::STATS_QUEUE && self.slot_hw(msg.id as usize).is_none() {
+            // (`with_hw`, not a clone: a clone dropped here could free the queue in interrupt
+            // context.)
+            if msg.kind == channels::STATS_QUEUE && self.with_hw(msg.id as usize, |_| ()).is_none()
+            {
                 continue;
             }
             if self.busy.lock().record(&msg) == Recorded::Unknown {
