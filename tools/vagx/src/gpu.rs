@@ -125,6 +125,27 @@ pub struct Mapping {
 }
 
 impl Mapping {
+    /// A shared read-write mapping of `len` bytes of `fd` from `offset` (a DRM file's buffer
+    /// object, a dma-buf, a memfd).
+    pub fn of_fd(fd: BorrowedFd<'_>, offset: libc::off_t, len: usize) -> io::Result<Self> {
+        // SAFETY: a fresh shared mapping of the file; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                offset,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or_else(io::Error::last_os_error)?;
+        Ok(Mapping { ptr, len })
+    }
+
     /// Reads the bytes at `offset`.
     pub fn read(&self, offset: usize, out: &mut [u8]) {
         assert!(offset + out.len() <= self.len, "read past the mapping");
@@ -275,23 +296,7 @@ impl Gpu {
         ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_GEM_MMAP_OFFSET, &mut a)?;
         let offset = libc::off_t::try_from(a.offset)
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "mmap offset overflows"))?;
-        // SAFETY: a fresh shared mapping of the DRM file at the offset the kernel gave; no
-        // existing memory is affected.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.file.as_raw_fd(),
-                offset,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let ptr = NonNull::new(ptr.cast()).ok_or_else(io::Error::last_os_error)?;
-        Ok(Mapping { ptr, len })
+        Mapping::of_fd(self.file.as_fd(), offset, len)
     }
 
     /// GEM_MMAP_OFFSET alone (tests of its checks).
@@ -330,11 +335,24 @@ impl Gpu {
 
     /// Maps `range` bytes of `handle` at `va`, read-write.
     pub fn vm_map(&self, vm_id: u32, handle: u32, va: u64, range: u64) -> io::Result<()> {
+        let rw = uapi::DRM_VAGX_VM_BIND_READ | uapi::DRM_VAGX_VM_BIND_WRITE;
+        self.vm_map_flags(vm_id, handle, va, range, rw)
+    }
+
+    /// Maps `range` bytes of `handle` at `va` with `flags` (`DRM_VAGX_VM_BIND_READ`, `_WRITE`).
+    pub fn vm_map_flags(
+        &self,
+        vm_id: u32,
+        handle: u32,
+        va: u64,
+        range: u64,
+        flags: u32,
+    ) -> io::Result<()> {
         self.vm_bind_raw(uapi::drm_vagx_vm_bind {
             vm_id,
             op: uapi::DRM_VAGX_VM_BIND_OP_MAP,
             handle,
-            flags: uapi::DRM_VAGX_VM_BIND_READ | uapi::DRM_VAGX_VM_BIND_WRITE,
+            flags,
             bo_offset: 0,
             va,
             range,
@@ -493,9 +511,16 @@ struct PrimeHandle {
 impl Gpu {
     /// Exports buffer object `handle` as a dma-buf (`DRM_CLOEXEC | DRM_RDWR`).
     pub fn prime_export(&self, handle: u32) -> io::Result<OwnedFd> {
+        self.prime_export_flags(handle, libc::O_CLOEXEC | libc::O_RDWR)
+    }
+
+    /// Exports buffer object `handle` as a dma-buf with `flags` (`DRM_CLOEXEC`, `DRM_RDWR`:
+    /// without the latter, importers may only read it).
+    pub fn prime_export_flags(&self, handle: u32, flags: i32) -> io::Result<OwnedFd> {
         let mut a = PrimeHandle {
             handle,
-            flags: (libc::O_CLOEXEC | libc::O_RDWR) as u32,
+            // CAST: open flags are small and positive.
+            flags: flags as u32,
             fd: -1,
         };
         // DRM_IOCTL_PRIME_HANDLE_TO_FD = DRM_IOWR(0x2d, struct drm_prime_handle).

@@ -6,11 +6,13 @@
 
 mod cmdbuf;
 mod dep_matrix;
+mod dmabuf;
 mod driver_tests;
 mod every_gpu;
 mod fixture;
 mod gpu;
 mod module;
+mod prime_tests;
 mod registry;
 mod seam_tests;
 mod sysfs;

@@ -22,7 +22,7 @@ pub fn tests() -> Vec<Test<'static>> {
         file_close_cancels_queued_waiting_and_running_jobs,
         per_file_limits_leave_queues_and_vms_for_others,
         timeline_points_must_increase,
-        foreign_gem_objects_are_refused,
+        dumb_buffers_are_refused,
         syncobj_wait_with_a_huge_count_fails_cleanly,
         silent_firmware_is_detected_and_recovered,
         silent_firmware_that_does_not_come_back_loses_the_device,
@@ -174,33 +174,12 @@ fn timeline_points_must_increase() -> Result<()> {
     Ok(())
 }
 
-/// Objects vagx did not make never become handles it accepts: a dumb buffer cannot be made,
-/// another device's buffer cannot be imported; importing our own export gives the same handle.
-fn foreign_gem_objects_are_refused() -> Result<()> {
+/// A dumb buffer cannot be made: the shmem helper would make an object that is not a vagx
+/// buffer. (Imports, which the same hazard once kept out, are the PRIME suite's.)
+fn dumb_buffers_are_refused() -> Result<()> {
     let cards = gpu::card_nodes()?;
     let card = Gpu::open(cards.first().context("no vagx card node")?)?;
-    expect_errno(card.create_dumb(64, 64), libc::ENOSYS, "MODE_CREATE_DUMB")?;
-
-    let g = Gpu::open_first()?;
-    let bo = g.gem_create(1 << 16)?;
-    let buf = g.prime_export(bo)?;
-    ensure!(
-        g.prime_import(buf.as_fd())? == bo,
-        "self-import gave another handle"
-    );
-    let nodes = gpu::render_nodes()?;
-    if let Some(second) = nodes.get(1) {
-        let other = Gpu::open(second)?;
-        expect_errno(
-            other.prime_import(buf.as_fd()),
-            libc::EINVAL,
-            "import of another vagx device's buffer",
-        )?;
-    }
-    // The buffer still works where it belongs.
-    let vm = g.vm_create()?;
-    g.vm_map(vm, bo, BASE, 1 << 16)?;
-    Ok(())
+    expect_errno(card.create_dumb(64, 64), libc::ENOSYS, "MODE_CREATE_DUMB")
 }
 
 /// SYNCOBJ_WAIT with a count of 2^32 - 1 is a clean ENOMEM, without a kernel warning (the

@@ -22,7 +22,7 @@ use vagx_abi::{pci, regs};
 use crate::{
     dep_matrix, driver_tests, every_gpu,
     gpu::Gpu,
-    module,
+    module, prime_tests,
     registry::{tests, Test},
     seam_tests,
     sysfs::{self, PciFunction},
@@ -66,6 +66,7 @@ fn driver_suite(prefix: &str) -> Vec<Test<'static>> {
         .chain(seam_tests::tests())
         .chain(vm_bind_tests::tests())
         .chain(dep_matrix::tests())
+        .chain(prime_tests::tests())
         .map(|test| test.prefixed(prefix))
         .collect()
 }
@@ -352,6 +353,7 @@ pub fn run_faults(module: &Path) -> Result<()> {
 pub fn run_gpus(module: &Path) -> Result<()> {
     let mut all = tests![module_loads(module), driver_binds_every_device];
     all.extend(every_gpu::tests());
+    all.extend(prime_tests::tests());
     all.extend(tests![module_unloads]);
     run_tap(&all)
 }

@@ -46,7 +46,10 @@ use crate::{
         VagxDevice,
         VagxDriver, //
     },
-    gem::Bo,
+    gem::{
+        Bo,
+        Origin, //
+    },
     gpu::Gpu,
     hwqueue::HwQueue,
     hwwait::{
@@ -210,7 +213,7 @@ impl File {
             map_wc: false,
             parent_resv_obj: None,
         };
-        let bo = Bo::new(dev, size, config, ())?;
+        let bo = Bo::new(dev, size, config, Origin::Own)?;
         args.handle = bo.create_handle(file)?;
         Ok(0)
     }

@@ -232,6 +232,10 @@ impl Vm {
         if flags & !(uapi::BIND_READ | uapi::BIND_WRITE) != 0 || flags == 0 {
             return Err(EINVAL);
         }
+        if flags & uapi::BIND_WRITE != 0 && !bo.gpu_may_write() {
+            // A dma-buf its exporter shared read-only.
+            return Err(EACCES);
+        }
         let mut perm = PTE_VALID;
         if flags & uapi::BIND_READ != 0 {
             perm |= PTE_READ;
@@ -266,6 +270,11 @@ impl Vm {
         let mut write = |t: &mut Tables, written: &mut u64| -> Result {
             for seg in sgt.iter() {
                 let (addr, len) = (seg.dma_address(), seg.dma_len());
+                // The page tables map whole pages. Own objects are made of pages; an imported
+                // table (another exporter's) that is not cannot be mapped.
+                if addr % PAGE_SIZE != 0 || len % PAGE_SIZE != 0 {
+                    return Err(EINVAL);
+                }
                 let mut p = 0;
                 while p < len && *written < range {
                     let at = obj_off + p;

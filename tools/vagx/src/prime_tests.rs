@@ -1,0 +1,396 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Buffer sharing through dma-bufs (PRIME): a vagx buffer exported and imported again, mapped
+//! through its dma-buf, host memory from udmabuf computed on in place, a buffer of one GPU read
+//! and written by another (in another process too), an import that outlives its exporter's
+//! handle, file and device, and the bad inputs, each with its errno.
+//!
+//! The tests that need two GPUs are listed only when the boot has them.
+
+use std::os::{
+    fd::{AsFd, BorrowedFd},
+    unix::fs::MetadataExt,
+};
+
+use anyhow::{ensure, Context, Result};
+
+use crate::{
+    cmdbuf::{fnv1a64, CmdBuf},
+    dmabuf, every_gpu,
+    fixture::{self, expect_errno, Ctx},
+    gpu::{self, Gpu, Mapping},
+    registry::{tests, Test},
+    uapi,
+};
+
+/// Where a test maps a shared buffer in a consumer's VM (clear of the context's own buffer).
+const SHARED_VA: u64 = 0x4000_0000;
+/// Bytes of the shared buffers.
+const SHARED_SIZE: u64 = 64 * 1024;
+
+/// The suite: one-device tests, then those across GPUs if the boot has two or more.
+pub fn tests() -> Vec<Test<'static>> {
+    let mut all = tests![
+        self_import_gives_the_same_handle_and_a_second_export_the_same_dma_buf,
+        an_exported_buffer_is_read_and_written_through_its_dma_buf,
+        udmabuf_memory_is_computed_on_in_place,
+        bad_prime_input_gets_a_clear_errno,
+    ];
+    // The list is made before the module loads: the count comes from the command line.
+    let gpus = every_gpu::expected_gpus()
+        .ok()
+        .flatten()
+        .or_else(|| gpu::render_nodes().ok().map(|n| n.len()))
+        .unwrap_or(0);
+    if gpus >= 2 {
+        all.extend(tests![
+            each_gpu_reads_and_writes_the_next_gpus_buffer,
+            a_read_only_export_maps_only_read_only_on_another_gpu,
+            another_process_computes_on_an_imported_buffer,
+            an_import_outlives_its_exporters_handle_file_and_device,
+        ]);
+    }
+    all
+}
+
+/// The inode of an open file: two fds of one dma-buf share it.
+fn inode(fd: BorrowedFd<'_>) -> Result<u64> {
+    let f = std::fs::File::from(fd.try_clone_to_owned()?);
+    Ok(f.metadata()?.ino())
+}
+
+/// Imports `buf` into `g` and maps it at [`SHARED_VA`] of `vm` with `flags`.
+fn import_and_map(g: &Gpu, vm: u32, buf: BorrowedFd<'_>, flags: u32) -> Result<u32> {
+    let handle = g.prime_import(buf).context("PRIME import")?;
+    g.vm_map_flags(vm, handle, SHARED_VA, SHARED_SIZE, flags)
+        .context("VM_BIND of the imported buffer")?;
+    Ok(handle)
+}
+
+const RW: u32 = uapi::DRM_VAGX_VM_BIND_READ | uapi::DRM_VAGX_VM_BIND_WRITE;
+
+/// Whether every word of `m` from `off` for `len` bytes is `pattern`.
+fn all_words(m: &Mapping, off: usize, len: u64, pattern: u32) -> Result<bool> {
+    let mut out = vec![0u8; usize::try_from(len)?];
+    m.read(off, &mut out);
+    Ok(out.chunks(4).all(|w| w == pattern.to_le_bytes()))
+}
+
+fn self_import_gives_the_same_handle_and_a_second_export_the_same_dma_buf() -> Result<()> {
+    let g = Gpu::open_selected()?;
+    let bo = g.gem_create(SHARED_SIZE)?;
+    let a = g.prime_export(bo)?;
+    let b = g.prime_export(bo)?;
+    ensure!(
+        inode(a.as_fd())? == inode(b.as_fd())?,
+        "two exports of one buffer made two dma-bufs"
+    );
+    ensure!(
+        g.prime_import(a.as_fd())? == bo,
+        "importing our own export gave another handle"
+    );
+    // Another file of the same device gets its own handle to the same object.
+    let other = Gpu::open_selected()?;
+    let theirs = other.prime_import(b.as_fd())?;
+    let mine = g.map(bo, usize::try_from(SHARED_SIZE)?)?;
+    mine.write(0, &0x5eed_0001u32.to_le_bytes());
+    let seen = other.map(theirs, usize::try_from(SHARED_SIZE)?)?;
+    ensure!(
+        seen.u32_at(0) == 0x5eed_0001,
+        "the other file's handle is not the same buffer"
+    );
+    g.gem_close(bo)?;
+    Ok(())
+}
+
+/// The GPU's writes are read through the dma-buf's own mmap, the CPU's writes through it
+/// reach the GPU, each access bracketed by `DMA_BUF_IOCTL_SYNC`.
+fn an_exported_buffer_is_read_and_written_through_its_dma_buf() -> Result<()> {
+    let g = Gpu::open_selected()?;
+    let ctx = Ctx::normal(&g)?;
+    let buf = g.prime_export(ctx.bo)?;
+    let len = 16 * 1024;
+    let mut c = CmdBuf::new();
+    c.fill(ctx.va(0), len, 0xd1ab_0001);
+    ctx.run_and_wait(&c)?;
+    let whole = usize::try_from(fixture::CTX_SIZE)?;
+    let m = Mapping::of_fd(buf.as_fd(), 0, whole).context("mmap of the dma-buf")?;
+    dmabuf::sync(buf.as_fd(), dmabuf::SYNC_START | dmabuf::SYNC_READ)?;
+    ensure!(
+        all_words(&m, ctx.off(0), len, 0xd1ab_0001)?,
+        "the dma-buf's mapping does not show the GPU's fill"
+    );
+    dmabuf::sync(buf.as_fd(), dmabuf::SYNC_END | dmabuf::SYNC_READ)?;
+
+    dmabuf::sync(buf.as_fd(), dmabuf::SYNC_START | dmabuf::SYNC_WRITE)?;
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+    m.write(ctx.off(len), &data);
+    dmabuf::sync(buf.as_fd(), dmabuf::SYNC_END | dmabuf::SYNC_WRITE)?;
+    let mut c = CmdBuf::new();
+    c.checksum(ctx.va(len), ctx.va(2 * len), len);
+    ctx.run_and_wait(&c)?;
+    let mut sum = [0u8; 8];
+    ctx.map.read(ctx.off(2 * len), &mut sum);
+    ensure!(
+        u64::from_le_bytes(sum) == fnv1a64(&data),
+        "the GPU did not see what the CPU wrote through the dma-buf"
+    );
+    Ok(())
+}
+
+/// memfd pages made a dma-buf by udmabuf: the GPU copies inside them and checksums them, and
+/// the memfd's own mapping sees the copy (no staging buffer anywhere).
+fn udmabuf_memory_is_computed_on_in_place() -> Result<()> {
+    let g = Gpu::open_selected()?;
+    let ctx = Ctx::normal(&g)?;
+    let memfd = dmabuf::memfd(SHARED_SIZE)?;
+    let host = Mapping::of_fd(memfd.as_fd(), 0, usize::try_from(SHARED_SIZE)?)?;
+    let half = SHARED_SIZE / 2;
+    let data: Vec<u8> = (0..half).map(|i| (i * 13 + 1) as u8).collect();
+    host.write(0, &data);
+    let buf = dmabuf::udmabuf(memfd.as_fd(), 0, SHARED_SIZE).context("UDMABUF_CREATE")?;
+    let handle = import_and_map(&g, ctx.vm, buf.as_fd(), RW)?;
+    let mut c = CmdBuf::new();
+    c.copy(SHARED_VA, SHARED_VA + half, half)
+        .checksum(SHARED_VA, ctx.va(0), half);
+    let s = ctx.run_and_wait(&c)?;
+    ensure!(ctx.fence_result(s)? == Ok(()), "the job failed");
+    let mut copy = vec![0u8; usize::try_from(half)?];
+    host.read(usize::try_from(half)?, &mut copy);
+    ensure!(copy == data, "the memfd does not hold the GPU's copy");
+    let mut sum = [0u8; 8];
+    ctx.map.read(ctx.off(0), &mut sum);
+    ensure!(
+        u64::from_le_bytes(sum) == fnv1a64(&data),
+        "the GPU's checksum of host memory is wrong"
+    );
+    g.vm_unmap(ctx.vm, SHARED_VA, SHARED_SIZE)?;
+    g.gem_close(handle)?;
+    Ok(())
+}
+
+fn bad_prime_input_gets_a_clear_errno() -> Result<()> {
+    let g = Gpu::open_selected()?;
+    // A file that is not a dma-buf.
+    let memfd = dmabuf::memfd(SHARED_SIZE)?;
+    expect_errno(
+        g.prime_import(memfd.as_fd()),
+        libc::EINVAL,
+        "PRIME import of a memfd",
+    )?;
+    // A handle of another file: this file has no objects at all.
+    let mine = g.gem_create(SHARED_SIZE)?;
+    let other = Gpu::open_selected()?;
+    expect_errno(
+        other.prime_export(mine),
+        libc::ENOENT,
+        "PRIME export of another file's handle",
+    )?;
+    // A dma-buf smaller than the mapping asked of it.
+    let small = dmabuf::udmabuf(memfd.as_fd(), 0, 4096)?;
+    let handle = g.prime_import(small.as_fd())?;
+    let vm = g.vm_create()?;
+    expect_errno(
+        g.vm_map(vm, handle, SHARED_VA, 2 * 4096),
+        libc::EINVAL,
+        "VM_BIND of 2 pages of a 1-page dma-buf",
+    )?;
+    g.vm_map(vm, handle, SHARED_VA, 4096)
+        .context("VM_BIND of the page it has")?;
+    // A dma-buf is not a syncobj.
+    expect_errno(
+        g.syncobj_import(small.as_fd()),
+        libc::EINVAL,
+        "SYNCOBJ_FD_TO_HANDLE of a dma-buf",
+    )?;
+    g.vm_destroy(vm)?;
+    g.gem_close(handle)?;
+    g.gem_close(mine)?;
+    Ok(())
+}
+
+/// On every GPU i: GPU i+1 (mod N) imports i's buffer, copies what i wrote into its own
+/// buffer and writes a second region of i's buffer, which i's CPU mapping then shows.
+fn each_gpu_reads_and_writes_the_next_gpus_buffer() -> Result<()> {
+    let nodes = gpu::render_nodes()?;
+    let gpus = nodes
+        .iter()
+        .map(|n| Gpu::open(n))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let n = gpus.len();
+    for i in 0..n {
+        let (owner, user) = (&gpus[i], &gpus[(i + 1) % n]);
+        let src = Ctx::normal(owner)?;
+        let dst = Ctx::normal(user)?;
+        let len = 16 * 1024;
+        let mark = 0xa000_0000 | i as u32;
+        let mut c = CmdBuf::new();
+        c.fill(src.va(0), len, mark);
+        src.run_and_wait(&c)?;
+        let buf = owner.prime_export(src.bo)?;
+        let handle = user.prime_import(buf.as_fd()).context("PRIME import")?;
+        user.vm_map(dst.vm, handle, SHARED_VA, fixture::CTX_SIZE)
+            .context("VM_BIND of the other GPU's buffer")?;
+        // The data area of `src` is at the same offset in the shared mapping.
+        let shared = |off: u64| SHARED_VA + (src.va(off) - fixture::BASE);
+        let mut c = CmdBuf::new();
+        c.copy(shared(0), dst.va(0), len)
+            .fill(shared(len), len, !mark);
+        let s = dst.run_and_wait(&c)?;
+        ensure!(
+            dst.fence_result(s)? == Ok(()),
+            "gpu{}: the job failed",
+            (i + 1) % n
+        );
+        ensure!(
+            all_words(&dst.map, dst.off(0), len, mark)?,
+            "gpu{} did not read gpu{i}'s data",
+            (i + 1) % n
+        );
+        ensure!(
+            all_words(&src.map, src.off(len), len, !mark)?,
+            "gpu{i} does not see gpu{}'s write",
+            (i + 1) % n
+        );
+        user.vm_unmap(dst.vm, SHARED_VA, fixture::CTX_SIZE)?;
+        user.gem_close(handle)?;
+    }
+    Ok(())
+}
+
+/// Exported without `DRM_RDWR`, a buffer is read by another GPU but not mapped writable
+/// there (`EACCES`).
+fn a_read_only_export_maps_only_read_only_on_another_gpu() -> Result<()> {
+    let (g0, g1) = (Gpu::open_index(0)?, Gpu::open_index(1)?);
+    let src = Ctx::normal(&g0)?;
+    src.map.write(src.off(0), &0x0bad_cafeu32.to_le_bytes());
+    let buf = g0.prime_export_flags(src.bo, libc::O_CLOEXEC)?;
+    let dst = Ctx::normal(&g1)?;
+    let handle = g1.prime_import(buf.as_fd())?;
+    expect_errno(
+        g1.vm_map(dst.vm, handle, SHARED_VA, SHARED_SIZE),
+        libc::EACCES,
+        "a writable mapping of a read-only export",
+    )?;
+    g1.vm_map_flags(
+        dst.vm,
+        handle,
+        SHARED_VA,
+        fixture::CTX_SIZE,
+        uapi::DRM_VAGX_VM_BIND_READ,
+    )
+    .context("a read-only mapping")?;
+    let from = SHARED_VA + (src.va(0) - fixture::BASE);
+    let mut c = CmdBuf::new();
+    c.copy(from, dst.va(0), 4);
+    dst.run_and_wait(&c)?;
+    ensure!(
+        dst.map.u32_at(dst.off(0)) == 0x0bad_cafe,
+        "the read-only import was not read"
+    );
+    g1.vm_unmap(dst.vm, SHARED_VA, fixture::CTX_SIZE)?;
+    g1.gem_close(handle)?;
+    Ok(())
+}
+
+/// A child process opens GPU 1, imports GPU 0's buffer from the fd it inherited and fills it;
+/// the parent's mapping shows the fill.
+fn another_process_computes_on_an_imported_buffer() -> Result<()> {
+    let g0 = Gpu::open_index(0)?;
+    let src = Ctx::normal(&g0)?;
+    let buf = g0.prime_export(src.bo)?;
+    let len = 8 * 1024;
+    // SAFETY: the tool is single-threaded here; the child only runs `child` and exits.
+    let pid = unsafe { libc::fork() };
+    ensure!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let code = match child_fills(buf.as_fd(), src.va(0) - fixture::BASE, len) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("child: {e:#}");
+                1
+            }
+        };
+        // SAFETY: leaves the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child we just made.
+    ensure!(
+        unsafe { libc::waitpid(pid, &mut status, 0) } == pid,
+        "waitpid"
+    );
+    ensure!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the child failed (status {status:#x})"
+    );
+    ensure!(
+        all_words(&src.map, src.off(0), len, 0xc41d_0001)?,
+        "the child's fill is not in the buffer"
+    );
+    Ok(())
+}
+
+/// The child of [`another_process_computes_on_an_imported_buffer`].
+fn child_fills(buf: BorrowedFd<'_>, offset: u64, len: u64) -> Result<()> {
+    let g1 = Gpu::open_index(1)?;
+    let ctx = Ctx::normal(&g1)?;
+    let handle = g1.prime_import(buf).context("PRIME import")?;
+    g1.vm_map(ctx.vm, handle, SHARED_VA, fixture::CTX_SIZE)
+        .context("VM_BIND of the inherited buffer")?;
+    let mut c = CmdBuf::new();
+    c.fill(SHARED_VA + offset, len, 0xc41d_0001);
+    let s = ctx.run_and_wait(&c)?;
+    ensure!(ctx.fence_result(s)? == Ok(()), "the job failed");
+    Ok(())
+}
+
+/// GPU 1 keeps computing on GPU 0's buffer after GPU 0's client closed its handle and its
+/// file, and after GPU 0 was unbound; GPU 0 then binds again and works.
+fn an_import_outlives_its_exporters_handle_file_and_device() -> Result<()> {
+    let node0 = gpu::render_nodes()?
+        .into_iter()
+        .next()
+        .context("no render node")?;
+    let address0 = gpu::pci_address(&node0)?;
+    let g1 = Gpu::open_index(1)?;
+    let ctx = Ctx::normal(&g1)?;
+    let handle = {
+        let g0 = Gpu::open(&node0)?;
+        let bo = g0.gem_create(SHARED_SIZE)?;
+        let m = g0.map(bo, usize::try_from(SHARED_SIZE)?)?;
+        m.write(0, &0x0001_1fe5u32.to_le_bytes());
+        let buf = g0.prime_export(bo)?;
+        let handle = import_and_map(&g1, ctx.vm, buf.as_fd(), RW)?;
+        g0.gem_close(bo)?;
+        handle
+        // g0's mapping, dma-buf fd and file close here.
+    };
+    let round = |what: &str, value: u32| -> Result<()> {
+        let mut c = CmdBuf::new();
+        c.copy(SHARED_VA, ctx.va(0), 4)
+            .write32(SHARED_VA + 4, value);
+        let s = ctx.run_and_wait(&c)?;
+        ensure!(ctx.fence_result(s)? == Ok(()), "{what}: the job failed");
+        ensure!(
+            ctx.map.u32_at(ctx.off(0)) == 0x0001_1fe5,
+            "{what}: the exporter's data is gone"
+        );
+        let mut c = CmdBuf::new();
+        c.copy(SHARED_VA + 4, ctx.va(4), 4);
+        ctx.run_and_wait(&c)?;
+        ensure!(
+            ctx.map.u32_at(ctx.off(4)) == value,
+            "{what}: the write did not stick"
+        );
+        Ok(())
+    };
+    round("exporter's file closed", 1)?;
+    std::fs::write("/sys/bus/pci/drivers/vagx/unbind", &address0).context("unbind gpu0")?;
+    let unbound = round("exporter unbound", 2);
+    std::fs::write("/sys/bus/pci/drivers/vagx/bind", &address0).context("bind gpu0")?;
+    unbound?;
+    g1.vm_unmap(ctx.vm, SHARED_VA, SHARED_SIZE)?;
+    g1.gem_close(handle)?;
+    fixture::first_device_works()
+}
