@@ -14,10 +14,12 @@
 //! else the producer's error and no sign that the consumer ran. The suite runs in both
 //! scheduling modes with the rest of the driver tests.
 //!
-//! Every case is a same-device wait, which the driver hands to the firmware as a wait entry
-//! (ABI 1.1): each case also checks, through the driver's debugfs counters, that the consumer
-//! took that path whenever its producer was still running when it was submitted, and that a
-//! failed producer the firmware waited for failed it there (a dependency error).
+//! A same-device wait is handed to the firmware as a wait entry (ABI 1.1): each such case also
+//! checks, through the driver's debugfs counters, that the consumer took that path whenever
+//! its producer was still running when it was submitted, and that a failed producer the
+//! firmware waited for failed it there (a dependency error). A wait on another GPU's job is
+//! the CPU's: no device can wait for another's fence, and the producer's device must not be
+//! asked to.
 
 use std::os::fd::AsFd;
 
@@ -25,7 +27,10 @@ use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
-    fixture::{driver_counter, fence_result, inject, Ctx, BASE, CMD_SLOT, CTX_SIZE, WAIT_MS},
+    fixture::{
+        driver_counter, driver_counter_of, fence_result, inject, Ctx, BASE, CMD_SLOT, CTX_SIZE,
+        WAIT_MS,
+    },
     gpu::{Gpu, Sync},
     registry::{tests, Test},
     uapi,
@@ -47,11 +52,12 @@ enum Prio {
 }
 
 /// Where the consumer's queue is.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Place {
     SameVm,
     OtherVm,
     OtherFile,
+    OtherGpu,
 }
 
 /// What the producer does after its delay.
@@ -75,12 +81,27 @@ const CONSUMER_SLOT: u64 = 100;
 /// A GPU address no VM of these tests maps.
 const UNMAPPED: u64 = 0x7000_0000;
 
+/// Where consumers are put: another GPU only if the boot has one. (The list is made before
+/// the module loads: the count comes from the command line.)
+fn places() -> Vec<Place> {
+    let mut places = vec![Place::SameVm, Place::OtherVm, Place::OtherFile];
+    if crate::every_gpu::expected_gpus()
+        .ok()
+        .flatten()
+        .unwrap_or(1)
+        >= 2
+    {
+        places.push(Place::OtherGpu);
+    }
+    places
+}
+
 /// Every case, named `dep_<wait>_<prio>_<place>_<producer>`, then the fan-in tests.
 pub fn tests() -> Vec<Test<'static>> {
     let mut v = Vec::new();
     for wait in [Wait::Binary, Wait::Timeline, Wait::SyncFile] {
         for prio in [Prio::Same, Prio::Different] {
-            for place in [Place::SameVm, Place::OtherVm, Place::OtherFile] {
+            for place in places() {
                 for producer in [Producer::Succeeds, Producer::Faults, Producer::Hangs] {
                     let name =
                         format!("dep_{wait:?}_{prio:?}_prio_{place:?}_producer_{producer:?}")
@@ -259,6 +280,7 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
     let g = Gpu::open_first()?;
     let other_file = match place {
         Place::OtherFile => Some(Gpu::open_first()?),
+        Place::OtherGpu => Some(Gpu::open_index(1)?),
         _ => None,
     };
     let prod = Ctx::normal(&g)?;
@@ -277,9 +299,9 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
             own_vm: false,
             own_bo: None,
         },
-        Place::OtherVm | Place::OtherFile => {
+        Place::OtherVm | Place::OtherFile | Place::OtherGpu => {
             let bo = match place {
-                Place::OtherFile => {
+                Place::OtherFile | Place::OtherGpu => {
                     let buf = g.prime_export(prod.bo).context("PRIME export")?;
                     Some(cg.prime_import(buf.as_fd()).context("PRIME import")?)
                 }
@@ -351,6 +373,8 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
         driver_counter("wait_entries")?,
         driver_counter("dep_errors")?,
     ];
+    let consumer_hw_waits = || driver_counter_of(usize::from(place == Place::OtherGpu), "hw_waits");
+    let consumer_before = consumer_hw_waits()?;
     cg.submit(
         cons.queue,
         BASE + at,
@@ -365,7 +389,16 @@ fn case(wait: Wait, prio: Prio, place: Place, producer: Producer) -> Result<()> 
     let hw_waits = driver_counter("hw_waits")? - before[0];
     let wait_entries = driver_counter("wait_entries")? - before[1];
     let dep_errors = driver_counter("dep_errors")? - before[2];
-    if producer_was_running {
+    if place == Place::OtherGpu {
+        // Neither device's firmware was asked to wait: the consumer's cannot see the
+        // producer's stamps, and the producer's has no consumer.
+        let consumer_side = consumer_hw_waits()? - consumer_before;
+        ensure!(
+            hw_waits == 0 && wait_entries == 0 && consumer_side == 0,
+            "a wait of another GPU's job went to a firmware ({hw_waits} waits and \
+             {wait_entries} entries on the producer's, {consumer_side} waits on the consumer's)"
+        );
+    } else if producer_was_running {
         ensure!(
             hw_waits == 1,
             "a wait on a running job of the same device went to the firmware {hw_waits} times, \

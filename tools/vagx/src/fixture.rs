@@ -140,6 +140,11 @@ pub fn expect_errno<T: std::fmt::Debug>(r: io::Result<T>, errno: i32, what: &str
 
 /// The debugfs directory of the first vagx device, with debugfs mounted.
 pub fn debugfs_dir() -> Result<std::path::PathBuf> {
+    debugfs_dir_of(0)
+}
+
+/// The debugfs directory of vagx device `index` (in PCI address order), with debugfs mounted.
+pub fn debugfs_dir_of(index: usize) -> Result<std::path::PathBuf> {
     let root = std::path::Path::new("/sys/kernel/debug");
     if !root.join("dri").exists() {
         let status = std::process::Command::new("mount")
@@ -148,11 +153,11 @@ pub fn debugfs_dir() -> Result<std::path::PathBuf> {
             .context("running mount")?;
         ensure!(status.success(), "mounting debugfs: {status}");
     }
-    let first = sysfs::vagx_devices()?
+    let dev = sysfs::vagx_devices()?
         .into_iter()
-        .next()
-        .context("no vagx device")?;
-    Ok(root.join(format!("vagx-{}", first.address)))
+        .nth(index)
+        .with_context(|| format!("no vagx device {index}"))?;
+    Ok(root.join(format!("vagx-{}", dev.address)))
 }
 
 /// Arms a fault injection through debugfs.
@@ -169,7 +174,14 @@ pub fn debugfs_read(name: &str) -> Result<String> {
 
 /// A counter of the first device's driver, as debugfs `queues` shows it (`name N`).
 pub fn driver_counter(name: &str) -> Result<u64> {
-    let queues = debugfs_read("queues")?;
+    driver_counter_of(0, name)
+}
+
+/// A counter of device `index`'s driver (in PCI address order), as [`driver_counter`].
+pub fn driver_counter_of(index: usize, name: &str) -> Result<u64> {
+    let path = debugfs_dir_of(index)?.join("queues");
+    let queues =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut words = queues.split_whitespace();
     while let Some(w) = words.next() {
         if w == name {

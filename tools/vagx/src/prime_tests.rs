@@ -48,6 +48,8 @@ pub fn tests() -> Vec<Test<'static>> {
             a_read_only_export_maps_only_read_only_on_another_gpu,
             another_process_computes_on_an_imported_buffer,
             an_import_outlives_its_exporters_handle_file_and_device,
+            a_chain_gpu0_gpu1_gpu0_runs_in_order_through_shared_syncobjs,
+            a_fault_at_the_head_of_a_cross_gpu_chain_fails_the_rest_unrun,
         ]);
     }
     all
@@ -393,4 +395,85 @@ fn an_import_outlives_its_exporters_handle_file_and_device() -> Result<()> {
     g1.vm_unmap(ctx.vm, SHARED_VA, SHARED_SIZE)?;
     g1.gem_close(handle)?;
     fixture::first_device_works()
+}
+
+fn a_chain_gpu0_gpu1_gpu0_runs_in_order_through_shared_syncobjs() -> Result<()> {
+    chain(false)
+}
+
+fn a_fault_at_the_head_of_a_cross_gpu_chain_fails_the_rest_unrun() -> Result<()> {
+    chain(true)
+}
+
+/// Three jobs on one shared buffer, each waiting for the one before through a syncobj of the
+/// other device's file: GPU 0 writes a value after a long delay (or faults, with `fault`),
+/// GPU 1 copies it, GPU 0 copies GPU 1's copy. The syncobjs are exported from the signalling
+/// device and imported into the waiting one (the chain's middle link a timeline point, the
+/// others binary). Every copy must see the write; after a fault, both later jobs carry its
+/// `EIO` and neither ran.
+fn chain(fault: bool) -> Result<()> {
+    let (g0, g1) = (Gpu::open_index(0)?, Gpu::open_index(1)?);
+    let a = Ctx::normal(&g0)?;
+    let b = Ctx::normal(&g1)?;
+    let buf = g0.prime_export(a.bo)?;
+    let shared = g1.prime_import(buf.as_fd())?;
+    g1.vm_map(b.vm, shared, SHARED_VA, fixture::CTX_SIZE)?;
+    // `a`'s data area at byte `off`, in GPU 1's VM.
+    let on_b = |off: u64| SHARED_VA + (a.va(off) - fixture::BASE);
+    const VALUE: u32 = 0xc4a1_0001;
+
+    let first = g0.syncobj()?;
+    let mut c = CmdBuf::new();
+    c.delay(20_000_000);
+    if fault {
+        c.write32(0x7000_0000, VALUE);
+    } else {
+        c.write32(a.va(0), VALUE);
+    }
+    a.run(&c, &[gpu::Sync::signal(first, 0)])?;
+
+    let first_on_b = g1.syncobj_import(g0.syncobj_export(first)?.as_fd())?;
+    let second = g1.syncobj()?;
+    let mut c = CmdBuf::new();
+    c.copy(on_b(0), on_b(4), 4).write32(on_b(12), 1);
+    b.run(
+        &c,
+        &[gpu::Sync::wait(first_on_b, 0), gpu::Sync::signal(second, 1)],
+    )?;
+
+    let second_on_a = g0.syncobj_import(g1.syncobj_export(second)?.as_fd())?;
+    let third = g0.syncobj()?;
+    let mut c = CmdBuf::new();
+    c.copy(a.va(4), a.va(8), 4).write32(a.va(16), 1);
+    a.run(
+        &c,
+        &[gpu::Sync::wait(second_on_a, 1), gpu::Sync::signal(third, 0)],
+    )?;
+    g0.wait(third, fixture::WAIT_MS)
+        .context("the chain's last job")?;
+    let third_result = a.fence_result(third)?;
+    let word = |off| a.map.u32_at(a.off(off));
+    if fault {
+        ensure!(
+            third_result == Err(libc::EIO),
+            "the last job after a fault: {third_result:?}"
+        );
+        ensure!(
+            word(12) == 0 && word(16) == 0,
+            "a job after the fault ran ({}, {})",
+            word(12),
+            word(16)
+        );
+    } else {
+        ensure!(third_result == Ok(()), "the last job: {third_result:?}");
+        ensure!(
+            word(4) == VALUE && word(8) == VALUE,
+            "out of order: GPU 1 copied {:#x}, GPU 0 then {:#x}",
+            word(4),
+            word(8)
+        );
+    }
+    g1.vm_unmap(b.vm, SHARED_VA, fixture::CTX_SIZE)?;
+    g1.gem_close(shared)?;
+    Ok(())
 }
