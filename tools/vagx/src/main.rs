@@ -15,6 +15,7 @@ mod module;
 mod prime_tests;
 mod registry;
 mod seam_tests;
+mod share;
 mod sysfs;
 mod tests;
 mod uapi;
@@ -131,6 +132,20 @@ enum Command {
     },
     /// What `make run` shows: three processes, dependent jobs, one recovered hang.
     Demo,
+    /// GPU `--from` produces a buffer and GPU `--to` consumes it: the buffer shared as a
+    /// dma-buf, the consumer's job waiting for the producer's through a shared syncobj.
+    Share {
+        #[arg(long, default_value_t = 0)]
+        from: usize,
+        #[arg(long, default_value_t = 1)]
+        to: usize,
+        /// Bytes to produce and consume.
+        #[arg(long, default_value_t = 256 * 1024)]
+        size: u64,
+        /// Device time the producer spends before it writes, in ns.
+        #[arg(long, default_value_t = 5_000_000)]
+        delay_ns: u64,
+    },
     /// Checks that another process's ids mean nothing here (internal, for `test`).
     #[command(hide = true)]
     IsolationChild {
@@ -198,6 +213,14 @@ fn main() {
             .one("bench")
             .and_then(|()| workload::bench(samples, json.as_deref())),
         Command::Demo => gpus.one("demo").and_then(|()| workload::demo()),
+        Command::Share {
+            from,
+            to,
+            size,
+            delay_ns,
+        } => gpus
+            .none("share")
+            .and_then(|()| share::run(from, to, size, delay_ns)),
         Command::IsolationChild {
             bo,
             vm,

@@ -50,6 +50,7 @@ pub fn tests() -> Vec<Test<'static>> {
             an_import_outlives_its_exporters_handle_file_and_device,
             a_chain_gpu0_gpu1_gpu0_runs_in_order_through_shared_syncobjs,
             a_fault_at_the_head_of_a_cross_gpu_chain_fails_the_rest_unrun,
+            the_tools_share_runs_a_gpu1_job_on_a_buffer_gpu0_produced,
         ]);
     }
     all
@@ -476,4 +477,10 @@ fn chain(fault: bool) -> Result<()> {
     g1.vm_unmap(b.vm, SHARED_VA, fixture::CTX_SIZE)?;
     g1.gem_close(shared)?;
     Ok(())
+}
+
+/// `vagx-tool share` (what `make run` shows), both ways.
+fn the_tools_share_runs_a_gpu1_job_on_a_buffer_gpu0_produced() -> Result<()> {
+    crate::share::run(0, 1, 64 * 1024, 5_000_000)?;
+    crate::share::run(1, 0, 4096, 0)
 }
