@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! dma-bufs without a GPU (memfd pages made into a dma-buf by `/dev/udmabuf`) and the dma-buf
-//! ioctl a CPU user of a shared buffer brackets its accesses with (`DMA_BUF_IOCTL_SYNC`).
+//! dma-bufs without a GPU (memfd pages made into a dma-buf by `/dev/udmabuf`), the dma-buf
+//! ioctl a CPU user of a shared buffer brackets its accesses with (`DMA_BUF_IOCTL_SYNC`), and
+//! the sync_file export and import of a dma-buf's implicit fences.
 
 use std::{
     ffi::CStr,
@@ -38,6 +39,42 @@ pub const SYNC_READ: u64 = 1;
 pub const SYNC_WRITE: u64 = 2;
 pub const SYNC_START: u64 = 0;
 pub const SYNC_END: u64 = 4;
+
+/// `struct dma_buf_export_sync_file` / `dma_buf_import_sync_file` (same layout).
+#[repr(C)]
+struct SyncFileArg {
+    flags: u32,
+    fd: i32,
+}
+
+/// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE = _IOWR('b', 2, struct dma_buf_export_sync_file)`.
+const DMA_BUF_IOCTL_EXPORT_SYNC_FILE: u32 = ioc(3, b'b', 2, size_of::<SyncFileArg>());
+/// `DMA_BUF_IOCTL_IMPORT_SYNC_FILE = _IOW('b', 3, struct dma_buf_import_sync_file)`.
+const DMA_BUF_IOCTL_IMPORT_SYNC_FILE: u32 = ioc(1, b'b', 3, size_of::<SyncFileArg>());
+
+/// A sync_file of the fences a user of `buf` with access `flags` (`SYNC_READ`, `SYNC_WRITE`)
+/// would wait for: for a reader the writers, for a writer everyone.
+pub fn export_sync_file(buf: BorrowedFd<'_>, flags: u64) -> io::Result<OwnedFd> {
+    let mut a = SyncFileArg {
+        // CAST: the flags are two bits.
+        flags: flags as u32,
+        fd: -1,
+    };
+    ioctl(buf, DMA_BUF_IOCTL_EXPORT_SYNC_FILE, &mut a)?;
+    // SAFETY: the kernel returned a new fd, which we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(a.fd) })
+}
+
+/// Adds the fence of sync_file `fence` to `buf` as a writer (`SYNC_WRITE`) or a reader
+/// (`SYNC_READ`): later users of the buffer wait for it as for a GPU job's.
+pub fn import_sync_file(buf: BorrowedFd<'_>, flags: u64, fence: BorrowedFd<'_>) -> io::Result<()> {
+    let mut a = SyncFileArg {
+        // CAST: as above.
+        flags: flags as u32,
+        fd: fence.as_raw_fd(),
+    };
+    ioctl(buf, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &mut a).map(|_| ())
+}
 
 fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<libc::c_int> {
     // SAFETY: `arg` is a valid, exclusive `T` for the call, and each request passed here is the
@@ -104,5 +141,7 @@ mod tests {
         // From linux/udmabuf.h and linux/dma-buf.h, as the kernel computes them.
         assert_eq!(UDMABUF_CREATE, 0x4018_7542);
         assert_eq!(DMA_BUF_IOCTL_SYNC, 0x4008_6200);
+        assert_eq!(DMA_BUF_IOCTL_EXPORT_SYNC_FILE, 0xc008_6202);
+        assert_eq!(DMA_BUF_IOCTL_IMPORT_SYNC_FILE, 0x4008_6203);
     }
 }

@@ -35,6 +35,8 @@ pub fn tests() -> Vec<Test<'static>> {
         an_exported_buffer_is_read_and_written_through_its_dma_buf,
         udmabuf_memory_is_computed_on_in_place,
         bad_prime_input_gets_a_clear_errno,
+        export_sync_file_of_a_shared_buffer_covers_the_gpu_work_on_it,
+        import_sync_file_into_a_shared_buffer_holds_the_next_job_using_it,
     ];
     // The list is made before the module loads: the count comes from the command line.
     let gpus = every_gpu::expected_gpus()
@@ -51,6 +53,8 @@ pub fn tests() -> Vec<Test<'static>> {
             a_chain_gpu0_gpu1_gpu0_runs_in_order_through_shared_syncobjs,
             a_fault_at_the_head_of_a_cross_gpu_chain_fails_the_rest_unrun,
             the_tools_share_runs_a_gpu1_job_on_a_buffer_gpu0_produced,
+            implicit_sync_orders_a_gpu1_reader_after_a_gpu0_writer,
+            implicit_sync_fails_the_reader_of_a_faulting_writer_unrun,
         ]);
     }
     all
@@ -483,4 +487,129 @@ fn chain(fault: bool) -> Result<()> {
 fn the_tools_share_runs_a_gpu1_job_on_a_buffer_gpu0_produced() -> Result<()> {
     crate::share::run(0, 1, 64 * 1024, 5_000_000)?;
     crate::share::run(1, 0, 4096, 0)
+}
+
+/// A job of a VM that maps an exported buffer puts its fence in the buffer's reservation:
+/// `DMA_BUF_IOCTL_EXPORT_SYNC_FILE` gives a fence that is pending while the job runs and has
+/// signalled only once the job's write is there.
+fn export_sync_file_of_a_shared_buffer_covers_the_gpu_work_on_it() -> Result<()> {
+    let g = Gpu::open_selected()?;
+    let ctx = Ctx::normal(&g)?;
+    // Exported before the job: the job then treats it as shared.
+    let buf = g.prime_export(ctx.bo)?;
+    let mut c = CmdBuf::new();
+    c.delay(30_000_000).write32(ctx.va(0), 0xe5f0_0001);
+    let s = g.syncobj()?;
+    ctx.run(&c, &[gpu::Sync::signal(s, 0)])?;
+    let fence =
+        dmabuf::export_sync_file(buf.as_fd(), dmabuf::SYNC_READ).context("EXPORT_SYNC_FILE")?;
+    let done_at_export = ctx.map.u32_at(ctx.off(0)) == 0xe5f0_0001;
+    ensure!(
+        gpu::sync_file_wait(fence.as_fd(), 20_000)?,
+        "the exported fence never signalled"
+    );
+    ensure!(
+        ctx.map.u32_at(ctx.off(0)) == 0xe5f0_0001,
+        "the exported fence signalled before the job's write (the job was done at export: \
+         {done_at_export})"
+    );
+    g.wait(s, fixture::WAIT_MS)?;
+    Ok(())
+}
+
+/// A fence put into a shared buffer's reservation with `DMA_BUF_IOCTL_IMPORT_SYNC_FILE` is
+/// waited for by the next job of a VM that maps the buffer: here the fence of a long job
+/// that does not touch the buffer, which writes a marker the next job copies.
+fn import_sync_file_into_a_shared_buffer_holds_the_next_job_using_it() -> Result<()> {
+    let g = Gpu::open_selected()?;
+    let ctx = Ctx::normal(&g)?;
+    // The long job runs before the VM maps any shared buffer: it is in no reservation.
+    let mut c = CmdBuf::new();
+    c.delay(30_000_000).write32(ctx.va(0), 0x1f00_0001);
+    let first = g.syncobj()?;
+    ctx.run(&c, &[gpu::Sync::signal(first, 0)])?;
+    let shared = g.gem_create(SHARED_SIZE)?;
+    let buf = g.prime_export(shared)?;
+    g.vm_map(ctx.vm, shared, SHARED_VA, SHARED_SIZE)?;
+    let fence = g.export_sync_file(first)?;
+    dmabuf::import_sync_file(buf.as_fd(), dmabuf::SYNC_WRITE, fence.as_fd())
+        .context("IMPORT_SYNC_FILE")?;
+    // Another queue of the same VM: nothing orders it after the first job but the buffer.
+    let queue = g.queue_create(ctx.vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)?;
+    let mut c = CmdBuf::new();
+    c.copy(ctx.va(0), ctx.va(4), 4);
+    let at = 100 * fixture::CMD_SLOT;
+    ctx.map.write(usize::try_from(at)?, c.bytes());
+    let second = g.syncobj()?;
+    g.submit(
+        queue,
+        fixture::BASE + at,
+        c.len(),
+        &[gpu::Sync::signal(second, 0)],
+    )?;
+    g.wait(second, fixture::WAIT_MS)?;
+    let copied = ctx.map.u32_at(ctx.off(4));
+    g.queue_destroy(queue)?;
+    ensure!(
+        copied == 0x1f00_0001,
+        "the job ran before the fence imported into the buffer (copied {copied:#x})"
+    );
+    g.vm_unmap(ctx.vm, SHARED_VA, SHARED_SIZE)?;
+    Ok(())
+}
+
+fn implicit_sync_orders_a_gpu1_reader_after_a_gpu0_writer() -> Result<()> {
+    implicit(false)
+}
+
+fn implicit_sync_fails_the_reader_of_a_faulting_writer_unrun() -> Result<()> {
+    implicit(true)
+}
+
+/// GPU 0 writes a shared buffer after a long delay (or faults, with `fault`); GPU 1's job on
+/// it is submitted at once, with no syncobj between them. The reservation orders it: it reads
+/// the write, or fails with the writer's `EIO` without running.
+fn implicit(fault: bool) -> Result<()> {
+    let (g0, g1) = (Gpu::open_index(0)?, Gpu::open_index(1)?);
+    let a = Ctx::normal(&g0)?;
+    let b = Ctx::normal(&g1)?;
+    let buf = g0.prime_export(a.bo)?;
+    let shared = g1.prime_import(buf.as_fd())?;
+    g1.vm_map(b.vm, shared, SHARED_VA, fixture::CTX_SIZE)?;
+    let len = 4096;
+    let mut c = CmdBuf::new();
+    c.delay(20_000_000);
+    if fault {
+        c.write32(0x7000_0000, 1);
+    } else {
+        c.fill(a.va(0), len, 0x1a91_0001);
+    }
+    let writer = g0.syncobj()?;
+    a.run(&c, &[gpu::Sync::signal(writer, 0)])?;
+    let mut c = CmdBuf::new();
+    c.copy(SHARED_VA + (a.va(0) - fixture::BASE), b.va(0), len)
+        .write32(b.va(len), 1);
+    let reader = b.run_and_wait(&c)?;
+    let result = b.fence_result(reader)?;
+    let ran = b.map.u32_at(b.off(len)) == 1;
+    if fault {
+        ensure!(
+            a.fence_result(writer)? == Err(libc::EIO),
+            "the writer did not fault"
+        );
+        ensure!(
+            result == Err(libc::EIO),
+            "the reader of a faulting writer: {result:?}"
+        );
+        ensure!(!ran, "the reader of a faulting writer ran");
+    } else {
+        ensure!(result == Ok(()), "the reader: {result:?}");
+        ensure!(
+            all_words(&b.map, b.off(0), len, 0x1a91_0001)?,
+            "GPU 1 read the buffer before GPU 0 wrote it"
+        );
+    }
+    g1.vm_unmap(b.vm, SHARED_VA, fixture::CTX_SIZE)?;
+    g1.gem_close(shared)?;
+    Ok(())
 }

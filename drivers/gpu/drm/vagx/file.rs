@@ -18,6 +18,10 @@ use kernel::{
         Fence,
         Interruptible, //
     },
+    dma_resv::{
+        LockedSet,
+        Usage, //
+    },
     drm::{
         self,
         gem::BaseObject,
@@ -426,6 +430,21 @@ impl File {
             }
             cpu_waits.push(fence, GFP_KERNEL)?;
         }
+        // Implicit sync: the shared objects of the VM are locked until the job's fence is in
+        // their reservations. The job waits for their writers, and for their readers too where
+        // the VM may write; it then counts as a writer or a reader of each.
+        // A VM of private objects takes no lock and allocates nothing for this.
+        let shared = queue.vm().shared_objects()?;
+        let resvs = match shared.is_empty() {
+            true => None,
+            false => Some(LockedSet::lock(shared.iter().map(|(bo, _)| bo.resv()))?),
+        };
+        if let Some(set) = &resvs {
+            for (bo, writable) in shared.iter() {
+                let usage = if *writable { Usage::Read } else { Usage::Write };
+                set.fences(bo.resv(), usage, &mut cpu_waits)?;
+            }
+        }
         // CAST: at most `MAX_HW_WAITS`.
         dev.gpu
             .hw_waits
@@ -487,6 +506,14 @@ impl File {
                 None => obj.replace_fence(Some(&done)),
             }
         }
+        if let Some(set) = &resvs {
+            for (bo, writable) in shared.iter() {
+                let usage = if *writable { Usage::Write } else { Usage::Read };
+                // Every object is in the set, locked with a slot reserved: this cannot fail.
+                set.add_fence(bo.resv(), &done, usage)?;
+            }
+        }
+        drop(resvs);
         Ok(0)
     }
 }

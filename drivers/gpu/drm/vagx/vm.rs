@@ -59,6 +59,8 @@ struct Mapping {
     bo: ARef<Bo>,
     /// Where `va` is in the object.
     bo_offset: u64,
+    /// Whether the GPU may write through it.
+    writable: bool,
 }
 
 impl Mapping {
@@ -155,6 +157,7 @@ impl Tables {
                     range: m.end() - to,
                     bo: m.bo.clone(),
                     bo_offset: m.bo_offset + (to - m.va),
+                    writable: m.writable,
                 };
                 m.range = from - m.va;
                 // Room was reserved: does not allocate.
@@ -312,10 +315,31 @@ impl Vm {
                 range,
                 bo,
                 bo_offset,
+                writable: perm & PTE_WRITE != 0,
             },
             GFP_KERNEL,
         )?;
         Ok(())
+    }
+
+    /// The shared buffer objects mapped in the VM (imported, or exported: see
+    /// `BaseObject::is_shared`), each once, with whether any of its mappings is writable: the
+    /// objects whose reservations a job of the VM takes part in (implicit sync). A VM of
+    /// private objects only gives an empty list.
+    pub(crate) fn shared_objects(&self) -> Result<KVec<(ARef<Bo>, bool)>> {
+        use kernel::drm::gem::BaseObject;
+        let t = self.tables.lock();
+        let mut out = KVec::<(ARef<Bo>, bool)>::new();
+        for m in t.mappings.iter().filter(|m| m.bo.is_shared()) {
+            match out
+                .iter_mut()
+                .find(|(bo, _)| core::ptr::eq::<Bo>(&**bo, &*m.bo))
+            {
+                Some((_, writable)) => *writable |= m.writable,
+                None => out.push((m.bo.clone(), m.writable), GFP_KERNEL)?,
+            }
+        }
+        Ok(out)
     }
 
     /// Unmaps `range` bytes at `va`: whatever is mapped there, whole mappings or parts of
