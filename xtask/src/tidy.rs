@@ -23,9 +23,11 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "drivers/gpu/drm/vagx/fwmem.rs",
     "qemu/qemu-api/",
     "qemu/hw/",
-    // The tool's system-call layers: module loading, and the DRM ioctls and mappings.
+    // The tool's system-call layers: module loading, the DRM ioctls and mappings, and the
+    // dma-buf ioctls (udmabuf, sync).
     "tools/vagx/src/module.rs",
     "tools/vagx/src/gpu.rs",
+    "tools/vagx/src/dmabuf.rs",
 ];
 
 fn rust_files() -> Vec<PathBuf> {

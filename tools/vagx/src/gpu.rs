@@ -704,3 +704,26 @@ pub fn alarm_every(interval_us: i64) -> io::Result<()> {
         check(handler())
     }
 }
+
+/// Runs `child` in a forked child process and returns whether it exited with status 0.
+///
+/// The caller must be single-threaded (a forked child has only the calling thread). The child
+/// leaves with `_exit`, running none of the parent's destructors.
+pub fn in_child_process(child: impl FnOnce() -> bool) -> io::Result<bool> {
+    // SAFETY: the tool runs its tests on one thread; the child only runs `child` and exits.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let code = if child() { 0 } else { 1 };
+        // SAFETY: ends the child without unwinding into the parent's state.
+        unsafe { libc::_exit(code) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just made; `status` is a valid out-pointer.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
+}

@@ -307,30 +307,15 @@ fn another_process_computes_on_an_imported_buffer() -> Result<()> {
     let src = Ctx::normal(&g0)?;
     let buf = g0.prime_export(src.bo)?;
     let len = 8 * 1024;
-    // SAFETY: the tool is single-threaded here; the child only runs `child` and exits.
-    let pid = unsafe { libc::fork() };
-    ensure!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
-    if pid == 0 {
-        let code = match child_fills(buf.as_fd(), src.va(0) - fixture::BASE, len) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("child: {e:#}");
-                1
-            }
-        };
-        // SAFETY: leaves the child without running the parent's destructors.
-        unsafe { libc::_exit(code) };
-    }
-    let mut status = 0;
-    // SAFETY: waits for the child we just made.
-    ensure!(
-        unsafe { libc::waitpid(pid, &mut status, 0) } == pid,
-        "waitpid"
-    );
-    ensure!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the child failed (status {status:#x})"
-    );
+    let offset = src.va(0) - fixture::BASE;
+    let ok = gpu::in_child_process(|| match child_fills(buf.as_fd(), offset, len) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("child: {e:#}");
+            false
+        }
+    })?;
+    ensure!(ok, "the child failed");
     ensure!(
         all_words(&src.map, src.off(0), len, 0xc41d_0001)?,
         "the child's fill is not in the buffer"
