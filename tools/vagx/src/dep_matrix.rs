@@ -81,16 +81,10 @@ const CONSUMER_SLOT: u64 = 100;
 /// A GPU address no VM of these tests maps.
 const UNMAPPED: u64 = 0x7000_0000;
 
-/// Where consumers are put: another GPU only if the boot has one. (The list is made before
-/// the module loads: the count comes from the command line.)
+/// Where consumers are put: another GPU only if the boot has one.
 fn places() -> Vec<Place> {
     let mut places = vec![Place::SameVm, Place::OtherVm, Place::OtherFile];
-    if crate::every_gpu::expected_gpus()
-        .ok()
-        .flatten()
-        .unwrap_or(1)
-        >= 2
-    {
+    if crate::every_gpu::listed_gpus() >= 2 {
         places.push(Place::OtherGpu);
     }
     places

@@ -28,13 +28,19 @@ pub fn expected_gpus() -> Result<Option<usize>> {
         .transpose()
 }
 
-/// The suite: the device count, then the basics on each device.
-pub fn tests() -> Vec<Test<'static>> {
-    let count = expected_gpus()
+/// How many GPUs a suite lists tests for. Suites are listed before the module loads, so the
+/// count comes from the command line ([`expected_gpus`]); run by hand, from the render nodes.
+pub fn listed_gpus() -> usize {
+    expected_gpus()
         .ok()
         .flatten()
         .or_else(|| gpu::render_nodes().ok().map(|n| n.len()))
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+/// The suite: the device count, then the basics on each device.
+pub fn tests() -> Vec<Test<'static>> {
+    let count = listed_gpus();
     let mut all = tests![every_gpu_of_the_boot_has_its_own_render_node];
     for index in 0..count {
         all.push(Test::new(

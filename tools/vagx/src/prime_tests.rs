@@ -38,13 +38,7 @@ pub fn tests() -> Vec<Test<'static>> {
         export_sync_file_of_a_shared_buffer_covers_the_gpu_work_on_it,
         import_sync_file_into_a_shared_buffer_holds_the_next_job_using_it,
     ];
-    // The list is made before the module loads: the count comes from the command line.
-    let gpus = every_gpu::expected_gpus()
-        .ok()
-        .flatten()
-        .or_else(|| gpu::render_nodes().ok().map(|n| n.len()))
-        .unwrap_or(0);
-    if gpus >= 2 {
+    if every_gpu::listed_gpus() >= 2 {
         all.extend(tests![
             each_gpu_reads_and_writes_the_next_gpus_buffer,
             a_read_only_export_maps_only_read_only_on_another_gpu,
@@ -75,6 +69,38 @@ fn import_and_map(g: &Gpu, vm: u32, buf: BorrowedFd<'_>, flags: u32) -> Result<u
 }
 
 const RW: u32 = uapi::DRM_VAGX_VM_BIND_READ | uapi::DRM_VAGX_VM_BIND_WRITE;
+
+/// A context on each of two GPUs, the first one's whole buffer imported into the second
+/// one's VM at [`SHARED_VA`]; the import is unmapped and closed on drop.
+struct Pair<'g> {
+    a: Ctx<'g>,
+    b: Ctx<'g>,
+    shared: u32,
+}
+
+impl<'g> Pair<'g> {
+    fn new(owner: &'g Gpu, user: &'g Gpu) -> Result<Self> {
+        let a = Ctx::normal(owner)?;
+        let b = Ctx::normal(user)?;
+        let buf = owner.prime_export(a.bo)?;
+        let shared = user.prime_import(buf.as_fd()).context("PRIME import")?;
+        user.vm_map(b.vm, shared, SHARED_VA, fixture::CTX_SIZE)
+            .context("VM_BIND of the other GPU's buffer")?;
+        Ok(Self { a, b, shared })
+    }
+
+    /// Byte `off` of `a`'s data area, in `b`'s VM.
+    fn on_b(&self, off: u64) -> u64 {
+        SHARED_VA + (self.a.va(off) - fixture::BASE)
+    }
+}
+
+impl Drop for Pair<'_> {
+    fn drop(&mut self) {
+        let _ = self.b.gpu.vm_unmap(self.b.vm, SHARED_VA, fixture::CTX_SIZE);
+        let _ = self.b.gpu.gem_close(self.shared);
+    }
+}
 
 /// Whether every word of `m` from `off` for `len` bytes is `pattern`.
 fn all_words(m: &Mapping, off: usize, len: u64, pattern: u32) -> Result<bool> {
@@ -226,23 +252,16 @@ fn each_gpu_reads_and_writes_the_next_gpus_buffer() -> Result<()> {
         .collect::<std::io::Result<Vec<_>>>()?;
     let n = gpus.len();
     for i in 0..n {
-        let (owner, user) = (&gpus[i], &gpus[(i + 1) % n]);
-        let src = Ctx::normal(owner)?;
-        let dst = Ctx::normal(user)?;
+        let pair = Pair::new(&gpus[i], &gpus[(i + 1) % n])?;
+        let (src, dst) = (&pair.a, &pair.b);
         let len = 16 * 1024;
         let mark = 0xa000_0000 | i as u32;
         let mut c = CmdBuf::new();
         c.fill(src.va(0), len, mark);
         src.run_and_wait(&c)?;
-        let buf = owner.prime_export(src.bo)?;
-        let handle = user.prime_import(buf.as_fd()).context("PRIME import")?;
-        user.vm_map(dst.vm, handle, SHARED_VA, fixture::CTX_SIZE)
-            .context("VM_BIND of the other GPU's buffer")?;
-        // The data area of `src` is at the same offset in the shared mapping.
-        let shared = |off: u64| SHARED_VA + (src.va(off) - fixture::BASE);
         let mut c = CmdBuf::new();
-        c.copy(shared(0), dst.va(0), len)
-            .fill(shared(len), len, !mark);
+        c.copy(pair.on_b(0), dst.va(0), len)
+            .fill(pair.on_b(len), len, !mark);
         let s = dst.run_and_wait(&c)?;
         ensure!(
             dst.fence_result(s)? == Ok(()),
@@ -259,8 +278,6 @@ fn each_gpu_reads_and_writes_the_next_gpus_buffer() -> Result<()> {
             "gpu{i} does not see gpu{}'s write",
             (i + 1) % n
         );
-        user.vm_unmap(dst.vm, SHARED_VA, fixture::CTX_SIZE)?;
-        user.gem_close(handle)?;
     }
     Ok(())
 }
@@ -403,13 +420,9 @@ fn a_fault_at_the_head_of_a_cross_gpu_chain_fails_the_rest_unrun() -> Result<()>
 /// `EIO` and neither ran.
 fn chain(fault: bool) -> Result<()> {
     let (g0, g1) = (Gpu::open_index(0)?, Gpu::open_index(1)?);
-    let a = Ctx::normal(&g0)?;
-    let b = Ctx::normal(&g1)?;
-    let buf = g0.prime_export(a.bo)?;
-    let shared = g1.prime_import(buf.as_fd())?;
-    g1.vm_map(b.vm, shared, SHARED_VA, fixture::CTX_SIZE)?;
-    // `a`'s data area at byte `off`, in GPU 1's VM.
-    let on_b = |off: u64| SHARED_VA + (a.va(off) - fixture::BASE);
+    let pair = Pair::new(&g0, &g1)?;
+    let (a, b) = (&pair.a, &pair.b);
+    let on_b = |off: u64| pair.on_b(off);
     const VALUE: u32 = 0xc4a1_0001;
 
     let first = g0.syncobj()?;
@@ -463,8 +476,6 @@ fn chain(fault: bool) -> Result<()> {
             word(8)
         );
     }
-    g1.vm_unmap(b.vm, SHARED_VA, fixture::CTX_SIZE)?;
-    g1.gem_close(shared)?;
     Ok(())
 }
 
@@ -556,11 +567,8 @@ fn implicit_sync_fails_the_reader_of_a_faulting_writer_unrun() -> Result<()> {
 /// the write, or fails with the writer's `EIO` without running.
 fn implicit(fault: bool) -> Result<()> {
     let (g0, g1) = (Gpu::open_index(0)?, Gpu::open_index(1)?);
-    let a = Ctx::normal(&g0)?;
-    let b = Ctx::normal(&g1)?;
-    let buf = g0.prime_export(a.bo)?;
-    let shared = g1.prime_import(buf.as_fd())?;
-    g1.vm_map(b.vm, shared, SHARED_VA, fixture::CTX_SIZE)?;
+    let pair = Pair::new(&g0, &g1)?;
+    let (a, b) = (&pair.a, &pair.b);
     let len = 4096;
     let mut c = CmdBuf::new();
     c.delay(20_000_000);
@@ -572,8 +580,7 @@ fn implicit(fault: bool) -> Result<()> {
     let writer = g0.syncobj()?;
     a.run(&c, &[gpu::Sync::signal(writer, 0)])?;
     let mut c = CmdBuf::new();
-    c.copy(SHARED_VA + (a.va(0) - fixture::BASE), b.va(0), len)
-        .write32(b.va(len), 1);
+    c.copy(pair.on_b(0), b.va(0), len).write32(b.va(len), 1);
     let reader = b.run_and_wait(&c)?;
     let result = b.fence_result(reader)?;
     let ran = b.map.u32_at(b.off(len)) == 1;
@@ -594,7 +601,5 @@ fn implicit(fault: bool) -> Result<()> {
             "GPU 1 read the buffer before GPU 0 wrote it"
         );
     }
-    g1.vm_unmap(b.vm, SHARED_VA, fixture::CTX_SIZE)?;
-    g1.gem_close(shared)?;
     Ok(())
 }
