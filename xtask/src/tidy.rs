@@ -24,10 +24,11 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "qemu/qemu-api/",
     "qemu/hw/",
     // The tool's system-call layers: module loading, the DRM ioctls and mappings, and the
-    // dma-buf ioctls (udmabuf, sync).
+    // dma-buf ioctls (udmabuf, sync), and sw_sync's CPU-signalled fences.
     "tools/vagx/src/module.rs",
     "tools/vagx/src/gpu.rs",
     "tools/vagx/src/dmabuf.rs",
+    "tools/vagx/src/sw_sync.rs",
 ];
 
 fn rust_files() -> Vec<PathBuf> {

@@ -47,6 +47,7 @@ extern "C" {
 #define DRM_VAGX_QUEUE_DESTROY		0x07
 #define DRM_VAGX_SUBMIT			0x08
 #define DRM_VAGX_QUEUE_GET_STATUS	0x09
+#define DRM_VAGX_DEVICE_QUERY		0x0a
 
 /**
  * enum drm_vagx_param - what DRM_IOCTL_VAGX_GET_PARAM reports.
@@ -342,6 +343,83 @@ struct drm_vagx_queue_get_status {
 	__u32 pad;
 };
 
+/** The most execution units a vagx device has (DRM_VAGX_PARAM_UNITS is at most this). */
+#define DRM_VAGX_MAX_UNITS		16
+/** Number of pipes, indexed by DRM_VAGX_PIPE_*. */
+#define DRM_VAGX_NUM_PIPES		2
+
+/** @unit_busy_ns holds the device's own per-unit counts (firmware ABI 1.2 and later). */
+#define DRM_VAGX_LOAD_UNIT_BUSY		(1 << 0)
+
+/**
+ * struct drm_vagx_device_load - DRM_VAGX_QUERY_LOAD: how busy the device is, what a load
+ * balancer in userspace needs to place work.
+ *
+ * Busy times are the device's own count of the time its units spent executing commands,
+ * in device nanoseconds, since the driver bound the device. They never go back: a firmware
+ * reboot (crash recovery) carries them over, though work of the crashed firmware after its
+ * last report is not counted. Utilisation over an interval is the increase of a busy time
+ * divided by the increase of @device_time_ns (times @num_units for a sum over units). The
+ * figures are fresh: the query asks the firmware for them, a device-control round trip.
+ * The counts of queues and jobs are the driver's, over every client of the device.
+ */
+struct drm_vagx_device_load {
+	/** @device_time_ns: the device clock when the busy times were taken. */
+	__u64 device_time_ns;
+	/** @num_units: execution units of the device (entries of @unit_busy_ns in use). */
+	__u32 num_units;
+	/** @flags: DRM_VAGX_LOAD_UNIT_BUSY if @unit_busy_ns is filled, else it is zero. */
+	__u32 flags;
+	/** @unit_busy_ns: per unit, the time it spent executing commands. */
+	__u64 unit_busy_ns[DRM_VAGX_MAX_UNITS];
+	/** @pipe_busy_ns: per pipe, the time the commands of its queues took (all priorities). */
+	__u64 pipe_busy_ns[DRM_VAGX_NUM_PIPES];
+	/** @queues: queues alive on the device. */
+	__u32 queues;
+	/** @running_queues: queues with jobs on the device. */
+	__u32 running_queues;
+	/** @device_jobs: jobs on the device: handed to the firmware, not yet completed. */
+	__u32 device_jobs;
+	/** @pad: zero. */
+	__u32 pad;
+	/**
+	 * @pending_jobs: jobs submitted and not yet retired: waiting for their dependencies,
+	 * queued in the kernel's scheduler or on the device (a job is retired shortly after its
+	 * fence signals).
+	 */
+	__u64 pending_jobs;
+};
+
+/**
+ * enum drm_vagx_query - what DRM_IOCTL_VAGX_DEVICE_QUERY reads.
+ */
+enum drm_vagx_query {
+	/** @DRM_VAGX_QUERY_LOAD: a struct drm_vagx_device_load. */
+	DRM_VAGX_QUERY_LOAD = 0,
+};
+
+/**
+ * struct drm_vagx_device_query - argument of DRM_IOCTL_VAGX_DEVICE_QUERY.
+ *
+ * Reads device-wide figures into the struct the query names. A @size of 0 asks for the
+ * struct's size (written to @size, nothing else done). A @size below it is EINVAL; a larger
+ * one (a newer userspace) gets the kernel's struct and its size in @size, the bytes after it
+ * untouched. Fails with ENODEV once the device is lost, and with the device-control error
+ * while its firmware is down.
+ */
+struct drm_vagx_device_query {
+	/** @query: an enum drm_vagx_query. */
+	__u32 query;
+	/** @size: in: bytes at @data, or 0; out: the bytes written, or the size needed. */
+	__u32 size;
+	/** @data: user pointer to the query's struct. */
+	__u64 data;
+	/** @flags: must be zero. */
+	__u32 flags;
+	/** @pad: must be zero. */
+	__u32 pad;
+};
+
 /*
  * Ioctl numbers, as an enum so that bindings generators see them (the values do not fit
  * in an int; compilers give such an enum an unsigned type).
@@ -367,6 +445,8 @@ enum {
 		DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_SUBMIT, struct drm_vagx_submit),
 	DRM_IOCTL_VAGX_QUEUE_GET_STATUS =
 		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_GET_STATUS, struct drm_vagx_queue_get_status),
+	DRM_IOCTL_VAGX_DEVICE_QUERY =
+		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_DEVICE_QUERY, struct drm_vagx_device_query),
 };
 
 #if defined(__cplusplus)

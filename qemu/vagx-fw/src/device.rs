@@ -100,7 +100,8 @@ impl BootFault {
 }
 
 /// Maximum number of units.
-pub const MAX_UNITS: u32 = 16;
+// CAST: a small constant.
+pub const MAX_UNITS: u32 = vagx_abi::MAX_UNITS as u32;
 
 /// Firmware states, as in `FW_STATE`: the ABI crate's, shared with the driver.
 pub use vagx_abi::regs::FwState;

@@ -54,7 +54,7 @@ use vagx_abi::{
     mbox::FwError,
     pod,
     queue::{EntryKind, QueueEntry, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
-    regs::IRQ_STATE,
+    regs::{ABI_MINOR_UNIT_STATS, IRQ_STATE},
     NUM_PIPES, STAMP_STEP,
 };
 
@@ -88,6 +88,9 @@ struct Task {
 #[derive(Clone, Debug, Default)]
 struct Unit {
     task: Option<Task>,
+    /// Device time spent on the commands it completed, and how many.
+    busy_ns: u64,
+    commands: u64,
 }
 
 /// The entry a queue is executing.
@@ -247,6 +250,31 @@ pub(crate) struct Scheduler {
     /// Per pipe: device time spent on its queues' commands, and entries completed.
     pipe_busy_ns: [u64; NUM_PIPES],
     pipe_entries: [u64; NUM_PIPES],
+    /// How the emulation keeps up with the cost model.
+    emulation: Emulation,
+}
+
+/// The commands the model executed, against the host time their execution took: a command
+/// is late when the host took longer than its modelled cost, so that QEMU's virtual clock
+/// (which runs with the host's) reached the command's end before its effects were computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Emulation {
+    /// Commands executed (completed or faulted), and their modelled cost.
+    pub commands: u64,
+    pub modelled_ns: u64,
+    /// Of these, the late ones, and the host time all took.
+    pub late: u64,
+    pub host_ns: u64,
+}
+
+impl Emulation {
+    /// Records one command of modelled cost `cost` that took the host `host_ns`.
+    pub fn record(&mut self, cost: u64, host_ns: u64) {
+        self.commands += 1;
+        self.modelled_ns = self.modelled_ns.saturating_add(cost);
+        self.host_ns = self.host_ns.saturating_add(host_ns);
+        self.late += u64::from(host_ns > cost);
+    }
 }
 
 impl Scheduler {
@@ -259,6 +287,7 @@ impl Scheduler {
             halt_seq: 0,
             pipe_busy_ns: [0; NUM_PIPES],
             pipe_entries: [0; NUM_PIPES],
+            emulation: Emulation::default(),
         }
     }
 
@@ -392,12 +421,16 @@ impl Scheduler {
             .min()
     }
 
-    /// Accounts for `task`, whose command completed: its cost, and its queue's next command.
-    /// Returns whether that was the entry's last command.
-    fn command_done(&mut self, task: &Task) -> bool {
+    /// Accounts for `task`, whose command completed on `unit`: its cost, and its queue's next
+    /// command. Returns whether that was the entry's last command.
+    fn command_done(&mut self, unit: usize, task: &Task) -> bool {
         let Some(q) = self.queues.get_mut(&task.queue) else {
             return false;
         };
+        if let Some(u) = self.units.get_mut(unit) {
+            u.busy_ns += task.cost;
+            u.commands += 1;
+        }
         self.pipe_busy_ns[q.pipe] += task.cost;
         q.busy_ns += task.cost;
         let Some(run) = q.current.as_mut() else {
@@ -482,8 +515,9 @@ impl Scheduler {
         table
     }
 
-    /// Statistics at device time `now`: every pipe's, then every queue's.
-    fn stats(&self, now: u64) -> Vec<StatsMsg> {
+    /// Statistics at device time `now`: every pipe's, every queue's, then (ABI 1.2) every
+    /// unit's and the emulation's.
+    fn stats(&self, now: u64, abi_minor: u16) -> Vec<StatsMsg> {
         let pipes = (0..NUM_PIPES).map(|pipe| StatsMsg {
             kind: STATS_PIPE,
             // CAST: pipe < NUM_PIPES.
@@ -493,7 +527,34 @@ impl Scheduler {
             time_ns: now,
         });
         let queues = self.queues.values().map(|q| q.stats(now));
-        pipes.chain(queues).collect()
+        let units = self
+            .units
+            .iter()
+            .enumerate()
+            .filter(|_| abi_minor >= ABI_MINOR_UNIT_STATS)
+            .map(|(i, u)| StatsMsg {
+                kind: STATS_UNIT,
+                // CAST: at most MAX_UNITS units.
+                id: i as u32,
+                busy_ns: u.busy_ns,
+                entries: u.commands,
+                time_ns: now,
+            });
+        let e = self.emulation;
+        let emulation = [
+            (EMULATION_MODELLED, e.modelled_ns, e.commands),
+            (EMULATION_HOST, e.host_ns, e.late),
+        ]
+        .into_iter()
+        .filter(|_| abi_minor >= ABI_MINOR_UNIT_STATS)
+        .map(|(id, busy_ns, entries)| StatsMsg {
+            kind: STATS_EMULATION,
+            id,
+            busy_ns,
+            entries,
+            time_ns: now,
+        });
+        pipes.chain(queues).chain(units).chain(emulation).collect()
     }
 }
 
@@ -815,12 +876,16 @@ impl Device {
             return;
         };
         if let Some(vm) = self.vms.get(vm_id) {
-            if let Err(Fault { kind, address }) = task.command.execute(&vm, mem) {
+            let started = std::time::Instant::now();
+            let result = task.command.execute(&vm, mem);
+            let host_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.sched.emulation.record(task.cost, host_ns);
+            if let Err(Fault { kind, address }) = result {
                 self.fault(mem, id, run.command, kind, address);
                 return;
             }
         }
-        if self.sched.command_done(&task) {
+        if self.sched.command_done(unit, &task) {
             self.complete_entry(mem, id, false);
         }
     }
@@ -1010,9 +1075,15 @@ impl Device {
         Some(discarded)
     }
 
-    /// Queues statistics for every pipe and queue.
+    /// How the emulation has kept up with the cost model so far.
+    pub fn emulation(&self) -> Emulation {
+        self.sched.emulation
+    }
+
+    /// Queues statistics for every pipe, queue and unit, and the emulation's.
     pub(crate) fn emit_stats(&mut self) {
-        for msg in self.sched.stats(self.time) {
+        let minor = self.abi_minor();
+        for msg in self.sched.stats(self.time, minor) {
             self.out.stat(msg);
         }
     }

@@ -251,6 +251,103 @@ fn units_run_queues_in_parallel() {
     assert_eq!((h.stamp(30), h.stamp(31)), (a, b));
 }
 
+/// The busy time of each `kind` sample, by id.
+fn busy_of(stats: &[StatsMsg], kind: u32) -> Vec<(u32, u64, u64)> {
+    stats
+        .iter()
+        .filter(|m| m.kind == kind)
+        .map(|m| (m.id, m.busy_ns, m.entries))
+        .collect()
+}
+
+#[test]
+fn statistics_count_busy_time_per_unit_pipe_and_queue() {
+    let mut h = Harness::new(2);
+    h.create_queue(30, 1);
+    h.create_queue(31, 1);
+    for _ in 0..3 {
+        h.queue_entry(30, &delay(1_000_000));
+        h.queue_entry(31, &delay(2_000_000));
+    }
+    h.kick();
+    h.run_for(10_000_000);
+    assert_eq!((h.done(30), h.done(31)), (3, 3));
+    let stats = h.stats();
+    // Every entry costs its delay, the fetch overhead and a command's fixed cost.
+    let entry = |ns: u64| {
+        ns + vagx_fw::sched::ENTRY_OVERHEAD_NS + vagx_fw::exec::Rates::default().command_ns
+    };
+    let (a, b) = (3 * entry(1_000_000), 3 * entry(2_000_000));
+    assert_eq!(busy_of(&stats, STATS_QUEUE), vec![(30, a, 3), (31, b, 3)]);
+    // A queue takes whichever unit is free at each entry: the units' busy time adds up to the
+    // queues', and both worked.
+    let units = busy_of(&stats, STATS_UNIT);
+    assert_eq!(units.iter().map(|u| u.0).collect::<Vec<_>>(), vec![0, 1]);
+    assert_eq!(units.iter().map(|u| u.1).sum::<u64>(), a + b);
+    assert!(units.iter().all(|u| u.1 > 0));
+    assert_eq!(units.iter().map(|u| u.2).sum::<u64>(), 6);
+    let pipes: u64 = busy_of(&stats, STATS_PIPE).iter().map(|p| p.1).sum();
+    assert_eq!(pipes, a + b);
+    // The emulation counted the same commands and cost; DELAYs are never late.
+    let emulation = busy_of(&stats, STATS_EMULATION);
+    assert_eq!(emulation.len(), 2);
+    assert_eq!(emulation[0], (EMULATION_MODELLED, a + b, 6));
+    assert_eq!((emulation[1].0, emulation[1].2), (EMULATION_HOST, 0));
+    assert_eq!(emulation[1].1, h.dev.emulation().host_ns);
+    assert!(stats.iter().all(|m| m.time_ns == h.dev.time()));
+}
+
+#[test]
+fn a_command_the_host_computes_slower_than_its_cost_is_late() {
+    // Rates so high that a 64 x 64 x 64 GEMM costs 2 ns: no host computes it that fast.
+    let mut h = Harness::unbooted(1);
+    h.dev = vagx_fw::Device::new(vagx_fw::Config {
+        units: 1,
+        rates: vagx_fw::exec::Rates {
+            command_ns: 1,
+            bytes_per_us: u64::MAX,
+            flops_per_us: u64::MAX,
+        },
+        ..Default::default()
+    });
+    h.mmio_write(regs::IRQ_MASK, regs::IRQ_ALL);
+    assert_eq!(h.boot(), Ok(()));
+    h.map(GPU_VA, DATA, DATA_SIZE, mmu::PTE_READ | mmu::PTE_WRITE);
+    h.bind_vm(0);
+    h.create_queue(0, 1);
+    let gemm = cmd(&CmdGemm {
+        header: CmdGemm::HEADER,
+        a: OUT,
+        b: OUT + 0x4000,
+        c: OUT + 0x8000,
+        m: 64,
+        n: 64,
+        k: 64,
+        _pad: 0,
+    });
+    let stamp = h.submit(0, &cmdbuf(&[gemm, nop()]));
+    assert!(h.run_until_stamp(0, stamp, 1_000_000).is_some());
+    let e = h.dev.emulation();
+    assert_eq!(e.commands, 2);
+    assert!(e.late >= 1, "{e:?}");
+    assert!(e.host_ns > e.modelled_ns, "{e:?}");
+}
+
+#[test]
+fn an_abi_1_1_driver_gets_no_unit_statistics() {
+    let mut h = Harness::with_init(2, |i| {
+        i.abi_version = (u32::from(regs::ABI_MAJOR) << 16) | 1;
+    });
+    h.create_queue(30, 1);
+    h.queue_entry(30, &delay(1_000_000));
+    h.kick();
+    h.run_for(2_000_000);
+    let stats = h.stats();
+    assert!(busy_of(&stats, STATS_UNIT).is_empty());
+    assert!(busy_of(&stats, STATS_EMULATION).is_empty());
+    assert_eq!(busy_of(&stats, STATS_QUEUE), vec![(30, 1_001_200, 1)]);
+}
+
 #[test]
 fn barrier_orders_queues_inside_the_firmware() {
     let mut h = Harness::new(2);

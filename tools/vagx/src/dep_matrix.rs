@@ -159,6 +159,12 @@ fn fan_in(n: usize, faulty: Option<usize>, firmware_waits: bool) -> Result<()> {
     for _ in 0..n {
         queues.push(g.queue_create(ctx.vm, normal)?);
     }
+    // Every producer waits for a gate the CPU opens only once the consumer is submitted: at
+    // its submit all producers are pending however slowly the host runs the guest, so the
+    // first four of its waits must go to the firmware.
+    let gate = crate::sw_sync::Timeline::new().context("sw_sync timeline")?;
+    let gated = g.syncobj()?;
+    g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
     let result = (|| -> Result<()> {
         let mut waits = vec![Sync::wait(0, 0); n];
         // The consumer's first four waits go to the firmware. The producers of the others (the
@@ -179,8 +185,13 @@ fn fan_in(n: usize, faulty: Option<usize>, firmware_waits: bool) -> Result<()> {
             let at = (CONSUMER_SLOT + 1 + idx) * CMD_SLOT;
             ctx.map.write(usize::try_from(at)?, p.bytes());
             let s = g.syncobj()?;
-            g.submit(q, BASE + at, p.len(), &[Sync::signal(s, 0)])
-                .context("producer SUBMIT")?;
+            g.submit(
+                q,
+                BASE + at,
+                p.len(),
+                &[Sync::wait(gated, 0), Sync::signal(s, 0)],
+            )
+            .context("producer SUBMIT")?;
             waits[i] = Sync::wait(s, 0);
         }
         let mut c = CmdBuf::new();
@@ -195,6 +206,7 @@ fn fan_in(n: usize, faulty: Option<usize>, firmware_waits: bool) -> Result<()> {
         let before = [driver_counter("hw_waits")?, driver_counter("wait_entries")?];
         let dep_errors_before = driver_counter("dep_errors")?;
         ctx.run(&c, &waits).context("consumer SUBMIT")?;
+        gate.advance(1)?;
         g.wait(consumed, WAIT_MS)
             .context("the consumer never completed")?;
         let hw_waits = driver_counter("hw_waits")? - before[0];

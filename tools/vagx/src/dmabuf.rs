@@ -23,8 +23,8 @@ struct UdmabufCreate {
 /// `UDMABUF_FLAGS_CLOEXEC`.
 const UDMABUF_FLAGS_CLOEXEC: u32 = 1;
 
-/// `_IOC(dir, type, nr, size)` for the ioctls below.
-const fn ioc(dir: u32, ty: u8, nr: u32, size: usize) -> u32 {
+/// `_IOC(dir, type, nr, size)` for the ioctls below (and sw_sync's).
+pub(crate) const fn ioc(dir: u32, ty: u8, nr: u32, size: usize) -> u32 {
     // CAST: argument sizes fit in 14 bits.
     (dir << 30) | ((size as u32) << 16) | ((ty as u32) << 8) | nr
 }
@@ -76,7 +76,8 @@ pub fn import_sync_file(buf: BorrowedFd<'_>, flags: u64, fence: BorrowedFd<'_>) 
     ioctl(buf, DMA_BUF_IOCTL_IMPORT_SYNC_FILE, &mut a).map(|_| ())
 }
 
-fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<libc::c_int> {
+/// A raw ioctl on `fd`; its non-negative result.
+pub(crate) fn ioctl<T>(fd: BorrowedFd<'_>, request: u32, arg: &mut T) -> io::Result<libc::c_int> {
     // SAFETY: `arg` is a valid, exclusive `T` for the call, and each request passed here is the
     // one its UAPI defines for `T`.
     let ret = unsafe { libc::ioctl(fd.as_raw_fd(), libc::c_ulong::from(request), arg as *mut T) };

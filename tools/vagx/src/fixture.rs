@@ -11,7 +11,7 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::{
     cmdbuf::CmdBuf,
     gpu::{sync_file_status, Gpu, Mapping, Sync},
-    sysfs, uapi,
+    uapi,
 };
 
 /// Where a test context's buffer starts in its VM.
@@ -143,7 +143,18 @@ pub fn debugfs_dir() -> Result<std::path::PathBuf> {
     debugfs_dir_of(0)
 }
 
-/// The debugfs directory of vagx device `index` (in PCI address order), with debugfs mounted.
+/// The PCI address of GPU `index` (render-node order, as `Gpu::open_index` counts). Not PCI
+/// address order: the driver's probe order, which numbers the nodes, may differ from it
+/// after a reload.
+pub fn pci_address_of(index: usize) -> Result<String> {
+    let nodes = crate::gpu::Selection::One(index).nodes()?;
+    let (_, node) = nodes
+        .first()
+        .with_context(|| format!("no vagx GPU {index}"))?;
+    Ok(crate::gpu::pci_address(node)?)
+}
+
+/// The debugfs directory of GPU `index` (render-node order), with debugfs mounted.
 pub fn debugfs_dir_of(index: usize) -> Result<std::path::PathBuf> {
     let root = std::path::Path::new("/sys/kernel/debug");
     if !root.join("dri").exists() {
@@ -153,11 +164,7 @@ pub fn debugfs_dir_of(index: usize) -> Result<std::path::PathBuf> {
             .context("running mount")?;
         ensure!(status.success(), "mounting debugfs: {status}");
     }
-    let dev = sysfs::vagx_devices()?
-        .into_iter()
-        .nth(index)
-        .with_context(|| format!("no vagx device {index}"))?;
-    Ok(root.join(format!("vagx-{}", dev.address)))
+    Ok(root.join(format!("vagx-{}", pci_address_of(index)?)))
 }
 
 /// Arms a fault injection through debugfs.
@@ -177,7 +184,7 @@ pub fn driver_counter(name: &str) -> Result<u64> {
     driver_counter_of(0, name)
 }
 
-/// A counter of device `index`'s driver (in PCI address order), as [`driver_counter`].
+/// A counter of GPU `index`'s driver (render-node order), as [`driver_counter`].
 pub fn driver_counter_of(index: usize, name: &str) -> Result<u64> {
     let path = debugfs_dir_of(index)?.join("queues");
     let queues =

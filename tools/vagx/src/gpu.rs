@@ -404,6 +404,34 @@ impl Gpu {
         Ok(a)
     }
 
+    /// DEVICE_QUERY with every field given; `data` is the buffer the kernel writes (its
+    /// length is not what `size` says: the tests lie about it on purpose, within `data`).
+    pub fn device_query_raw(
+        &self,
+        mut a: uapi::drm_vagx_device_query,
+        data: &mut [u8],
+    ) -> io::Result<uapi::drm_vagx_device_query> {
+        if a.data == 0 && !data.is_empty() {
+            a.data = data.as_mut_ptr() as u64;
+        }
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_DEVICE_QUERY, &mut a)?;
+        Ok(a)
+    }
+
+    /// DEVICE_QUERY of the device's load.
+    pub fn device_load(&self) -> io::Result<uapi::drm_vagx_device_load> {
+        let mut load = uapi::drm_vagx_device_load::default();
+        let mut a = uapi::drm_vagx_device_query {
+            query: uapi::drm_vagx_query_DRM_VAGX_QUERY_LOAD,
+            // CAST: the struct is 184 bytes.
+            size: size_of::<uapi::drm_vagx_device_load>() as u32,
+            data: &mut load as *mut _ as u64,
+            ..Default::default()
+        };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_DEVICE_QUERY, &mut a)?;
+        Ok(load)
+    }
+
     /// SUBMIT with every field given (the syncs array is `syncs`).
     pub fn submit_raw(
         &self,

@@ -11,18 +11,20 @@ mod driver_tests;
 mod every_gpu;
 mod fixture;
 mod gpu;
+mod load_tests;
 mod module;
 mod prime_tests;
 mod registry;
 mod seam_tests;
 mod share;
+mod sw_sync;
 mod sysfs;
 mod tests;
 mod uapi;
 mod vm_bind_tests;
 mod workload;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 use gpu::{Gpu, Selection};
@@ -287,6 +289,94 @@ fn info(gpus: Selection) -> Result<()> {
             abi & 0xffff,
             mode
         );
+        print_load(index, &g.device_load().context("DEVICE_QUERY")?);
+        // The device model's fidelity, from debugfs (if mounted and readable).
+        let busy = format!("/sys/kernel/debug/vagx-{}/busy", gpu::pci_address(&node)?);
+        if let Some(e) = std::fs::read_to_string(busy)
+            .ok()
+            .and_then(|t| emulation_counts(&t))
+        {
+            let on_time = if e.commands > 0 {
+                100.0 * (e.commands - e.late) as f64 / e.commands as f64
+            } else {
+                100.0
+            };
+            println!(
+                "gpu{index} emulation: {} commands, {} late ({on_time:.2} % on time), host \
+                 time {:.3} ms for {:.3} ms modelled",
+                e.commands,
+                e.late,
+                e.host_ns as f64 / 1e6,
+                e.modelled_ns as f64 / 1e6
+            );
+        }
     }
     Ok(())
+}
+
+/// The device model's fidelity counters (firmware ABI 1.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Emulation {
+    /// Commands executed, and their modelled device time.
+    pub commands: u64,
+    pub modelled_ns: u64,
+    /// Commands whose emulation took the host longer than their modelled cost, and the host
+    /// time all took.
+    pub late: u64,
+    pub host_ns: u64,
+}
+
+/// The `emulation` line of debugfs `busy`.
+pub fn emulation_counts(busy: &str) -> Option<Emulation> {
+    busy.lines().find_map(|line| {
+        let w: Vec<&str> = line.split_whitespace().collect();
+        match w[..] {
+            ["emulation", "commands", c, "modelled_ns", m, "late", l, "host_ns", h] => {
+                Some(Emulation {
+                    commands: c.parse().ok()?,
+                    modelled_ns: m.parse().ok()?,
+                    late: l.parse().ok()?,
+                    host_ns: h.parse().ok()?,
+                })
+            }
+            _ => None,
+        }
+    })
+}
+
+/// The load lines of `vagx-tool info`: busy time per unit and pipe since the driver bound
+/// the device, and the work it holds.
+fn print_load(index: usize, l: &uapi::drm_vagx_device_load) {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let units = l.num_units.min(uapi::DRM_VAGX_MAX_UNITS) as usize;
+    let busy: u64 = l.unit_busy_ns[..units].iter().sum();
+    let capacity = l.device_time_ns as f64 * units as f64;
+    println!(
+        "gpu{index} load: {} queues, {} running, {} jobs on the device, {} not retired",
+        l.queues, l.running_queues, l.device_jobs, l.pending_jobs
+    );
+    println!(
+        "gpu{index} busy: compute {:.3} ms, copy {:.3} ms, device time {:.3} ms",
+        ms(l.pipe_busy_ns[uapi::DRM_VAGX_PIPE_COMPUTE as usize]),
+        ms(l.pipe_busy_ns[uapi::DRM_VAGX_PIPE_COPY as usize]),
+        ms(l.device_time_ns)
+    );
+    if l.flags & uapi::DRM_VAGX_LOAD_UNIT_BUSY == 0 {
+        println!("gpu{index} units: not counted by this firmware (ABI < 1.2)");
+        return;
+    }
+    let per_unit: Vec<String> = l.unit_busy_ns[..units]
+        .iter()
+        .enumerate()
+        .map(|(i, &ns)| format!("unit{i} {:.3} ms", ms(ns)))
+        .collect();
+    println!(
+        "gpu{index} units: {}; {:.2} % of the device's time since boot",
+        per_unit.join(", "),
+        if capacity > 0.0 {
+            100.0 * busy as f64 / capacity
+        } else {
+            0.0
+        }
+    );
 }

@@ -13,7 +13,7 @@ use crate::{
     fixture::{debugfs_read, expect_errno, inject, rebind, Ctx, BASE, WAIT_MS},
     gpu::{self, sync_file_status, sync_file_wait, Gpu, Sync},
     registry::{tests, Test},
-    sysfs, uapi,
+    uapi,
 };
 
 pub fn tests() -> Vec<Test<'static>> {
@@ -271,10 +271,8 @@ fn silent_firmware_is_detected_and_recovered() -> Result<()> {
 /// When the silent firmware does not boot again either, the device is lost: every job ends
 /// with ENODEV (or had completed), later calls are ENODEV; rebinding brings it back.
 fn silent_firmware_that_does_not_come_back_loses_the_device() -> Result<()> {
-    let dev = sysfs::vagx_devices()?
-        .into_iter()
-        .next()
-        .context("no vagx device")?;
+    // The device `Gpu::open_first` opens.
+    let address = crate::fixture::pci_address_of(0)?;
     {
         let g = Gpu::open_first()?;
         let ctx = Ctx::normal(&g)?;
@@ -303,5 +301,5 @@ fn silent_firmware_that_does_not_come_back_loses_the_device() -> Result<()> {
         expect_errno(ctx.run(&c, &[]), libc::ENODEV, "submit to a lost device")?;
         expect_errno(g.vm_create(), libc::ENODEV, "VM_CREATE on a lost device")?;
     }
-    rebind(&dev.address)
+    rebind(&address)
 }

@@ -22,7 +22,7 @@ use vagx_abi::{pci, regs};
 use crate::{
     dep_matrix, driver_tests, every_gpu,
     gpu::Gpu,
-    module, prime_tests,
+    load_tests, module, prime_tests,
     registry::{tests, Test},
     seam_tests,
     sysfs::{self, PciFunction},
@@ -67,6 +67,7 @@ fn driver_suite(prefix: &str) -> Vec<Test<'static>> {
         .chain(vm_bind_tests::tests())
         .chain(dep_matrix::tests())
         .chain(prime_tests::tests())
+        .chain(load_tests::tests())
         .map(|test| test.prefixed(prefix))
         .collect()
 }
@@ -354,6 +355,7 @@ pub fn run_gpus(module: &Path) -> Result<()> {
     let mut all = tests![module_loads(module), driver_binds_every_device];
     all.extend(every_gpu::tests());
     all.extend(prime_tests::tests());
+    all.extend(load_tests::tests());
     all.extend(tests![module_unloads]);
     run_tap(&all)
 }

@@ -103,6 +103,10 @@ impl pci::Driver for VagxPciDriver {
             return Err(ENODEV);
         }
         let units = bar.read(regs::UNITS).into_raw();
+        if units == 0 || units as usize > crate::abi::MAX_UNITS {
+            dev_err!(pdev, "the device reports {} execution units\n", units);
+            return Err(ENODEV);
+        }
 
         let vectors =
             pdev.alloc_irq_vectors(1, 1, pci::IrqTypes::default().with(pci::IrqType::MsiX))?;

@@ -61,6 +61,10 @@ use crate::{
         Producer,
         MAX_HW_WAITS, //
     },
+    load::{
+        Load,
+        LOAD_SIZE, //
+    },
     queue::Queue,
     uapi as u,
     vm::{
@@ -360,6 +364,31 @@ impl File {
         args.completed = completed;
         args.hangs = info.hangs;
         args.pad = 0;
+        Ok(0)
+    }
+
+    /// DEVICE_QUERY: device-wide figures (`DRM_VAGX_QUERY_LOAD`: [`Load`]).
+    pub(crate) fn device_query(
+        dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_device_query,
+        _file: &VagxFile,
+    ) -> Result<u32> {
+        if args.flags != 0 || args.pad != 0 || args.query != u::QUERY_LOAD {
+            return Err(EINVAL);
+        }
+        // CAST: a small constant.
+        let size = LOAD_SIZE as u32;
+        if args.size == 0 {
+            args.size = size;
+            return Ok(0);
+        }
+        if args.size < size {
+            return Err(EINVAL);
+        }
+        let load = Load::of(&dev.gpu)?;
+        let mut w = UserSlice::new(UserPtr::from_addr(args.data as usize), LOAD_SIZE).writer();
+        load.write(&mut w)?;
+        args.size = size;
         Ok(0)
     }
 

@@ -57,7 +57,8 @@ use crate::{
     },
     busy::{
         DeviceBusy,
-        Recorded, //
+        Recorded,
+        Totals, //
     },
     fw::{log_text, Firmware},
     hwqueue::HwQueue,
@@ -167,6 +168,8 @@ pub(crate) struct Gpu {
     pub(crate) wait_entries: AtomicU64,
     /// Entries the firmware failed for a dependency (`EVENT_ENTRY_ERROR`).
     pub(crate) dep_errors: AtomicU64,
+    /// Jobs created and not yet freed, of every client ([`crate::load::PendingJob`]).
+    pub(crate) pending_jobs: AtomicU64,
 }
 
 impl_has_work! {
@@ -211,6 +214,7 @@ impl Gpu {
                 hw_waits: AtomicU64::new(0),
                 wait_entries: AtomicU64::new(0),
                 dep_errors: AtomicU64::new(0),
+                pending_jobs: AtomicU64::new(0),
             }? Error),
             GFP_KERNEL,
         )
@@ -573,6 +577,19 @@ impl Gpu {
         // The samples come before the reply; read them here, not only at the next interrupt.
         self.drain_stats(self.dev());
         Ok(())
+    }
+
+    /// The firmware is about to reboot: the samples it left are its last, and its successor
+    /// counts from zero ([`DeviceBusy::rebooted`]).
+    pub(crate) fn busy_before_reboot(&self) {
+        self.drain_stats(self.dev());
+        self.busy.lock().rebooted();
+    }
+
+    /// The busy totals of every pipe and unit, fresh from the firmware. Sleeps.
+    pub(crate) fn busy_totals(&self) -> Result<Totals> {
+        self.flush_busy()?;
+        Ok(self.busy.lock().totals())
     }
 
     /// Debugfs: the busy-time samples.

@@ -67,6 +67,7 @@ use crate::{
         RunState,
         MAX_HW_WAITS, //
     },
+    load::PendingJob,
     uapi,
     vm::Vm,
 };
@@ -88,6 +89,8 @@ pub(crate) struct VagxJob {
     fence: Pin<KBox<SpinLockIrq<Option<PreparedFence<()>>>>>,
     /// Keeps the VM (its page tables and buffers) alive until the job is freed.
     _vm: Arc<Vm>,
+    /// Counts the job in the device's load until it is freed.
+    _pending: PendingJob,
 }
 
 impl VagxJob {
@@ -349,6 +352,7 @@ impl Queue {
                 GFP_KERNEL,
             )?,
             _vm: self.vm.clone(),
+            _pending: PendingJob::new(&self.gpu),
         })
     }
 

@@ -358,6 +358,7 @@ impl Gpu {
             "{} entries on the hardware failed with ENODEV\n",
             failed
         );
+        self.busy_before_reboot();
         self.fw.boot(self.dev())?;
         self.rebind_vms()?;
         let mut result = Ok(());

@@ -176,8 +176,9 @@ impl AbiVersion {
         minor: 0,
     };
 
-    /// The newest version this driver speaks: 1.1, whose wait entries let the firmware order
-    /// a job after another queue's ([`abi::regs::ABI_MINOR_DEPENDENCIES`]).
+    /// The newest version this driver speaks: 1.2. 1.1's wait entries let the firmware order
+    /// a job after another queue's ([`abi::regs::ABI_MINOR_DEPENDENCIES`]); 1.2 counts busy
+    /// time per execution unit ([`abi::regs::ABI_MINOR_UNIT_STATS`]).
     pub(crate) const NEWEST: Self = Self {
         major: abi::regs::ABI_MAJOR,
         minor: abi::regs::ABI_MINOR,
@@ -257,8 +258,10 @@ mod tests {
         let v = |minor| AbiVersion { major: 1, minor };
         assert_eq!(AbiVersion::negotiate(v(0)), v(0));
         assert!(!AbiVersion::negotiate(v(0)).has_waits());
-        assert_eq!(AbiVersion::negotiate(v(1)), AbiVersion::NEWEST);
+        assert_eq!(AbiVersion::negotiate(v(1)), v(1));
         assert!(AbiVersion::negotiate(v(1)).has_waits());
+        assert_eq!(AbiVersion::negotiate(v(2)), AbiVersion::NEWEST);
+        assert!(AbiVersion::NEWEST.minor >= abi::regs::ABI_MINOR_UNIT_STATS);
         // A newer device behaves as the version the driver declares.
         assert_eq!(AbiVersion::negotiate(v(9)), AbiVersion::NEWEST);
     }

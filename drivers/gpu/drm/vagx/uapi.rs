@@ -32,6 +32,12 @@ pub(crate) const PIPE_COPY: u32 = uapi::DRM_VAGX_PIPE_COPY;
 
 pub(crate) const SYNC_SIGNAL: u32 = uapi::DRM_VAGX_SYNC_SIGNAL;
 
+pub(crate) const QUERY_LOAD: u32 = uapi::drm_vagx_query_DRM_VAGX_QUERY_LOAD;
+pub(crate) const LOAD_UNIT_BUSY: u32 = uapi::DRM_VAGX_LOAD_UNIT_BUSY;
+// CAST: small constants.
+pub(crate) const MAX_UNITS: usize = uapi::DRM_VAGX_MAX_UNITS as usize;
+pub(crate) const NUM_PIPES: usize = uapi::DRM_VAGX_NUM_PIPES as usize;
+
 pub(crate) const QUEUE_FAULTED: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_FAULTED;
 pub(crate) const QUEUE_TIMED_OUT: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_TIMED_OUT;
 pub(crate) const QUEUE_BANNED: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_BANNED;

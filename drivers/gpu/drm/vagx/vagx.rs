@@ -25,6 +25,7 @@ mod gem;
 mod gpu;
 mod hwqueue;
 mod hwwait;
+mod load;
 mod queue;
 mod recovery;
 mod regs;

@@ -70,6 +70,7 @@ pub struct Harness {
     devctrl_wptr: u32,
     pipe_wptr: [u32; NUM_PIPES],
     event_rptr: u32,
+    stats_rptr: u32,
     pub queues: HashMap<u32, QueueInfo>,
     pub pt: PageTableBuilder,
     cmdbuf_next: u64,
@@ -110,6 +111,7 @@ impl Harness {
             devctrl_wptr: 0,
             pipe_wptr: [0; NUM_PIPES],
             event_rptr: 0,
+            stats_rptr: 0,
             queues: HashMap::new(),
             pt,
             cmdbuf_next: CMDBUF_AREA,
@@ -414,6 +416,23 @@ impl Harness {
         }
         mem::write_u32(&mut self.ram, state + RING_RPTR_OFFSET, self.event_rptr).unwrap();
         self.seen.extend(out.iter().copied());
+        out
+    }
+
+    /// Asks for fresh statistics (`FLUSH`) and reads every sample on the stats ring.
+    pub fn stats(&mut self) -> Vec<StatsMsg> {
+        assert_eq!(self.devctrl(&DevCtrlFlush { _pad: 0 }).status, DEVCTRL_OK);
+        let (state, entries, count) = STATS;
+        let mut out = Vec::new();
+        let wptr = mem::read_u32(&mut self.ram, state + RING_WPTR_OFFSET).unwrap();
+        while self.stats_rptr != wptr {
+            let size = u64::from(STATS_MSG_SIZE);
+            let m: StatsMsg =
+                mem::read_pod(&mut self.ram, entries + size * u64::from(self.stats_rptr)).unwrap();
+            out.push(m);
+            self.stats_rptr = (self.stats_rptr + 1) % count;
+        }
+        mem::write_u32(&mut self.ram, state + RING_RPTR_OFFSET, self.stats_rptr).unwrap();
         out
     }
 

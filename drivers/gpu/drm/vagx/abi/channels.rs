@@ -613,14 +613,26 @@ unsafe impl Pod for LogMsg {}
 pub const STATS_PIPE: u32 = 0;
 /// [`StatsMsg::kind`]: busy time of a work queue.
 pub const STATS_QUEUE: u32 = 1;
+/// [`StatsMsg::kind`]: busy time of an execution unit, whose `entries` counts the commands it
+/// completed (ABI 1.2, `regs::ABI_MINOR_UNIT_STATS`).
+pub const STATS_UNIT: u32 = 2;
+/// [`StatsMsg::kind`]: how well the device model keeps up with its own cost model (ABI 1.2).
+/// A virtual device's self-report, not a GPU's: id [`EMULATION_MODELLED`] counts the commands
+/// executed and their modelled device time; id [`EMULATION_HOST`] the host time they took and
+/// the commands that took the host longer than their modelled cost (late).
+pub const STATS_EMULATION: u32 = 3;
+/// [`STATS_EMULATION`] sample: `entries` commands executed, `busy_ns` their modelled cost.
+pub const EMULATION_MODELLED: u32 = 0;
+/// [`STATS_EMULATION`] sample: `entries` late commands, `busy_ns` the host time of all.
+pub const EMULATION_HOST: u32 = 1;
 
-/// A message on the stats ring: cumulative busy time of a pipe or queue.
+/// A message on the stats ring: cumulative busy time of a pipe, queue or unit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct StatsMsg {
-    /// `STATS_PIPE` or `STATS_QUEUE`.
+    /// `STATS_PIPE`, `STATS_QUEUE` or `STATS_UNIT`.
     pub kind: u32,
-    /// Pipe index or queue id.
+    /// Pipe index, queue id or unit index.
     pub id: u32,
     /// Total device time spent executing its entries, in nanoseconds.
     pub busy_ns: u64,

@@ -91,5 +91,8 @@ pub const FAILURE_HISTORY: usize = 16;
 /// Maximum number of work queues alive at once.
 pub const MAX_QUEUES: usize = 128;
 
+/// Maximum number of execution units of a device (the `UNITS` register).
+pub const MAX_UNITS: usize = 16;
+
 /// Maximum number of GPU virtual address spaces.
 pub const MAX_VMS: usize = 64;

@@ -77,12 +77,16 @@ pub const ABI_MAJOR: u16 = 1;
 /// meaning, an event kind or error code is added. The firmware implements the minor version the
 /// driver declares in `InitData::abi_version`, so a driver written for an older minor version
 /// sees exactly that version's behaviour.
-pub const ABI_MINOR: u16 = 1;
+pub const ABI_MINOR: u16 = 2;
 
 /// The first minor version with dependency errors: wait entries
 /// (`queue::QUEUE_ENTRY_WAIT`), `cmd::BARRIER_FLAG_DEP_ERROR`, `mbox::FwError::Dependency`
 /// and `channels::EVENT_ENTRY_ERROR`.
 pub const ABI_MINOR_DEPENDENCIES: u16 = 1;
+
+/// The first minor version with execution-unit statistics: `channels::STATS_UNIT` samples on
+/// the stats ring.
+pub const ABI_MINOR_UNIT_STATS: u16 = 2;
 
 /// The value of [`ABI_VERSION`].
 pub const ABI_VERSION_VALUE: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
