@@ -30,6 +30,8 @@
 //! doorbell", a halt's pending table, a reset queue's stamp to publish), and the `impl Device`
 //! blocks carry that out.
 
+use std::sync::Arc;
+
 use vagx_abi::regs::*;
 
 use crate::{
@@ -43,6 +45,7 @@ use crate::{
     mmu::VmTable,
     sched::Scheduler,
     trace::TraceBuffer,
+    workers::Workers,
 };
 
 /// Device properties, fixed at creation.
@@ -59,6 +62,9 @@ pub struct Config {
     /// same major is also what the firmware then implements: a 1.0 device refuses a 1.1 boot
     /// and the 1.1 flags.
     pub abi_version: Option<u32>,
+    /// Worker threads for commands' arithmetic ([`crate::workers`]); 0 computes everything on
+    /// the thread that drives the model.
+    pub workers: u32,
 }
 
 impl Default for Config {
@@ -68,6 +74,7 @@ impl Default for Config {
             rates: Rates::default(),
             boot_fault: BootFault::None,
             abi_version: None,
+            workers: 0,
         }
     }
 }
@@ -139,6 +146,8 @@ pub struct Device {
     pub(crate) inject: Injections,
     /// Trace records for the shell.
     pub(crate) traces: TraceBuffer,
+    /// Where GEMMs compute, if [`Config::workers`] asks for threads (kept across resets).
+    pub(crate) workers: Option<Arc<Workers>>,
 }
 
 impl Device {
@@ -159,16 +168,26 @@ impl Device {
             vms: VmTable::default(),
             inject: Injections::default(),
             traces: TraceBuffer::default(),
+            // A pool that cannot be made leaves the work on the caller's thread.
+            workers: (config.workers > 0)
+                .then(|| Workers::new(config.workers).ok().map(Arc::new))
+                .flatten(),
         }
     }
 
     /// Returns to the reset state: firmware off, everything forgotten but the clock, which keeps
     /// going, and the boots [`Injections::silent_boots`] still silences.
     pub fn reset(&mut self) {
-        let (time, inject) = (self.time, self.inject.after_reset());
-        *self = Self::new(self.config);
+        let (time, inject, config) = (self.time, self.inject.after_reset(), self.config);
+        let workers = self.workers.take();
+        *self = Self::new(Config {
+            workers: 0,
+            ..config
+        });
+        self.config = config;
         self.time = time;
         self.inject = inject;
+        self.workers = workers;
     }
 
     /// The ABI minor version the firmware implements: the model's own, or an older one of the

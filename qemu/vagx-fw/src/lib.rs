@@ -18,5 +18,6 @@ pub mod mmu;
 pub mod ring;
 pub mod sched;
 pub mod trace;
+pub mod workers;
 
 pub use device::{BootFault, Config, Device, FwState};

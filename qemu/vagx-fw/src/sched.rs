@@ -61,10 +61,11 @@ use vagx_abi::{
 use crate::{
     deps::{stamp_address, DepFailure, StampSlots},
     device::{Device, FwState},
-    exec::{self, Command},
+    exec::{self, Command, GemmInputs},
     mem::{self, BusError, Memory},
     mmu::Fault,
     trace::Trace,
+    workers::Pending,
 };
 
 /// Device time to fetch a queue entry, added to its first command.
@@ -88,9 +89,20 @@ struct Task {
 #[derive(Clone, Debug, Default)]
 struct Unit {
     task: Option<Task>,
+    /// The task's arithmetic, if it runs on a worker ([`crate::workers`]).
+    offload: Option<Offload>,
     /// Device time spent on the commands it completed, and how many.
     busy_ns: u64,
     commands: u64,
+}
+
+/// A command whose arithmetic left the scheduler's thread at its start.
+#[derive(Clone, Debug)]
+enum Offload {
+    /// On a worker.
+    Running(Pending),
+    /// Reading its operands faulted: the fault is the command's, at its completion.
+    Fault(Fault),
 }
 
 /// The entry a queue is executing.
@@ -265,15 +277,29 @@ pub struct Emulation {
     /// Of these, the late ones, and the host time all took.
     pub late: u64,
     pub host_ns: u64,
+    /// Commands computed on a worker thread (not reported to the host).
+    pub offloaded: u64,
 }
 
 impl Emulation {
-    /// Records one command of modelled cost `cost` that took the host `host_ns`.
+    /// Records one command of modelled cost `cost` that took the host `host_ns`, computed at
+    /// its completion: late if that took longer than its cost.
     pub fn record(&mut self, cost: u64, host_ns: u64) {
+        self.record_command(cost, host_ns, host_ns > cost);
+    }
+
+    /// Records one command computed by a worker between its start and completion: late if
+    /// the completion had to wait for the worker.
+    pub fn record_offloaded(&mut self, cost: u64, host_ns: u64, late: bool) {
+        self.record_command(cost, host_ns, late);
+        self.offloaded += 1;
+    }
+
+    fn record_command(&mut self, cost: u64, host_ns: u64, late: bool) {
         self.commands += 1;
         self.modelled_ns = self.modelled_ns.saturating_add(cost);
         self.host_ns = self.host_ns.saturating_add(host_ns);
-        self.late += u64::from(host_ns > cost);
+        self.late += u64::from(late);
     }
 }
 
@@ -465,6 +491,7 @@ impl Scheduler {
         for unit in &mut self.units {
             if unit.task.is_some_and(|t| t.queue == id) {
                 unit.task = None;
+                unit.offload = None;
             }
         }
         let q = self.queues.get_mut(&id)?;
@@ -492,6 +519,7 @@ impl Scheduler {
     fn halt(&mut self, reason: u32, culprit: Option<u32>) -> PendingTable {
         for unit in &mut self.units {
             unit.task = None;
+            unit.offload = None;
         }
         if let Some(q) = culprit.and_then(|id| self.queues.get_mut(&id)) {
             q.stopped = true;
@@ -794,6 +822,18 @@ impl Device {
         } else {
             now.saturating_add(cost)
         };
+        // A GEMM's arithmetic goes to a worker now, its operands read now and its result
+        // written at completion; a fault reading them is the command's, at completion too.
+        let offload = match (command, &self.workers) {
+            (Command::Gemm { a, b, c, m, n, k }, Some(workers)) => {
+                Some(match GemmInputs::read(&vm, mem, [a, b, c], [m, n, k]) {
+                    Ok(inputs) => Offload::Running(workers.submit(inputs)),
+                    Err(f) => Offload::Fault(f),
+                })
+            }
+            _ => None,
+        };
+        self.sched.units[unit].offload = offload;
         self.sched.units[unit].task = Some(Task {
             queue: id,
             until,
@@ -868,6 +908,7 @@ impl Device {
         let Some(task) = self.sched.units[unit].task.take() else {
             return;
         };
+        let offload = self.sched.units[unit].offload.take();
         let Some(q) = self.sched.queues.get(&task.queue) else {
             return;
         };
@@ -876,10 +917,25 @@ impl Device {
             return;
         };
         if let Some(vm) = self.vms.get(vm_id) {
-            let started = std::time::Instant::now();
-            let result = task.command.execute(&vm, mem);
-            let host_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.sched.emulation.record(task.cost, host_ns);
+            let result = match offload {
+                Some(Offload::Running(pending)) => {
+                    let done = pending.take();
+                    let e = &mut self.sched.emulation;
+                    e.record_offloaded(task.cost, done.host_ns, done.waited);
+                    done.inputs.write(&vm, mem, &done.c)
+                }
+                Some(Offload::Fault(f)) => {
+                    self.sched.emulation.record(task.cost, 0);
+                    Err(f)
+                }
+                None => {
+                    let started = std::time::Instant::now();
+                    let result = task.command.execute(&vm, mem);
+                    let host_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                    self.sched.emulation.record(task.cost, host_ns);
+                    result
+                }
+            };
             if let Err(Fault { kind, address }) = result {
                 self.fault(mem, id, run.command, kind, address);
                 return;

@@ -300,8 +300,7 @@ fn statistics_count_busy_time_per_unit_pipe_and_queue() {
 #[test]
 fn a_command_the_host_computes_slower_than_its_cost_is_late() {
     // Rates so high that a 64 x 64 x 64 GEMM costs 2 ns: no host computes it that fast.
-    let mut h = Harness::unbooted(1);
-    h.dev = vagx_fw::Device::new(vagx_fw::Config {
+    let mut h = Harness::booted_with(vagx_fw::Config {
         units: 1,
         rates: vagx_fw::exec::Rates {
             command_ns: 1,
@@ -310,10 +309,6 @@ fn a_command_the_host_computes_slower_than_its_cost_is_late() {
         },
         ..Default::default()
     });
-    h.mmio_write(regs::IRQ_MASK, regs::IRQ_ALL);
-    assert_eq!(h.boot(), Ok(()));
-    h.map(GPU_VA, DATA, DATA_SIZE, mmu::PTE_READ | mmu::PTE_WRITE);
-    h.bind_vm(0);
     h.create_queue(0, 1);
     let gemm = cmd(&CmdGemm {
         header: CmdGemm::HEADER,
@@ -331,6 +326,90 @@ fn a_command_the_host_computes_slower_than_its_cost_is_late() {
     assert_eq!(e.commands, 2);
     assert!(e.late >= 1, "{e:?}");
     assert!(e.host_ns > e.modelled_ns, "{e:?}");
+}
+
+/// Runs two queues of GEMMs, each followed by a reduction of its result, then a GEMM that
+/// faults on a read-only C, on a device made with `config`; returns C and the sums, every
+/// event, the time each queue finished, and the harness.
+fn gemm_workload(config: vagx_fw::Config) -> (Vec<u8>, Vec<EventMsg>, [u64; 2], Harness) {
+    let mut h = Harness::booted_with(config);
+    let (m, n, k) = (48u32, 40u32, 56u32);
+    let floats = |seed: u32, count: u32| -> Vec<u8> {
+        (0..count)
+            .flat_map(|i| (((i * 37 + seed) % 101) as f32 * 0.125 - 6.0).to_le_bytes())
+            .collect()
+    };
+    let (a, b) = (OUT, OUT + 0x4000);
+    h.write_gpu(a, &floats(3, m * k));
+    h.write_gpu(b, &floats(11, k * n));
+    h.map(GPU_VA + 0x80_0000, DATA + 0x80_0000, 0x1000, mmu::PTE_READ);
+    h.create_queue(1, 1);
+    h.create_queue(2, 1);
+    let gemm = |c: u64| {
+        cmd(&CmdGemm {
+            header: CmdGemm::HEADER,
+            a,
+            b,
+            c,
+            m,
+            n,
+            k,
+            _pad: 0,
+        })
+    };
+    let sum = |src: u64, dst: u64| {
+        cmd(&CmdReduceSum {
+            header: CmdReduceSum::HEADER,
+            src,
+            dst,
+            count: u64::from(m * n),
+        })
+    };
+    let mut last = [0; 2];
+    for round in 0..3u64 {
+        let c1 = OUT + 0x1_0000 + round * 0x4000;
+        let c2 = OUT + 0x2_0000 + round * 0x4000;
+        last[0] = h.queue_entry(1, &cmdbuf(&[gemm(c1), sum(c1, OUT + 0x3_0000 + round * 8)]));
+        last[1] = h.queue_entry(2, &cmdbuf(&[gemm(c2), sum(c2, OUT + 0x3_0004 + round * 8)]));
+    }
+    h.kick();
+    let t1 = h
+        .run_until_stamp(1, last[0], 10_000_000)
+        .expect("queue 1 finished");
+    let t2 = h
+        .run_until_stamp(2, last[1], 10_000_000)
+        .expect("queue 2 finished");
+    // Then a GEMM that writes C into a read-only page: a permission fault (which halts).
+    h.create_queue(3, 1);
+    h.submit(3, &cmdbuf(&[gemm(GPU_VA + 0x80_0000)]));
+    h.run_for(1_000_000);
+    let memory = h.read_gpu(OUT + 0x1_0000, 0x2_1000);
+    let events = h.events();
+    (memory, events, [t1, t2], h)
+}
+
+#[test]
+fn worker_threads_compute_the_same_results_at_the_same_device_times() {
+    let inline = gemm_workload(vagx_fw::Config::default());
+    let workers = gemm_workload(vagx_fw::Config {
+        workers: 2,
+        ..Default::default()
+    });
+    assert!(inline.0.iter().any(|&b| b != 0), "the GEMMs wrote nothing");
+    assert_eq!(inline.0, workers.0, "results differ");
+    assert_eq!(inline.2, workers.2, "completion times differ");
+    assert_eq!(inline.1, workers.1, "events differ");
+    let fault = workers.1.iter().find_map(|e| e.payload::<EventFault>());
+    assert_eq!(
+        fault.map(|f| (f.kind, f.address)),
+        Some((FAULT_PERMISSION, GPU_VA + 0x80_0000))
+    );
+    // Every GEMM and reduction was counted, the faulting one too.
+    let (w, i) = (workers.3.dev.emulation(), inline.3.dev.emulation());
+    assert_eq!((w.commands, i.commands), (13, 13));
+    // The six good GEMMs ran on the workers; inline, nothing did.
+    assert_eq!((w.offloaded, i.offloaded), (6, 0));
+    assert!(w.host_ns > 0);
 }
 
 #[test]

@@ -55,6 +55,9 @@ pub struct VagxState {
     /// Property `abi-version`: what `ABI_VERSION` reads (0: the model's own version); an older
     /// minor version of major 1 is also the version the firmware implements.
     abi_version: u32,
+    /// Property `workers`: threads for commands' arithmetic off the big lock (0: none, in the
+    /// main loop; `u32::MAX`, the default: one per unit), see `vagx_fw::workers`.
+    workers: u32,
     /// The device model; borrowed only inside a callback of this device.
     dev: BqlRefCell<Device>,
     /// Set while the model runs, to refuse MMIO that its own DMA would re-enter.
@@ -124,6 +127,15 @@ qemu_api::declare_properties! {
         unsafe { &qdev_prop_uint32 },
         u32,
         default = 0
+    ),
+    qemu_api::define_property!(
+        c_str!("workers"),
+        VagxState,
+        workers,
+        // SAFETY: as above.
+        unsafe { &qdev_prop_uint32 },
+        u32,
+        default = u32::MAX
     ),
 }
 
@@ -247,6 +259,9 @@ impl VagxState {
         if !(1..=vagx_fw::device::MAX_UNITS).contains(&self.units) {
             return Err(c"vagx: units must be between 1 and 16");
         }
+        if self.workers != u32::MAX && self.workers > vagx_fw::device::MAX_UNITS {
+            return Err(c"vagx: workers must be between 0 and 16");
+        }
         *self.dev.borrow_mut() = self.configured_device();
         self.register_memory_bar(0, &self.bar0);
         self.init_msix_exclusive_bar(regs::MSIX_VECTORS, 1)
@@ -266,6 +281,11 @@ impl VagxState {
             // An unknown value boots normally (QEMU properties have no range checks here).
             boot_fault: BootFault::from_raw(self.boot_fault).unwrap_or_default(),
             abi_version: (self.abi_version != 0).then_some(self.abi_version),
+            workers: if self.workers == u32::MAX {
+                self.units
+            } else {
+                self.workers
+            },
             ..Config::default()
         });
         let inject = dev.injections_mut();

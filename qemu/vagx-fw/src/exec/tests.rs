@@ -424,7 +424,15 @@ fn fill_repeats_the_pattern_and_truncates_it() {
 
 #[test]
 fn gemm_matches_a_host_reference_bit_for_bit() {
-    for (m, n, k) in [(3, 4, 5), (17, 9, 13), (1, 1, 1), (2, 40, 70)] {
+    // Odd shapes too: wide rows, counts not a multiple of a vector's lanes.
+    for (m, n, k) in [
+        (3, 4, 5),
+        (17, 9, 13),
+        (1, 1, 1),
+        (2, 40, 70),
+        (5, 300, 20),
+        (9, 513, 7),
+    ] {
         let mut gpu = Gpu::new();
         let (a_va, b_va, c_va) = (RW, RW + 0x1_0000, RW + 0x2_0000);
         let a: Vec<f32> = (0..m * k).map(|i| value(i as u32)).collect();

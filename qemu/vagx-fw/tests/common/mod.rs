@@ -119,6 +119,17 @@ impl Harness {
         }
     }
 
+    /// A booted device made with `config`, VM 0 mapping the data area read-write.
+    pub fn booted_with(config: Config) -> Self {
+        let mut h = Self::unbooted(config.units);
+        h.dev = Device::new(config);
+        h.mmio_write(regs::IRQ_MASK, regs::IRQ_ALL);
+        assert_eq!(h.boot(), Ok(()));
+        h.map(GPU_VA, DATA, DATA_SIZE, mmu::PTE_READ | mmu::PTE_WRITE);
+        h.bind_vm(0);
+        h
+    }
+
     /// A booted device with `units` units, VM 0 mapping the data area read-write.
     pub fn new(units: u32) -> Self {
         Self::with_init(units, |_| {})
