@@ -70,13 +70,16 @@
 
 use vagx_abi::channels::{FAULT_BAD_COMMAND, FAULT_INJECTED};
 use vagx_abi::cmd::{
-    self, CmdBarrier, CmdChecksum, CmdCopy, CmdDebugFault, CmdDebugHang, CmdDelay, CmdFill,
-    CmdGemm, CmdHeader, CmdNop, CmdReduceSum, CmdWrite32, CmdWrite64, BARRIER_FLAG_DEP_ERROR,
-    MAX_GEMM_DIM, MAX_TRANSFER, OP_BARRIER, OP_CHECKSUM, OP_COPY, OP_DEBUG_FAULT, OP_DEBUG_HANG,
-    OP_DELAY, OP_FILL, OP_GEMM, OP_NOP, OP_REDUCE_SUM, OP_WRITE32, OP_WRITE64,
+    self, CmdActivation, CmdBarrier, CmdChecksum, CmdCopy, CmdDebugFault, CmdDebugHang, CmdDelay,
+    CmdElementwise, CmdFill, CmdGemm, CmdHeader, CmdLayerNorm, CmdNop, CmdReduceSum, CmdSoftmax,
+    CmdWrite32, CmdWrite64, ACTIVATION_RELU, ACTIVATION_SILU, BARRIER_FLAG_DEP_ERROR,
+    ELEMENTWISE_AXPBY, GEMM_FLAG_ACCUMULATE, GEMM_FLAG_TRANSPOSE_B, LAYER_NORM_FLAG_RMS,
+    MAX_GEMM_DIM, MAX_ROW, MAX_TRANSFER, OP_ACTIVATION, OP_BARRIER, OP_CHECKSUM, OP_COPY,
+    OP_DEBUG_FAULT, OP_DEBUG_HANG, OP_DELAY, OP_ELEMENTWISE, OP_FILL, OP_GEMM, OP_LAYER_NORM,
+    OP_NOP, OP_REDUCE_SUM, OP_SOFTMAX, OP_WRITE32, OP_WRITE64,
 };
 use vagx_abi::pod;
-use vagx_abi::regs::ABI_MINOR_DEPENDENCIES;
+use vagx_abi::regs::{ABI_MINOR_DEPENDENCIES, ABI_MINOR_ML_COMMANDS};
 use vagx_abi::NUM_STAMP_SLOTS;
 
 use crate::mem::Memory;
@@ -170,6 +173,68 @@ pub enum Command {
         n: u32,
         /// Columns of A and rows of B, 1 to [`MAX_GEMM_DIM`].
         k: u32,
+        /// (ABI 1.2) [`GEMM_FLAG_ACCUMULATE`]: `C += A × B`.
+        accumulate: bool,
+        /// (ABI 1.2) [`GEMM_FLAG_TRANSPOSE_B`]: B is `n × k`.
+        transpose_b: bool,
+    },
+    /// (ABI 1.2) `dst[i] = a[i] + b[i]`, `a[i] × b[i]` or `alpha × a[i] + beta × b[i]`.
+    Elementwise {
+        /// `ELEMENTWISE_*`.
+        op: u32,
+        /// The inputs.
+        a: u64,
+        /// The second input.
+        b: u64,
+        /// The output: `a` or `b` exactly, or apart from both.
+        dst: u64,
+        /// Elements, 1 to `MAX_TRANSFER / 4`.
+        count: u64,
+        /// AXPBY's factors.
+        alpha: f32,
+        /// AXPBY's factor of `b`.
+        beta: f32,
+    },
+    /// (ABI 1.2) `dst[i] = f(src[i])` for an `ACTIVATION_*` function.
+    Activation {
+        /// `ACTIVATION_*`.
+        op: u32,
+        /// The input.
+        src: u64,
+        /// The output: `src` exactly, or apart from it.
+        dst: u64,
+        /// Elements, 1 to `MAX_TRANSFER / 4`.
+        count: u64,
+    },
+    /// (ABI 1.2) The softmax of each row.
+    Softmax {
+        /// The input, `rows × cols`.
+        src: u64,
+        /// The output: `src` exactly, or apart from it.
+        dst: u64,
+        /// Rows, at least 1.
+        rows: u32,
+        /// Columns, 1 to [`MAX_ROW`]; `rows × cols` at most `MAX_TRANSFER / 4`.
+        cols: u32,
+    },
+    /// (ABI 1.2) Layer norm, or RMS norm, of each row.
+    LayerNorm {
+        /// The input, `rows × cols`.
+        src: u64,
+        /// The output: `src` exactly, or apart from it.
+        dst: u64,
+        /// The scale, `cols` elements.
+        gamma: u64,
+        /// The shift, `cols` elements (unused by RMS norm).
+        beta: u64,
+        /// Rows, at least 1.
+        rows: u32,
+        /// Columns, as [`Command::Softmax`]'s.
+        cols: u32,
+        /// Added to the variance: finite, not negative.
+        eps: f32,
+        /// [`LAYER_NORM_FLAG_RMS`].
+        rms: bool,
     },
     /// Sums `count` `f32`s in index order and writes the `f32` sum.
     ReduceSum {
@@ -296,6 +361,57 @@ pub fn decode(
                 m: c.m,
                 n: c.n,
                 k: c.k,
+                accumulate: c.header.flags & GEMM_FLAG_ACCUMULATE != 0,
+                transpose_b: c.header.flags & GEMM_FLAG_TRANSPOSE_B != 0,
+            }
+        }
+        OP_ELEMENTWISE if abi_minor >= ABI_MINOR_ML_COMMANDS => {
+            let c = args::<CmdElementwise>(vm, mem, at, size, bad)?;
+            zero(c._pad, bad)?;
+            if c.op != ELEMENTWISE_AXPBY && (c.alpha != 0 || c.beta != 0) {
+                return Err(bad);
+            }
+            Command::Elementwise {
+                op: c.op,
+                a: c.a,
+                b: c.b,
+                dst: c.dst,
+                count: c.count,
+                alpha: f32::from_bits(c.alpha),
+                beta: f32::from_bits(c.beta),
+            }
+        }
+        OP_ACTIVATION if abi_minor >= ABI_MINOR_ML_COMMANDS => {
+            let c = args::<CmdActivation>(vm, mem, at, size, bad)?;
+            zero(c._pad, bad)?;
+            Command::Activation {
+                op: c.op,
+                src: c.src,
+                dst: c.dst,
+                count: c.count,
+            }
+        }
+        OP_SOFTMAX if abi_minor >= ABI_MINOR_ML_COMMANDS => {
+            let c = args::<CmdSoftmax>(vm, mem, at, size, bad)?;
+            Command::Softmax {
+                src: c.src,
+                dst: c.dst,
+                rows: c.rows,
+                cols: c.cols,
+            }
+        }
+        OP_LAYER_NORM if abi_minor >= ABI_MINOR_ML_COMMANDS => {
+            let c = args::<CmdLayerNorm>(vm, mem, at, size, bad)?;
+            zero(c._pad, bad)?;
+            Command::LayerNorm {
+                src: c.src,
+                dst: c.dst,
+                gamma: c.gamma,
+                beta: c.beta,
+                rows: c.rows,
+                cols: c.cols,
+                eps: f32::from_bits(c.eps),
+                rms: c.header.flags & LAYER_NORM_FLAG_RMS != 0,
             }
         }
         OP_REDUCE_SUM => {
@@ -340,10 +456,13 @@ pub fn decode(
 
 /// The header flags `opcode` has in ABI minor version `abi_minor`.
 fn defined_flags(opcode: u16, abi_minor: u16) -> u32 {
-    if opcode == OP_BARRIER && abi_minor >= ABI_MINOR_DEPENDENCIES {
-        BARRIER_FLAG_DEP_ERROR
-    } else {
-        0
+    match opcode {
+        OP_BARRIER if abi_minor >= ABI_MINOR_DEPENDENCIES => BARRIER_FLAG_DEP_ERROR,
+        OP_GEMM if abi_minor >= ABI_MINOR_ML_COMMANDS => {
+            GEMM_FLAG_ACCUMULATE | GEMM_FLAG_TRANSPOSE_B
+        }
+        OP_LAYER_NORM if abi_minor >= ABI_MINOR_ML_COMMANDS => LAYER_NORM_FLAG_RMS,
+        _ => 0,
     }
 }
 
@@ -406,6 +525,10 @@ impl Command {
             Self::Copy { .. } => OP_COPY,
             Self::Fill { .. } => OP_FILL,
             Self::Gemm { .. } => OP_GEMM,
+            Self::Elementwise { .. } => OP_ELEMENTWISE,
+            Self::Activation { .. } => OP_ACTIVATION,
+            Self::Softmax { .. } => OP_SOFTMAX,
+            Self::LayerNorm { .. } => OP_LAYER_NORM,
             Self::ReduceSum { .. } => OP_REDUCE_SUM,
             Self::Checksum { .. } => OP_CHECKSUM,
             Self::Barrier { .. } => OP_BARRIER,
@@ -430,14 +553,58 @@ impl Command {
             Self::Copy { len, .. } => (0, len.saturating_mul(2), 0),
             Self::Fill { len, .. } | Self::Checksum { len, .. } => (0, len, 0),
             Self::ReduceSum { count, .. } => (0, f32_bytes(count).saturating_add(4), 0),
-            Self::Gemm { m, n, k, .. } => {
+            Self::Gemm {
+                m,
+                n,
+                k,
+                accumulate,
+                ..
+            } => {
                 let (m, n, k) = (u64::from(m), u64::from(n), u64::from(k));
+                let mn = m.saturating_mul(n);
+                // Accumulating reads C too, and adds once more per element.
+                let c_reads = if accumulate { mn } else { 0 };
                 let elements = m
                     .saturating_mul(k)
                     .saturating_add(k.saturating_mul(n))
-                    .saturating_add(m.saturating_mul(n));
-                let flops = m.saturating_mul(n).saturating_mul(k).saturating_mul(2);
+                    .saturating_add(mn)
+                    .saturating_add(c_reads);
+                let flops = mn
+                    .saturating_mul(k)
+                    .saturating_mul(2)
+                    .saturating_add(c_reads);
                 (0, f32_bytes(elements), flops)
+            }
+            Self::Elementwise { op, count, .. } => {
+                let per = if op == ELEMENTWISE_AXPBY { 3 } else { 1 };
+                (
+                    0,
+                    f32_bytes(count).saturating_mul(3),
+                    count.saturating_mul(per),
+                )
+            }
+            Self::Activation { op, count, .. } => {
+                let per = match op {
+                    ACTIVATION_RELU => 1,
+                    ACTIVATION_SILU => 6,
+                    _ => 10,
+                };
+                (
+                    0,
+                    f32_bytes(count).saturating_mul(2),
+                    count.saturating_mul(per),
+                )
+            }
+            Self::Softmax { rows, cols, .. } => {
+                let n = u64::from(rows).saturating_mul(u64::from(cols));
+                (0, f32_bytes(n).saturating_mul(2), n.saturating_mul(6))
+            }
+            Self::LayerNorm { rows, cols, .. } => {
+                let n = u64::from(rows).saturating_mul(u64::from(cols));
+                let bytes = f32_bytes(n)
+                    .saturating_mul(2)
+                    .saturating_add(f32_bytes(u64::from(cols)).saturating_mul(2));
+                (0, bytes, n.saturating_mul(8))
             }
         };
         rates
@@ -463,6 +630,49 @@ impl Command {
             Self::Fill { len, .. } | Self::Checksum { len, .. } => len <= MAX_TRANSFER,
             Self::ReduceSum { count, .. } => count <= MAX_TRANSFER / 4,
             Self::Gemm { m, n, k, .. } => dim_ok(m) && dim_ok(n) && dim_ok(k),
+            Self::Elementwise {
+                op,
+                a,
+                b,
+                dst,
+                count,
+                ..
+            } => {
+                let bytes = f32_bytes(count);
+                op <= ELEMENTWISE_AXPBY
+                    && (1..=MAX_TRANSFER / 4).contains(&count)
+                    && alias_ok(a, dst, bytes)
+                    && alias_ok(b, dst, bytes)
+            }
+            Self::Activation {
+                op,
+                src,
+                dst,
+                count,
+            } => {
+                op <= ACTIVATION_SILU
+                    && (1..=MAX_TRANSFER / 4).contains(&count)
+                    && alias_ok(src, dst, f32_bytes(count))
+            }
+            Self::Softmax {
+                src,
+                dst,
+                rows,
+                cols,
+            } => rows_ok(rows, cols) && alias_ok(src, dst, matrix_bytes(rows, cols)),
+            Self::LayerNorm {
+                src,
+                dst,
+                rows,
+                cols,
+                eps,
+                ..
+            } => {
+                rows_ok(rows, cols)
+                    && alias_ok(src, dst, matrix_bytes(rows, cols))
+                    && eps.is_finite()
+                    && eps >= 0.0
+            }
             // CAST: `NUM_STAMP_SLOTS` is 128.
             Self::Barrier { slot, .. } => slot < NUM_STAMP_SLOTS as u32,
         }
@@ -494,7 +704,60 @@ impl Command {
             Self::Write64 { address, value } => vm.write(mem, address, &value.to_le_bytes()),
             Self::Copy { src, dst, len } => copy(vm, mem, src, dst, len),
             Self::Fill { dst, len, pattern } => fill(vm, mem, dst, len, pattern),
-            Self::Gemm { a, b, c, m, n, k } => gemm(vm, mem, [a, b, c], [m, n, k]),
+            Self::Gemm {
+                a,
+                b,
+                c,
+                m,
+                n,
+                k,
+                accumulate,
+                transpose_b,
+            } => {
+                let inputs = GemmInputs::read(
+                    vm,
+                    mem,
+                    [a, b, c],
+                    [m, n, k],
+                    GemmFlags {
+                        accumulate,
+                        transpose_b,
+                    },
+                )?;
+                let c = inputs.compute();
+                inputs.write(vm, mem, &c)
+            }
+            Self::Elementwise {
+                op,
+                a,
+                b,
+                dst,
+                count,
+                alpha,
+                beta,
+            } => ml::elementwise(vm, mem, op, [a, b, dst], count, [alpha, beta]),
+            Self::Activation {
+                op,
+                src,
+                dst,
+                count,
+            } => ml::activation(vm, mem, op, src, dst, count),
+            Self::Softmax {
+                src,
+                dst,
+                rows,
+                cols,
+            } => ml::softmax(vm, mem, src, dst, rows, cols),
+            Self::LayerNorm {
+                src,
+                dst,
+                gamma,
+                beta,
+                rows,
+                cols,
+                eps,
+                rms,
+            } => ml::layer_norm(vm, mem, [src, dst, gamma, beta], rows, cols, eps, rms),
             Self::ReduceSum { src, dst, count } => reduce_sum(vm, mem, src, dst, count),
             Self::Checksum { src, dst, len } => checksum(vm, mem, src, dst, len),
             Self::DebugFault { address } => {
@@ -585,12 +848,31 @@ fn fill(vm: &Vm, mem: &mut dyn Memory, dst: u64, len: u64, pattern: u32) -> Resu
     Ok(())
 }
 
-/// GEMM: `C = A × B` with `[a, b, c]` the matrices and `[m, n, k]` the dimensions, read,
-/// computed and written at once.
-fn gemm(vm: &Vm, mem: &mut dyn Memory, matrices: [u64; 3], dims: [u32; 3]) -> Result<(), Fault> {
-    let inputs = GemmInputs::read(vm, mem, matrices, dims)?;
-    let c = inputs.compute();
-    inputs.write(vm, mem, &c)
+/// Whether output `dst` of `bytes` bytes is input `src` exactly or does not overlap it.
+fn alias_ok(src: u64, dst: u64, bytes: u64) -> bool {
+    let (s, d, n) = (u128::from(src), u128::from(dst), u128::from(bytes));
+    s == d || s + n <= d || d + n <= s
+}
+
+/// Whether a `rows × cols` matrix is a valid SOFTMAX or LAYER_NORM operand.
+fn rows_ok(rows: u32, cols: u32) -> bool {
+    rows >= 1
+        && (1..=MAX_ROW).contains(&cols)
+        && u64::from(rows) * u64::from(cols) <= MAX_TRANSFER / 4
+}
+
+/// Bytes of a `rows × cols` `f32` matrix.
+fn matrix_bytes(rows: u32, cols: u32) -> u64 {
+    f32_bytes(u64::from(rows).saturating_mul(u64::from(cols)))
+}
+
+/// GEMM's ABI 1.2 flags.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GemmFlags {
+    /// `C += A × B`.
+    pub accumulate: bool,
+    /// B is `n × k`.
+    pub transpose_b: bool,
 }
 
 /// A GEMM's operands, read from guest memory: what its arithmetic needs, so that it can run
@@ -599,7 +881,10 @@ fn gemm(vm: &Vm, mem: &mut dyn Memory, matrices: [u64; 3], dims: [u32; 3]) -> Re
 #[derive(Clone, Debug, PartialEq)]
 pub struct GemmInputs {
     a: Vec<f32>,
+    /// B, `k × n` row-major (transposed back if it was given transposed).
     b: Vec<f32>,
+    /// C's elements before the command, if it accumulates.
+    c_in: Option<Vec<f32>>,
     /// Where C goes, and the dimensions.
     c: u64,
     m: usize,
@@ -608,32 +893,51 @@ pub struct GemmInputs {
 }
 
 impl GemmInputs {
-    /// Checks that A and B are readable and C writable, then reads A and B (each at most
-    /// 4 MiB).
+    /// Checks that A and B (and C, if accumulating) are readable and C writable, then reads
+    /// them (each at most 4 MiB).
     pub fn read(
         vm: &Vm,
         mem: &mut dyn Memory,
         [a, b, c]: [u64; 3],
         [m, n, k]: [u32; 3],
+        flags: GemmFlags,
     ) -> Result<Self, Fault> {
         let (m64, n64, k64) = (u64::from(m), u64::from(n), u64::from(k));
         let len_a = f32_bytes(k64.saturating_mul(m64));
         let len_b = f32_bytes(k64.saturating_mul(n64));
+        let len_c = f32_bytes(n64.saturating_mul(m64));
         vm.check(mem, a, len_a, Access::Read)?;
         vm.check(mem, b, len_b, Access::Read)?;
-        vm.check(mem, c, f32_bytes(n64.saturating_mul(m64)), Access::Write)?;
-        let mut mat_a = Vec::new();
-        read_chunks(vm, mem, a, len_a, |chunk| mat_a.extend(f32s(chunk)))?;
-        let mut mat_b = Vec::new();
-        read_chunks(vm, mem, b, len_b, |chunk| mat_b.extend(f32s(chunk)))?;
+        if flags.accumulate {
+            vm.check(mem, c, len_c, Access::Read)?;
+        }
+        vm.check(mem, c, len_c, Access::Write)?;
+        let read_all = |mem: &mut dyn Memory, va, len| -> Result<Vec<f32>, Fault> {
+            let mut v = Vec::new();
+            read_chunks(vm, mem, va, len, |chunk| v.extend(f32s(chunk)))?;
+            Ok(v)
+        };
+        let mat_a = read_all(mem, a, len_a)?;
+        let mut mat_b = read_all(mem, b, len_b)?;
+        let c_in = if flags.accumulate {
+            Some(read_all(mem, c, len_c)?)
+        } else {
+            None
+        };
         let dim = |d: u32| usize::try_from(d).unwrap_or(0);
+        let (n, k) = (dim(n), dim(k));
+        if flags.transpose_b {
+            // Given as `n × k`: element (p, j) is at j·k + p.
+            mat_b = (0..k * n).map(|i| mat_b[(i % n) * k + i / n]).collect();
+        }
         Ok(Self {
             a: mat_a,
             b: mat_b,
+            c_in,
             c,
             m: dim(m),
-            n: dim(n),
-            k: dim(k),
+            n,
+            k,
         })
     }
 
@@ -643,6 +947,8 @@ impl GemmInputs {
     /// dependence between elements, so the compiler vectorises it; it already streams B at
     /// about 20 GFLOP/s on one core of the development host (SSE2), and a blocked version
     /// (4 rows of A, 256 columns at a time) measured no faster, so it stays this simple.
+    ///
+    /// Accumulating adds each finished sum to C's element before the command: `C + (A × B)`.
     pub fn compute(&self) -> Vec<f32> {
         let mut c = vec![0.0f32; self.m * self.n];
         if self.n == 0 || self.k == 0 {
@@ -653,6 +959,11 @@ impl GemmInputs {
                 for (sum, &y) in acc.iter_mut().zip(row_b) {
                     *sum += x * y;
                 }
+            }
+        }
+        if let Some(c_in) = &self.c_in {
+            for (sum, &old) in c.iter_mut().zip(c_in) {
+                *sum += old;
             }
         }
         c
@@ -671,6 +982,7 @@ impl GemmInputs {
         Self {
             a: values(m * k, 1),
             b: values(k * n, 2),
+            c_in: None,
             c: 0,
             m: dim(m),
             n: dim(n),
@@ -723,5 +1035,6 @@ fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
         .fold(hash, |h, &b| (h ^ u64::from(b)).wrapping_mul(FNV_PRIME))
 }
 
+mod ml;
 #[cfg(test)]
 mod tests;

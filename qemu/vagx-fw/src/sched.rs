@@ -61,7 +61,7 @@ use vagx_abi::{
 use crate::{
     deps::{stamp_address, DepFailure, StampSlots},
     device::{Device, FwState},
-    exec::{self, Command, GemmInputs},
+    exec::{self, Command, GemmFlags, GemmInputs},
     mem::{self, BusError, Memory},
     mmu::Fault,
     trace::Trace,
@@ -825,11 +825,29 @@ impl Device {
         // A GEMM's arithmetic goes to a worker now, its operands read now and its result
         // written at completion; a fault reading them is the command's, at completion too.
         let offload = match (command, &self.workers) {
-            (Command::Gemm { a, b, c, m, n, k }, Some(workers)) => {
-                Some(match GemmInputs::read(&vm, mem, [a, b, c], [m, n, k]) {
-                    Ok(inputs) => Offload::Running(workers.submit(inputs)),
-                    Err(f) => Offload::Fault(f),
-                })
+            (
+                Command::Gemm {
+                    a,
+                    b,
+                    c,
+                    m,
+                    n,
+                    k,
+                    accumulate,
+                    transpose_b,
+                },
+                Some(workers),
+            ) => {
+                let flags = GemmFlags {
+                    accumulate,
+                    transpose_b,
+                };
+                Some(
+                    match GemmInputs::read(&vm, mem, [a, b, c], [m, n, k], flags) {
+                        Ok(inputs) => Offload::Running(workers.submit(inputs)),
+                        Err(f) => Offload::Fault(f),
+                    },
+                )
             }
             _ => None,
         };

@@ -98,6 +98,97 @@ impl CmdBuf {
         })
     }
 
+    /// (ABI 1.2) GEMM with `GEMM_FLAG_*` `flags`: `C += A × B`, B given transposed.
+    pub fn gemm_flags(
+        &mut self,
+        [a, b, c]: [u64; 3],
+        [m, n, k]: [u32; 3],
+        flags: u32,
+    ) -> &mut Self {
+        self.push(&CmdGemm {
+            header: CmdHeader {
+                flags,
+                ..CmdGemm::HEADER
+            },
+            a,
+            b,
+            c,
+            m,
+            n,
+            k,
+            _pad: 0,
+        })
+    }
+
+    /// (ABI 1.2) `dst = a + b`, `a × b` or `alpha × a + beta × b` (`ELEMENTWISE_*`).
+    pub fn elementwise(
+        &mut self,
+        op: u32,
+        [a, b, dst]: [u64; 3],
+        count: u64,
+        [alpha, beta]: [f32; 2],
+    ) -> &mut Self {
+        self.push(&CmdElementwise {
+            header: CmdElementwise::HEADER,
+            op,
+            _pad: 0,
+            a,
+            b,
+            dst,
+            count,
+            alpha: alpha.to_bits(),
+            beta: beta.to_bits(),
+        })
+    }
+
+    /// (ABI 1.2) `dst = f(src)` element by element (`ACTIVATION_*`).
+    pub fn activation(&mut self, op: u32, src: u64, dst: u64, count: u64) -> &mut Self {
+        self.push(&CmdActivation {
+            header: CmdActivation::HEADER,
+            op,
+            _pad: 0,
+            src,
+            dst,
+            count,
+        })
+    }
+
+    /// (ABI 1.2) The softmax of each row of a `rows × cols` matrix.
+    pub fn softmax(&mut self, src: u64, dst: u64, rows: u32, cols: u32) -> &mut Self {
+        self.push(&CmdSoftmax {
+            header: CmdSoftmax::HEADER,
+            src,
+            dst,
+            rows,
+            cols,
+        })
+    }
+
+    /// (ABI 1.2) Layer norm (RMS norm if `rms`) of each row, scaled by `gamma`, shifted by
+    /// `beta` (`[src, dst, gamma, beta]`).
+    pub fn layer_norm(
+        &mut self,
+        [src, dst, gamma, beta]: [u64; 4],
+        [rows, cols]: [u32; 2],
+        eps: f32,
+        rms: bool,
+    ) -> &mut Self {
+        self.push(&CmdLayerNorm {
+            header: CmdHeader {
+                flags: if rms { LAYER_NORM_FLAG_RMS } else { 0 },
+                ..CmdLayerNorm::HEADER
+            },
+            src,
+            dst,
+            gamma,
+            beta,
+            rows,
+            cols,
+            eps: eps.to_bits(),
+            _pad: 0,
+        })
+    }
+
     /// FNV-1a-64 of `len` bytes at `src` into `dst`.
     pub fn checksum(&mut self, src: u64, dst: u64, len: u64) -> &mut Self {
         self.push(&CmdChecksum {

@@ -12,6 +12,7 @@ mod every_gpu;
 mod fixture;
 mod gpu;
 mod load_tests;
+mod ml_tests;
 mod module;
 mod prime_tests;
 mod registry;

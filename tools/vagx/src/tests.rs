@@ -22,7 +22,7 @@ use vagx_abi::{pci, regs};
 use crate::{
     dep_matrix, driver_tests, every_gpu,
     gpu::Gpu,
-    load_tests, module, prime_tests,
+    load_tests, ml_tests, module, prime_tests,
     registry::{tests, Test},
     seam_tests,
     sysfs::{self, PciFunction},
@@ -68,6 +68,7 @@ fn driver_suite(prefix: &str) -> Vec<Test<'static>> {
         .chain(dep_matrix::tests())
         .chain(prime_tests::tests())
         .chain(load_tests::tests())
+        .chain(ml_tests::tests())
         .map(|test| test.prefixed(prefix))
         .collect()
 }

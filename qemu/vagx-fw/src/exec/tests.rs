@@ -467,6 +467,8 @@ fn gemm_matches_a_host_reference_bit_for_bit() {
     let mut gpu = Gpu::new();
     gpu.poke_f32s(RW, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
     gpu.execute(Command::Gemm {
+        accumulate: false,
+        transpose_b: false,
         a: RW,
         b: RW + 16,
         c: RW + 32,
@@ -484,6 +486,8 @@ fn gemm_checks_every_matrix_before_writing() {
     let before = gpu.ram.bytes().to_vec();
     // 3x2 by 2x2: A is 24 bytes, B 16, C 24.
     let gemm = |a, b, c| Command::Gemm {
+        accumulate: false,
+        transpose_b: false,
         a,
         b,
         c,
@@ -654,6 +658,8 @@ fn execute_refuses_out_of_range_commands_it_was_handed() {
             pattern: 0,
         },
         Command::Gemm {
+            accumulate: false,
+            transpose_b: false,
             a: RW,
             b: RW,
             c: RW,
@@ -805,6 +811,8 @@ fn decode_accepts_valid_commands() {
                 _pad: 0,
             }),
             Command::Gemm {
+                accumulate: false,
+                transpose_b: false,
                 a: 1,
                 b: 2,
                 c: 3,
@@ -826,6 +834,8 @@ fn decode_accepts_valid_commands() {
                 _pad: 0,
             }),
             Command::Gemm {
+                accumulate: false,
+                transpose_b: false,
                 a: 1,
                 b: 2,
                 c: 3,
@@ -1362,6 +1372,8 @@ fn costs_follow_the_documented_model() {
         // 188 bytes (11.75 ns) and 120 flops (1.875 ns).
         (
             Command::Gemm {
+                accumulate: false,
+                transpose_b: false,
                 a: 0,
                 b: 0,
                 c: 0,
@@ -1374,6 +1386,8 @@ fn costs_follow_the_documented_model() {
         // 48 KiB (3072 ns) and 2^19 flops (8192 ns).
         (
             Command::Gemm {
+                accumulate: false,
+                transpose_b: false,
                 a: 0,
                 b: 0,
                 c: 0,
@@ -1385,6 +1399,8 @@ fn costs_follow_the_documented_model() {
         ),
         (
             Command::Gemm {
+                accumulate: false,
+                transpose_b: false,
                 a: 0,
                 b: 0,
                 c: 0,
@@ -1410,6 +1426,8 @@ fn costs_follow_the_documented_model() {
     }
     // Hostile numbers saturate instead of overflowing.
     let gemm = Command::Gemm {
+        accumulate: false,
+        transpose_b: false,
         a: 0,
         b: 0,
         c: 0,
@@ -1723,6 +1741,8 @@ fn random_command_buffers_never_panic_or_stray() {
             pattern: 0,
         },
         Command::Gemm {
+            accumulate: false,
+            transpose_b: false,
             a: 0,
             b: 0,
             c: 0,
@@ -1749,3 +1769,5 @@ fn random_command_buffers_never_panic_or_stray() {
         assert!(n >= 10, "{command:?} succeeded {n} times");
     }
 }
+
+mod ml;

@@ -17,7 +17,8 @@ pub struct CmdHeader {
     pub opcode: u16,
     /// Size of the command including this header, in bytes; a multiple of 8.
     pub size: u16,
-    /// Must be zero, except the flags an opcode defines ([`BARRIER_FLAG_DEP_ERROR`]).
+    /// Must be zero, except the flags an opcode defines ([`BARRIER_FLAG_DEP_ERROR`],
+    /// [`GEMM_FLAG_ACCUMULATE`], [`GEMM_FLAG_TRANSPOSE_B`], [`LAYER_NORM_FLAG_RMS`]).
     pub flags: u32,
 }
 assert_layout!(CmdHeader, size 8, opcode @ 0, size @ 2, flags @ 4);
@@ -48,6 +49,14 @@ pub const OP_BARRIER: u16 = 9;
 pub const OP_DEBUG_HANG: u16 = 10;
 /// Reads `CmdDebugFault::address`, expected to be unmapped: a deliberate fault.
 pub const OP_DEBUG_FAULT: u16 = 11;
+/// (ABI 1.2) Element-wise add, multiply or scale-and-add of `f32` arrays.
+pub const OP_ELEMENTWISE: u16 = 12;
+/// (ABI 1.2) An activation function applied to each `f32`.
+pub const OP_ACTIVATION: u16 = 13;
+/// (ABI 1.2) Softmax of each row of an `f32` matrix.
+pub const OP_SOFTMAX: u16 = 14;
+/// (ABI 1.2) Layer norm (or RMS norm) of each row of an `f32` matrix.
+pub const OP_LAYER_NORM: u16 = 15;
 
 /// A command with its arguments.
 ///
@@ -178,6 +187,12 @@ assert_layout!(CmdFill, size 32, dst @ 8, len @ 16, pattern @ 24);
 // SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
 unsafe impl Pod for CmdFill {}
 command!(CmdFill, OP_FILL);
+
+/// [`CmdHeader::flags`] of [`OP_GEMM`] (ABI 1.2): `C += A × B` (the product is summed from
+/// `+0.0` as without the flag, then added to C's element, one more rounding).
+pub const GEMM_FLAG_ACCUMULATE: u32 = 1 << 0;
+/// [`CmdHeader::flags`] of [`OP_GEMM`] (ABI 1.2): B is given transposed, `n × k` row-major.
+pub const GEMM_FLAG_TRANSPOSE_B: u32 = 1 << 1;
 
 /// [`OP_GEMM`]: `C[m×n] = A[m×k] × B[k×n]`, row-major, densely packed `f32`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -312,6 +327,129 @@ assert_layout!(CmdDebugFault, size 16, address @ 8);
 // SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
 unsafe impl Pod for CmdDebugFault {}
 command!(CmdDebugFault, OP_DEBUG_FAULT);
+
+/// [`CmdElementwise::op`]: `dst = a + b`.
+pub const ELEMENTWISE_ADD: u32 = 0;
+/// [`CmdElementwise::op`]: `dst = a × b`.
+pub const ELEMENTWISE_MUL: u32 = 1;
+/// [`CmdElementwise::op`]: `dst = alpha × a + beta × b` (with `dst = b`, BLAS's axpby).
+pub const ELEMENTWISE_AXPBY: u32 = 2;
+
+/// [`OP_ELEMENTWISE`] (ABI 1.2): `count` elements of `dst` from those of `a` and `b`.
+/// `dst` may be `a` or `b` exactly (in place), not overlap them otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdElementwise {
+    /// The command's header: `Self::HEADER`.
+    pub header: CmdHeader,
+    /// `ELEMENTWISE_*`.
+    pub op: u32,
+    /// Must be zero.
+    pub _pad: u32,
+    /// The first input.
+    pub a: u64,
+    /// The second input.
+    pub b: u64,
+    /// The output.
+    pub dst: u64,
+    /// Number of elements, 1 to `MAX_TRANSFER / 4`.
+    pub count: u64,
+    /// `ELEMENTWISE_AXPBY`'s factor of `a`, as `f32` bits (`f32::to_bits`); zero otherwise.
+    pub alpha: u32,
+    /// `ELEMENTWISE_AXPBY`'s factor of `b`, likewise.
+    pub beta: u32,
+}
+assert_layout!(CmdElementwise, size 56, a @ 16, b @ 24, dst @ 32, count @ 40, alpha @ 48);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdElementwise {}
+command!(CmdElementwise, OP_ELEMENTWISE);
+
+/// [`CmdActivation::op`]: `max(x, 0)` (`+0.0` for zero, negative and NaN inputs).
+pub const ACTIVATION_RELU: u32 = 0;
+/// [`CmdActivation::op`]: GELU, tanh form: `0.5 x (1 + tanh(0.7978846 (x + 0.044715 x³)))`.
+pub const ACTIVATION_GELU: u32 = 1;
+/// [`CmdActivation::op`]: SiLU: `x / (1 + exp(-x))`.
+pub const ACTIVATION_SILU: u32 = 2;
+
+/// [`OP_ACTIVATION`] (ABI 1.2): `dst[i] = f(src[i])`; `dst` may be `src` exactly.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdActivation {
+    /// The command's header: `Self::HEADER`.
+    pub header: CmdHeader,
+    /// `ACTIVATION_*`.
+    pub op: u32,
+    /// Must be zero.
+    pub _pad: u32,
+    /// The input.
+    pub src: u64,
+    /// The output.
+    pub dst: u64,
+    /// Number of elements, 1 to `MAX_TRANSFER / 4`.
+    pub count: u64,
+}
+assert_layout!(CmdActivation, size 40, src @ 16, dst @ 24, count @ 32);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdActivation {}
+command!(CmdActivation, OP_ACTIVATION);
+
+/// [`OP_SOFTMAX`] (ABI 1.2): each row of `src` (`rows × cols`, row-major) to its softmax in
+/// `dst` (which may be `src` exactly): `exp(x - max) / sum`, the sum in column order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdSoftmax {
+    /// The command's header: `Self::HEADER`.
+    pub header: CmdHeader,
+    /// The input.
+    pub src: u64,
+    /// The output.
+    pub dst: u64,
+    /// Rows, at least 1; `rows × cols` at most `MAX_TRANSFER / 4`.
+    pub rows: u32,
+    /// Columns, 1 to [`MAX_ROW`].
+    pub cols: u32,
+}
+assert_layout!(CmdSoftmax, size 32, src @ 8, dst @ 16, rows @ 24, cols @ 28);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdSoftmax {}
+command!(CmdSoftmax, OP_SOFTMAX);
+
+/// [`CmdHeader::flags`] of [`OP_LAYER_NORM`]: RMS norm, `x / sqrt(mean(x²) + eps) × gamma`
+/// (no mean subtracted, `beta` not read).
+pub const LAYER_NORM_FLAG_RMS: u32 = 1 << 0;
+
+/// [`OP_LAYER_NORM`] (ABI 1.2): each row of `src` (`rows × cols`) normalised into `dst`
+/// (which may be `src` exactly): `(x - mean) / sqrt(var + eps) × gamma + beta`, with `gamma`
+/// and `beta` vectors of `cols` elements, mean and (biased) variance summed in column order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdLayerNorm {
+    /// The command's header: `Self::HEADER`.
+    pub header: CmdHeader,
+    /// The input.
+    pub src: u64,
+    /// The output.
+    pub dst: u64,
+    /// The scale, `cols` elements.
+    pub gamma: u64,
+    /// The shift, `cols` elements (not read with [`LAYER_NORM_FLAG_RMS`]).
+    pub beta: u64,
+    /// Rows, as [`CmdSoftmax::rows`].
+    pub rows: u32,
+    /// Columns, as [`CmdSoftmax::cols`].
+    pub cols: u32,
+    /// Added to the variance, as `f32` bits; a finite non-negative value.
+    pub eps: u32,
+    /// Must be zero.
+    pub _pad: u32,
+}
+assert_layout!(CmdLayerNorm, size 56, src @ 8, gamma @ 24, rows @ 40, eps @ 48);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdLayerNorm {}
+command!(CmdLayerNorm, OP_LAYER_NORM);
+
+/// Most columns of a SOFTMAX or LAYER_NORM row (256 KiB of `f32`s).
+pub const MAX_ROW: u32 = 65536;
 
 /// Largest COPY, FILL, CHECKSUM or REDUCE_SUM (bytes).
 pub const MAX_TRANSFER: u64 = 64 << 20;

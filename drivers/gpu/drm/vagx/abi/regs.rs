@@ -85,8 +85,12 @@ pub const ABI_MINOR: u16 = 2;
 pub const ABI_MINOR_DEPENDENCIES: u16 = 1;
 
 /// The first minor version with execution-unit statistics: `channels::STATS_UNIT` samples on
-/// the stats ring.
+/// the stats ring (and the model's `channels::STATS_EMULATION`).
 pub const ABI_MINOR_UNIT_STATS: u16 = 2;
+
+/// The first minor version with the ML commands: `cmd::OP_ELEMENTWISE`, `OP_ACTIVATION`,
+/// `OP_SOFTMAX`, `OP_LAYER_NORM`, and GEMM's accumulate and transpose flags.
+pub const ABI_MINOR_ML_COMMANDS: u16 = 2;
 
 /// The value of [`ABI_VERSION`].
 pub const ABI_VERSION_VALUE: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;

@@ -1,0 +1,214 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! The ML commands of ABI 1.2: element-wise arithmetic, activations, softmax and layer norm
+//! on `f32` arrays, each element or row computed in a fixed order (so a host loop in the same
+//! order gives bit-identical results with the same `libm`).
+//!
+//! As every command, each checks that what it reads is readable and then what it writes is
+//! writable before any effect, and goes through guest memory in bounded pieces: element-wise
+//! commands in chunks of 16 Ki elements, row commands a row at a time (at most `MAX_ROW`
+//! elements). An output that is its input exactly works in place: each piece is read
+//! before it is written.
+
+use vagx_abi::cmd::{
+    ACTIVATION_GELU, ACTIVATION_RELU, ACTIVATION_SILU, ELEMENTWISE_ADD, ELEMENTWISE_AXPBY,
+    ELEMENTWISE_MUL,
+};
+
+use super::{f32_bytes, f32s, CHUNK};
+use crate::mem::Memory;
+use crate::mmu::{Access, Fault, Vm};
+
+/// Elements per piece of an element-wise command.
+const PIECE: u64 = (CHUNK / 4) as u64;
+
+/// Reads `count` `f32`s at `va`.
+fn read_f32s(vm: &Vm, mem: &mut dyn Memory, va: u64, count: u64) -> Result<Vec<f32>, Fault> {
+    // CAST: at most a piece or a row, far below `usize::MAX`.
+    let mut bytes = vec![0u8; f32_bytes(count) as usize];
+    vm.read(mem, va, &mut bytes)?;
+    Ok(f32s(&bytes).collect())
+}
+
+/// Writes `values` at `va`.
+fn write_f32s(vm: &Vm, mem: &mut dyn Memory, va: u64, values: &[f32]) -> Result<(), Fault> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    vm.write(mem, va, &bytes)
+}
+
+/// ELEMENTWISE: `dst = a + b`, `a × b` or `alpha × a + beta × b`, element by element.
+pub(super) fn elementwise(
+    vm: &Vm,
+    mem: &mut dyn Memory,
+    op: u32,
+    [a, b, dst]: [u64; 3],
+    count: u64,
+    [alpha, beta]: [f32; 2],
+) -> Result<(), Fault> {
+    let len = f32_bytes(count);
+    vm.check(mem, a, len, Access::Read)?;
+    vm.check(mem, b, len, Access::Read)?;
+    vm.check(mem, dst, len, Access::Write)?;
+    let f = |x: f32, y: f32| match op {
+        ELEMENTWISE_ADD => x + y,
+        ELEMENTWISE_MUL => x * y,
+        ELEMENTWISE_AXPBY => alpha * x + beta * y,
+        _ => f32::NAN,
+    };
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(PIECE);
+        let at = f32_bytes(done);
+        let xs = read_f32s(vm, mem, a.saturating_add(at), n)?;
+        let ys = read_f32s(vm, mem, b.saturating_add(at), n)?;
+        let out: Vec<f32> = xs.iter().zip(&ys).map(|(&x, &y)| f(x, y)).collect();
+        write_f32s(vm, mem, dst.saturating_add(at), &out)?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// GELU, tanh form, in this order: `u = x·x·x`, `v = x + 0.044715·u`,
+/// `t = tanh(0.7978846·v)`, `0.5·x·(1 + t)`.
+pub fn gelu(x: f32) -> f32 {
+    let u = x * x * x;
+    let v = x + 0.044_715 * u;
+    let t = (0.797_884_6 * v).tanh();
+    0.5 * x * (1.0 + t)
+}
+
+/// SiLU: `x / (1 + exp(-x))`.
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// ReLU: `x` if it is above zero, else `+0.0` (NaN included).
+pub fn relu(x: f32) -> f32 {
+    if x > 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// ACTIVATION: `dst[i] = f(src[i])`.
+pub(super) fn activation(
+    vm: &Vm,
+    mem: &mut dyn Memory,
+    op: u32,
+    src: u64,
+    dst: u64,
+    count: u64,
+) -> Result<(), Fault> {
+    let len = f32_bytes(count);
+    vm.check(mem, src, len, Access::Read)?;
+    vm.check(mem, dst, len, Access::Write)?;
+    let f: fn(f32) -> f32 = match op {
+        ACTIVATION_RELU => relu,
+        ACTIVATION_GELU => gelu,
+        ACTIVATION_SILU => silu,
+        _ => |_| f32::NAN,
+    };
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(PIECE);
+        let at = f32_bytes(done);
+        let xs = read_f32s(vm, mem, src.saturating_add(at), n)?;
+        let out: Vec<f32> = xs.into_iter().map(f).collect();
+        write_f32s(vm, mem, dst.saturating_add(at), &out)?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// The softmax of one row: `m` the largest element, `e = exp(x - m)`, the sum of the `e` in
+/// column order from `+0.0`, then `e / sum`.
+pub fn softmax_row(row: &mut [f32]) {
+    let m = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    let mut sum = 0.0f32;
+    for x in row.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    for x in row.iter_mut() {
+        *x /= sum;
+    }
+}
+
+/// SOFTMAX: each row of `src` into `dst`.
+pub(super) fn softmax(
+    vm: &Vm,
+    mem: &mut dyn Memory,
+    src: u64,
+    dst: u64,
+    rows: u32,
+    cols: u32,
+) -> Result<(), Fault> {
+    let row_bytes = f32_bytes(u64::from(cols));
+    let len = row_bytes.saturating_mul(u64::from(rows));
+    vm.check(mem, src, len, Access::Read)?;
+    vm.check(mem, dst, len, Access::Write)?;
+    for r in 0..u64::from(rows) {
+        let at = r * row_bytes;
+        let mut row = read_f32s(vm, mem, src.saturating_add(at), u64::from(cols))?;
+        softmax_row(&mut row);
+        write_f32s(vm, mem, dst.saturating_add(at), &row)?;
+    }
+    Ok(())
+}
+
+/// Layer norm of one row, in this order: `mean = (sum of x) / cols`, `var = (sum of
+/// (x - mean)²) / cols` (sums in column order from `+0.0`), `inv = 1 / sqrt(var + eps)`,
+/// `((x - mean) · inv) · gamma + beta`. RMS norm: `ms = (sum of x²) / cols`,
+/// `inv = 1 / sqrt(ms + eps)`, `(x · inv) · gamma`.
+pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32, rms: bool) {
+    // CAST: at most MAX_ROW (65536), exact in f32.
+    let cols = row.len() as f32;
+    if rms {
+        let ms = row.iter().fold(0.0f32, |s, &x| s + x * x) / cols;
+        let inv = 1.0 / (ms + eps).sqrt();
+        for (x, &g) in row.iter_mut().zip(gamma) {
+            *x = (*x * inv) * g;
+        }
+        return;
+    }
+    let mean = row.iter().fold(0.0f32, |s, &x| s + x) / cols;
+    let var = row.iter().fold(0.0f32, |s, &x| s + (x - mean) * (x - mean)) / cols;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((x, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+        *x = ((*x - mean) * inv) * g + b;
+    }
+}
+
+/// LAYER_NORM: each row of `src` into `dst`, with `cols`-element `gamma` and `beta`.
+pub(super) fn layer_norm(
+    vm: &Vm,
+    mem: &mut dyn Memory,
+    [src, dst, gamma, beta]: [u64; 4],
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    rms: bool,
+) -> Result<(), Fault> {
+    let row_bytes = f32_bytes(u64::from(cols));
+    let len = row_bytes.saturating_mul(u64::from(rows));
+    vm.check(mem, src, len, Access::Read)?;
+    vm.check(mem, gamma, row_bytes, Access::Read)?;
+    if !rms {
+        vm.check(mem, beta, row_bytes, Access::Read)?;
+    }
+    vm.check(mem, dst, len, Access::Write)?;
+    let g = read_f32s(vm, mem, gamma, u64::from(cols))?;
+    let b = if rms {
+        Vec::new()
+    } else {
+        read_f32s(vm, mem, beta, u64::from(cols))?
+    };
+    for r in 0..u64::from(rows) {
+        let at = r * row_bytes;
+        let mut row = read_f32s(vm, mem, src.saturating_add(at), u64::from(cols))?;
+        layer_norm_row(&mut row, &g, &b, eps, rms);
+        write_f32s(vm, mem, dst.saturating_add(at), &row)?;
+    }
+    Ok(())
+}
