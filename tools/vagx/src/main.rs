@@ -5,6 +5,8 @@
 //! It runs inside the test VM as a static binary in the initramfs.
 
 mod cmdbuf;
+mod collective_tests;
+mod collectives;
 mod dep_matrix;
 mod dmabuf;
 mod driver_tests;
@@ -135,6 +137,16 @@ enum Command {
     },
     /// What `make run` shows: three processes, dependent jobs, one recovered hang.
     Demo,
+    /// A collective across the GPUs (`--gpus all`, the default, or `--gpu N` alone):
+    /// `all-reduce`, `reduce-scatter`, `all-gather` or `broadcast`, checked on the CPU, with
+    /// its algorithm and bus bandwidth.
+    Collective {
+        #[arg(default_value = "all-reduce")]
+        op: String,
+        /// Elements (f32) of each GPU's buffer.
+        #[arg(long, default_value_t = 65_536)]
+        elements: usize,
+    },
     /// GPU `--from` produces a buffer and GPU `--to` consumes it: the buffer shared as a
     /// dma-buf, the consumer's job waiting for the producer's through a shared syncobj.
     Share {
@@ -201,6 +213,15 @@ fn main() {
         Command::TestGpus { module } => gpus
             .none("test-gpus")
             .and_then(|()| tests::run_gpus(&module)),
+        Command::Collective { op, elements } => (|| {
+            let indices: Vec<usize> = gpus
+                .selection(Selection::All)
+                .nodes()?
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
+            collectives::cli(collectives::Op::parse(&op)?, &indices, elements)
+        })(),
         Command::Submit { desc, prio } => {
             workload::submit(&desc, &prio, gpus.selection(Selection::One(0)))
         }

@@ -20,7 +20,7 @@ use anyhow::{bail, ensure, Context, Result};
 use vagx_abi::{pci, regs};
 
 use crate::{
-    dep_matrix, driver_tests, every_gpu,
+    collective_tests, dep_matrix, driver_tests, every_gpu,
     gpu::Gpu,
     load_tests, ml_tests, module, prime_tests,
     registry::{tests, Test},
@@ -357,6 +357,7 @@ pub fn run_gpus(module: &Path) -> Result<()> {
     all.extend(every_gpu::tests());
     all.extend(prime_tests::tests());
     all.extend(load_tests::tests());
+    all.extend(collective_tests::tests());
     all.extend(tests![module_unloads]);
     run_tap(&all)
 }

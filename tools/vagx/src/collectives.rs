@@ -1,0 +1,470 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+
+//! Collectives across N vagx GPUs: all-reduce (a ring reduce-scatter, then a ring
+//! all-gather), reduce-scatter, all-gather and broadcast of `f32` buffers.
+//!
+//! The GPUs form a ring. Each member has its own buffer, and maps its predecessor's (shared
+//! as a dma-buf) read-only; it only ever reads from its predecessor and writes its own. A
+//! collective is a sequence of steps; at every step every member runs one job (a NOP if it
+//! has nothing to do), and that job waits, through timeline syncobjs shared between the
+//! GPUs' files, for two jobs of the step before:
+//!
+//! - its predecessor's, which produced the data it reads;
+//! - its successor's, which read the part of its buffer this step may overwrite.
+//!
+//! Its own queue orders it after its own earlier jobs. So every job of the collective is
+//! queued before the first runs, the CPU copies no tensor data and waits for nothing
+//! between steps: the GPUs advance the collective.
+//!
+//! ```text
+//!   step k:   member i-1 ──(point k of i-1)──► member i ──(point k+1 of i)──► ...
+//!                             member i+1 ──(point k of i+1)──┘   (it read i's buffer)
+//! ```
+//!
+//! The buffer of `len` elements is cut into N chunks, chunk `c` being elements
+//! `c·len/N .. (c+1)·len/N` (so sizes that do not divide by N work). Reduce-scatter leaves
+//! member `i` with chunk `i` summed over every member, in the order
+//! `x[i] + (x[i-1] + (... + (x[i+2] + x[i+1])))`; all-gather gives every member chunk `i` of
+//! member `i`.
+
+use std::os::fd::AsFd;
+
+use anyhow::{ensure, Context, Result};
+use vagx_abi::cmd::ELEMENTWISE_ADD;
+
+use crate::{
+    cmdbuf::CmdBuf,
+    fixture::WAIT_MS,
+    gpu::{Gpu, Mapping, Sync},
+    uapi,
+};
+
+/// Where a member's own buffer and its predecessor's sit in its VM.
+const OWN_VA: u64 = 0x10_0000;
+const PEER_VA: u64 = 0x4000_0000;
+/// The buffer: command slots, then the data.
+const SLOT: u64 = 512;
+const SLOTS: u64 = 128;
+const DATA: u64 = SLOT * SLOTS;
+
+/// The collectives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    AllReduce,
+    ReduceScatter,
+    AllGather,
+    Broadcast { root: usize },
+}
+
+impl Op {
+    /// Parses `all-reduce`, `reduce-scatter`, `all-gather` or `broadcast` (root 0).
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "all-reduce" => Self::AllReduce,
+            "reduce-scatter" => Self::ReduceScatter,
+            "all-gather" => Self::AllGather,
+            "broadcast" => Self::Broadcast { root: 0 },
+            _ => anyhow::bail!("unknown collective {s:?}"),
+        })
+    }
+
+    /// NCCL's bus-bandwidth factor: what each link carries per byte of the buffer.
+    fn bus_factor(self, n: usize) -> f64 {
+        let n = n as f64;
+        match self {
+            Self::AllReduce => 2.0 * (n - 1.0) / n,
+            Self::ReduceScatter | Self::AllGather => (n - 1.0) / n,
+            Self::Broadcast { .. } => 1.0,
+        }
+    }
+}
+
+/// One GPU of the ring.
+struct Member {
+    gpu: Gpu,
+    vm: u32,
+    bo: u32,
+    map: Mapping,
+    queue: u32,
+    /// The predecessor's buffer, imported.
+    peer_bo: Option<u32>,
+    /// This member's timeline (point k+1: its job of step k is done), and its neighbours'
+    /// imported into its file.
+    timeline: u32,
+    prev_timeline: u32,
+    next_timeline: u32,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        let _ = self.gpu.queue_destroy(self.queue);
+        let _ = self.gpu.vm_destroy(self.vm);
+        let _ = self.gpu.gem_close(self.bo);
+        if let Some(p) = self.peer_bo {
+            let _ = self.gpu.gem_close(p);
+        }
+    }
+}
+
+/// A collective whose jobs are queued.
+#[must_use]
+pub struct Queued {
+    op: Op,
+    before: u64,
+    first_step: u64,
+}
+
+/// What a collective took.
+#[derive(Clone, Copy, Debug)]
+pub struct Report {
+    /// Steps, and jobs submitted (one per member and step).
+    pub steps: u64,
+    pub jobs: u64,
+    /// Device time from before the first submit to after the last job, in ns.
+    pub device_ns: u64,
+    /// Bytes of the buffer over device time, and NCCL's bus bandwidth, in GB/s.
+    pub algbw: f64,
+    pub busbw: f64,
+}
+
+/// N GPUs in a ring, each with a buffer of `len` `f32`s.
+pub struct Ring {
+    members: Vec<Member>,
+    len: usize,
+    /// The last timeline point of every member.
+    point: u64,
+    /// The next command slot (the same in every member).
+    slot: u64,
+    /// Per member, a syncobj (of its file) its next job also waits for: a test's gate.
+    gates: Vec<Option<u32>>,
+}
+
+impl Ring {
+    /// A ring of the GPUs `gpus` (render-node indices, in ring order) with `len` elements
+    /// each.
+    pub fn new(gpus: &[usize], len: usize) -> Result<Self> {
+        ensure!(!gpus.is_empty(), "a ring needs a GPU");
+        let size = DATA + 4 * u64::try_from(len)?;
+        let size = size.next_multiple_of(4096);
+        let mut members = Vec::new();
+        for &index in gpus {
+            let gpu = Gpu::open_index(index).with_context(|| format!("opening gpu{index}"))?;
+            let vm = gpu.vm_create()?;
+            let bo = gpu.gem_create(size)?;
+            gpu.vm_map(vm, bo, OWN_VA, size)?;
+            let map = gpu.map(bo, usize::try_from(size)?)?;
+            let queue = gpu.queue_create(vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)?;
+            let timeline = gpu.syncobj()?;
+            members.push(Member {
+                gpu,
+                vm,
+                bo,
+                map,
+                queue,
+                peer_bo: None,
+                timeline,
+                prev_timeline: timeline,
+                next_timeline: timeline,
+            });
+        }
+        let n = members.len();
+        if n > 1 {
+            for i in 0..n {
+                let (prev, next) = ((i + n - 1) % n, (i + 1) % n);
+                let buf = members[prev].gpu.prime_export(members[prev].bo)?;
+                let peer = members[i].gpu.prime_import(buf.as_fd())?;
+                members[i].peer_bo = Some(peer);
+                let m = &members[i];
+                m.gpu
+                    .vm_map_flags(m.vm, peer, PEER_VA, size, uapi::DRM_VAGX_VM_BIND_READ)
+                    .context("mapping the predecessor's buffer")?;
+                let (p, q) = {
+                    let share = |from: usize| -> Result<u32> {
+                        let fd = members[from].gpu.syncobj_export(members[from].timeline)?;
+                        Ok(members[i].gpu.syncobj_import(fd.as_fd())?)
+                    };
+                    (share(prev)?, share(next)?)
+                };
+                members[i].prev_timeline = p;
+                members[i].next_timeline = q;
+            }
+        }
+        let gates = vec![None; members.len()];
+        Ok(Self {
+            members,
+            len,
+            point: 0,
+            slot: 0,
+            gates,
+        })
+    }
+
+    /// Members.
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Elements `[start, end)` of chunk `c`.
+    pub fn chunk(&self, c: usize) -> (usize, usize) {
+        let n = self.size();
+        (c * self.len / n, (c + 1) * self.len / n)
+    }
+
+    /// Writes member `i`'s buffer.
+    pub fn write(&self, i: usize, values: &[f32]) {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.members[i].map.write(DATA as usize, &bytes);
+    }
+
+    /// Reads member `i`'s buffer.
+    pub fn read(&self, i: usize) -> Vec<f32> {
+        let mut bytes = vec![0u8; self.len * 4];
+        self.members[i].map.read(DATA as usize, &mut bytes);
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// Runs `op` and waits for it.
+    pub fn run(&mut self, op: Op) -> Result<Report> {
+        let queued = self.queue(op)?;
+        self.finish(queued)
+    }
+
+    /// Member `i`'s GPU, and the handle of a syncobj there that its next job will also wait
+    /// for (its first job of the next collective): a test holds a collective with it.
+    pub fn gate(&mut self, i: usize) -> Result<(&Gpu, u32)> {
+        let m = &self.members[i];
+        let s = m.gpu.syncobj()?;
+        self.gates[i] = Some(s);
+        Ok((&self.members[i].gpu, s))
+    }
+
+    /// Member `i`'s GPU and the last point of its timeline.
+    pub fn timeline(&self, i: usize) -> (&Gpu, u32, u64) {
+        let m = &self.members[i];
+        (&m.gpu, m.timeline, self.point)
+    }
+
+    /// Submits every job of `op` and returns at once (nothing waited for).
+    pub fn queue(&mut self, op: Op) -> Result<Queued> {
+        let n = self.size();
+        let before = self.members[0].gpu.device_load()?.device_time_ns;
+        let first_step = self.point;
+        match op {
+            Op::ReduceScatter => self.reduce_scatter()?,
+            Op::AllGather => self.all_gather()?,
+            Op::AllReduce => {
+                self.reduce_scatter()?;
+                self.all_gather()?;
+            }
+            Op::Broadcast { root } => self.broadcast(root % n)?,
+        }
+        Ok(Queued {
+            op,
+            before,
+            first_step,
+        })
+    }
+
+    /// Waits for a queued collective's last jobs.
+    pub fn finish(&mut self, q: Queued) -> Result<Report> {
+        let Queued {
+            op,
+            before,
+            first_step,
+        } = q;
+        let n = self.size();
+        for m in self.members.iter().filter(|_| self.point > first_step) {
+            m.gpu
+                .wait_point(m.timeline, self.point, WAIT_MS)
+                .context("waiting for the collective")?;
+        }
+        let after = self.members[0].gpu.device_load()?.device_time_ns;
+        let steps = self.point - first_step;
+        let device_ns = after.saturating_sub(before).max(1);
+        let algbw = (self.len * 4) as f64 / device_ns as f64;
+        Ok(Report {
+            steps,
+            jobs: steps * n as u64,
+            device_ns,
+            algbw,
+            busbw: algbw * op.bus_factor(n),
+        })
+    }
+
+    /// One step: member `i` runs `work(i)` (a NOP if it gives nothing), after its
+    /// predecessor's and its successor's jobs of the step before.
+    fn step(&mut self, work: impl Fn(&Self, usize) -> CmdBuf) -> Result<()> {
+        let cmds: Vec<CmdBuf> = (0..self.size()).map(|i| work(self, i)).collect();
+        let slot = self.slot;
+        self.slot = (self.slot + 1) % SLOTS;
+        let point = self.point;
+        for (i, (m, mut c)) in self.members.iter().zip(cmds).enumerate() {
+            if c.count() == 0 {
+                c.nop();
+            }
+            ensure!(
+                u64::from(c.len()) <= SLOT,
+                "a step's commands fit in a slot"
+            );
+            m.map.write((slot * SLOT) as usize, c.bytes());
+            let mut syncs = Vec::new();
+            if let Some(gate) = self.gates[i].take() {
+                syncs.push(Sync::wait(gate, 0));
+            }
+            if point > 0 && self.members.len() > 1 {
+                syncs.push(Sync::wait(m.prev_timeline, point));
+                syncs.push(Sync::wait(m.next_timeline, point));
+            }
+            syncs.push(Sync::signal(m.timeline, point + 1));
+            m.gpu
+                .submit(m.queue, OWN_VA + slot * SLOT, c.len(), &syncs)
+                .with_context(|| format!("member {i}'s job of step {point}"))?;
+        }
+        self.point += 1;
+        Ok(())
+    }
+
+    /// The GPU addresses of chunk `c` in a member's own buffer and in its predecessor's.
+    fn chunk_vas(&self, c: usize) -> (u64, u64, u64) {
+        let (start, end) = self.chunk(c);
+        let off = DATA + 4 * start as u64;
+        (OWN_VA + off, PEER_VA + off, 4 * (end - start) as u64)
+    }
+
+    /// N - 1 steps; at step `s` member `j` adds its predecessor's chunk `j - s - 2` into its
+    /// own, so that member `j` ends with chunk `j` summed over all.
+    fn reduce_scatter(&mut self) -> Result<()> {
+        let n = self.size();
+        for s in 0..n.saturating_sub(1) {
+            self.step(|ring, j| {
+                let c = (j + 2 * n - s - 2) % n;
+                let (own, peer, bytes) = ring.chunk_vas(c);
+                let mut cmds = CmdBuf::new();
+                if bytes > 0 {
+                    cmds.elementwise(ELEMENTWISE_ADD, [own, peer, own], bytes / 4, [0.0, 0.0]);
+                }
+                cmds
+            })?;
+        }
+        Ok(())
+    }
+
+    /// N - 1 steps; at step `t` member `j` copies its predecessor's chunk `j - 1 - t`.
+    fn all_gather(&mut self) -> Result<()> {
+        let n = self.size();
+        for t in 0..n.saturating_sub(1) {
+            self.step(|ring, j| {
+                let c = (j + 2 * n - 1 - t) % n;
+                let (own, peer, bytes) = ring.chunk_vas(c);
+                let mut cmds = CmdBuf::new();
+                if bytes > 0 {
+                    cmds.copy(peer, own, bytes);
+                }
+                cmds
+            })?;
+        }
+        Ok(())
+    }
+
+    /// N - 1 steps; at step `t` member `root + t + 1` copies its predecessor's whole buffer.
+    fn broadcast(&mut self, root: usize) -> Result<()> {
+        let n = self.size();
+        let bytes = 4 * self.len as u64;
+        for t in 0..n.saturating_sub(1) {
+            self.step(|_, j| {
+                let mut cmds = CmdBuf::new();
+                if j == (root + t + 1) % n && bytes > 0 {
+                    cmds.copy(PEER_VA + DATA, OWN_VA + DATA, bytes);
+                }
+                cmds
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The CPU's result of reduce-scatter for member `i`'s chunk, summed in the ring's order.
+pub fn reduced_chunk(inputs: &[Vec<f32>], (start, end): (usize, usize), i: usize) -> Vec<f32> {
+    let n = inputs.len();
+    (start..end)
+        .map(|e| {
+            // Addition commutes; what the ring fixes is the association.
+            let mut acc = inputs[(i + 1) % n][e];
+            for t in 2..=n {
+                acc += inputs[(i + t) % n][e];
+            }
+            acc
+        })
+        .collect()
+}
+
+/// `vagx-tool collective`: runs `op` on the GPUs `gpus` with `len` elements, checks the
+/// result on the CPU and prints the bandwidths.
+pub fn cli(op: Op, gpus: &[usize], len: usize) -> Result<()> {
+    let mut ring = Ring::new(gpus, len)?;
+    let inputs: Vec<Vec<f32>> = (0..ring.size()).map(|i| input(i, len)).collect();
+    for (i, v) in inputs.iter().enumerate() {
+        ring.write(i, v);
+    }
+    let report = ring.run(op)?;
+    let worst = check(&ring, op, &inputs)?;
+    println!(
+        "collective {op:?} on {} GPU(s), {len} f32: {} steps, {} jobs, {:.3} ms of device \
+         time, algbw {:.3} GB/s, busbw {:.3} GB/s, worst error {worst:e}",
+        ring.size(),
+        report.steps,
+        report.jobs,
+        report.device_ns as f64 / 1e6,
+        report.algbw,
+        report.busbw
+    );
+    Ok(())
+}
+
+/// Member `i`'s input: distinct, inexact values.
+pub fn input(i: usize, len: usize) -> Vec<f32> {
+    (0..len)
+        .map(|e| {
+            let h = ((e * 7919 + i * 104_729) as u32).wrapping_mul(2_654_435_761) >> 10;
+            (h % 10_007) as f32 / 997.0 - 5.0
+        })
+        .collect()
+}
+
+/// Checks every member's buffer after `op` against the CPU; returns the worst difference
+/// from a plain CPU sum (the ring's order is checked exactly).
+pub fn check(ring: &Ring, op: Op, inputs: &[Vec<f32>]) -> Result<f32> {
+    let n = ring.size();
+    let mut worst = 0f32;
+    let reduced: Vec<Vec<f32>> = (0..n)
+        .map(|c| reduced_chunk(inputs, ring.chunk(c), c))
+        .collect();
+    for i in 0..n {
+        let got = ring.read(i);
+        for c in 0..n {
+            let (start, end) = ring.chunk(c);
+            let want: &[f32] = match op {
+                Op::AllReduce => &reduced[c],
+                Op::ReduceScatter if c == i => &reduced[c],
+                Op::ReduceScatter => continue,
+                Op::AllGather => &inputs[c][start..end],
+                Op::Broadcast { root } => &inputs[root % n][start..end],
+            };
+            for (e, (g, w)) in got[start..end].iter().zip(want).enumerate() {
+                ensure!(
+                    g.to_bits() == w.to_bits(),
+                    "{op:?}: member {i}, element {}: GPU {g:e}, CPU {w:e}",
+                    start + e
+                );
+                if matches!(op, Op::AllReduce | Op::ReduceScatter) {
+                    let plain: f32 = inputs.iter().map(|x| x[start + e]).sum();
+                    worst = worst.max((g - plain).abs());
+                }
+            }
+        }
+    }
+    Ok(worst)
+}
