@@ -13,6 +13,7 @@ mod driver_tests;
 mod every_gpu;
 mod fixture;
 mod gpu;
+mod infer;
 mod load_tests;
 mod ml_tests;
 mod module;
@@ -137,6 +138,22 @@ enum Command {
     },
     /// What `make run` shows: three processes, dependent jobs, one recovered hang.
     Demo,
+    /// A small MLP (hidden, layers, batch from a seed) on one GPU, data parallel and
+    /// pipeline parallel across the GPUs (`--gpus all`, the default), every output checked on
+    /// the CPU: wall time, speedup, per-GPU busy time and utilisation, the pipeline's bubble.
+    Infer {
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Micro-batches of the pipeline.
+        #[arg(long, default_value_t = 8)]
+        micro: usize,
+    },
     /// A collective across the GPUs (`--gpus all`, the default, or `--gpu N` alone):
     /// `all-reduce`, `reduce-scatter`, `all-gather` or `broadcast`, checked on the CPU, with
     /// its algorithm and bus bandwidth.
@@ -213,6 +230,27 @@ fn main() {
         Command::TestGpus { module } => gpus
             .none("test-gpus")
             .and_then(|()| tests::run_gpus(&module)),
+        Command::Infer {
+            hidden,
+            layers,
+            batch,
+            seed,
+            micro,
+        } => (|| {
+            let indices: Vec<usize> = gpus
+                .selection(Selection::All)
+                .nodes()?
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
+            let shape = infer::Shape {
+                hidden,
+                layers,
+                batch,
+                seed,
+            };
+            infer::cli(shape, &indices, micro)
+        })(),
         Command::Collective { op, elements } => (|| {
             let indices: Vec<usize> = gpus
                 .selection(Selection::All)

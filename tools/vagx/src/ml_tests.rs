@@ -32,7 +32,63 @@ pub fn tests() -> Vec<Test<'static>> {
         gemm_accumulates_and_transposes_b_like_the_cpu,
         an_mlp_block_runs_as_one_job,
         a_malformed_ml_command_fails_its_job,
+        the_model_runs_single_data_and_pipeline_parallel_like_the_cpu,
     ]
+}
+
+/// The multi-GPU boot's: the model on every GPU, with more stages than layers.
+pub fn multi_gpu_tests() -> Vec<Test<'static>> {
+    tests![
+        the_model_runs_single_data_and_pipeline_parallel_like_the_cpu,
+        a_pipeline_with_more_gpus_than_layers_passes_activations_through,
+    ]
+}
+
+/// Runs the model on every GPU of the boot (up to 4) in every configuration; each checks
+/// its outputs against the CPU itself. Uneven splits: 23 rows over 2 or 4 GPUs, 5
+/// micro-batches.
+fn model_on_every_gpu(layers: usize) -> Result<()> {
+    let count = crate::gpu::render_nodes()?.len().min(4);
+    let gpus = (0..count)
+        .map(Gpu::open_index)
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let model = crate::infer::Model::new(crate::infer::Shape {
+        hidden: 64,
+        layers,
+        batch: 23,
+        seed: 3,
+    });
+    let rows = crate::infer::run_all(&model, &gpus, 5)?;
+    ensure!(
+        rows.len() == if count > 1 { 3 } else { 1 },
+        "{} configurations ran",
+        rows.len()
+    );
+    for r in &rows {
+        ensure!(
+            r.utilisation.iter().all(|u| (0.0..=1.0).contains(u))
+                && r.busy_ms
+                    .iter()
+                    .take(r.gpus)
+                    .all(|&b| b > 0.0 || r.gpus > 1),
+            "{}: utilisation {:?}, busy {:?}",
+            r.name,
+            r.utilisation,
+            r.busy_ms
+        );
+        if let Some(b) = r.bubble {
+            ensure!((0.0..1.0).contains(&b), "{}: bubble {b}", r.name);
+        }
+    }
+    Ok(())
+}
+
+fn the_model_runs_single_data_and_pipeline_parallel_like_the_cpu() -> Result<()> {
+    model_on_every_gpu(4)
+}
+
+fn a_pipeline_with_more_gpus_than_layers_passes_activations_through() -> Result<()> {
+    model_on_every_gpu(3)
 }
 
 /// Non-trivial values in about [-4, 4].

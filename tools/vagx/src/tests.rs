@@ -358,6 +358,7 @@ pub fn run_gpus(module: &Path) -> Result<()> {
     all.extend(prime_tests::tests());
     all.extend(load_tests::tests());
     all.extend(collective_tests::tests());
+    all.extend(ml_tests::multi_gpu_tests());
     all.extend(tests![module_unloads]);
     run_tap(&all)
 }
