@@ -137,15 +137,23 @@ pub struct Ring {
     slot: u64,
     /// Per member, a syncobj (of its file) its next job also waits for: a test's gate.
     gates: Vec<Option<u32>>,
+    /// Where the room a user asked for beyond the data starts in each buffer.
+    extra: u64,
 }
 
 impl Ring {
     /// A ring of the GPUs `gpus` (render-node indices, in ring order) with `len` elements
     /// each.
     pub fn new(gpus: &[usize], len: usize) -> Result<Self> {
+        Self::with_extra(gpus, len, 0)
+    }
+
+    /// A ring whose buffers also have `extra` bytes of their own after the data, for work
+    /// of the user's between collectives ([`Ring::user_step`]).
+    pub fn with_extra(gpus: &[usize], len: usize, extra: u64) -> Result<Self> {
         ensure!(!gpus.is_empty(), "a ring needs a GPU");
-        let size = DATA + 4 * u64::try_from(len)?;
-        let size = size.next_multiple_of(4096);
+        let extra_at = (DATA + 4 * u64::try_from(len)?).next_multiple_of(4096);
+        let size = (extra_at + extra).next_multiple_of(4096);
         let mut members = Vec::new();
         for &index in gpus {
             let gpu = Gpu::open_index(index).with_context(|| format!("opening gpu{index}"))?;
@@ -196,6 +204,7 @@ impl Ring {
             point: 0,
             slot: 0,
             gates,
+            extra: extra_at,
         })
     }
 
@@ -224,6 +233,68 @@ impl Ring {
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
+    }
+
+    /// The GPU address of byte `offset` of the extra room, and of the data.
+    pub fn extra_va(&self, offset: u64) -> u64 {
+        OWN_VA + self.extra + offset
+    }
+
+    pub fn data_va(&self) -> u64 {
+        OWN_VA + DATA
+    }
+
+    /// Writes `values` at byte `offset` of member `i`'s extra room.
+    pub fn write_extra(&self, i: usize, offset: u64, values: &[f32]) {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.members[i]
+            .map
+            .write((self.extra + offset) as usize, &bytes);
+    }
+
+    /// Reads `count` `f32`s at byte `offset` of member `i`'s extra room.
+    pub fn read_extra(&self, i: usize, offset: u64, count: usize) -> Vec<f32> {
+        let mut bytes = vec![0u8; count * 4];
+        self.members[i]
+            .map
+            .read((self.extra + offset) as usize, &mut bytes);
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
+    /// A step of the user's own: member `i` runs `work(i)`, ordered like a collective's
+    /// steps (after its neighbours' jobs of the step before).
+    pub fn user_step(&mut self, work: impl Fn(usize) -> CmdBuf) -> Result<()> {
+        self.step(|_, i| work(i))
+    }
+
+    /// How many steps may be queued at once (command slots).
+    pub const MAX_QUEUED_STEPS: u64 = SLOTS;
+
+    /// Waits until every member has done every step queued so far.
+    pub fn wait_all(&self) -> Result<()> {
+        for m in self.members.iter().filter(|_| self.point > 0) {
+            m.gpu
+                .wait_point(m.timeline, self.point, WAIT_MS)
+                .context("waiting for the ring")?;
+        }
+        Ok(())
+    }
+
+    /// Queues the steps of `op` (an all-reduce by the GPUs, no wait).
+    pub fn queue_only(&mut self, op: Op) -> Result<()> {
+        let n = self.size();
+        match op {
+            Op::ReduceScatter => self.reduce_scatter(),
+            Op::AllGather => self.all_gather(),
+            Op::AllReduce => {
+                self.reduce_scatter()?;
+                self.all_gather()
+            }
+            Op::Broadcast { root } => self.broadcast(root % n),
+        }
     }
 
     /// Runs `op` and waits for it.

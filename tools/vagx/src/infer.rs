@@ -3,14 +3,16 @@
 //! `vagx-tool infer`: a small deterministic model run on one GPU, data parallel and
 //! pipeline parallel across the GPUs, every output checked against the CPU.
 //!
-//! The model is an MLP of `layers` blocks on `hidden`-wide rows: each block is
-//! `h = layer_norm(relu(h × W + b))` (ABI 1.2's GEMM, ELEMENTWISE, ACTIVATION and
-//! LAYER_NORM), and a softmax ends it. Weights, biases, norm parameters and inputs come from
-//! a seed. A forward pass on a GPU is one job.
+//! The model is a stack of `layers` transformer-style MLP blocks on `hidden`-wide rows,
+//! `x = layer_norm(x + relu(x × W1 + b1) × W2 + b2)` with a feed-forward width of
+//! `2·hidden` (ABI 1.2's GEMM, ELEMENTWISE, ACTIVATION and LAYER_NORM), and a softmax ends
+//! it. Every parameter and the input come from a seed. A forward pass on a GPU is one job.
 //!
 //! - **single**: the whole batch on GPU 0;
 //! - **data parallel**: the batch split over the GPUs (uneven splits allowed), each with
 //!   its own copy of the weights, no communication;
+//! - **tensor parallel**: each block's W1 split by columns and W2 by rows (Megatron), an
+//!   all-reduce of the partial products per block ([`tensor_parallel`]);
 //! - **pipeline parallel**: the layers split over the GPUs, the batch cut into micro-batches
 //!   that flow from stage to stage: stage `s`'s job for micro-batch `m` reads stage `s-1`'s
 //!   output for it straight from that GPU's buffer (a dma-buf mapped read-only) and waits for
@@ -20,7 +22,8 @@
 //!
 //! GEMM, bias, ReLU and layer norm are bit-exact against the CPU; the softmax's `exp` may
 //! differ in the last bit between the device model's `libm` and the tool's, so outputs are
-//! compared within `1e-6`, and the worst difference is printed.
+//! compared within `1e-6` (tensor parallel, whose partial sums associate differently,
+//! within `1e-4`), and the worst difference is printed.
 
 use std::{os::fd::AsFd, time::Instant};
 
@@ -43,17 +46,19 @@ pub struct Shape {
     pub seed: u64,
 }
 
-/// The model's parameters.
+/// The model's parameters: per block, `W1` (`hidden × ff`), `b1` (`ff`), `W2`
+/// (`ff × hidden`), `b2`, `gamma`, `beta` (`hidden`), with `ff = 2·hidden`.
 pub struct Model {
     shape: Shape,
-    /// Per layer: W (`hidden × hidden`), b, gamma, beta (`hidden` each).
-    w: Vec<Vec<f32>>,
-    b: Vec<Vec<f32>>,
+    w1: Vec<Vec<f32>>,
+    b1: Vec<Vec<f32>>,
+    w2: Vec<Vec<f32>>,
+    b2: Vec<Vec<f32>>,
     gamma: Vec<Vec<f32>>,
     beta: Vec<Vec<f32>>,
 }
 
-/// Deterministic values from `seed`, scaled by `scale`, about uniform in `[-scale, scale]`.
+/// Deterministic values from `seed`, about uniform in `[-scale, scale]`.
 fn seeded(seed: u64, count: usize, scale: f32) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..count)
@@ -68,23 +73,30 @@ fn seeded(seed: u64, count: usize, scale: f32) -> Vec<f32> {
 
 impl Model {
     pub fn new(shape: Shape) -> Self {
-        let h = shape.hidden;
+        let (h, f) = (shape.hidden, 2 * shape.hidden);
         let per = |k: u64, n: usize, scale: f32| -> Vec<Vec<f32>> {
             (0..shape.layers)
                 .map(|l| seeded(shape.seed * 1000 + k * 100 + l as u64, n, scale))
                 .collect()
         };
-        // Weights scaled as 1/sqrt(hidden), so that activations stay about unit size.
+        // Weights scaled as 1/sqrt(fan-in), so that activations stay about unit size.
         Self {
-            w: per(1, h * h, 1.0 / (h as f32).sqrt()),
-            b: per(2, h, 0.1),
-            gamma: per(3, h, 1.0)
+            w1: per(1, h * f, 1.0 / (h as f32).sqrt()),
+            b1: per(2, f, 0.1),
+            w2: per(3, f * h, 1.0 / (f as f32).sqrt()),
+            b2: per(4, h, 0.1),
+            gamma: per(5, h, 0.25)
                 .into_iter()
-                .map(|g| g.iter().map(|v| 1.0 + 0.25 * v).collect())
+                .map(|g| g.iter().map(|v| 1.0 + v).collect())
                 .collect(),
-            beta: per(4, h, 0.1),
+            beta: per(6, h, 0.1),
             shape,
         }
+    }
+
+    /// The feed-forward width.
+    pub fn ff(&self) -> usize {
+        2 * self.shape.hidden
     }
 
     /// The input batch (`batch × hidden`).
@@ -96,34 +108,32 @@ impl Model {
         )
     }
 
-    /// Layers `layers` of the model on `x` (`rows × hidden`) on the CPU, in the device's
-    /// order of operations, then the softmax if `last`.
+    /// Blocks `layers` of the model on `x` (`rows × hidden`) on the CPU, in the device's
+    /// order of operations, then the softmax if `last`: per block
+    /// `layer_norm(x + (relu(x × W1 + b1) × W2 + b2))`.
     pub fn cpu(&self, x: &[f32], layers: std::ops::Range<usize>, last: bool) -> Vec<f32> {
-        let h = self.shape.hidden;
+        let (h, f) = (self.shape.hidden, self.ff());
         let rows = x.len() / h;
         let mut a = x.to_vec();
         for l in layers {
-            let mut out = vec![0f32; rows * h];
-            for i in 0..rows {
-                for j in 0..h {
-                    let mut s = 0f32;
-                    for p in 0..h {
-                        s += a[i * h + p] * self.w[l][p * h + j];
-                    }
-                    let v = s + self.b[l][j];
-                    out[i * h + j] = if v > 0.0 { v } else { 0.0 };
+            let mut t = gemm_cpu(&a, &self.w1[l], rows, f, h);
+            for row in t.chunks_mut(f) {
+                for (v, &b) in row.iter_mut().zip(&self.b1[l]) {
+                    let s = *v + b;
+                    *v = if s > 0.0 { s } else { 0.0 };
                 }
             }
-            for row in out.chunks_mut(h) {
-                let n = h as f32;
-                let mean = row.iter().fold(0.0f32, |s, &v| s + v) / n;
-                let var = row.iter().fold(0.0f32, |s, &v| s + (v - mean) * (v - mean)) / n;
-                let inv = 1.0 / (var + EPS).sqrt();
-                for ((v, &g), &b) in row.iter_mut().zip(&self.gamma[l]).zip(&self.beta[l]) {
-                    *v = ((*v - mean) * inv) * g + b;
+            let mut u = gemm_cpu(&t, &self.w2[l], rows, h, f);
+            for (i, row) in u.chunks_mut(h).enumerate() {
+                for (j, (v, &b)) in row.iter_mut().zip(&self.b2[l]).enumerate() {
+                    *v += b;
+                    *v += a[i * h + j];
                 }
             }
-            a = out;
+            for row in u.chunks_mut(h) {
+                norm_row(row, &self.gamma[l], &self.beta[l]);
+            }
+            a = u;
         }
         if last {
             for row in a.chunks_mut(h) {
@@ -142,17 +152,45 @@ impl Model {
     }
 }
 
+/// `a (m × k) × b (k × n)`, each element summed in increasing `k` from `+0.0`.
+fn gemm_cpu(a: &[f32], b: &[f32], m: usize, n: usize, k: usize) -> Vec<f32> {
+    let mut c = vec![0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0f32;
+            for p in 0..k {
+                s += a[i * k + p] * b[p * n + j];
+            }
+            c[i * n + j] = s;
+        }
+    }
+    c
+}
+
+/// Layer norm of one row as the device computes it.
+fn norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32]) {
+    let n = row.len() as f32;
+    let mean = row.iter().fold(0.0f32, |s, &v| s + v) / n;
+    let var = row.iter().fold(0.0f32, |s, &v| s + (v - mean) * (v - mean)) / n;
+    let inv = 1.0 / (var + EPS).sqrt();
+    for ((v, &g), &b) in row.iter_mut().zip(gamma).zip(beta) {
+        *v = ((*v - mean) * inv) * g + b;
+    }
+}
+
 const EPS: f32 = 1e-5;
 
-/// One GPU's copy of layers `layers`, with room for `rows` rows of activations per
+/// One GPU's copy of blocks `layers`, with room for `rows` rows of activations per
 /// micro-batch slot and `slots` slots of output.
 struct Stage<'g> {
     ctx: Ctx<'g>,
     layers: std::ops::Range<usize>,
     rows: usize,
-    /// Offsets in the data area.
+    /// Offsets in the data area: parameters, input slots, scratch (`t`: `rows × ff`, `u`
+    /// and two activations: `rows × hidden`), output slots, command buffers.
     weights: u64,
     input: u64,
+    t: u64,
     act: [u64; 2],
     out: u64,
     /// Command buffers, [`JOB_CMDS`] bytes per job (one per slot).
@@ -161,19 +199,41 @@ struct Stage<'g> {
     size: u64,
 }
 
-/// Room for one job's commands (200 bytes a layer).
+/// Room for one job's commands (360 bytes a block).
 const JOB_CMDS: u64 = 8192;
 
-/// The buffer offsets of layer `l`'s parameters, relative to `weights`.
-fn param_offsets(h: usize, rows: usize, l: usize) -> (u64, u64, u64, u64) {
-    let (h, rows) = (h as u64, rows as u64);
-    let per = 4 * (h * h + rows * h + 2 * h);
-    let base = per * l as u64;
+/// Where block `k`'s parameters are, relative to the stage's `weights`: W1, the bias `b1` as
+/// a `rows × ff` matrix (ELEMENTWISE has no broadcast), W2, `b2` as `rows × hidden`, gamma,
+/// beta; and the size of one block's.
+#[derive(Clone, Copy)]
+struct Params {
+    w1: u64,
+    b1: u64,
+    w2: u64,
+    b2: u64,
+    gamma: u64,
+    beta: u64,
+}
+
+fn params(h: usize, f: usize, rows: usize, k: usize) -> (Params, u64) {
+    let (h, f, rows) = (h as u64, f as u64, rows as u64);
+    let per = 4 * (h * f + rows * f + f * h + rows * h + 2 * h);
+    let w1 = per * k as u64;
+    let b1 = w1 + 4 * h * f;
+    let w2 = b1 + 4 * rows * f;
+    let b2 = w2 + 4 * f * h;
+    let gamma = b2 + 4 * rows * h;
+    let beta = gamma + 4 * h;
     (
-        base,
-        base + 4 * h * h,
-        base + 4 * (h * h + rows * h),
-        base + 4 * (h * h + rows * h + h),
+        Params {
+            w1,
+            b1,
+            w2,
+            b2,
+            gamma,
+            beta,
+        },
+        per,
     )
 }
 
@@ -191,8 +251,37 @@ fn get(ctx: &Ctx<'_>, offset: u64, count: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `v` repeated `rows` times: a bias as a matrix.
+fn rows_of(v: &[f32], rows: usize) -> Vec<f32> {
+    (0..rows).flat_map(|_| v.iter().copied()).collect()
+}
+
+/// One block on the device: `layer_norm(x + (relu(x × W1 + b1) × W2 + b2))` for `rows`
+/// rows from `x` into `dst`, with `t` (`rows × ff`) and `dst` as scratch; `va` maps the
+/// parameters' offsets to GPU addresses.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    c: &mut CmdBuf,
+    p: Params,
+    va: &dyn Fn(u64) -> u64,
+    [h, f, rows]: [usize; 3],
+    x: u64,
+    t: u64,
+    dst: u64,
+) {
+    let (hu, fu, ru) = (h as u32, f as u32, rows as u32);
+    let (tf, th) = ((rows * f) as u64, (rows * h) as u64);
+    c.gemm(x, va(p.w1), t, ru, fu, hu)
+        .elementwise(ELEMENTWISE_ADD, [t, va(p.b1), t], tf, [0.0; 2])
+        .activation(ACTIVATION_RELU, t, t, tf)
+        .gemm(t, va(p.w2), dst, ru, hu, fu)
+        .elementwise(ELEMENTWISE_ADD, [dst, va(p.b2), dst], th, [0.0; 2])
+        .elementwise(ELEMENTWISE_ADD, [dst, x, dst], th, [0.0; 2])
+        .layer_norm([dst, dst, va(p.gamma), va(p.beta)], [ru, hu], EPS, false);
+}
+
 impl<'g> Stage<'g> {
-    /// Layers `layers` of `model` on `gpu`, for up to `rows` rows at a time and `slots`
+    /// Blocks `layers` of `model` on `gpu`, for up to `rows` rows at a time and `slots`
     /// output slots.
     fn new(
         gpu: &'g Gpu,
@@ -201,25 +290,25 @@ impl<'g> Stage<'g> {
         rows: usize,
         slots: usize,
     ) -> Result<Self> {
-        let h = model.shape.hidden;
-        let n_layers = layers.len() as u64;
-        let params = param_offsets(h, rows, 0).3 + 4 * h as u64;
+        let (h, f) = (model.shape.hidden, model.ff());
+        let (_, per) = params(h, f, rows, 0);
         let act = 4 * (rows * h) as u64;
         let weights = 0;
-        let input = weights + params * n_layers.max(1);
-        let act0 = input + act * slots as u64;
+        let input = weights + per * layers.len().max(1) as u64;
+        let t = input + act * slots as u64;
+        let act0 = t + 4 * (rows * f) as u64;
         let out = act0 + 2 * act;
         let cmds = out + act * slots as u64;
         let size = (64 * 1024 + cmds + JOB_CMDS * slots as u64).next_multiple_of(1 << 20);
         let ctx = Ctx::new(gpu, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL, size)?;
         for (k, l) in layers.clone().enumerate() {
-            let (w, b, g, be) = param_offsets(h, rows, k);
-            put(&ctx, weights + w, &model.w[l]);
-            // The bias as a whole `rows × hidden` matrix: ELEMENTWISE has no broadcast.
-            let bias: Vec<f32> = (0..rows).flat_map(|_| model.b[l].iter().copied()).collect();
-            put(&ctx, weights + b, &bias);
-            put(&ctx, weights + g, &model.gamma[l]);
-            put(&ctx, weights + be, &model.beta[l]);
+            let (p, _) = params(h, f, rows, k);
+            put(&ctx, weights + p.w1, &model.w1[l]);
+            put(&ctx, weights + p.b1, &rows_of(&model.b1[l], rows));
+            put(&ctx, weights + p.w2, &model.w2[l]);
+            put(&ctx, weights + p.b2, &rows_of(&model.b2[l], rows));
+            put(&ctx, weights + p.gamma, &model.gamma[l]);
+            put(&ctx, weights + p.beta, &model.beta[l]);
         }
         Ok(Self {
             ctx,
@@ -227,6 +316,7 @@ impl<'g> Stage<'g> {
             rows,
             weights,
             input,
+            t,
             act: [act0, act0 + act],
             out,
             cmds,
@@ -250,40 +340,33 @@ impl<'g> Stage<'g> {
 
     /// The commands of this stage for `rows` rows read at GPU address `from`, the result
     /// to output slot `slot` (softmaxed if `last`).
-    fn commands(&self, h: usize, rows: usize, from: u64, slot: usize, last: bool) -> CmdBuf {
-        let va = |o: u64| self.ctx.va(o);
-        let (hu, ru) = (h as u32, rows as u32);
+    fn commands(
+        &self,
+        [h, f]: [usize; 2],
+        rows: usize,
+        from: u64,
+        slot: usize,
+        last: bool,
+    ) -> CmdBuf {
+        let va = |o: u64| self.ctx.va(self.weights + o);
         let count = (rows * h) as u64;
-        let out = self.out + 4 * (slot * self.rows * h) as u64;
+        let out = self.ctx.va(self.out + 4 * (slot * self.rows * h) as u64);
         let mut c = CmdBuf::new();
         let mut src = from;
         for k in 0..self.layers.len() {
-            let (w, b, g, be) = param_offsets(h, self.rows, k);
+            let (p, _) = params(h, f, self.rows, k);
             let dst = if k + 1 == self.layers.len() && !last {
-                va(out)
+                out
             } else {
-                va(self.act[k % 2])
+                self.ctx.va(self.act[k % 2])
             };
-            c.gemm(src, va(self.weights + w), dst, ru, hu, hu)
-                .elementwise(
-                    ELEMENTWISE_ADD,
-                    [dst, va(self.weights + b), dst],
-                    count,
-                    [0.0; 2],
-                )
-                .activation(ACTIVATION_RELU, dst, dst, count)
-                .layer_norm(
-                    [dst, dst, va(self.weights + g), va(self.weights + be)],
-                    [ru, hu],
-                    EPS,
-                    false,
-                );
+            block(&mut c, p, &va, [h, f, rows], src, self.ctx.va(self.t), dst);
             src = dst;
         }
         if last {
-            c.softmax(src, va(out), ru, hu);
+            c.softmax(src, out, rows as u32, h as u32);
         } else if self.layers.is_empty() {
-            c.copy(src, va(out), 4 * count);
+            c.copy(src, out, 4 * count);
         }
         c
     }
@@ -375,7 +458,7 @@ pub fn data_parallel(model: &Model, gpus: &[Gpu]) -> Result<Outcome> {
         if e == s {
             continue;
         }
-        let c = st.commands(h, e - s, st.ctx.va(st.input), 0, true);
+        let c = st.commands([h, model.ff()], e - s, st.ctx.va(st.input), 0, true);
         let sync = st.ctx.gpu.syncobj()?;
         st.submit(&c, 0, &[Sync::signal(sync, 0)])?;
         done.push((i, sync));
@@ -467,7 +550,7 @@ pub fn pipeline_parallel(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Ou
                 let p = &stages[s - 1];
                 PEER_VA + (p.ctx.va(p.out + 4 * (m * mb * h) as u64) - BASE)
             };
-            let c = st.commands(h, r1 - r0, from, m, s + 1 == n);
+            let c = st.commands([h, model.ff()], r1 - r0, from, m, s + 1 == n);
             let mut syncs = Vec::new();
             if let Some(p) = prev_timelines[s] {
                 syncs.push(Sync::wait(p, m as u64 + 1));
@@ -516,29 +599,173 @@ pub fn pipeline_parallel(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Ou
     })
 }
 
-/// The single-GPU run, then (with several GPUs) data and pipeline parallel.
-pub fn run_all(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Vec<Outcome>> {
+/// Tensor parallel on `gpus`, Megatron-style: every block's W1 split by columns and W2 by
+/// rows over the GPUs (uneven splits allowed), so that each computes a partial `t × W2`
+/// from its columns of `relu(x × W1 + b1)` with no communication, an all-reduce
+/// ([`crate::collectives`]) sums the partials, and every GPU finishes the block (bias,
+/// residual, layer norm) on the whole rows. All jobs are queued ahead; the GPUs advance the
+/// forward pass through the ring's shared fences.
+///
+/// The partial sums are added in another association than on one GPU, so outputs are
+/// compared with the CPU within `1e-4` (and every GPU must end with the same bits).
+pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
+    let (h, f, batch, layers) = (
+        model.shape.hidden,
+        model.ff(),
+        model.shape.batch,
+        model.shape.layers,
+    );
+    let n = gpus.len();
+    let cols = |i: usize| part(f, n, i);
+    // Member i's extra room: per block its parameters, then x, t and the output.
+    let layout = |i: usize| {
+        let (a, b) = cols(i);
+        let (_, per) = params(h, b - a, batch, 0);
+        let x = per * layers as u64;
+        let t = x + 4 * (batch * h) as u64;
+        let out = t + 4 * (batch * (b - a)) as u64;
+        (x, t, out, out + 4 * (batch * h) as u64)
+    };
+    let extra = (0..n).map(|i| layout(i).3).max().unwrap_or(0);
+    let mut ring = crate::collectives::Ring::with_extra(gpus, batch * h, extra)?;
+    let steps = layers as u64 * (2 + 2 * (n as u64 - 1));
+    ensure!(
+        steps <= crate::collectives::Ring::MAX_QUEUED_STEPS,
+        "{steps} steps do not fit the ring's command slots"
+    );
+    let x = model.input();
+    for i in 0..n {
+        let (a, b) = cols(i);
+        let fi = b - a;
+        for l in 0..layers {
+            let (p, _) = params(h, fi, batch, l);
+            // W1's columns a..b (`h × fi`), W2's rows a..b (`fi × h`).
+            let w1: Vec<f32> = (0..h)
+                .flat_map(|r| model.w1[l][r * f + a..r * f + b].iter().copied())
+                .collect();
+            ring.write_extra(i, p.w1, &w1);
+            ring.write_extra(i, p.b1, &rows_of(&model.b1[l][a..b], batch));
+            ring.write_extra(i, p.w2, &model.w2[l][a * h..b * h]);
+            ring.write_extra(i, p.b2, &rows_of(&model.b2[l], batch));
+            ring.write_extra(i, p.gamma, &model.gamma[l]);
+            ring.write_extra(i, p.beta, &model.beta[l]);
+        }
+        ring.write_extra(i, layout(i).0, &x);
+    }
+    let devices = gpus
+        .iter()
+        .map(|&i| Gpu::open_index(i))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let before = devices.iter().map(busy).collect::<Result<Vec<_>>>()?;
+    let start = Instant::now();
+    let (hu, ru) = (h as u32, batch as u32);
+    let th = (batch * h) as u64;
+    for l in 0..layers {
+        let data = ring.data_va();
+        let va = |o: u64| ring.extra_va(o);
+        let compute: Vec<CmdBuf> = (0..n)
+            .map(|i| {
+                let (a, b) = cols(i);
+                let (fi, (xo, to, _, _)) = (b - a, layout(i));
+                let (p, _) = params(h, fi, batch, l);
+                let (t, tf) = (va(to), (batch * fi) as u64);
+                let mut c = CmdBuf::new();
+                c.gemm(va(xo), va(p.w1), t, ru, fi as u32, hu)
+                    .elementwise(ELEMENTWISE_ADD, [t, va(p.b1), t], tf, [0.0; 2])
+                    .activation(ACTIVATION_RELU, t, t, tf)
+                    .gemm(t, va(p.w2), data, ru, hu, fi as u32);
+                c
+            })
+            .collect();
+        let finish: Vec<CmdBuf> = (0..n)
+            .map(|i| {
+                let (a, b) = cols(i);
+                let (xo, _, oo, _) = layout(i);
+                let (p, _) = params(h, b - a, batch, l);
+                let mut c = CmdBuf::new();
+                c.elementwise(ELEMENTWISE_ADD, [data, va(p.b2), data], th, [0.0; 2])
+                    .elementwise(ELEMENTWISE_ADD, [data, va(xo), data], th, [0.0; 2])
+                    .layer_norm(
+                        [data, va(xo), va(p.gamma), va(p.beta)],
+                        [ru, hu],
+                        EPS,
+                        false,
+                    );
+                if l + 1 == layers {
+                    c.softmax(va(xo), va(oo), ru, hu);
+                }
+                c
+            })
+            .collect();
+        ring.user_step(|i| compute[i].clone())?;
+        ring.queue_only(crate::collectives::Op::AllReduce)?;
+        ring.user_step(|i| finish[i].clone())?;
+    }
+    ring.wait_all()?;
+    let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+    let after = devices.iter().map(busy).collect::<Result<Vec<_>>>()?;
+    let got = ring.read_extra(0, layout(0).2, batch * h);
+    for i in 1..n {
+        ensure!(
+            ring.read_extra(i, layout(i).2, batch * h)
+                .iter()
+                .zip(&got)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "gpu{i} ended with other outputs than gpu0"
+        );
+    }
+    let want = model.cpu(&x, 0..layers, true);
+    let mut worst = 0f32;
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        let d = (g - w).abs();
+        ensure!(
+            d <= 1e-4 * w.abs().max(1.0),
+            "output {i}: GPU {g:e}, CPU {w:e}"
+        );
+        worst = worst.max(d);
+    }
+    let (busy_ms, utilisation) = usage(&before, &after);
+    Ok(Outcome {
+        name: "tensor parallel",
+        gpus: n,
+        wall_ms,
+        busy_ms,
+        utilisation,
+        worst_error: worst,
+        bubble: None,
+    })
+}
+
+/// The single-GPU run, then (with several GPUs) data, tensor and pipeline parallel.
+pub fn run_all(
+    model: &Model,
+    gpus: &[Gpu],
+    indices: &[usize],
+    micro: usize,
+) -> Result<Vec<Outcome>> {
     let mut rows = vec![data_parallel(model, &gpus[..1])?];
     if gpus.len() > 1 {
         rows.push(data_parallel(model, gpus)?);
+        rows.push(tensor_parallel(model, indices)?);
         rows.push(pipeline_parallel(model, gpus, micro)?);
     }
     Ok(rows)
 }
 
-/// `vagx-tool infer`: the single-GPU run, then data and pipeline parallel on `gpus`,
+/// `vagx-tool infer`: the single-GPU run, then data, tensor and pipeline parallel on `gpus`,
 /// each checked; prints a table.
 pub fn cli(shape: Shape, gpus: &[usize], micro: usize) -> Result<()> {
     ensure!(
-        (1..=1024).contains(&shape.hidden) && shape.layers >= 1 && shape.batch >= 1,
-        "hidden 1 to 1024, at least one layer and one row"
+        (2..=512).contains(&shape.hidden) && shape.layers >= 1 && shape.batch >= 1,
+        "hidden 2 to 512 (the feed-forward width, twice that, is a GEMM dimension), at least \
+         one block and one row"
     );
     let model = Model::new(shape);
     let all = gpus
         .iter()
         .map(|&i| Gpu::open_index(i))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let rows = run_all(&model, &all, micro)?;
+    let rows = run_all(&model, &all, gpus, micro)?;
     println!(
         "infer: hidden {}, {} layers, batch {}, seed {}; every output checked against the CPU",
         shape.hidden, shape.layers, shape.batch, shape.seed

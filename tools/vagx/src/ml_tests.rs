@@ -32,14 +32,14 @@ pub fn tests() -> Vec<Test<'static>> {
         gemm_accumulates_and_transposes_b_like_the_cpu,
         an_mlp_block_runs_as_one_job,
         a_malformed_ml_command_fails_its_job,
-        the_model_runs_single_data_and_pipeline_parallel_like_the_cpu,
+        the_model_runs_single_data_tensor_and_pipeline_parallel_like_the_cpu,
     ]
 }
 
 /// The multi-GPU boot's: the model on every GPU, with more stages than layers.
 pub fn multi_gpu_tests() -> Vec<Test<'static>> {
     tests![
-        the_model_runs_single_data_and_pipeline_parallel_like_the_cpu,
+        the_model_runs_single_data_tensor_and_pipeline_parallel_like_the_cpu,
         a_pipeline_with_more_gpus_than_layers_passes_activations_through,
     ]
 }
@@ -58,9 +58,10 @@ fn model_on_every_gpu(layers: usize) -> Result<()> {
         batch: 23,
         seed: 3,
     });
-    let rows = crate::infer::run_all(&model, &gpus, 5)?;
+    let indices: Vec<usize> = (0..count).collect();
+    let rows = crate::infer::run_all(&model, &gpus, &indices, 5)?;
     ensure!(
-        rows.len() == if count > 1 { 3 } else { 1 },
+        rows.len() == if count > 1 { 4 } else { 1 },
         "{} configurations ran",
         rows.len()
     );
@@ -83,7 +84,7 @@ fn model_on_every_gpu(layers: usize) -> Result<()> {
     Ok(())
 }
 
-fn the_model_runs_single_data_and_pipeline_parallel_like_the_cpu() -> Result<()> {
+fn the_model_runs_single_data_tensor_and_pipeline_parallel_like_the_cpu() -> Result<()> {
     model_on_every_gpu(4)
 }
 
