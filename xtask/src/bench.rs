@@ -634,10 +634,138 @@ fn bench_driver(sh: &Shell, json_out: Option<&std::path::Path>) -> Result<()> {
     Ok(())
 }
 
+/// The JSON objects of `vagx-tool bench-ml` on a console.
+fn ml_results(console: &str) -> Vec<&str> {
+    console
+        .lines()
+        .filter_map(|l| l.split("vagx-bench-ml-json: ").nth(1))
+        .map(str::trim)
+        .collect()
+}
+
+/// The string after `"key": "` in `s`.
+fn json_str_field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
+    let at = s.find(&format!("\"{key}\": \""))? + key.len() + 5;
+    s[at..].split('"').next()
+}
+
+/// The issue's goals against the results: one line each, met or not, with the figure.
+fn ml_goals(results: &[&str]) -> Vec<String> {
+    let find = |kind: &str, pred: &dyn Fn(&str) -> bool| -> Option<&str> {
+        results
+            .iter()
+            .copied()
+            .find(|r| json_str_field(r, "kind") == Some(kind) && pred(r))
+    };
+    let model = |strategy: &str, gpus: f64| {
+        find("model", &|r| {
+            json_str_field(r, "strategy") == Some(strategy) && json_number(r, "gpus") == Some(gpus)
+        })
+        .and_then(|r| json_number(r, "speedup"))
+    };
+    let mut goals = Vec::new();
+    let mut goal = |what: &str, value: Option<f64>, ok: &dyn Fn(f64) -> bool| {
+        goals.push(match value {
+            Some(v) => format!(
+                "{} {what}: {v:.2}",
+                if ok(v) { "met    " } else { "not met" }
+            ),
+            None => format!("n/a     {what}: not measured"),
+        });
+    };
+    goal(
+        "data parallel on 4 GPUs >= 3.6x one GPU",
+        model("data parallel", 4.0),
+        &|v| v >= 3.6,
+    );
+    goal(
+        "tensor parallel on 4 GPUs >= 3.0x",
+        model("tensor parallel", 4.0),
+        &|v| v >= 3.0,
+    );
+    goal(
+        "pipeline parallel on 4 GPUs >= 3.0x",
+        model("pipeline parallel", 4.0),
+        &|v| v >= 3.0,
+    );
+    let ar = find("collective", &|r| {
+        json_number(r, "bytes") == Some(16.0 * 1048576.0)
+    });
+    let share = ar.and_then(|r| Some(json_number(r, "busbw_gbs")? / json_number(r, "copy_gbs")?));
+    goal("all-reduce busbw at 16 MiB >= 0.80 of COPY", share, &|v| {
+        v >= 0.8
+    });
+    let p99 = |policy: &str| {
+        find("dispatcher", &|r| {
+            json_str_field(r, "policy") == Some(policy)
+        })
+        .and_then(|r| json_number(r, "p99_ms"))
+    };
+    let ratio = p99("least-loaded")
+        .zip(p99("round-robin"))
+        .map(|(a, b)| a / b.max(1e-9));
+    goal("least-loaded p99 <= 0.70 of round-robin's", ratio, &|v| {
+        v <= 0.7
+    });
+    let imbalance = find("dispatcher", &|r| {
+        json_str_field(r, "policy") == Some("least-loaded")
+    })
+    .and_then(|r| json_number(r, "imbalance"));
+    goal(
+        "least-loaded utilisation imbalance <= 0.10",
+        imbalance,
+        &|v| v <= 0.1,
+    );
+    let fid: Vec<f64> = results
+        .iter()
+        .filter(|r| json_str_field(r, "kind") == Some("fidelity"))
+        .filter_map(|r| json_number(r, "on_time"))
+        .collect();
+    let worst = fid.iter().copied().reduce(f64::min);
+    goal("commands on time >= 0.95 (worst GPU)", worst, &|v| {
+        v >= 0.95
+    });
+    goals
+}
+
+/// `cargo xtask bench ml`.
+fn bench_ml(sh: &Shell, json_out: Option<&std::path::Path>) -> Result<()> {
+    let art = build::build_all(sh)?;
+    eprintln!(
+        "bench: ML on {} vGPUs (collectives, inference in each parallelism, the dispatcher)",
+        vm::MULTI_GPU_DEVICES
+    );
+    let boot = vm::boot(&art, vm::Mode::BenchMl, BENCH_TIMEOUT, false)?;
+    let warnings = vm::kernel_warnings(&boot.console);
+    for w in &warnings {
+        eprintln!("bench: kernel warning: {w}");
+    }
+    for line in boot.console.lines() {
+        if let Some(row) = line.split("vagx-bench-ml| ").nth(1) {
+            println!("{}", row.trim_end());
+        }
+    }
+    let results = ml_results(&boot.console);
+    println!("goals (device time; see Documentation/gpu/vagx-ml.rst for wall time):");
+    for g in ml_goals(&results) {
+        println!("  {g}");
+    }
+    if let Some(path) = json_out {
+        std::fs::write(path, format!("[\n  {}\n]\n", results.join(",\n  ")))?;
+    }
+    eprintln!("bench: console log {}", boot.log.display());
+    if vm::guest_status(&boot.console) != Some(0) || !warnings.is_empty() || results.is_empty() {
+        bail!("the benchmark guest failed; log: {}", boot.log.display());
+    }
+    Ok(())
+}
+
 impl flags::Bench {
     pub fn run(&self, sh: &Shell) -> Result<()> {
-        if self.what == flags::BenchWhat::Driver {
-            return bench_driver(sh, self.json.as_deref());
+        match self.what {
+            flags::BenchWhat::Driver => return bench_driver(sh, self.json.as_deref()),
+            flags::BenchWhat::Ml => return bench_ml(sh, self.json.as_deref()),
+            flags::BenchWhat::Sched => {}
         }
         let art = build::build_all(sh)?;
         eprintln!("bench: booting the scheduler workloads (vagx, then C drm_sched under RR, FIFO and FAIR)");
@@ -673,6 +801,30 @@ impl flags::Bench {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ml_goals_are_read_from_the_json_lines() {
+        let console = "x\nvagx-bench-ml-json: {\"kind\": \"model\", \"strategy\": \"data parallel\", \"gpus\": 4, \"speedup\": 3.7000}\n\
+            vagx-bench-ml-json: {\"kind\": \"model\", \"strategy\": \"tensor parallel\", \"gpus\": 4, \"speedup\": 1.5000}\n\
+            vagx-bench-ml-json: {\"kind\": \"dispatcher\", \"policy\": \"least-loaded\", \"p99_ms\": 6.0000, \"imbalance\": 0.0500}\n\
+            vagx-bench-ml-json: {\"kind\": \"dispatcher\", \"policy\": \"round-robin\", \"p99_ms\": 10.0000, \"imbalance\": 0.3000}\n\
+            vagx-bench-ml-json: {\"kind\": \"fidelity\", \"gpu\": 0, \"on_time\": 0.9900}\n\
+            vagx-bench-ml-json: {\"kind\": \"fidelity\", \"gpu\": 1, \"on_time\": 0.9000}\n";
+        let results = ml_results(console);
+        assert_eq!(results.len(), 6);
+        let goals = ml_goals(&results);
+        let line = |what: &str| goals.iter().find(|g| g.contains(what)).unwrap().clone();
+        assert!(line("data parallel").starts_with("met"), "{goals:?}");
+        assert!(line("tensor parallel").starts_with("not met"), "{goals:?}");
+        assert!(line("pipeline parallel").starts_with("n/a"), "{goals:?}");
+        assert!(
+            line("p99").starts_with("met") && line("p99").ends_with("0.60"),
+            "{goals:?}"
+        );
+        assert!(line("imbalance").starts_with("met"), "{goals:?}");
+        // The worst GPU counts.
+        assert!(line("on time").starts_with("not met") && line("on time").ends_with("0.90"));
+    }
 
     #[test]
     fn driver_results_are_read_from_the_json_lines() {

@@ -84,6 +84,9 @@ pub enum BenchWhat {
     /// The driver in its two scheduling modes: `vagx-tool bench` in the VM, kernel then
     /// firmware mode, in one boot.
     Driver,
+    /// ML across 4 vGPUs: collectives, data/tensor/pipeline parallel inference on 1, 2 and 4
+    /// GPUs, the dispatcher's policies, timing fidelity, in one boot.
+    Ml,
 }
 
 /// Arguments of `cargo xtask bench`.

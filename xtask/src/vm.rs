@@ -31,6 +31,8 @@ pub enum Mode {
     BenchDriver,
     /// Run the conformance basics on every device of a boot with [`MULTI_GPU_DEVICES`].
     Gpus,
+    /// Run `vagx-tool bench-ml` on [`MULTI_GPU_DEVICES`] devices.
+    BenchMl,
 }
 
 impl Mode {
@@ -43,6 +45,7 @@ impl Mode {
             Self::Faults => "faults",
             Self::BenchDriver => "bench-driver",
             Self::Gpus => "gpus",
+            Self::BenchMl => "bench-ml",
         }
     }
 }
@@ -120,7 +123,7 @@ pub fn boot_with(
 
     let gpus = match mode {
         Mode::Faults => FAULTY_DEVICES.len(),
-        Mode::Gpus => MULTI_GPU_DEVICES,
+        Mode::Gpus | Mode::BenchMl => MULTI_GPU_DEVICES,
         _ => gpu_count()?,
     };
     let mut append = vec![
@@ -143,7 +146,7 @@ pub fn boot_with(
             // Both schedulers' workload suites: vagx_sched_scheduler_*, drm_sched_scheduler_*.
             append.push(format!("kunit.filter_glob={filter}"));
         }
-        Mode::Run | Mode::Test | Mode::Faults | Mode::BenchDriver | Mode::Gpus => {}
+        Mode::Run | Mode::Test | Mode::Faults | Mode::BenchDriver | Mode::Gpus | Mode::BenchMl => {}
     }
 
     let mut cmd = std::process::Command::new(&art.qemu);

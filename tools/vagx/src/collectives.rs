@@ -29,7 +29,7 @@
 
 use std::os::fd::AsFd;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use vagx_abi::cmd::ELEMENTWISE_ADD;
 
 use crate::{
@@ -81,6 +81,8 @@ impl Op {
 
 /// One GPU of the ring.
 struct Member {
+    /// Its render-node index, to name it in errors.
+    index: usize,
     gpu: Gpu,
     vm: u32,
     bo: u32,
@@ -93,6 +95,9 @@ struct Member {
     timeline: u32,
     prev_timeline: u32,
     next_timeline: u32,
+    /// A binary syncobj every job of the member signals: the last one's fence, whose error
+    /// (a failed step, or one it waited for) fails the collective.
+    last: u32,
 }
 
 impl Drop for Member {
@@ -163,7 +168,10 @@ impl Ring {
             let map = gpu.map(bo, usize::try_from(size)?)?;
             let queue = gpu.queue_create(vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)?;
             let timeline = gpu.syncobj()?;
+            let last = gpu.syncobj()?;
             members.push(Member {
+                index,
+                last,
                 gpu,
                 vm,
                 bo,
@@ -278,7 +286,22 @@ impl Ring {
         for m in self.members.iter().filter(|_| self.point > 0) {
             m.gpu
                 .wait_point(m.timeline, self.point, WAIT_MS)
-                .context("waiting for the ring")?;
+                .with_context(|| format!("waiting for gpu{} in the ring", m.index))?;
+        }
+        self.last_jobs_succeeded()
+    }
+
+    /// Fails if a member's last job failed (its error passes on to every later job).
+    fn last_jobs_succeeded(&self) -> Result<()> {
+        for m in self.members.iter().filter(|_| self.point > 0) {
+            let r = crate::fixture::fence_result(&m.gpu, m.last)?;
+            if let Err(e) = r {
+                bail!(
+                    "the ring's job on gpu{} failed: {}",
+                    m.index,
+                    std::io::Error::from_raw_os_error(e)
+                );
+            }
         }
         Ok(())
     }
@@ -350,8 +373,9 @@ impl Ring {
         for m in self.members.iter().filter(|_| self.point > first_step) {
             m.gpu
                 .wait_point(m.timeline, self.point, WAIT_MS)
-                .context("waiting for the collective")?;
+                .with_context(|| format!("waiting for gpu{} in the collective", m.index))?;
         }
+        self.last_jobs_succeeded()?;
         let after = self.members[0].gpu.device_load()?.device_time_ns;
         let steps = self.point - first_step;
         let device_ns = after.saturating_sub(before).max(1);
@@ -390,6 +414,7 @@ impl Ring {
                 syncs.push(Sync::wait(m.next_timeline, point));
             }
             syncs.push(Sync::signal(m.timeline, point + 1));
+            syncs.push(Sync::signal(m.last, 0));
             m.gpu
                 .submit(m.queue, OWN_VA + slot * SLOT, c.len(), &syncs)
                 .with_context(|| format!("member {i}'s job of step {point}"))?;

@@ -161,20 +161,25 @@ fn fan_in(n: usize, faulty: Option<usize>, firmware_waits: bool) -> Result<()> {
     }
     // Every producer waits for a gate the CPU opens only once the consumer is submitted: at
     // its submit all producers are pending however slowly the host runs the guest, so the
-    // first four of its waits must go to the firmware.
+    // first four of its waits must go to the firmware. The short producers (the CPU's waits)
+    // pass at point 1 and must finish before the long ones pass at point 2: the consumer then
+    // reaches the firmware as soon as the long ones have started, while they still run, and
+    // needs its wait entries. (Released together, the firmware could start the long ones
+    // first and the consumer would find them done.)
+    const SHORT_GATE: u32 = 1;
+    const LONG_GATE: u32 = 2;
     let gate = crate::sw_sync::Timeline::new().context("sw_sync timeline")?;
-    let gated = g.syncobj()?;
-    g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
+    let gates = [g.syncobj()?, g.syncobj()?];
+    g.import_sync_file(gates[0], gate.fence(SHORT_GATE)?.as_fd())?;
+    g.import_sync_file(gates[1], gate.fence(LONG_GATE)?.as_fd())?;
     let result = (|| -> Result<()> {
         let mut waits = vec![Sync::wait(0, 0); n];
-        // The consumer's first four waits go to the firmware. The producers of the others (the
-        // CPU's) are short and submitted first, so that they take execution units first and
-        // the consumer runs while the first four still run: it needs its wait entries.
-        let short_first = (0..n).rev();
-        for i in short_first {
+        let mut short_done = Vec::new();
+        for i in 0..n {
             let (idx, q) = (u64::try_from(i)?, queues[i]);
+            let long_producer = idx < MAX_HW_WAITS;
             let mut p = CmdBuf::new();
-            if idx < MAX_HW_WAITS {
+            if long_producer {
                 p.delay(delay);
             }
             if faulty == Some(i) {
@@ -185,6 +190,7 @@ fn fan_in(n: usize, faulty: Option<usize>, firmware_waits: bool) -> Result<()> {
             let at = (CONSUMER_SLOT + 1 + idx) * CMD_SLOT;
             ctx.map.write(usize::try_from(at)?, p.bytes());
             let s = g.syncobj()?;
+            let gated = gates[usize::from(long_producer)];
             g.submit(
                 q,
                 BASE + at,
@@ -193,6 +199,9 @@ fn fan_in(n: usize, faulty: Option<usize>, firmware_waits: bool) -> Result<()> {
             )
             .context("producer SUBMIT")?;
             waits[i] = Sync::wait(s, 0);
+            if !long_producer {
+                short_done.push(s);
+            }
         }
         let mut c = CmdBuf::new();
         c.copy(
@@ -206,7 +215,12 @@ fn fan_in(n: usize, faulty: Option<usize>, firmware_waits: bool) -> Result<()> {
         let before = [driver_counter("hw_waits")?, driver_counter("wait_entries")?];
         let dep_errors_before = driver_counter("dep_errors")?;
         ctx.run(&c, &waits).context("consumer SUBMIT")?;
-        gate.advance(1)?;
+        gate.advance(SHORT_GATE)?;
+        for s in short_done {
+            g.wait(s, WAIT_MS)
+                .context("a short fan-in producer never completed")?;
+        }
+        gate.advance(LONG_GATE - SHORT_GATE)?;
         g.wait(consumed, WAIT_MS)
             .context("the consumer never completed")?;
         let hw_waits = driver_counter("hw_waits")? - before[0];

@@ -203,9 +203,21 @@ pub fn driver_counter_of(index: usize, name: &str) -> Result<u64> {
 
 /// Unbinds and binds again the device at PCI `address`, then checks that it works.
 pub fn rebind(address: &str) -> Result<()> {
-    std::fs::write("/sys/bus/pci/drivers/vagx/unbind", address).context("unbind")?;
-    std::fs::write("/sys/bus/pci/drivers/vagx/bind", address).context("bind")?;
+    unbind(address)?;
+    bind(address)?;
     first_device_works()
+}
+
+/// Unbinds the device at PCI `address` from the driver (as a hot-unplug would).
+pub fn unbind(address: &str) -> Result<()> {
+    std::fs::write("/sys/bus/pci/drivers/vagx/unbind", address)
+        .with_context(|| format!("unbinding {address}"))
+}
+
+/// Binds the device at PCI `address` to the driver.
+pub fn bind(address: &str) -> Result<()> {
+    std::fs::write("/sys/bus/pci/drivers/vagx/bind", address)
+        .with_context(|| format!("binding {address}"))
 }
 
 /// A job on the first device writes what it should.

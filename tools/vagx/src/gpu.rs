@@ -629,17 +629,28 @@ impl Gpu {
 
 /// Waits up to `timeout_ms` for a sync_file's fence to signal; whether it did.
 pub fn sync_file_wait(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<bool> {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `p` is one valid pollfd for the call.
-    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    Ok(sync_files_poll(&[fd], timeout_ms)?[0])
+}
+
+/// Waits up to `timeout_ms` (negative: for ever) until one of `fds`' fences signals, whichever
+/// device's it is; which of them have signalled.
+pub fn sync_files_poll(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // CAST: as many pollfds as fds, which a process can hold.
+    let count = p.len() as libc::nfds_t;
+    // SAFETY: `p` holds `count` valid pollfds for the call.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), count, timeout_ms) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(n == 1)
+    Ok(p.iter().map(|p| p.revents & libc::POLLIN != 0).collect())
 }
 
 /// `DRM_IOWR(nr, size)`.

@@ -59,7 +59,7 @@ pub struct Model {
 }
 
 /// Deterministic values from `seed`, about uniform in `[-scale, scale]`.
-fn seeded(seed: u64, count: usize, scale: f32) -> Vec<f32> {
+pub(crate) fn seeded(seed: u64, count: usize, scale: f32) -> Vec<f32> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     (0..count)
         .map(|_| {
@@ -92,6 +92,11 @@ impl Model {
             beta: per(6, h, 0.1),
             shape,
         }
+    }
+
+    /// Its shape.
+    pub fn shape(&self) -> Shape {
+        self.shape
     }
 
     /// The feed-forward width.
@@ -182,8 +187,8 @@ const EPS: f32 = 1e-5;
 
 /// One GPU's copy of blocks `layers`, with room for `rows` rows of activations per
 /// micro-batch slot and `slots` slots of output.
-struct Stage<'g> {
-    ctx: Ctx<'g>,
+pub(crate) struct Stage<'g> {
+    pub(crate) ctx: Ctx<'g>,
     layers: std::ops::Range<usize>,
     rows: usize,
     /// Offsets in the data area: parameters, input slots, scratch (`t`: `rows × ff`, `u`
@@ -237,12 +242,12 @@ fn params(h: usize, f: usize, rows: usize, k: usize) -> (Params, u64) {
     )
 }
 
-fn put(ctx: &Ctx<'_>, offset: u64, v: &[f32]) {
+pub(crate) fn put(ctx: &Ctx<'_>, offset: u64, v: &[f32]) {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
     ctx.map.write(ctx.off(offset), &bytes);
 }
 
-fn get(ctx: &Ctx<'_>, offset: u64, count: usize) -> Vec<f32> {
+pub(crate) fn get(ctx: &Ctx<'_>, offset: u64, count: usize) -> Vec<f32> {
     let mut bytes = vec![0u8; count * 4];
     ctx.map.read(ctx.off(offset), &mut bytes);
     bytes
@@ -283,7 +288,7 @@ fn block(
 impl<'g> Stage<'g> {
     /// Blocks `layers` of `model` on `gpu`, for up to `rows` rows at a time and `slots`
     /// output slots.
-    fn new(
+    pub(crate) fn new(
         gpu: &'g Gpu,
         model: &Model,
         layers: std::ops::Range<usize>,
@@ -324,8 +329,15 @@ impl<'g> Stage<'g> {
         })
     }
 
+    /// The data-area offsets of input slot `slot` and of output slot `slot`, for
+    /// `hidden`-wide rows.
+    pub(crate) fn slot_offsets(&self, hidden: usize, slot: usize) -> (u64, u64) {
+        let bytes = 4 * (slot * self.rows * hidden) as u64;
+        (self.input + bytes, self.out + bytes)
+    }
+
     /// Submits `c` as the job of slot `slot` with `syncs`.
-    fn submit(&self, c: &CmdBuf, slot: usize, syncs: &[Sync]) -> Result<()> {
+    pub(crate) fn submit(&self, c: &CmdBuf, slot: usize, syncs: &[Sync]) -> Result<()> {
         ensure!(
             u64::from(c.len()) <= JOB_CMDS,
             "too many layers for one job"
@@ -340,7 +352,7 @@ impl<'g> Stage<'g> {
 
     /// The commands of this stage for `rows` rows read at GPU address `from`, the result
     /// to output slot `slot` (softmaxed if `last`).
-    fn commands(
+    pub(crate) fn commands(
         &self,
         [h, f]: [usize; 2],
         rows: usize,
@@ -377,6 +389,10 @@ pub struct Outcome {
     pub name: &'static str,
     pub gpus: usize,
     pub wall_ms: f64,
+    /// Device time of the run: GPU 0's clock between the reads around it. The device clock
+    /// runs with the host's, so this is the wall time the device saw, with the guest's
+    /// latency between dependent jobs in it.
+    pub device_ms: f64,
     /// Per GPU: busy device time (ms) and utilisation of its units over the run.
     pub busy_ms: Vec<f64>,
     pub utilisation: Vec<f64>,
@@ -386,7 +402,7 @@ pub struct Outcome {
 }
 
 /// Busy time (ns) of every unit of `g`, and its device clock.
-fn busy(g: &Gpu) -> Result<(u64, u64, u32)> {
+pub(crate) fn busy(g: &Gpu) -> Result<(u64, u64, u32)> {
     let l = g.device_load()?;
     let n = l.num_units.min(uapi::DRM_VAGX_MAX_UNITS);
     Ok((
@@ -409,7 +425,7 @@ fn usage(before: &[(u64, u64, u32)], after: &[(u64, u64, u32)]) -> (Vec<f64>, Ve
         .unzip()
 }
 
-fn worst(got: &[f32], want: &[f32]) -> Result<f32> {
+pub(crate) fn worst(got: &[f32], want: &[f32]) -> Result<f32> {
     ensure!(
         got.len() == want.len(),
         "{} outputs, {} expected",
@@ -485,6 +501,7 @@ pub fn data_parallel(model: &Model, gpus: &[Gpu]) -> Result<Outcome> {
         name: if n == 1 { "single" } else { "data parallel" },
         gpus: n,
         wall_ms,
+        device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
         busy_ms,
         utilisation,
         worst_error: worst(&got, &want)?,
@@ -498,6 +515,24 @@ const PEER_VA: u64 = 0x4000_0000;
 /// Pipeline parallel on `gpus`: stage `s` has layers `part(layers, n, s)`, the batch flows
 /// in `micro` micro-batches.
 pub fn pipeline_parallel(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Outcome> {
+    pipeline_held(model, gpus, micro, None)
+}
+
+/// A pipeline held back: its first job also waits for `gate` (a sync_file), and `queued`
+/// runs once every job is submitted, before the wait (a test loses a GPU there).
+pub(crate) struct Hold<'a> {
+    pub gate: std::os::fd::BorrowedFd<'a>,
+    pub queued: &'a mut dyn FnMut() -> Result<()>,
+}
+
+/// [`pipeline_parallel`], held by `hold` if given. A failed job (every later one fails
+/// with it) fails the run, naming its GPU.
+pub(crate) fn pipeline_held(
+    model: &Model,
+    gpus: &[Gpu],
+    micro: usize,
+    mut hold: Option<Hold<'_>>,
+) -> Result<Outcome> {
     let (h, batch, layers) = (model.shape.hidden, model.shape.batch, model.shape.layers);
     let n = gpus.len();
     let micro = micro.clamp(1, batch);
@@ -513,10 +548,13 @@ pub fn pipeline_parallel(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Ou
         .collect::<Result<Vec<_>>>()?;
     // Each stage maps its predecessor's buffer and imports its timeline.
     let mut timelines = Vec::new();
+    // Per stage, a binary syncobj its every job signals: the last job's result.
+    let mut lasts = Vec::new();
     let mut prev_timelines = vec![None];
     let mut peer_bos = vec![None];
     for (s, st) in stages.iter().enumerate() {
         timelines.push(st.ctx.gpu.syncobj()?);
+        lasts.push(st.ctx.gpu.syncobj()?);
         if s > 0 {
             let p = &stages[s - 1];
             let buf = p.ctx.gpu.prime_export(p.ctx.bo)?;
@@ -538,6 +576,14 @@ pub fn pipeline_parallel(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Ou
             &x[r0 * h..r1 * h],
         );
     }
+    let gate = match &hold {
+        Some(h) => {
+            let s = stages[0].ctx.gpu.syncobj()?;
+            stages[0].ctx.gpu.import_sync_file(s, h.gate)?;
+            Some(s)
+        }
+        None => None,
+    };
     let before = gpus.iter().map(busy).collect::<Result<Vec<_>>>()?;
     let start = Instant::now();
     // GPipe's forward schedule: every micro-batch through every stage, all queued now.
@@ -555,17 +601,31 @@ pub fn pipeline_parallel(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Ou
             if let Some(p) = prev_timelines[s] {
                 syncs.push(Sync::wait(p, m as u64 + 1));
             }
+            if let (Some(g), 0, 0) = (gate, s, m) {
+                syncs.push(Sync::wait(g, 0));
+            }
             syncs.push(Sync::signal(timelines[s], m as u64 + 1));
+            syncs.push(Sync::signal(lasts[s], 0));
             st.submit(&c, m, &syncs)
                 .with_context(|| format!("stage {s}, micro-batch {m}"))?;
         }
     }
+    if let Some(h) = hold.as_mut() {
+        (h.queued)()?;
+    }
     let last = stages.len() - 1;
-    stages[last]
-        .ctx
-        .gpu
-        .wait_point(timelines[last], micro as u64, WAIT_MS)
-        .context("waiting for the pipeline")?;
+    for (s, st) in stages.iter().enumerate() {
+        st.ctx
+            .gpu
+            .wait_point(timelines[s], micro as u64, WAIT_MS)
+            .with_context(|| format!("waiting for the pipeline's stage {s}"))?;
+        if let Err(e) = st.ctx.fence_result(lasts[s])? {
+            anyhow::bail!(
+                "the pipeline's stage {s} failed: {}",
+                std::io::Error::from_raw_os_error(e)
+            );
+        }
+    }
     let wall_ms = start.elapsed().as_secs_f64() * 1e3;
     let after = gpus.iter().map(busy).collect::<Result<Vec<_>>>()?;
     let mut got = Vec::new();
@@ -592,6 +652,7 @@ pub fn pipeline_parallel(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Ou
         name: "pipeline parallel",
         gpus: n,
         wall_ms,
+        device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
         busy_ms,
         utilisation,
         worst_error: worst(&got, &want)?,
@@ -729,6 +790,7 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
         name: "tensor parallel",
         gpus: n,
         wall_ms,
+        device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
         busy_ms,
         utilisation,
         worst_error: worst,

@@ -4,6 +4,7 @@
 //!
 //! It runs inside the test VM as a static binary in the initramfs.
 
+mod bench_ml;
 mod cmdbuf;
 mod collective_tests;
 mod collectives;
@@ -20,6 +21,8 @@ mod module;
 mod prime_tests;
 mod registry;
 mod seam_tests;
+mod serve;
+mod serve_tests;
 mod share;
 mod sw_sync;
 mod sysfs;
@@ -164,6 +167,42 @@ enum Command {
         #[arg(long, default_value_t = 65_536)]
         elements: usize,
     },
+    /// A stream of inference requests placed on the GPUs (`--gpus all`, the default) by a
+    /// dispatcher, least loaded or round robin, every answer checked on the CPU; optionally
+    /// with a GPU lost mid-run, whose requests run again elsewhere.
+    Serve {
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+        /// `least-loaded`, `round-robin` or `both`.
+        #[arg(long, default_value = "both")]
+        policy: String,
+        /// `uniform` (a quarter large, at random) or `skewed` (every GPUs-th large).
+        #[arg(long, default_value = "skewed")]
+        mix: String,
+        /// Rows of a small and of a large request.
+        #[arg(long, default_value_t = 8)]
+        small: usize,
+        #[arg(long, default_value_t = 64)]
+        large: usize,
+        /// Offered load, as a share of what the GPUs' units can do.
+        #[arg(long, default_value_t = 0.7)]
+        load: f64,
+        #[arg(long, default_value_t = 256)]
+        hidden: usize,
+        #[arg(long, default_value_t = 4)]
+        layers: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Lose this GPU (an index into the selected GPUs) mid-run; it is bound again after.
+        #[arg(long)]
+        lose_gpu: Option<usize>,
+        /// ... once this many requests have been submitted.
+        #[arg(long, default_value_t = 20)]
+        lose_after: usize,
+        /// ... by `unbind` or `silence` (its firmware stops answering for good).
+        #[arg(long, default_value = "unbind")]
+        lose_by: String,
+    },
     /// GPU `--from` produces a buffer and GPU `--to` consumes it: the buffer shared as a
     /// dma-buf, the consumer's job waiting for the producer's through a shared syncobj.
     Share {
@@ -190,6 +229,10 @@ enum Command {
         #[arg(long)]
         syncobj: u32,
     },
+    /// The ML benchmark's guest side (internal, for `cargo xtask bench ml`): collectives,
+    /// the model in each parallelism, the dispatcher, timing fidelity, on every GPU.
+    #[command(hide = true)]
+    BenchMl,
     /// Keeps low-priority queues busy with jobs of a given length (internal, for `bench`).
     #[command(hide = true)]
     Load {
@@ -260,6 +303,52 @@ fn main() {
                 .collect();
             collectives::cli(collectives::Op::parse(&op)?, &indices, elements)
         })(),
+        Command::Serve {
+            requests,
+            policy,
+            mix,
+            small,
+            large,
+            load,
+            hidden,
+            layers,
+            seed,
+            lose_gpu,
+            lose_after,
+            lose_by,
+        } => (|| {
+            let indices: Vec<usize> = gpus
+                .selection(Selection::All)
+                .nodes()?
+                .into_iter()
+                .map(|(i, _)| i)
+                .collect();
+            let by = match lose_by.as_str() {
+                "unbind" => serve::LoseBy::Unbind,
+                "silence" => serve::LoseBy::Silence,
+                _ => anyhow::bail!("--lose-by unbind or silence, not {lose_by:?}"),
+            };
+            let cfg = serve::Config {
+                shape: infer::Shape {
+                    hidden,
+                    layers,
+                    batch: 1,
+                    seed,
+                },
+                requests,
+                small,
+                large,
+                mix: serve::Mix::parse(&mix)?,
+                load,
+                policy: serve::Policy::LeastLoaded,
+                lose: lose_gpu.map(|gpu| serve::Lose {
+                    gpu,
+                    after: lose_after,
+                    by,
+                }),
+            };
+            serve::cli(cfg, &serve::Policy::parse(&policy)?, &indices)
+        })(),
         Command::Submit { desc, prio } => {
             workload::submit(&desc, &prio, gpus.selection(Selection::One(0)))
         }
@@ -289,6 +378,7 @@ fn main() {
             queue,
             syncobj,
         } => driver_tests::isolation_child(bo, vm, queue, syncobj),
+        Command::BenchMl => gpus.none("bench-ml").and_then(|()| bench_ml::run()),
         Command::Load { queues, jobs, us } => gpus
             .one("load")
             .and_then(|()| workload::load(queues, jobs, us)),

@@ -24,7 +24,7 @@ use crate::{
     gpu::Gpu,
     load_tests, ml_tests, module, prime_tests,
     registry::{tests, Test},
-    seam_tests,
+    seam_tests, serve_tests,
     sysfs::{self, PciFunction},
     uapi, vm_bind_tests,
 };
@@ -69,6 +69,7 @@ fn driver_suite(prefix: &str) -> Vec<Test<'static>> {
         .chain(prime_tests::tests())
         .chain(load_tests::tests())
         .chain(ml_tests::tests())
+        .chain(serve_tests::tests())
         .map(|test| test.prefixed(prefix))
         .collect()
 }
@@ -358,6 +359,7 @@ pub fn run_gpus(module: &Path) -> Result<()> {
     all.extend(prime_tests::tests());
     all.extend(load_tests::tests());
     all.extend(collective_tests::tests());
+    all.extend(serve_tests::tests());
     all.extend(ml_tests::multi_gpu_tests());
     all.extend(tests![module_unloads]);
     run_tap(&all)
