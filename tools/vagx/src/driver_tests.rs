@@ -15,7 +15,7 @@ use crate::{
     },
     gpu::{self, sync_file_status, Gpu, Sync},
     registry::{tests, Test},
-    sysfs, uapi, workload,
+    sw_sync, sysfs, uapi, workload,
 };
 
 /// The driver's conformance tests, in order (the runner adds the other driver suites).
@@ -789,15 +789,31 @@ fn firmware_crash_is_recovered() -> Result<()> {
     // The firmware crashes after two more entries complete.
     inject("crash 2")?;
     // More jobs than the mode lets onto the hardware: the last ones have not started when
-    // the firmware crashes, and must run after the reboot.
+    // the firmware crashes, and must run after the reboot. They are all queued behind a gate
+    // and the first runs long, so the hardware is full when the second entry completes: a
+    // slow submit loop must not let the crash fall between jobs, with nothing on the device.
+    let gate = sw_sync::Timeline::new().context("sw_sync timeline")?;
+    let gated = g.syncobj()?;
+    g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
     let mut syncs = Vec::new();
     for i in 0..jobs_in_flight(&g)? + 6 {
         let s = g.syncobj()?;
         let mut c = CmdBuf::new();
-        c.delay(2_000_000).write32(ctx.va(u64::from(i) * 4), i + 1);
-        ctx.run(&c, &[Sync::signal(s, 0)])?;
+        c.delay(if i == 0 { 50_000_000 } else { 2_000_000 })
+            .write32(ctx.va(u64::from(i) * 4), i + 1);
+        let first_waits = [Sync::wait(gated, 0), Sync::signal(s, 0)];
+        let signals = [Sync::signal(s, 0)];
+        ctx.run(
+            &c,
+            if i == 0 {
+                &first_waits[..]
+            } else {
+                &signals[..]
+            },
+        )?;
         syncs.push(s);
     }
+    gate.advance(1)?;
     let mut results = Vec::new();
     for s in &syncs {
         g.wait(*s, WAIT_MS)
