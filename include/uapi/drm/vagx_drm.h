@@ -266,6 +266,15 @@ struct drm_vagx_sync {
 	__u64 point;
 };
 
+/*
+ * The job does not wait for the fences in the reservations of the shared objects its VM
+ * maps (implicit sync); it still adds its own finished fence to them, so other devices and
+ * DMA_BUF_IOCTL_EXPORT_SYNC_FILE still see it. For userspace whose explicit syncs already
+ * order every access (as MSM_SUBMIT_NO_IMPLICIT): the kernel no longer orders it after
+ * other users of those buffers.
+ */
+#define DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT	(1 << 0)
+
 /**
  * struct drm_vagx_submit - argument of DRM_IOCTL_VAGX_SUBMIT.
  *
@@ -279,7 +288,7 @@ struct drm_vagx_sync {
 struct drm_vagx_submit {
 	/** @queue_id: the queue. */
 	__u32 queue_id;
-	/** @flags: must be zero. */
+	/** @flags: 0 or DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT. */
 	__u32 flags;
 	/** @cmdbuf: GPU address of the command buffer in the queue's VM, 8-byte aligned. */
 	__u64 cmdbuf;

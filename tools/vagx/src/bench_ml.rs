@@ -53,9 +53,13 @@ fn copy_bandwidth(bytes: u64) -> Result<f64> {
         2 * bytes + (1 << 20),
     )?;
     let mut c = CmdBuf::new();
-    c.copy(ctx.va(1 << 20), ctx.va((1 << 20) + bytes), bytes);
+    c.copy(ctx.va(0), ctx.va(bytes), bytes);
     let before = g.device_load()?;
-    ctx.run_and_wait(&c)?;
+    let s = ctx.run_and_wait(&c)?;
+    ensure!(
+        ctx.fence_result(s)? == Ok(()),
+        "the {bytes}-byte COPY failed"
+    );
     let after = g.device_load()?;
     let busy = |l: &uapi::drm_vagx_device_load| -> u64 {
         l.unit_busy_ns[..l.num_units.min(uapi::DRM_VAGX_MAX_UNITS) as usize]

@@ -229,18 +229,12 @@ impl Ring {
 
     /// Writes member `i`'s buffer.
     pub fn write(&self, i: usize, values: &[f32]) {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.members[i].map.write(DATA as usize, &bytes);
+        self.members[i].map.write_f32s(DATA as usize, values);
     }
 
     /// Reads member `i`'s buffer.
     pub fn read(&self, i: usize) -> Vec<f32> {
-        let mut bytes = vec![0u8; self.len * 4];
-        self.members[i].map.read(DATA as usize, &mut bytes);
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
+        self.members[i].map.read_f32s(DATA as usize, self.len)
     }
 
     /// The GPU address of byte `offset` of the extra room, and of the data.
@@ -254,22 +248,16 @@ impl Ring {
 
     /// Writes `values` at byte `offset` of member `i`'s extra room.
     pub fn write_extra(&self, i: usize, offset: u64, values: &[f32]) {
-        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.members[i]
             .map
-            .write((self.extra + offset) as usize, &bytes);
+            .write_f32s((self.extra + offset) as usize, values);
     }
 
     /// Reads `count` `f32`s at byte `offset` of member `i`'s extra room.
     pub fn read_extra(&self, i: usize, offset: u64, count: usize) -> Vec<f32> {
-        let mut bytes = vec![0u8; count * 4];
         self.members[i]
             .map
-            .read((self.extra + offset) as usize, &mut bytes);
-        bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
+            .read_f32s((self.extra + offset) as usize, count)
     }
 
     /// A step of the user's own: member `i` runs `work(i)`, ordered like a collective's
@@ -415,8 +403,18 @@ impl Ring {
             }
             syncs.push(Sync::signal(m.timeline, point + 1));
             syncs.push(Sync::signal(m.last, 0));
+            // The ring's fences order every read and write of the buffers, so the job skips
+            // implicit sync's waits: at VM granularity they would make member i wait for
+            // member i-1's job of the same step (a writer of the buffer it reads), one GPU
+            // after the other around the ring at every step.
             m.gpu
-                .submit(m.queue, OWN_VA + slot * SLOT, c.len(), &syncs)
+                .submit_flags(
+                    m.queue,
+                    OWN_VA + slot * SLOT,
+                    c.len(),
+                    &syncs,
+                    uapi::DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT,
+                )
                 .with_context(|| format!("member {i}'s job of step {point}"))?;
         }
         self.point += 1;

@@ -272,7 +272,12 @@ fn submit_checks_arguments() -> Result<()> {
         libc::EINVAL,
         "cmdbuf wraps",
     )?;
-    expect_errno(with(&|a| a.flags = 1, &[]), libc::EINVAL, "flags")?;
+    expect_errno(with(&|a| a.flags = 2, &[]), libc::EINVAL, "unknown flag")?;
+    expect_errno(
+        with(&|a| a.flags = 1 << 31, &[]),
+        libc::EINVAL,
+        "unknown flag",
+    )?;
     expect_errno(with(&|a| a.reserved = 1, &[]), libc::EINVAL, "reserved")?;
     expect_errno(
         with(&|a| a.sync_count = 65, &[]),

@@ -79,6 +79,11 @@ impl<'g> Ctx<'g> {
     /// Slots are reused round-robin: at most [`CMD_SLOTS`] jobs of a context may be pending,
     /// or a later job's commands overwrite an earlier one's.
     pub fn run(&self, cmds: &CmdBuf, syncs: &[Sync]) -> io::Result<()> {
+        self.run_flags(cmds, syncs, 0)
+    }
+
+    /// [`Ctx::run`] with SUBMIT's `flags`.
+    pub fn run_flags(&self, cmds: &CmdBuf, syncs: &[Sync], flags: u32) -> io::Result<()> {
         let slot = self.next_cmd.get();
         self.next_cmd.set((slot + 1) % CMD_SLOTS);
         let at = slot * CMD_SLOT;
@@ -88,7 +93,8 @@ impl<'g> Ctx<'g> {
         );
         self.map
             .write(usize::try_from(at).expect("small"), cmds.bytes());
-        self.gpu.submit(self.queue, BASE + at, cmds.len(), syncs)
+        self.gpu
+            .submit_flags(self.queue, BASE + at, cmds.len(), syncs, flags)
     }
 
     /// Submits `cmds` signalling a new syncobj and waits for it; returns the syncobj.

@@ -165,6 +165,22 @@ impl Mapping {
         }
     }
 
+    /// Writes `values` at `offset` as little-endian `f32`s, the device's layout.
+    pub fn write_f32s(&self, offset: usize, values: &[f32]) {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.write(offset, &bytes);
+    }
+
+    /// Reads `count` little-endian `f32`s at `offset`.
+    pub fn read_f32s(&self, offset: usize, count: usize) -> Vec<f32> {
+        let mut bytes = vec![0u8; count * 4];
+        self.read(offset, &mut bytes);
+        bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    }
+
     /// The `u32` at `offset` (native endian).
     pub fn u32_at(&self, offset: usize) -> u32 {
         let mut b = [0; 4];
@@ -446,6 +462,18 @@ impl Gpu {
 
     /// SUBMIT: runs `size` bytes of commands at `cmdbuf` on `queue_id`.
     pub fn submit(&self, queue_id: u32, cmdbuf: u64, size: u32, syncs: &[Sync]) -> io::Result<()> {
+        self.submit_flags(queue_id, cmdbuf, size, syncs, 0)
+    }
+
+    /// [`Gpu::submit`] with SUBMIT's `flags` (`DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT`).
+    pub fn submit_flags(
+        &self,
+        queue_id: u32,
+        cmdbuf: u64,
+        size: u32,
+        syncs: &[Sync],
+        flags: u32,
+    ) -> io::Result<()> {
         let raw: Vec<uapi::drm_vagx_sync> = syncs
             .iter()
             .map(|s| uapi::drm_vagx_sync {
@@ -461,6 +489,7 @@ impl Gpu {
         self.submit_raw(
             uapi::drm_vagx_submit {
                 queue_id,
+                flags,
                 cmdbuf,
                 cmdbuf_size: size,
                 // CAST: tests use a handful of syncs.

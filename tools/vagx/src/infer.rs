@@ -242,18 +242,14 @@ fn params(h: usize, f: usize, rows: usize, k: usize) -> (Params, u64) {
     )
 }
 
+/// Writes `v` at GPU address `offset` of `ctx`'s buffer.
 pub(crate) fn put(ctx: &Ctx<'_>, offset: u64, v: &[f32]) {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    ctx.map.write(ctx.off(offset), &bytes);
+    ctx.map.write_f32s(ctx.off(offset), v);
 }
 
+/// Reads `count` `f32`s at GPU address `offset` of `ctx`'s buffer.
 pub(crate) fn get(ctx: &Ctx<'_>, offset: u64, count: usize) -> Vec<f32> {
-    let mut bytes = vec![0u8; count * 4];
-    ctx.map.read(ctx.off(offset), &mut bytes);
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+    ctx.map.read_f32s(ctx.off(offset), count)
 }
 
 /// `v` repeated `rows` times: a bias as a matrix.
@@ -338,6 +334,11 @@ impl<'g> Stage<'g> {
 
     /// Submits `c` as the job of slot `slot` with `syncs`.
     pub(crate) fn submit(&self, c: &CmdBuf, slot: usize, syncs: &[Sync]) -> Result<()> {
+        self.submit_flags(c, slot, syncs, 0)
+    }
+
+    /// [`Stage::submit`] with SUBMIT's `flags`.
+    fn submit_flags(&self, c: &CmdBuf, slot: usize, syncs: &[Sync], flags: u32) -> Result<()> {
         ensure!(
             u64::from(c.len()) <= JOB_CMDS,
             "too many layers for one job"
@@ -347,7 +348,7 @@ impl<'g> Stage<'g> {
         Ok(self
             .ctx
             .gpu
-            .submit(self.ctx.queue, self.ctx.va(at), c.len(), syncs)?)
+            .submit_flags(self.ctx.queue, self.ctx.va(at), c.len(), syncs, flags)?)
     }
 
     /// The commands of this stage for `rows` rows read at GPU address `from`, the result
@@ -606,7 +607,11 @@ pub(crate) fn pipeline_held(
             }
             syncs.push(Sync::signal(timelines[s], m as u64 + 1));
             syncs.push(Sync::signal(lasts[s], 0));
-            st.submit(&c, m, &syncs)
+            // The stage timelines order every access (a micro-batch's output slot is written
+            // once and read by the next stage after its point), so no implicit-sync waits:
+            // at VM granularity they would hold stage s's micro-batch m until stage s+1 (a
+            // reader of its buffer) is done with micro-batch m-1.
+            st.submit_flags(&c, m, &syncs, uapi::DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT)
                 .with_context(|| format!("stage {s}, micro-batch {m}"))?;
         }
     }

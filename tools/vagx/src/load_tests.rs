@@ -76,15 +76,24 @@ fn run_delays(g: &Gpu, queues: usize, jobs: usize, delay_ns: u64) -> Result<()> 
         .collect::<Result<Vec<_>>>()?;
     let mut c = CmdBuf::new();
     c.delay(delay_ns);
+    // Every queue's first job waits for a gate opened once all are submitted, so the queues
+    // start together however slow the submits: one cannot be done before the next begins.
+    let gate = sw_sync::Timeline::new().context("sw_sync timeline")?;
+    let gated = g.syncobj()?;
+    g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
     let mut last = Vec::new();
     for ctx in &ctxs {
         let mut s = 0;
-        for _ in 0..jobs {
+        for j in 0..jobs {
             s = g.syncobj()?;
-            ctx.run(&c, &[Sync::signal(s, 0)]).context("SUBMIT")?;
+            let first = [Sync::wait(gated, 0), Sync::signal(s, 0)];
+            let rest = [Sync::signal(s, 0)];
+            ctx.run(&c, if j == 0 { &first[..] } else { &rest[..] })
+                .context("SUBMIT")?;
         }
         last.push(s);
     }
+    gate.advance(1)?;
     for s in last {
         g.wait(s, WAIT_MS).context("waiting for the last job")?;
         ensure!(fence_result(g, s)? == Ok(()), "a delay job failed");

@@ -19,6 +19,7 @@ use crate::{
     cmdbuf::CmdBuf,
     fixture::Ctx,
     gpu::Gpu,
+    infer::{get, put},
     registry::{tests, Test},
     uapi,
 };
@@ -99,20 +100,6 @@ fn values(count: usize, seed: u32) -> Vec<f32> {
             let h = (i as u32).wrapping_add(seed).wrapping_mul(2_654_435_761) >> 12;
             (h % 8001) as f32 / 1000.0 - 4.0
         })
-        .collect()
-}
-
-fn put(ctx: &Ctx<'_>, offset: u64, v: &[f32]) {
-    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-    ctx.map.write(ctx.off(offset), &bytes);
-}
-
-fn get(ctx: &Ctx<'_>, offset: u64, count: usize) -> Vec<f32> {
-    let mut bytes = vec![0u8; count * 4];
-    ctx.map.read(ctx.off(offset), &mut bytes);
-    bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
 }
 

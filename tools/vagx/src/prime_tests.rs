@@ -37,6 +37,7 @@ pub fn tests() -> Vec<Test<'static>> {
         bad_prime_input_gets_a_clear_errno,
         export_sync_file_of_a_shared_buffer_covers_the_gpu_work_on_it,
         import_sync_file_into_a_shared_buffer_holds_the_next_job_using_it,
+        no_implicit_wait_skips_the_buffers_fences_and_still_adds_the_jobs,
     ];
     if every_gpu::listed_gpus() >= 2 {
         all.extend(tests![
@@ -550,6 +551,60 @@ fn import_sync_file_into_a_shared_buffer_holds_the_next_job_using_it() -> Result
         copied == 0x1f00_0001,
         "the job ran before the fence imported into the buffer (copied {copied:#x})"
     );
+    g.vm_unmap(ctx.vm, SHARED_VA, SHARED_SIZE)?;
+    Ok(())
+}
+
+/// `DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT`: with a foreign writer's fence (a closed sw_sync gate)
+/// in a shared buffer's reservation, a flagged job of a VM that maps it runs at once, while
+/// the next job without the flag waits for the gate; and a flagged job's own fence is still
+/// in the reservation, so `EXPORT_SYNC_FILE` covers its work.
+fn no_implicit_wait_skips_the_buffers_fences_and_still_adds_the_jobs() -> Result<()> {
+    const FLAG: u32 = uapi::DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT;
+    let g = Gpu::open_selected()?;
+    let ctx = Ctx::normal(&g)?;
+    let shared = g.gem_create(SHARED_SIZE)?;
+    let buf = g.prime_export(shared)?;
+    g.vm_map(ctx.vm, shared, SHARED_VA, SHARED_SIZE)?;
+    let gate = crate::sw_sync::Timeline::new().context("sw_sync timeline")?;
+    let closed = gate.fence(1)?;
+    dmabuf::import_sync_file(buf.as_fd(), dmabuf::SYNC_WRITE, closed.as_fd())
+        .context("IMPORT_SYNC_FILE")?;
+    let write = |value: u32| {
+        let mut c = CmdBuf::new();
+        c.write32(ctx.va(0), value);
+        c
+    };
+    let (flagged, plain) = (g.syncobj()?, g.syncobj()?);
+    ctx.run_flags(&write(0x4e00_0001), &[gpu::Sync::signal(flagged, 0)], FLAG)?;
+    ctx.run(&write(0x4e00_0002), &[gpu::Sync::signal(plain, 0)])?;
+    let ran = g.wait(flagged, 5_000);
+    // The gate opens whatever happened, so nothing is left waiting.
+    let plain_pending = ctx.fence_pending(plain)?;
+    gate.advance(1)?;
+    ran.context("the flagged job waited for the buffer's foreign fence")?;
+    ensure!(
+        plain_pending,
+        "the job without the flag did not wait for the closed gate in the reservation"
+    );
+    g.wait(plain, fixture::WAIT_MS)?;
+    ensure!(ctx.fence_result(flagged)? == Ok(()) && ctx.fence_result(plain)? == Ok(()));
+    // The flagged job's fence is the buffer's: the exported fence ends after its write.
+    let mut c = CmdBuf::new();
+    c.delay(30_000_000).write32(ctx.va(4), 0x4e00_0003);
+    let last = g.syncobj()?;
+    ctx.run_flags(&c, &[gpu::Sync::signal(last, 0)], FLAG)?;
+    let fence =
+        dmabuf::export_sync_file(buf.as_fd(), dmabuf::SYNC_READ).context("EXPORT_SYNC_FILE")?;
+    ensure!(
+        gpu::sync_file_wait(fence.as_fd(), 20_000)?,
+        "the exported fence never signalled"
+    );
+    ensure!(
+        ctx.map.u32_at(ctx.off(4)) == 0x4e00_0003,
+        "the exported fence signalled before the flagged job's write"
+    );
+    g.wait(last, fixture::WAIT_MS)?;
     g.vm_unmap(ctx.vm, SHARED_VA, SHARED_SIZE)?;
     Ok(())
 }

@@ -67,6 +67,9 @@ const STALE: Duration = Duration::from_millis(500);
 const RUN_LIMIT: Duration = Duration::from_secs(120);
 /// Rows of the pool the requests' inputs come from.
 const POOL_ROWS: usize = 64;
+/// How long, once every request is answered, the driver has to declare a GPU taken away
+/// lost: a silent firmware is found by a job's 2 s backstop and a failed reboot's 2 s wait.
+const LOSS_LIMIT: Duration = Duration::from_secs(20);
 
 /// How the dispatcher places requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -488,18 +491,6 @@ fn serve(cfg: &Config, indices: &[usize]) -> Result<Report> {
             ready.push_back(next);
             next += 1;
         }
-        if !lost_done {
-            let l = cfg.lose.unwrap();
-            // Once it has a job, so that the loss catches work in flight.
-            if submitted >= l.after && devs[l.gpu].in_flight > 0 {
-                eprintln!(
-                    "serve: losing gpu{} ({:?}) after {submitted} submits",
-                    indices[l.gpu], l.by
-                );
-                lose(indices[l.gpu], l.by)?;
-                lost_done = true;
-            }
-        }
         let takes: Vec<bool> = devs.iter_mut().map(|d| d.refresh(now)).collect();
         ensure!(
             devs.iter().any(|d| d.health != Health::Lost),
@@ -555,6 +546,18 @@ fn serve(cfg: &Config, indices: &[usize]) -> Result<Report> {
                         syncobj: s,
                         fence,
                     });
+                    // Right after a submit to it, so that the loss catches work in flight.
+                    if let Some(lose_it) = cfg
+                        .lose
+                        .filter(|l| !lost_done && l.gpu == d && submitted >= l.after)
+                    {
+                        eprintln!(
+                            "serve: losing gpu{} ({:?}) after {submitted} submits",
+                            indices[d], lose_it.by
+                        );
+                        lose(indices[d], lose_it.by)?;
+                        lost_done = true;
+                    }
                 }
                 Err(e) => {
                     eprintln!(
@@ -633,6 +636,34 @@ fn serve(cfg: &Config, indices: &[usize]) -> Result<Report> {
     for (d, g) in devs.iter_mut().zip(&gpus) {
         if let Ok((b, t, _)) = infer::busy(g) {
             d.latest = (b, t);
+        }
+    }
+    if let Some(l) = cfg.lose {
+        ensure!(
+            lost_done,
+            "gpu{} got no job after {} submits: the run ended with nothing to lose",
+            indices[l.gpu],
+            l.after
+        );
+        // The run may end before the monitor saw the GPU go (its last jobs failed, the
+        // driver has not yet given up on the firmware): ask the driver until it says so.
+        let d = &mut devs[l.gpu];
+        let deadline = Instant::now() + LOSS_LIMIT;
+        while d.health != Health::Lost {
+            if matches!(
+                gpus[l.gpu].device_load().map_err(|e| e.raw_os_error()),
+                Err(Some(libc::ENODEV))
+            ) {
+                d.health = Health::Lost;
+            } else {
+                ensure!(
+                    Instant::now() < deadline,
+                    "gpu{} was taken away ({:?}) but not declared lost within {LOSS_LIMIT:?}",
+                    d.index,
+                    l.by
+                );
+                thread::sleep(MONITOR_PERIOD);
+            }
         }
     }
 

@@ -14,7 +14,7 @@ use crate::{
     gpu::Gpu,
     infer::{self, Hold, Model, Shape},
     registry::{tests, Test},
-    serve::{self, Config, Mix, Policy},
+    serve::{self, Config, Lose, LoseBy, Mix, Policy},
     sw_sync,
 };
 
@@ -25,6 +25,8 @@ pub fn tests() -> Vec<Test<'static>> {
     tests![
         serve_least_loaded_answers_every_request_once,
         serve_round_robin_answers_every_request_once,
+        serve_loses_an_unbound_gpu_and_answers_every_request_once,
+        serve_loses_a_silent_gpu_and_answers_every_request_once,
         a_collective_that_loses_a_gpu_fails_and_runs_on_the_rest,
         a_pipeline_that_loses_a_gpu_fails_and_runs_on_the_rest,
     ]
@@ -90,6 +92,50 @@ fn serve_round_robin_answers_every_request_once() -> Result<()> {
             g.answered
         );
     }
+    Ok(())
+}
+
+/// GPU 1 taken away `by` once it holds a job, after 8 submits: every request is still
+/// answered once with the CPU's answer, GPU 1 ends lost, and the run re-placed what failed.
+/// `serve::run` binds GPU 1 again; the first device must work after it.
+fn serve_losing_gpu1(by: LoseBy) -> Result<serve::Report> {
+    let cfg = Config {
+        lose: Some(Lose {
+            gpu: 1,
+            after: 8,
+            by,
+        }),
+        ..config(Policy::LeastLoaded)
+    };
+    let r = answers_all(&cfg)?;
+    ensure!(
+        r.per_gpu[1].state == "lost",
+        "gpu1 ends {}, not lost",
+        r.per_gpu[1].state
+    );
+    for (i, g) in r.per_gpu.iter().enumerate().filter(|(i, _)| *i != 1) {
+        ensure!(g.state == "up", "gpu{i} ends {}", g.state);
+    }
+    fixture::first_device_works()?;
+    Ok(r)
+}
+
+/// Unbound (a hot-unplug): its jobs in flight fail with ENODEV or had ended, its submits
+/// fail with ENODEV; the count of re-runs is printed, not required (a job may end first).
+fn serve_loses_an_unbound_gpu_and_answers_every_request_once() -> Result<()> {
+    let r = serve_losing_gpu1(LoseBy::Unbind)?;
+    println!("# unbinding gpu1 mid-run: {} re-run(s)", r.reruns);
+    Ok(())
+}
+
+/// Silenced with its next boot hanging too: nothing it held can end, so the requests it had
+/// fail (the driver's backstop, then a reboot that fails) and run again elsewhere.
+fn serve_loses_a_silent_gpu_and_answers_every_request_once() -> Result<()> {
+    let r = serve_losing_gpu1(LoseBy::Silence)?;
+    ensure!(
+        r.reruns >= 1,
+        "a silent GPU held a job, and nothing was re-run"
+    );
     Ok(())
 }
 

@@ -398,7 +398,7 @@ impl File {
         args: &mut uapi::drm_vagx_submit,
         file: &VagxFile,
     ) -> Result<u32> {
-        if args.flags != 0 || args.reserved != 0 {
+        if args.flags & !u::SUBMIT_NO_IMPLICIT_WAIT != 0 || args.reserved != 0 {
             return Err(EINVAL);
         }
         if args.cmdbuf % 8 != 0
@@ -461,14 +461,16 @@ impl File {
         }
         // Implicit sync: the shared objects of the VM are locked until the job's fence is in
         // their reservations. The job waits for their writers, and for their readers too where
-        // the VM may write; it then counts as a writer or a reader of each.
+        // the VM may write (unless userspace said its syncs order everything); it then counts
+        // as a writer or a reader of each, always.
         // A VM of private objects takes no lock and allocates nothing for this.
         let shared = queue.vm().shared_objects()?;
         let resvs = match shared.is_empty() {
             true => None,
             false => Some(LockedSet::lock(shared.iter().map(|(bo, _)| bo.resv()))?),
         };
-        if let Some(set) = &resvs {
+        let implicit_wait = args.flags & u::SUBMIT_NO_IMPLICIT_WAIT == 0;
+        if let Some(set) = resvs.as_ref().filter(|_| implicit_wait) {
             for (bo, writable) in shared.iter() {
                 let usage = if *writable { Usage::Read } else { Usage::Write };
                 set.fences(bo.resv(), usage, &mut cpu_waits)?;

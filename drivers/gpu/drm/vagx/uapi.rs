@@ -31,6 +31,7 @@ pub(crate) const PIPE_COMPUTE: u32 = uapi::DRM_VAGX_PIPE_COMPUTE;
 pub(crate) const PIPE_COPY: u32 = uapi::DRM_VAGX_PIPE_COPY;
 
 pub(crate) const SYNC_SIGNAL: u32 = uapi::DRM_VAGX_SYNC_SIGNAL;
+pub(crate) const SUBMIT_NO_IMPLICIT_WAIT: u32 = uapi::DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT;
 
 pub(crate) const QUERY_LOAD: u32 = uapi::drm_vagx_query_DRM_VAGX_QUERY_LOAD;
 pub(crate) const LOAD_UNIT_BUSY: u32 = uapi::DRM_VAGX_LOAD_UNIT_BUSY;
