@@ -732,8 +732,10 @@ fn ml_goals(results: &[&str]) -> Vec<String> {
 fn bench_ml(sh: &Shell, json_out: Option<&std::path::Path>) -> Result<()> {
     let art = build::build_all(sh)?;
     eprintln!(
-        "bench: ML on {} vGPUs (collectives, inference in each parallelism, the dispatcher)",
-        vm::MULTI_GPU_DEVICES
+        "bench: ML on {} vGPUs modelled {}x slower than the default device (collectives, \
+         inference in each parallelism, the dispatcher)",
+        vm::MULTI_GPU_DEVICES,
+        vm::BENCH_ML_RATE_DIVISOR
     );
     let boot = vm::boot(&art, vm::Mode::BenchMl, BENCH_TIMEOUT, false)?;
     let warnings = vm::kernel_warnings(&boot.console);

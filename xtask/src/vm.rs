@@ -67,6 +67,11 @@ const MAX_GPUS: usize = 8;
 
 /// Devices of the multi-GPU boot of the VM tests ([`Mode::Gpus`]).
 pub const MULTI_GPU_DEVICES: usize = 4;
+/// How many times slower than the default cost model the ML benchmark's devices are
+/// (QEMU property `rate-divisor`): the emulation of four devices on a 2-core host cannot keep
+/// the default rates, and a late device measures the host instead of the scheduling
+/// (Documentation/gpu/vagx-ml.rst, "Benchmark").
+pub const BENCH_ML_RATE_DIVISOR: u32 = 32;
 
 /// The number of vagx devices of a VM: `VAGX_GPUS` (1 to [`MAX_GPUS`]), else
 /// [`DEFAULT_GPUS`]. The one place `make run`, the VM tests and the benches take it from.
@@ -177,7 +182,11 @@ pub fn boot_with(
         }
     } else {
         for i in 0..gpus {
-            cmd.args(["-device", &format!("vagx,id=gpu{i}")]);
+            let mut dev = format!("vagx,id=gpu{i}");
+            if mode == Mode::BenchMl {
+                dev += &format!(",rate-divisor={BENCH_ML_RATE_DIVISOR}");
+            }
+            cmd.args(["-device", &dev]);
         }
     }
 

@@ -215,7 +215,12 @@ impl Device {
         {
             return Err(FwError::InitBadVersion);
         }
-        let channels = Channels::new(&init)?;
+        let mut channels = Channels::new(&init)?;
+        if init.watchdog_ns == 0 {
+            // The default limit is the default device's: a slowed one gets as many times
+            // longer, so that the same entry is not a hang on it.
+            channels.watchdog_ns = DEFAULT_WATCHDOG_NS.saturating_mul(self.config.rates.slowdown);
+        }
         // Publish the pointers the firmware owns and clear the stamps and pending table.
         let zero_stamps = [0u8; 4 * NUM_STAMP_SLOTS];
         let table = pod::zeroed::<PendingTable>();

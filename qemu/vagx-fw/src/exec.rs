@@ -103,6 +103,12 @@ pub struct Rates {
     /// Arithmetic throughput, in floating-point operations per microsecond (64 000, that is
     /// 64 GFLOP/s).
     pub flops_per_us: u64,
+    /// Cost of fetching a queue entry, added to its first command, in nanoseconds
+    /// ([`crate::sched::ENTRY_OVERHEAD_NS`]).
+    pub entry_ns: u64,
+    /// How many times slower than the default device these rates are ([`Rates::slowed`]);
+    /// the firmware's default watchdog grows with it.
+    pub slowdown: u64,
 }
 
 impl Default for Rates {
@@ -111,6 +117,27 @@ impl Default for Rates {
             command_ns: 200,
             bytes_per_us: 16_000,
             flops_per_us: 64_000,
+            entry_ns: crate::sched::ENTRY_OVERHEAD_NS,
+            slowdown: 1,
+        }
+    }
+}
+
+impl Rates {
+    /// A device `divisor` times slower: fixed costs multiplied, throughputs divided (at
+    /// least 1 per microsecond); `DELAY` is not a rate and keeps its time. For an emulation
+    /// that cannot keep the default rates on its host: a slower device whose commands end
+    /// on time measures the scheduling around it, a faster one that is late measures the
+    /// host. A divisor of 0 or 1 is the default device. The firmware's default watchdog
+    /// (when the driver sets none) is `divisor` times longer too.
+    pub fn slowed(self, divisor: u32) -> Self {
+        let d = u64::from(divisor.max(1));
+        Self {
+            command_ns: self.command_ns.saturating_mul(d),
+            bytes_per_us: (self.bytes_per_us / d).max(1),
+            flops_per_us: (self.flops_per_us / d).max(1),
+            entry_ns: self.entry_ns.saturating_mul(d),
+            slowdown: self.slowdown.saturating_mul(d),
         }
     }
 }

@@ -68,7 +68,8 @@ use crate::{
     workers::Pending,
 };
 
-/// Device time to fetch a queue entry, added to its first command.
+/// Device time to fetch a queue entry, added to its first command (the default rates';
+/// [`crate::exec::Rates::entry_ns`]).
 pub const ENTRY_OVERHEAD_NS: u64 = 1000;
 
 /// How often the firmware retries writing a failed entry's error event to a full event ring.
@@ -815,7 +816,7 @@ impl Device {
         }
         let mut cost = command.cost_ns(&self.config.rates);
         if entry_start {
-            cost = cost.saturating_add(ENTRY_OVERHEAD_NS);
+            cost = cost.saturating_add(self.config.rates.entry_ns);
         }
         let until = if command == Command::DebugHang {
             u64::MAX

@@ -306,6 +306,8 @@ fn a_command_the_host_computes_slower_than_its_cost_is_late() {
             command_ns: 1,
             bytes_per_us: u64::MAX,
             flops_per_us: u64::MAX,
+            entry_ns: 1000,
+            slowdown: 1,
         },
         ..Default::default()
     });
@@ -929,4 +931,24 @@ fn abi_version_can_be_overridden() {
         ..Default::default()
     });
     assert_eq!(h.mmio_read(regs::ABI_VERSION), 0x0002_0000);
+}
+
+#[test]
+fn a_slowed_device_lengthens_its_default_watchdog_with_its_rates() {
+    // 150 ms of DELAY in one entry: over the default 100 ms watchdog, under a 4x slower
+    // device's 400 ms.
+    let run = |rates| {
+        let mut h = Harness::booted_with(vagx_fw::Config {
+            units: 1,
+            rates,
+            ..Default::default()
+        });
+        h.create_queue(90, 1);
+        let s = h.submit(90, &delay(150_000_000));
+        let done = h.run_until_stamp(90, s, 500_000_000).is_some();
+        (done, h.events().iter().any(|e| e.kind == EVENT_TIMEOUT))
+    };
+    let default = vagx_fw::exec::Rates::default();
+    assert_eq!(run(default), (false, true));
+    assert_eq!(run(default.slowed(4)), (true, false));
 }

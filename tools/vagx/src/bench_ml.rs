@@ -76,9 +76,10 @@ fn collectives(gpus: &[usize]) -> Result<()> {
         gpus.len()
     );
     row!(
-        "{:>10} {:>12} {:>10} {:>10} {:>12}",
+        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>12}",
         "bytes",
         "device ms",
+        "submit ms",
         "algbw GB/s",
         "busbw GB/s",
         "busbw/COPY"
@@ -93,8 +94,9 @@ fn collectives(gpus: &[usize]) -> Result<()> {
         let r = ring.run(Op::AllReduce)?;
         check(&ring, Op::AllReduce, &inputs)?;
         row!(
-            "{bytes:>10} {:>12.3} {:>10.3} {:>10.3} {:>11.1}%",
+            "{bytes:>10} {:>12.3} {:>10.3} {:>10.3} {:>10.3} {:>11.1}%",
             r.device_ns as f64 / 1e6,
+            r.submit_ns as f64 / 1e6,
             r.algbw,
             r.busbw,
             100.0 * r.busbw / copy
@@ -106,6 +108,7 @@ fn collectives(gpus: &[usize]) -> Result<()> {
                 ("gpus", gpus.len().to_string()),
                 ("bytes", bytes.to_string()),
                 ("device_ns", r.device_ns.to_string()),
+                ("submit_ns", r.submit_ns.to_string()),
                 ("algbw_gbs", num(r.algbw)),
                 ("busbw_gbs", num(r.busbw)),
                 ("copy_gbs", num(copy)),
@@ -135,10 +138,11 @@ fn model_runs(indices: &[usize]) -> Result<()> {
         shape.batch
     );
     row!(
-        "{:<18} {:>4} {:>9} {:>9} {:>8} {:>10} {:>8} {:>22}",
+        "{:<18} {:>4} {:>9} {:>9} {:>9} {:>8} {:>10} {:>8} {:>22}",
         "strategy",
         "GPUs",
         "wall ms",
+        "submit ms",
         "device ms",
         "speedup",
         "work bound",
@@ -168,10 +172,11 @@ fn model_runs(indices: &[usize]) -> Result<()> {
             .map(|u| format!("{:.0}%", 100.0 * u))
             .collect();
         row!(
-            "{:<18} {:>4} {:>9.2} {:>9.2} {:>7.2}x {:>9.2}x {:>8} {:>22}",
+            "{:<18} {:>4} {:>9.2} {:>9.2} {:>9.2} {:>7.2}x {:>9.2}x {:>8} {:>22}",
             r.name,
             r.gpus,
             r.wall_ms,
+            r.submit_ms,
             r.device_ms,
             speedup,
             bound,
@@ -186,6 +191,7 @@ fn model_runs(indices: &[usize]) -> Result<()> {
                 ("strategy", format!("\"{}\"", r.name)),
                 ("gpus", r.gpus.to_string()),
                 ("wall_ms", num(r.wall_ms)),
+                ("submit_ms", num(r.submit_ms)),
                 ("device_ms", num(r.device_ms)),
                 ("speedup", num(speedup)),
                 ("work_bound_speedup", num(bound)),

@@ -117,6 +117,8 @@ pub struct Queued {
     op: Op,
     before: u64,
     first_step: u64,
+    /// How long submitting every job took the CPU.
+    submit: std::time::Duration,
 }
 
 /// What a collective took.
@@ -127,6 +129,8 @@ pub struct Report {
     pub jobs: u64,
     /// Device time from before the first submit to after the last job, in ns.
     pub device_ns: u64,
+    /// Wall time the CPU took to submit every job, in ns (the GPUs start meanwhile).
+    pub submit_ns: u64,
     /// Bytes of the buffer over device time, and NCCL's bus bandwidth, in GB/s.
     pub algbw: f64,
     pub busbw: f64,
@@ -334,6 +338,7 @@ impl Ring {
         let n = self.size();
         let before = self.members[0].gpu.device_load()?.device_time_ns;
         let first_step = self.point;
+        let start = std::time::Instant::now();
         match op {
             Op::ReduceScatter => self.reduce_scatter()?,
             Op::AllGather => self.all_gather()?,
@@ -347,6 +352,7 @@ impl Ring {
             op,
             before,
             first_step,
+            submit: start.elapsed(),
         })
     }
 
@@ -356,6 +362,7 @@ impl Ring {
             op,
             before,
             first_step,
+            submit,
         } = q;
         let n = self.size();
         for m in self.members.iter().filter(|_| self.point > first_step) {
@@ -372,6 +379,7 @@ impl Ring {
             steps,
             jobs: steps * n as u64,
             device_ns,
+            submit_ns: u64::try_from(submit.as_nanos()).unwrap_or(u64::MAX),
             algbw,
             busbw: algbw * op.bus_factor(n),
         })
@@ -506,11 +514,12 @@ pub fn cli(op: Op, gpus: &[usize], len: usize) -> Result<()> {
     let report = ring.run(op)?;
     let worst = check(&ring, op, &inputs)?;
     println!(
-        "collective {op:?} on {} GPU(s), {len} f32: {} steps, {} jobs, {:.3} ms of device \
-         time, algbw {:.3} GB/s, busbw {:.3} GB/s, worst error {worst:e}",
+        "collective {op:?} on {} GPU(s), {len} f32: {} steps, {} jobs (submitted in {:.3} ms), \
+         {:.3} ms of device time, algbw {:.3} GB/s, busbw {:.3} GB/s, worst error {worst:e}",
         ring.size(),
         report.steps,
         report.jobs,
+        report.submit_ns as f64 / 1e6,
         report.device_ns as f64 / 1e6,
         report.algbw,
         report.busbw

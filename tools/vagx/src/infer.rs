@@ -390,6 +390,9 @@ pub struct Outcome {
     pub name: &'static str,
     pub gpus: usize,
     pub wall_ms: f64,
+    /// Of the wall time, how long the CPU took to submit every job (the GPUs may already
+    /// be running the first ones).
+    pub submit_ms: f64,
     /// Device time of the run: GPU 0's clock between the reads around it. The device clock
     /// runs with the host's, so this is the wall time the device saw, with the guest's
     /// latency between dependent jobs in it.
@@ -480,6 +483,7 @@ pub fn data_parallel(model: &Model, gpus: &[Gpu]) -> Result<Outcome> {
         st.submit(&c, 0, &[Sync::signal(sync, 0)])?;
         done.push((i, sync));
     }
+    let submit_ms = start.elapsed().as_secs_f64() * 1e3;
     for &(i, s) in &done {
         stages[i]
             .ctx
@@ -502,6 +506,7 @@ pub fn data_parallel(model: &Model, gpus: &[Gpu]) -> Result<Outcome> {
         name: if n == 1 { "single" } else { "data parallel" },
         gpus: n,
         wall_ms,
+        submit_ms,
         device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
         busy_ms,
         utilisation,
@@ -615,6 +620,7 @@ pub(crate) fn pipeline_held(
                 .with_context(|| format!("stage {s}, micro-batch {m}"))?;
         }
     }
+    let submit_ms = start.elapsed().as_secs_f64() * 1e3;
     if let Some(h) = hold.as_mut() {
         (h.queued)()?;
     }
@@ -657,6 +663,7 @@ pub(crate) fn pipeline_held(
         name: "pipeline parallel",
         gpus: n,
         wall_ms,
+        submit_ms,
         device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
         busy_ms,
         utilisation,
@@ -767,6 +774,7 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
         ring.queue_only(crate::collectives::Op::AllReduce)?;
         ring.user_step(|i| finish[i].clone())?;
     }
+    let submit_ms = start.elapsed().as_secs_f64() * 1e3;
     ring.wait_all()?;
     let wall_ms = start.elapsed().as_secs_f64() * 1e3;
     let after = devices.iter().map(busy).collect::<Result<Vec<_>>>()?;
@@ -795,6 +803,7 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
         name: "tensor parallel",
         gpus: n,
         wall_ms,
+        submit_ms,
         device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
         busy_ms,
         utilisation,

@@ -29,6 +29,7 @@ use qemu_api::{
 };
 use vagx_abi::{pci as ids, regs};
 use vagx_fw::{
+    exec::Rates,
     mem::{BusError, Memory},
     trace::Trace,
     BootFault, Config, Device,
@@ -58,6 +59,9 @@ pub struct VagxState {
     /// Property `workers`: threads for commands' arithmetic off the big lock (0: none, in the
     /// main loop; `u32::MAX`, the default: one per unit), see `vagx_fw::workers`.
     workers: u32,
+    /// Property `rate-divisor`: a device this many times slower than the default cost model
+    /// (0 and 1: the default), see `vagx_fw::exec::Rates::slowed`.
+    rate_divisor: u32,
     /// The device model; borrowed only inside a callback of this device.
     dev: BqlRefCell<Device>,
     /// Set while the model runs, to refuse MMIO that its own DMA would re-enter.
@@ -136,6 +140,15 @@ qemu_api::declare_properties! {
         unsafe { &qdev_prop_uint32 },
         u32,
         default = u32::MAX
+    ),
+    qemu_api::define_property!(
+        c_str!("rate-divisor"),
+        VagxState,
+        rate_divisor,
+        // SAFETY: as above.
+        unsafe { &qdev_prop_uint32 },
+        u32,
+        default = 1
     ),
 }
 
@@ -286,6 +299,7 @@ impl VagxState {
             } else {
                 self.workers
             },
+            rates: Rates::default().slowed(self.rate_divisor),
             ..Config::default()
         });
         let inject = dev.injections_mut();

@@ -1280,6 +1280,35 @@ fn a_buffer_decodes_command_after_command() {
 }
 
 #[test]
+fn a_slowed_device_costs_its_divisor_times_more() {
+    let rates = Rates::default().slowed(16);
+    assert_eq!(
+        rates,
+        Rates {
+            command_ns: 3200,
+            bytes_per_us: 1000,
+            flops_per_us: 4000,
+            entry_ns: 16_000,
+            slowdown: 16,
+        }
+    );
+    assert_eq!(Rates::default().slowed(0), Rates::default());
+    assert_eq!(Rates::default().slowed(1), Rates::default());
+    // A 1 MiB COPY: 3200 ns and 2 MiB at 1 byte/ns, 16 times the default's 131072 ns of
+    // traffic; a DELAY keeps its time.
+    let copy = Command::Copy {
+        src: 0,
+        dst: 1 << 20,
+        len: 1 << 20,
+    };
+    assert_eq!(copy.cost_ns(&rates), 3200 + 2 * 1_048_576);
+    assert_eq!(Command::Delay { ns: 5000 }.cost_ns(&rates), 3200 + 5000);
+    // Throughputs never reach zero, so every command still ends.
+    let slowest = Rates::default().slowed(u32::MAX);
+    assert_eq!((slowest.bytes_per_us, slowest.flops_per_us), (1, 1));
+}
+
+#[test]
 fn costs_follow_the_documented_model() {
     let rates = Rates::default();
     assert_eq!(
@@ -1287,7 +1316,9 @@ fn costs_follow_the_documented_model() {
         Rates {
             command_ns: 200,
             bytes_per_us: 16_000,
-            flops_per_us: 64_000
+            flops_per_us: 64_000,
+            entry_ns: 1000,
+            slowdown: 1,
         }
     );
     let max = MAX_GEMM_DIM;
@@ -1450,6 +1481,8 @@ fn costs_follow_the_documented_model() {
         command_ns: 1,
         bytes_per_us: 0,
         flops_per_us: 0,
+        entry_ns: 0,
+        slowdown: 1,
     };
     assert_eq!(Command::Nop.cost_ns(&stalled), 1);
     assert_eq!(
@@ -1464,6 +1497,8 @@ fn costs_follow_the_documented_model() {
         command_ns: 0,
         bytes_per_us: u64::MAX,
         flops_per_us: u64::MAX,
+        entry_ns: 0,
+        slowdown: 1,
     };
     assert_eq!(
         Command::Fill {
