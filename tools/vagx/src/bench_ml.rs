@@ -281,6 +281,7 @@ fn dispatcher(indices: &[usize]) -> Result<()> {
                 ("imbalance", num(r.imbalance)),
                 ("cost_small_us", num(r.cost_us[0])),
                 ("cost_large_us", num(r.cost_us[1])),
+                ("parallel_units", num(r.parallel)),
             ],
         );
         p99.push(r.p99_ms);

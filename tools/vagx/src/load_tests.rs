@@ -106,7 +106,9 @@ fn run_delays(g: &Gpu, queues: usize, jobs: usize, delay_ns: u64) -> Result<()> 
 /// grew by the same.
 fn two_queues_of_delays_on_two_units_busy_the_units_twice_their_device_time() -> Result<()> {
     const JOBS: usize = 5;
-    const DELAY_NS: u64 = 4_000_000;
+    // Long enough (100 ms a queue) that the second queue's jobs reach the firmware while the
+    // first queue still holds a unit, even when the guest is slow to push them.
+    const DELAY_NS: u64 = 20_000_000;
     let g = Gpu::open_first()?;
     let before = settled(&g)?;
     ensure!(

@@ -167,6 +167,9 @@ pub struct Report {
     pub worst_error: f32,
     /// The calibrated cost of a small and of a large request, device µs.
     pub cost_us: [f64; 2],
+    /// How many units' worth the GPUs delivered together in the calibration (at most their
+    /// units): the capacity the offered load is a share of.
+    pub parallel: f64,
 }
 
 /// What one GPU did in a run.
@@ -261,6 +264,8 @@ struct Device<'g> {
     /// The dispatcher's jobs on it.
     in_flight: u64,
     answered: usize,
+    /// Device ns of the requests the dispatcher placed on it (estimated): what breaks ties.
+    placed_ns: f64,
     /// Busy time and device clock at the start, and the latest good reading.
     first: (u64, u64),
     latest: (u64, u64),
@@ -367,6 +372,33 @@ fn measure(dev: &Device<'_>, model: &Model, pool: &[f32], rows: usize) -> Result
     Ok((after.0 - before.0) as f64)
 }
 
+/// Runs a request of `rows` pool rows on every lane of every GPU at once: the wall ns until
+/// the last one ends.
+fn measure_together(devs: &[Device<'_>], model: &Model, pool: &[f32], rows: usize) -> Result<f64> {
+    let h = model.shape().hidden;
+    let mut pending = Vec::new();
+    let start = Instant::now();
+    for lane in devs.iter().flat_map(|d| &d.lanes) {
+        let (input, _) = lane.stage.slot_offsets(h, 0);
+        infer::put(&lane.stage.ctx, input, &pool_rows(pool, h, 0, rows));
+        let c = lane
+            .stage
+            .commands([h, model.ff()], rows, lane.stage.ctx.va(input), 0, true);
+        let g = lane.stage.ctx.gpu;
+        let s = g.syncobj()?;
+        lane.stage.submit(&c, 0, &[Sync::signal(s, 0)])?;
+        pending.push((lane, s));
+    }
+    for (lane, s) in pending {
+        let g = lane.stage.ctx.gpu;
+        g.wait(s, WAIT_MS).context("a calibration request")?;
+        let r = lane.stage.ctx.fence_result(s)?;
+        g.syncobj_destroy(s)?;
+        ensure!(r == Ok(()), "a calibration request failed: {r:?}");
+    }
+    Ok(start.elapsed().as_nanos() as f64)
+}
+
 /// Takes GPU `index` away as `by` says.
 fn lose(index: usize, by: LoseBy) -> Result<()> {
     match by {
@@ -440,6 +472,7 @@ fn serve(cfg: &Config, indices: &[usize]) -> Result<Report> {
             monitor: Monitor::start(index)?,
             in_flight: 0,
             answered: 0,
+            placed_ns: 0.0,
             first: (first.0, first.1),
             latest: (first.0, first.1),
         });
@@ -461,7 +494,12 @@ fn serve(cfg: &Config, indices: &[usize]) -> Result<Report> {
         Mix::Skewed => 1.0 / devs.len().max(2) as f64,
     };
     let mean_ns = est(cfg.small) * (1.0 - large_share) + est(cfg.large) * large_share;
-    let gap_ns = mean_ns / (units as f64 * cfg.load);
+    // What the GPUs deliver together, in units' worth: an emulated device that falls behind
+    // its model under load gives less than its units, and an offered load taken from the
+    // units alone would then overload the run.
+    let together_ns = measure_together(&devs, &model, &pool, cfg.large)?;
+    let parallel = (est(cfg.large) * units as f64 / together_ns.max(1.0)).clamp(1.0, units as f64);
+    let gap_ns = mean_ns / (parallel * cfg.load);
     let requests = stream(cfg, devs.len(), gap_ns);
     // Utilisation counts from here, after the calibration.
     for (d, g) in devs.iter_mut().zip(&gpus) {
@@ -537,6 +575,7 @@ fn serve(cfg: &Config, indices: &[usize]) -> Result<Report> {
                     lane.busy_until =
                         lane.busy_until.max(elapsed) + Duration::from_nanos(est(rows) as u64);
                     dev.in_flight += 1;
+                    dev.placed_ns += est(rows);
                     submitted += 1;
                     jobs.push(Job {
                         request: r,
@@ -718,6 +757,7 @@ fn serve(cfg: &Config, indices: &[usize]) -> Result<Report> {
         imbalance: if mean > 0.0 { (hi - lo) / mean } else { 0.0 },
         worst_error: worst,
         cost_us: [cost[0] / 1e3, cost[1] / 1e3],
+        parallel,
     })
 }
 
@@ -750,7 +790,12 @@ fn place(
             .enumerate()
             .filter(|(i, _)| takes[*i])
             .filter_map(|(i, d)| best_lane(d).map(|(l, end)| (i, l, end)))
-            .min_by(|a, b| a.2.total_cmp(&b.2))
+            // Idle lanes all end the request at the same time: of those, the GPU given the
+            // least work so far, so that a light load does not pile onto GPU 0.
+            .min_by(|a, b| {
+                a.2.total_cmp(&b.2)
+                    .then(devs[a.0].placed_ns.total_cmp(&devs[b.0].placed_ns))
+            })
             .map(|(i, l, _)| (i, l)),
         Policy::RoundRobin => {
             // The next GPU in turn that takes work; wait for room on it.
@@ -790,10 +835,11 @@ pub fn print_report(cfg: &Config, indices: &[usize], r: &Report) {
         r.worst_error
     );
     println!(
-        "  cost {:.0} / {:.0} us a request; {:.1} requests/s, latency p50 {:.2} ms, p99 {:.2} ms, \
-         max {:.2} ms; {} re-run(s); imbalance {:.1} %",
+        "  cost {:.0} / {:.0} us a request, {:.1} units' worth together; {:.1} requests/s, \
+         latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; {} re-run(s); imbalance {:.1} %",
         r.cost_us[0],
         r.cost_us[1],
+        r.parallel,
         r.throughput(),
         r.p50_ms,
         r.p99_ms,
