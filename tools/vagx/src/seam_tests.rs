@@ -20,6 +20,7 @@ pub fn tests() -> Vec<Test<'static>> {
     tests![
         queue_destroy_cancels_queued_waiting_and_running_jobs,
         file_close_cancels_queued_waiting_and_running_jobs,
+        a_queue_destroyed_as_its_jobs_become_ready_can_be_made_again,
         per_file_limits_leave_queues_and_vms_for_others,
         timeline_points_must_increase,
         dumb_buffers_are_refused,
@@ -69,6 +70,13 @@ fn teardown_cancels_everything(how: Teardown) -> Result<()> {
     }
     let imported = g.syncobj()?;
     g.import_sync_file(imported, gate_file.as_fd())?;
+    // The first job waits for a CPU gate opened just before the teardown, so the jobs are
+    // still running and queued then however slow the submits (a 90 ms job could otherwise
+    // end first on a loaded host). The teardown then races the scheduler handing the first
+    // job to the hardware, as the next test does on purpose.
+    let start = crate::sw_sync::Timeline::new().context("sw_sync timeline")?;
+    let started = g.syncobj()?;
+    g.import_sync_file(started, start.fence(1)?.as_fd())?;
     let mut fences: Vec<OwnedFd> = Vec::new();
     // Running and queued (kernel mode puts 8 jobs of a priority on the hardware, so 12
     // leave some in the scheduler), then one waiting for the gate.
@@ -78,9 +86,13 @@ fn teardown_cancels_everything(how: Teardown) -> Result<()> {
         if i == 12 {
             syncs.insert(0, Sync::wait(imported, 0));
         }
+        if i == 0 {
+            syncs.insert(0, Sync::wait(started, 0));
+        }
         g.submit(queue, BASE, slow.len(), &syncs)?;
         fences.push(g.export_sync_file(s)?);
     }
+    start.advance(1)?;
     match how {
         Teardown::DestroyQueue => g.queue_destroy(queue)?,
         // Closes the file with its queue, VM and jobs alive.
@@ -102,6 +114,69 @@ fn teardown_cancels_everything(how: Teardown) -> Result<()> {
     ensure!(
         gate_ctx.fence_result(gate)? == Ok(()),
         "the gate job failed"
+    );
+    Ok(())
+}
+
+/// A queue destroyed while the scheduler is handing its jobs to the hardware (a gate opened
+/// just before lets a stream of them go) is gone from the firmware as well: its id, reused,
+/// makes a queue again. (Before the destroy refused such a late entry, one pushed after the
+/// firmware queue's reset kept it busy, the destroy was refused, and the next QUEUE_CREATE
+/// that got the id failed with EEXIST.) Every job runs or is cancelled.
+fn a_queue_destroyed_as_its_jobs_become_ready_can_be_made_again() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let vm = g.vm_create()?;
+    let bo = g.gem_create(1 << 16)?;
+    g.vm_map(vm, bo, BASE, 1 << 16)?;
+    let mut c = CmdBuf::new();
+    c.write32(BASE + 0x8000, 1);
+    g.map(bo, 1 << 16)?.write(0, c.bytes());
+    for round in 0..24u32 {
+        let queue = g
+            .queue_create(vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)
+            .with_context(|| format!("round {round}: QUEUE_CREATE"))?;
+        let timeline = crate::sw_sync::Timeline::new().context("sw_sync timeline")?;
+        let gate = g.syncobj()?;
+        g.import_sync_file(gate, timeline.fence(1)?.as_fd())?;
+        let done = g.syncobj()?;
+        let mut fences = Vec::new();
+        for _ in 0..32 {
+            g.submit(
+                queue,
+                BASE,
+                c.len(),
+                &[Sync::wait(gate, 0), Sync::signal(done, 0)],
+            )?;
+            fences.push(g.export_sync_file(done)?);
+        }
+        timeline.advance(1)?;
+        // From no pause to under a millisecond, so that the destroy comes at different points
+        // of the stream of jobs going to the hardware.
+        std::thread::sleep(std::time::Duration::from_micros(u64::from(round % 8) * 100));
+        g.queue_destroy(queue)
+            .with_context(|| format!("round {round}: QUEUE_DESTROY"))?;
+        for (i, f) in fences.iter().enumerate() {
+            ensure!(
+                sync_file_wait(f.as_fd(), 20_000)?,
+                "round {round}: job {i} never ended"
+            );
+            let status = sync_file_status(f.as_fd())?;
+            ensure!(
+                status == Ok(true) || status == Err(libc::ECANCELED),
+                "round {round}: job {i} ended with {status:?}"
+            );
+        }
+        g.syncobj_destroy(gate)?;
+        g.syncobj_destroy(done)?;
+    }
+    // The device still runs work.
+    let ctx = Ctx::normal(&g)?;
+    let mut w = CmdBuf::new();
+    w.write32(ctx.va(0), 9);
+    ctx.run_and_wait(&w)?;
+    ensure!(
+        ctx.map.u32_at(ctx.off(0)) == 9,
+        "the last job wrote nothing"
     );
     Ok(())
 }

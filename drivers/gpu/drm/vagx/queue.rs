@@ -395,6 +395,11 @@ impl Drop for Queue {
         // have signalled); entries on the hardware are discarded by the firmware, which
         // advances the stamp over them so their fences signal (ECANCELED).
         self.entity.kill_with(ecanceled());
+        // The kill does not wait for a job the scheduler is handing to the hardware right
+        // now: refuse it at the ring (ECANCELED) before counting what is on the hardware,
+        // so that no entry reaches the firmware after the reset below and keeps its queue
+        // alive past the destroy (its id, reused, would then make QUEUE_CREATE fail).
+        self.hw.ban();
         let _recovery = self.gpu.recovery.serialise();
         let id = self.hw.id();
         if !self.gpu.is_lost() {
@@ -403,7 +408,17 @@ impl Drop for Queue {
             if self.hw.in_flight() > 0 {
                 let _ = self.gpu.fw.call(&DevCtrlResetQueue(queue));
             }
-            let _ = self.gpu.fw.call(&DevCtrlDestroyQueue(queue));
+            if let Err(e) = self.gpu.fw.call(&DevCtrlDestroyQueue(queue)) {
+                // Nothing more can reach the queue; a firmware that still says it is busy
+                // gets one more reset.
+                let _ = self.gpu.fw.call(&DevCtrlResetQueue(queue));
+                if let Err(again) = self.gpu.fw.call(&DevCtrlDestroyQueue(queue)) {
+                    dev_warn!(
+                        self.gpu.dev(),
+                        "queue {id}: the firmware refused to destroy it ({e:?}, then {again:?})\n"
+                    );
+                }
+            }
         }
         // Whatever the firmware did not complete (device lost, reset failed) fails here.
         self.hw.fail_all(ecanceled(), true);
