@@ -353,21 +353,11 @@ fn pool_rows(pool: &[f32], hidden: usize, start: usize, rows: usize) -> Vec<f32>
 
 /// Runs a request of `rows` pool rows alone on lane 0 of `dev`: the device ns its units spent.
 fn measure(dev: &Device<'_>, model: &Model, pool: &[f32], rows: usize) -> Result<f64> {
-    let h = model.shape().hidden;
     let lane = &dev.lanes[0];
-    let (input, _) = lane.stage.slot_offsets(h, 0);
-    infer::put(&lane.stage.ctx, input, &pool_rows(pool, h, 0, rows));
     let g = lane.stage.ctx.gpu;
     let before = infer::busy(g)?;
-    let c = lane
-        .stage
-        .commands([h, model.ff()], rows, lane.stage.ctx.va(input), 0, true);
-    let s = g.syncobj()?;
-    lane.stage.submit(&c, 0, &[Sync::signal(s, 0)])?;
-    g.wait(s, WAIT_MS).context("a calibration request")?;
-    let r = lane.stage.ctx.fence_result(s)?;
-    g.syncobj_destroy(s)?;
-    ensure!(r == Ok(()), "a calibration request failed: {r:?}");
+    let s = calibration_request(lane, model, pool, rows)?;
+    calibration_wait(lane, s)?;
     let after = infer::busy(g)?;
     Ok((after.0 - before.0) as f64)
 }
@@ -375,28 +365,40 @@ fn measure(dev: &Device<'_>, model: &Model, pool: &[f32], rows: usize) -> Result
 /// Runs a request of `rows` pool rows on every lane of every GPU at once: the wall ns until
 /// the last one ends.
 fn measure_together(devs: &[Device<'_>], model: &Model, pool: &[f32], rows: usize) -> Result<f64> {
-    let h = model.shape().hidden;
-    let mut pending = Vec::new();
     let start = Instant::now();
-    for lane in devs.iter().flat_map(|d| &d.lanes) {
-        let (input, _) = lane.stage.slot_offsets(h, 0);
-        infer::put(&lane.stage.ctx, input, &pool_rows(pool, h, 0, rows));
-        let c = lane
-            .stage
-            .commands([h, model.ff()], rows, lane.stage.ctx.va(input), 0, true);
-        let g = lane.stage.ctx.gpu;
-        let s = g.syncobj()?;
-        lane.stage.submit(&c, 0, &[Sync::signal(s, 0)])?;
-        pending.push((lane, s));
-    }
+    let pending = devs
+        .iter()
+        .flat_map(|d| &d.lanes)
+        .map(|lane| Ok((lane, calibration_request(lane, model, pool, rows)?)))
+        .collect::<Result<Vec<_>>>()?;
     for (lane, s) in pending {
-        let g = lane.stage.ctx.gpu;
-        g.wait(s, WAIT_MS).context("a calibration request")?;
-        let r = lane.stage.ctx.fence_result(s)?;
-        g.syncobj_destroy(s)?;
-        ensure!(r == Ok(()), "a calibration request failed: {r:?}");
+        calibration_wait(lane, s)?;
     }
     Ok(start.elapsed().as_nanos() as f64)
+}
+
+/// Submits a calibration request of `rows` pool rows on `lane`; returns the syncobj its job
+/// signals.
+fn calibration_request(lane: &Lane<'_>, model: &Model, pool: &[f32], rows: usize) -> Result<u32> {
+    let h = model.shape().hidden;
+    let (input, _) = lane.stage.slot_offsets(h, 0);
+    infer::put(&lane.stage.ctx, input, &pool_rows(pool, h, 0, rows));
+    let c = lane
+        .stage
+        .commands([h, model.ff()], rows, lane.stage.ctx.va(input), 0, true);
+    let s = lane.stage.ctx.gpu.syncobj()?;
+    lane.stage.submit(&c, 0, &[Sync::signal(s, 0)])?;
+    Ok(s)
+}
+
+/// Waits for the calibration request that signals `s` on `lane`, and checks that it worked.
+fn calibration_wait(lane: &Lane<'_>, s: u32) -> Result<()> {
+    let g = lane.stage.ctx.gpu;
+    g.wait(s, WAIT_MS).context("a calibration request")?;
+    let r = lane.stage.ctx.fence_result(s)?;
+    g.syncobj_destroy(s)?;
+    ensure!(r == Ok(()), "a calibration request failed: {r:?}");
+    Ok(())
 }
 
 /// Takes GPU `index` away as `by` says.
