@@ -42,6 +42,25 @@ pub fn build_all(sh: &Shell) -> Result<Artifacts> {
     })
 }
 
+/// The artifacts of `art` with the production kernel (and its initramfs) instead of the test
+/// kernel: built, in its own directory, the first time a bench asks for it.
+pub fn production(art: &Artifacts) -> Result<Artifacts> {
+    let paths = Paths::new();
+    let start = Instant::now();
+    let kernel = kernel::build_flavour(&paths, kernel::Flavour::Production)?;
+    let tool = initramfs::build_tool(&paths)?;
+    let initramfs = initramfs::build(&paths, &kernel, &tool)?;
+    eprintln!(
+        "build: production kernel up to date in {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(Artifacts {
+        kernel,
+        qemu: art.qemu.clone(),
+        initramfs,
+    })
+}
+
 impl flags::Build {
     pub fn run(&self, sh: &Shell) -> Result<()> {
         let art = build_all(sh)?;
@@ -70,7 +89,16 @@ impl flags::Clean {
                 std::fs::remove_dir_all(&dir)?;
             }
         }
-        for stamp in ["linux/config.stamp", "qemu/configure.stamp"] {
+        let production = paths.cache.join("linux").join("build-production");
+        if production.exists() {
+            eprintln!("clean: removing {}", production.display());
+            std::fs::remove_dir_all(&production)?;
+        }
+        for stamp in [
+            "linux/config.stamp",
+            "linux/config-production.stamp",
+            "qemu/configure.stamp",
+        ] {
             std::fs::remove_file(paths.cache.join(stamp)).ok();
         }
         Ok(())

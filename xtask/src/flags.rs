@@ -101,6 +101,18 @@ pub struct Bench {
     /// Only the suites matching this KUnit glob (default: every scheduler workload suite).
     #[arg(long, default_value = "*sched_scheduler*")]
     pub filter: String,
+    /// The kernels `bench ml` boots, one after the other: the test kernel (lockdep), the
+    /// production one (same tree without the debugging options, built on first use), or both.
+    #[arg(long, value_enum, default_value_t = Kernels::Both)]
+    pub kernel: Kernels,
+}
+
+/// Which kernels a bench boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kernels {
+    Test,
+    Production,
+    Both,
 }
 
 /// Arguments of `cargo xtask qtest`.

@@ -99,8 +99,13 @@ pub fn build(paths: &Paths, kernel: &Kernel, tool: &Path) -> Result<PathBuf> {
     archive.entry("etc/vagx-kunit-modules", 0o100_644, kunit_list.as_bytes());
 
     let dir = ensure_dir(&paths.initramfs)?;
-    let out = dir.join("initramfs.cpio");
-    let tmp = dir.join("initramfs.cpio.tmp");
+    // One image per kernel flavour: the modules differ.
+    let name = match kernel.flavour {
+        crate::kernel::Flavour::Test => "initramfs.cpio".to_owned(),
+        f => format!("initramfs-{}.cpio", f.name()),
+    };
+    let out = dir.join(&name);
+    let tmp = dir.join(format!("{name}.tmp"));
     fs::write(&tmp, archive.finish())?;
     fs::rename(&tmp, &out)?;
     Ok(out)

@@ -28,6 +28,50 @@ const OVERLAY_ROOTS: &[&str] = &["drivers", "rust", "include"];
 /// The config fragment merged on top of `tinyconfig`.
 const CONFIG_FRAGMENT: &str = "linux/configs/vagx.config";
 
+/// Merged after [`CONFIG_FRAGMENT`] for [`Flavour::Production`]: the debugging options off.
+const PRODUCTION_FRAGMENT: &str = "linux/configs/production.config";
+
+/// Which kernel: the one every test boots, or the one benches also measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// Lockdep and atomic-sleep checks on: `run`, the tests, the benches.
+    Test,
+    /// The same tree without the debugging options, as people would run it; its own build
+    /// directory, built only when a bench asks for it.
+    Production,
+}
+
+impl Flavour {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Test => "test",
+            Self::Production => "production",
+        }
+    }
+
+    /// The build tree (`O=`).
+    fn build_dir(self, paths: &Paths) -> PathBuf {
+        match self {
+            Self::Test => paths.linux_build.clone(),
+            Self::Production => paths.cache.join("linux").join("build-production"),
+        }
+    }
+
+    fn config_stamp(self, paths: &Paths) -> PathBuf {
+        match self {
+            Self::Test => paths.cache.join("linux/config.stamp"),
+            Self::Production => paths.cache.join("linux/config-production.stamp"),
+        }
+    }
+
+    fn fragments(self) -> &'static [&'static str] {
+        match self {
+            Self::Test => &[CONFIG_FRAGMENT],
+            Self::Production => &[CONFIG_FRAGMENT, PRODUCTION_FRAGMENT],
+        }
+    }
+}
+
 /// What a kernel build produces.
 #[derive(Debug, Clone)]
 pub struct Kernel {
@@ -39,6 +83,7 @@ pub struct Kernel {
     pub kunit_modules: Vec<PathBuf>,
     /// The Debian package version of the source.
     pub version: String,
+    pub flavour: Flavour,
 }
 
 /// Brings the patched, overlaid source tree up to date; returns the kernel's version.
@@ -49,17 +94,26 @@ pub fn prepare(paths: &Paths) -> Result<String> {
     Ok(version)
 }
 
-/// Brings the kernel tree and build up to date and returns the artifacts.
+/// Brings the kernel tree and the test kernel's build up to date and returns the artifacts.
 pub fn build(paths: &Paths) -> Result<Kernel> {
-    let version = prepare(paths)?;
-    configure(paths, &version)?;
+    build_flavour(paths, Flavour::Test)
+}
 
-    let log = paths.log("kernel-build")?;
+/// [`build`] for `flavour`.
+pub fn build_flavour(paths: &Paths, flavour: Flavour) -> Result<Kernel> {
+    let version = prepare(paths)?;
+    configure(paths, &version, flavour)?;
+
+    let log = paths.log(match flavour {
+        Flavour::Test => "kernel-build",
+        Flavour::Production => "kernel-build-production",
+    })?;
     eprintln!(
-        "kernel: building bzImage and modules (log: {})",
+        "kernel: building the {} kernel's bzImage and modules (log: {})",
+        flavour.name(),
         log.display()
     );
-    let mut make = make_cmd(paths);
+    let mut make = make_cmd(paths, &flavour.build_dir(paths));
     make.arg(format!("-j{}", jobs()))
         .args(["bzImage", "modules"]);
     Job::new(make, "kernel build", &log)
@@ -72,7 +126,7 @@ pub fn build(paths: &Paths) -> Result<Kernel> {
         .heartbeat()
         .run()?;
 
-    let build = &paths.linux_build;
+    let build = &flavour.build_dir(paths);
     let kernel = Kernel {
         bzimage: build.join("arch/x86/boot/bzImage"),
         vagx_ko: build.join("drivers/gpu/drm/vagx/vagx.ko"),
@@ -86,6 +140,7 @@ pub fn build(paths: &Paths) -> Result<Kernel> {
         .filter(|m| m.is_file())
         .collect(),
         version,
+        flavour,
     };
     for artifact in [&kernel.bzimage, &kernel.vagx_ko] {
         if !artifact.is_file() {
@@ -96,10 +151,10 @@ pub fn build(paths: &Paths) -> Result<Kernel> {
 }
 
 /// The `make` invocation every kernel step shares: out-of-tree build, GCC through ccache.
-fn make_cmd(paths: &Paths) -> Command {
+fn make_cmd(paths: &Paths, build_dir: &Path) -> Command {
     let mut cmd = Command::new("make");
     cmd.current_dir(&paths.linux_src)
-        .arg(format!("O={}", paths.linux_build.display()))
+        .arg(format!("O={}", build_dir.display()))
         .arg("ARCH=x86_64")
         .arg("CC=ccache gcc")
         .envs(setup::tool_env());
@@ -201,36 +256,56 @@ fn link_tree(src: &Path, dst: &Path, links: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Writes `.config` from `tinyconfig` plus the fragment when either changed, and checks that
-/// every symbol the fragment asks for survived `olddefconfig`.
-fn configure(paths: &Paths, version: &str) -> Result<()> {
-    let fragment = paths.root.join(CONFIG_FRAGMENT);
-    let fp = Fingerprint::new().text(version).path(&fragment)?;
-    let stamp = Stamp::new(paths.cache.join("linux/config.stamp"));
-    let config = paths.linux_build.join(".config");
+/// Writes `.config` from `tinyconfig` plus the flavour's fragments when any changed, and
+/// checks that every symbol they ask for survived `olddefconfig` (a later fragment's word on a
+/// symbol is the one that counts).
+fn configure(paths: &Paths, version: &str, flavour: Flavour) -> Result<()> {
+    let fragments: Vec<PathBuf> = flavour
+        .fragments()
+        .iter()
+        .map(|f| paths.root.join(f))
+        .collect();
+    let mut fp = Fingerprint::new().text(version);
+    for f in &fragments {
+        fp = fp.path(f)?;
+    }
+    let stamp = Stamp::new(flavour.config_stamp(paths));
+    let build_dir = flavour.build_dir(paths);
+    let config = build_dir.join(".config");
     if stamp.is_current(&fp) && config.is_file() {
         return Ok(());
     }
-    eprintln!("kernel: configuring from tinyconfig + {CONFIG_FRAGMENT}");
-    ensure_dir(&paths.linux_build)?;
-    let log = paths.log("kernel-config")?;
-    let mut tiny = make_cmd(paths);
+    eprintln!(
+        "kernel: configuring the {} kernel from tinyconfig + {}",
+        flavour.name(),
+        flavour.fragments().join(" + ")
+    );
+    ensure_dir(&build_dir)?;
+    let log = paths.log(match flavour {
+        Flavour::Test => "kernel-config",
+        Flavour::Production => "kernel-config-production",
+    })?;
+    let mut tiny = make_cmd(paths, &build_dir);
     tiny.arg("tinyconfig");
     Job::new(tiny, "make tinyconfig", &log).run()?;
     let mut merge = Command::new(paths.linux_src.join("scripts/kconfig/merge_config.sh"));
     merge
         .current_dir(&paths.linux_src)
         .args(["-m", "-O"])
-        .arg(&paths.linux_build)
+        .arg(&build_dir)
         .arg(&config)
-        .arg(&fragment);
-    Job::new(merge, "merging the config fragment", &log).run()?;
-    let mut old = make_cmd(paths);
+        .args(&fragments);
+    Job::new(merge, "merging the config fragments", &log).run()?;
+    let mut old = make_cmd(paths, &build_dir);
     old.arg("olddefconfig");
     Job::new(old, "make olddefconfig", &log).run()?;
 
     let have = fs::read_to_string(&config)?;
-    let want = fs::read_to_string(&fragment)?;
+    let mut want = String::new();
+    for f in &fragments {
+        want += &fs::read_to_string(f)?;
+        want.push('\n');
+    }
     let missing = missing_symbols(&want, &have);
     if !missing.is_empty() {
         bail!(
@@ -243,11 +318,23 @@ fn configure(paths: &Paths, version: &str) -> Result<()> {
 }
 
 /// The `CONFIG_X=value` lines of `fragment` that `config` does not contain verbatim.
+/// A symbol set twice (a later fragment overriding an earlier one) counts with its last value.
 fn missing_symbols(fragment: &str, config: &str) -> Vec<String> {
-    fragment
+    let lines: Vec<&str> = fragment
         .lines()
         .map(str::trim)
         .filter(|l| l.starts_with("CONFIG_"))
+        .collect();
+    let symbol = |l: &str| l.split('=').next().unwrap_or(l).to_owned();
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| {
+            !lines[i + 1..]
+                .iter()
+                .any(|later| symbol(later) == symbol(l))
+        })
+        .map(|(_, l)| *l)
         .filter(|l| {
             // "=n" is written as "# CONFIG_X is not set".
             match l.strip_suffix("=n") {
@@ -281,6 +368,15 @@ mod tests {
         assert_eq!(
             missing_symbols("CONFIG_C=n\n", "CONFIG_C=y\n"),
             ["CONFIG_C=n"]
+        );
+        // A later fragment's value wins: the production kernel turns lockdep off.
+        let both = "CONFIG_PROVE_LOCKING=y\nCONFIG_A=y\nCONFIG_PROVE_LOCKING=n\n";
+        assert!(
+            missing_symbols(both, "CONFIG_A=y\n# CONFIG_PROVE_LOCKING is not set\n").is_empty()
+        );
+        assert_eq!(
+            missing_symbols(both, "CONFIG_A=y\nCONFIG_PROVE_LOCKING=y\n"),
+            ["CONFIG_PROVE_LOCKING=n"]
         );
     }
 

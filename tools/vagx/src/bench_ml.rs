@@ -6,16 +6,18 @@
 //! checked as in the tests. Each table line goes to stdout as `vagx-bench-ml| ...`, each
 //! result as a JSON object on a `vagx-bench-ml-json: ` line, which the host collects.
 
+use std::{os::fd::AsFd, time::Instant};
+
 use anyhow::{ensure, Context, Result};
 
 use crate::{
     cmdbuf::CmdBuf,
     collectives::{check, input, Op, Ring},
     fixture::{self, Ctx},
-    gpu::{Gpu, Selection},
-    infer::{self, Model, Outcome, Shape},
+    gpu::{submit_times, Gpu, Selection, Sync},
+    infer::{self, Launch, Model, Outcome, Shape},
     serve::{self, Config, Mix, Policy},
-    uapi,
+    sw_sync, uapi,
 };
 
 /// Prints a table line.
@@ -69,6 +71,146 @@ fn copy_bandwidth(bytes: u64) -> Result<f64> {
     Ok(bytes as f64 / (busy(&after) - busy(&before)).max(1) as f64)
 }
 
+/// Where a chain of dependent jobs runs: what one hop from a job to the next costs.
+#[derive(Clone, Copy)]
+enum HopPath {
+    /// One queue: the next job follows in the queue's order.
+    OneQueue,
+    /// Two queues of one GPU, each job waiting for the other queue's (a binary syncobj).
+    TwoQueues,
+    /// Two GPUs, each job waiting for the other GPU's through a binary syncobj shared by fd.
+    TwoGpusBinary,
+    /// Two GPUs, each job waiting for a point of the other GPU's timeline syncobj (as the
+    /// collectives do).
+    TwoGpusTimeline,
+}
+
+impl HopPath {
+    fn name(self) -> &'static str {
+        match self {
+            Self::OneQueue => "one queue",
+            Self::TwoQueues => "two queues, one GPU",
+            Self::TwoGpusBinary => "two GPUs, binary syncobj",
+            Self::TwoGpusTimeline => "two GPUs, timeline point",
+        }
+    }
+}
+
+/// Jobs in each hop chain.
+const HOP_JOBS: usize = 48;
+
+/// A chain of [`HOP_JOBS`] empty jobs along `path`, every one queued behind a closed gate
+/// before the gate opens: the wall time from the opening to the last job's end, per hop
+/// (µs). The jobs do nothing, so this is the latency between a job's end and the start of
+/// the job that waits for it, what a collective's or a pipeline's steps pay each time.
+fn hop_latency(gpus: &[Gpu], path: HopPath) -> Result<f64> {
+    let two_gpus = matches!(path, HopPath::TwoGpusBinary | HopPath::TwoGpusTimeline);
+    let second = if two_gpus { &gpus[1] } else { &gpus[0] };
+    let ctxs = [Ctx::normal(&gpus[0])?, Ctx::normal(second)?];
+    let timelines = [ctxs[0].gpu.syncobj()?, ctxs[1].gpu.syncobj()?];
+    // Each context's handle of the other's timeline.
+    let peer_timelines = if two_gpus {
+        let import = |from: usize, to: usize| -> Result<u32> {
+            let fd = ctxs[from].gpu.syncobj_export(timelines[from])?;
+            Ok(ctxs[to].gpu.syncobj_import(fd.as_fd())?)
+        };
+        [import(1, 0)?, import(0, 1)?]
+    } else {
+        [timelines[1], timelines[0]]
+    };
+    let gate = sw_sync::Timeline::new().context("a sw_sync timeline")?;
+    let gated = ctxs[0].gpu.syncobj()?;
+    ctxs[0]
+        .gpu
+        .import_sync_file(gated, gate.fence(1)?.as_fd())?;
+    let mut c = CmdBuf::new();
+    c.nop();
+    // The binary syncobj job k signals, as a handle of the file of job k + 1.
+    let mut previous: Option<u32> = None;
+    for k in 0..HOP_JOBS {
+        let side = match path {
+            HopPath::OneQueue => 0,
+            _ => k % 2,
+        };
+        let ctx = &ctxs[side];
+        let mut syncs = Vec::new();
+        if k == 0 {
+            syncs.push(Sync::wait(gated, 0));
+        }
+        match path {
+            HopPath::OneQueue => {}
+            HopPath::TwoQueues | HopPath::TwoGpusBinary => {
+                if let Some(p) = previous {
+                    syncs.push(Sync::wait(p, 0));
+                }
+            }
+            HopPath::TwoGpusTimeline => {
+                if k > 0 {
+                    // Job k - 1 signalled point k / 2 of the other side's timeline.
+                    syncs.push(Sync::wait(peer_timelines[side], k.div_ceil(2) as u64));
+                }
+            }
+        }
+        let signal = ctx.gpu.syncobj()?;
+        syncs.push(Sync::signal(signal, 0));
+        // Each side's own jobs signal its timeline's next point.
+        let point = match path {
+            HopPath::OneQueue => k + 1,
+            _ => k / 2 + 1,
+        };
+        syncs.push(Sync::signal(timelines[side], point as u64));
+        ctx.run(&c, &syncs)?;
+        let other = &ctxs[1 - side];
+        previous = Some(if two_gpus {
+            let fd = ctx.gpu.syncobj_export(signal)?;
+            other.gpu.syncobj_import(fd.as_fd())?
+        } else {
+            signal
+        });
+        if k + 1 == HOP_JOBS {
+            let start = Instant::now();
+            gate.advance(1)?;
+            ctx.gpu.wait(signal, fixture::WAIT_MS)?;
+            let us = start.elapsed().as_secs_f64() * 1e6;
+            ensure!(
+                ctx.fence_result(signal)? == Ok(()),
+                "the last job of the {} chain failed",
+                path.name()
+            );
+            return Ok(us / (HOP_JOBS - 1) as f64);
+        }
+    }
+    unreachable!("the loop returns at its last job")
+}
+
+/// The hop latencies of every path (two GPUs if there are).
+fn hops(indices: &[usize]) -> Result<()> {
+    let gpus = indices
+        .iter()
+        .take(2)
+        .map(|&i| Gpu::open_index(i))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    row!("one hop: {HOP_JOBS} empty jobs in a chain, queued ahead, wall time per hop");
+    row!("{:<26} {:>10}", "path", "us per hop");
+    let mut paths = vec![HopPath::OneQueue, HopPath::TwoQueues];
+    if gpus.len() > 1 {
+        paths.extend([HopPath::TwoGpusBinary, HopPath::TwoGpusTimeline]);
+    }
+    for path in paths {
+        let us = hop_latency(&gpus, path)?;
+        row!("{:<26} {:>10.0}", path.name(), us);
+        json(
+            "hop",
+            &[
+                ("path", format!("\"{}\"", path.name())),
+                ("jobs", HOP_JOBS.to_string()),
+                ("us_per_hop", num(us)),
+            ],
+        );
+    }
+    Ok(())
+}
+
 fn collectives(gpus: &[usize]) -> Result<()> {
     let copy = copy_bandwidth(16 << 20)?;
     row!(
@@ -118,14 +260,23 @@ fn collectives(gpus: &[usize]) -> Result<()> {
     Ok(())
 }
 
-fn model_runs(indices: &[usize]) -> Result<()> {
+/// The model's batches: a small one, where a GPU's share of a step is shorter than the
+/// guest's latency between dependent jobs on different GPUs, and one four times larger, where
+/// it is longer (Documentation/gpu/vagx-ml.rst, "Benchmark").
+const MODEL_BATCHES: [usize; 2] = [64, 256];
+
+/// The model in every parallelism on 1, 2 and 4 GPUs, streamed and queued ahead.
+fn model_runs(indices: &[usize], batch: usize) -> Result<()> {
     let shape = Shape {
         hidden: 256,
         layers: 8,
-        batch: 64,
+        batch,
         seed: 1,
     };
-    let micro = 8;
+    // GPipe on S stages and M micro-batches is busy M of M + S - 1 steps: 8 micro-batches
+    // on 4 GPUs cannot pass 32/11 = 2.9x, 16 reach 64/19 = 3.4x. 8 for the small batch (4 rows
+    // each), 16 for the large one.
+    let micro = (batch / 16).clamp(8, 16);
     let model = Model::new(shape);
     let gpus = indices
         .iter()
@@ -138,80 +289,104 @@ fn model_runs(indices: &[usize]) -> Result<()> {
         shape.batch
     );
     row!(
-        "{:<18} {:>4} {:>9} {:>9} {:>9} {:>8} {:>10} {:>8} {:>22}",
+        "{:<18} {:>7} {:>4} {:>9} {:>9} {:>13} {:>9} {:>8} {:>10} {:>7} {:>18}",
         "strategy",
+        "launch",
         "GPUs",
         "wall ms",
         "submit ms",
+        "SUBMIT p50/max",
         "device ms",
         "speedup",
         "work bound",
         "bubble",
-        "utilisation per GPU"
+        "utilisation/GPU"
     );
-    let single = infer::data_parallel(&model, &gpus[..1])?;
-    let single_busy: f64 = single.busy_ms.iter().sum();
-    let mut rows: Vec<Outcome> = Vec::new();
     let mut counts = vec![1];
     counts.extend([2, 4].into_iter().filter(|&k| k <= gpus.len()));
-    for &k in &counts {
-        if k == 1 {
-            continue;
+    for launch in [Launch::Streamed, Launch::QueuedAhead] {
+        let single = infer::data_parallel(&model, &gpus[..1], launch)?;
+        let single_busy: f64 = single.busy_ms.iter().sum();
+        let mut rows: Vec<Outcome> = Vec::new();
+        for &k in counts.iter().filter(|&&k| k > 1) {
+            rows.push(infer::data_parallel(&model, &gpus[..k], launch)?);
+            rows.push(infer::tensor_parallel(&model, &indices[..k], launch)?);
+            rows.push(infer::pipeline_parallel(&model, &gpus[..k], micro, launch)?);
         }
-        rows.push(infer::data_parallel(&model, &gpus[..k])?);
-        rows.push(infer::tensor_parallel(&model, &indices[..k])?);
-        rows.push(infer::pipeline_parallel(&model, &gpus[..k], micro)?);
-    }
-    for r in std::iter::once(&single).chain(&rows) {
-        let speedup = single.device_ms / r.device_ms.max(1e-9);
-        // The most a perfect overlap would give: one GPU's work over the busiest GPU's.
-        let bound = single_busy / r.busy_ms.iter().copied().fold(0.0, f64::max).max(1e-9);
-        let util: Vec<String> = r
-            .utilisation
-            .iter()
-            .map(|u| format!("{:.0}%", 100.0 * u))
-            .collect();
-        row!(
-            "{:<18} {:>4} {:>9.2} {:>9.2} {:>9.2} {:>7.2}x {:>9.2}x {:>8} {:>22}",
-            r.name,
-            r.gpus,
-            r.wall_ms,
-            r.submit_ms,
-            r.device_ms,
-            speedup,
-            bound,
-            r.bubble
-                .map(|b| format!("{:.0}%", 100.0 * b))
-                .unwrap_or_default(),
-            util.join(" ")
-        );
-        json(
-            "model",
-            &[
-                ("strategy", format!("\"{}\"", r.name)),
-                ("gpus", r.gpus.to_string()),
-                ("wall_ms", num(r.wall_ms)),
-                ("submit_ms", num(r.submit_ms)),
-                ("device_ms", num(r.device_ms)),
-                ("speedup", num(speedup)),
-                ("work_bound_speedup", num(bound)),
-                ("bubble", r.bubble.map_or("null".into(), num)),
-                ("worst_error", num(f64::from(r.worst_error))),
-                (
-                    "utilisation",
-                    format!(
-                        "[{}]",
-                        r.utilisation
-                            .iter()
-                            .map(|u| num(*u))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-            ],
-        );
+        for r in std::iter::once(&single).chain(&rows) {
+            model_row(r, batch, &single, single_busy);
+        }
     }
     Ok(())
+}
+
+/// One row of the model's table and its JSON line; speedups against `single` (one GPU,
+/// launched the same way), whose units were busy `single_busy` ms.
+fn model_row(r: &Outcome, batch: usize, single: &Outcome, single_busy: f64) {
+    let speedup = single.device_ms / r.device_ms.max(1e-9);
+    // The most a perfect overlap would give: one GPU's work over the busiest GPU's.
+    let bound = single_busy / r.busy_ms.iter().copied().fold(0.0, f64::max).max(1e-9);
+    let util: Vec<String> = r
+        .utilisation
+        .iter()
+        .map(|u| format!("{:.0}%", 100.0 * u))
+        .collect();
+    let launch = match r.launch {
+        Launch::Streamed => "stream",
+        Launch::QueuedAhead => "ahead",
+    };
+    let p50 = submit_times::quantile(&r.submits_us, 0.5);
+    let max = submit_times::quantile(&r.submits_us, 1.0);
+    row!(
+        "{:<18} {:>7} {:>4} {:>9.2} {:>9.2} {:>13} {:>9.2} {:>7.2}x {:>9.2}x {:>7} {:>18}",
+        r.name,
+        launch,
+        r.gpus,
+        r.wall_ms,
+        r.submit_ms,
+        format!("{p50}/{max} us"),
+        r.device_ms,
+        speedup,
+        bound,
+        r.bubble
+            .map(|b| format!("{:.0}%", 100.0 * b))
+            .unwrap_or_default(),
+        util.join(" ")
+    );
+    json(
+        "model",
+        &[
+            ("strategy", format!("\"{}\"", r.name)),
+            ("launch", format!("\"{launch}\"")),
+            ("batch", batch.to_string()),
+            ("gpus", r.gpus.to_string()),
+            ("wall_ms", num(r.wall_ms)),
+            ("submit_ms", num(r.submit_ms)),
+            ("submits", r.submits_us.len().to_string()),
+            ("submit_p50_us", p50.to_string()),
+            (
+                "submit_p99_us",
+                submit_times::quantile(&r.submits_us, 0.99).to_string(),
+            ),
+            ("submit_max_us", max.to_string()),
+            ("device_ms", num(r.device_ms)),
+            ("speedup", num(speedup)),
+            ("work_bound_speedup", num(bound)),
+            ("bubble", r.bubble.map_or("null".into(), num)),
+            ("worst_error", num(f64::from(r.worst_error))),
+            (
+                "utilisation",
+                format!(
+                    "[{}]",
+                    r.utilisation
+                        .iter()
+                        .map(|u| num(*u))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        ],
+    );
 }
 
 fn dispatcher(indices: &[usize]) -> Result<()> {
@@ -334,8 +509,11 @@ pub fn run() -> Result<()> {
         .map(|(i, _)| i)
         .collect();
     ensure!(!indices.is_empty(), "no vagx GPU");
+    hops(&indices)?;
     collectives(&indices)?;
-    model_runs(&indices)?;
+    for batch in MODEL_BATCHES {
+        model_runs(&indices, batch)?;
+    }
     dispatcher(&indices)?;
     fidelity(&indices)?;
     Ok(())

@@ -457,7 +457,10 @@ impl Gpu {
         if !syncs.is_empty() {
             a.syncs = syncs.as_ptr() as u64;
         }
-        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_SUBMIT, &mut a)
+        let start = std::time::Instant::now();
+        let r = ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_SUBMIT, &mut a);
+        submit_times::record(start.elapsed());
+        r
     }
 
     /// SUBMIT: runs `size` bytes of commands at `cmdbuf` on `queue_id`.
@@ -794,4 +797,39 @@ pub fn in_child_process(child: impl FnOnce() -> bool) -> io::Result<bool> {
         return Err(io::Error::last_os_error());
     }
     Ok(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
+}
+
+/// How long each `SUBMIT` ioctl of this process took: what a benchmark reports beside the
+/// device's time, to tell the kernel's submit cost from the CPU's own work around it.
+pub mod submit_times {
+    use std::{sync::Mutex, time::Duration};
+
+    static TIMES: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    /// Most durations kept (a bench's run submits a few hundred jobs).
+    const KEPT: usize = 1 << 16;
+
+    pub(super) fn record(d: Duration) {
+        let mut t = TIMES.lock().unwrap_or_else(|e| e.into_inner());
+        if t.len() < KEPT {
+            t.push(u32::try_from(d.as_micros()).unwrap_or(u32::MAX));
+        }
+    }
+
+    /// The durations recorded since the last call, in µs, sorted.
+    pub fn take() -> Vec<u32> {
+        let mut t = std::mem::take(&mut *TIMES.lock().unwrap_or_else(|e| e.into_inner()));
+        t.sort_unstable();
+        t
+    }
+
+    /// The `q`-quantile (0 to 1) of sorted `times`, 0 if there are none.
+    pub fn quantile(times: &[u32], q: f64) -> u32 {
+        if times.is_empty() {
+            return 0;
+        }
+        // CAST: q is in 0..=1, so the index is within the slice.
+        let i = ((times.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+        times[i]
+    }
 }

@@ -56,6 +56,9 @@ pub struct Model {
     b2: Vec<Vec<f32>>,
     gamma: Vec<Vec<f32>>,
     beta: Vec<Vec<f32>>,
+    /// The CPU's outputs for [`Model::input`], computed once: every run checks against them,
+    /// and the guest's CPU takes longer over them than the GPUs over the run.
+    reference: std::sync::OnceLock<Vec<f32>>,
 }
 
 /// Deterministic values from `seed`, about uniform in `[-scale, scale]`.
@@ -91,6 +94,7 @@ impl Model {
                 .collect(),
             beta: per(6, h, 0.1),
             shape,
+            reference: std::sync::OnceLock::new(),
         }
     }
 
@@ -116,6 +120,12 @@ impl Model {
     /// Blocks `layers` of the model on `x` (`rows × hidden`) on the CPU, in the device's
     /// order of operations, then the softmax if `last`: per block
     /// `layer_norm(x + (relu(x × W1 + b1) × W2 + b2))`.
+    /// The whole model's outputs for [`Model::input`] on the CPU (computed on first use).
+    pub fn reference(&self) -> &[f32] {
+        self.reference
+            .get_or_init(|| self.cpu(&self.input(), 0..self.shape.layers, true))
+    }
+
     pub fn cpu(&self, x: &[f32], layers: std::ops::Range<usize>, last: bool) -> Vec<f32> {
         let (h, f) = (self.shape.hidden, self.ff());
         let rows = x.len() / h;
@@ -385,14 +395,123 @@ impl<'g> Stage<'g> {
     }
 }
 
+/// How a run's jobs reach the GPUs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// Submitted while the GPUs run the first ones: the CPU's rate of submission is part of
+    /// the time.
+    Streamed,
+    /// Every job submitted behind a closed gate (a sw_sync fence the first jobs wait for),
+    /// then the gate opened, as a captured graph is launched: the time measured is the GPUs'
+    /// and the fences' between them, from the opening to the last job.
+    QueuedAhead,
+}
+
+/// The closed gate of a [`Launch::QueuedAhead`] run.
+struct Gate {
+    timeline: crate::sw_sync::Timeline,
+    fence: std::os::fd::OwnedFd,
+}
+
+impl Gate {
+    /// A gate for `launch`: none for a streamed run.
+    fn new(launch: Launch) -> Result<Option<Self>> {
+        if launch == Launch::Streamed {
+            return Ok(None);
+        }
+        let timeline = crate::sw_sync::Timeline::new().context("a sw_sync timeline")?;
+        let fence = timeline.fence(1)?;
+        Ok(Some(Self { timeline, fence }))
+    }
+
+    /// A binary syncobj of `gpu` that signals when the gate opens.
+    fn on(&self, gpu: &Gpu) -> Result<u32> {
+        let s = gpu.syncobj()?;
+        gpu.import_sync_file(s, self.fence.as_fd())?;
+        Ok(s)
+    }
+
+    fn open(&self) -> Result<()> {
+        Ok(self.timeline.advance(1)?)
+    }
+}
+
+/// A run's clocks: each GPU's busy time and device clock, and the wall clock, from the run's
+/// first submit, or from the gate's opening once a queued-ahead run has submitted everything.
+struct RunClock<'g> {
+    gpus: Vec<&'g Gpu>,
+    before: Vec<(u64, u64, u32)>,
+    start: Instant,
+}
+
+/// What [`RunClock::stop`] measured.
+struct Measured {
+    wall_ms: f64,
+    /// GPU 0's device clock over the run.
+    device_ms: f64,
+    busy_ms: Vec<f64>,
+    utilisation: Vec<f64>,
+}
+
+impl<'g> RunClock<'g> {
+    /// Reads the GPUs and starts the clock before the first submit.
+    fn start(gpus: impl IntoIterator<Item = &'g Gpu>) -> Result<Self> {
+        let gpus: Vec<&Gpu> = gpus.into_iter().collect();
+        crate::gpu::submit_times::take();
+        Ok(Self {
+            before: gpus.iter().map(|g| busy(g)).collect::<Result<Vec<_>>>()?,
+            gpus,
+            start: Instant::now(),
+        })
+    }
+
+    /// The end of the submission: how long it took the CPU (ms) and each `SUBMIT` ioctl (µs).
+    /// A queued-ahead run then starts again from here and opens its gate.
+    fn submitted(&mut self, gate: Option<&Gate>) -> Result<(f64, Vec<u32>)> {
+        let submit_ms = self.start.elapsed().as_secs_f64() * 1e3;
+        let submits_us = crate::gpu::submit_times::take();
+        if let Some(g) = gate {
+            self.before = self
+                .gpus
+                .iter()
+                .map(|g| busy(g))
+                .collect::<Result<Vec<_>>>()?;
+            self.start = Instant::now();
+            g.open()?;
+        }
+        Ok((submit_ms, submits_us))
+    }
+
+    /// The wall time until now, and what the GPUs did since the start.
+    fn stop(&self) -> Result<Measured> {
+        let wall_ms = self.start.elapsed().as_secs_f64() * 1e3;
+        let after = self
+            .gpus
+            .iter()
+            .map(|g| busy(g))
+            .collect::<Result<Vec<_>>>()?;
+        let (busy_ms, utilisation) = usage(&self.before, &after);
+        Ok(Measured {
+            wall_ms,
+            device_ms: (after[0].1 - self.before[0].1) as f64 / 1e6,
+            busy_ms,
+            utilisation,
+        })
+    }
+}
+
 /// What a configuration did.
 pub struct Outcome {
     pub name: &'static str,
     pub gpus: usize,
+    pub launch: Launch,
+    /// From the first submit (queued ahead: from the gate's opening) to the last job's end.
     pub wall_ms: f64,
-    /// Of the wall time, how long the CPU took to submit every job (the GPUs may already
-    /// be running the first ones).
+    /// How long the CPU took to submit every job (streamed: the GPUs may already be running
+    /// the first ones; queued ahead: the GPUs wait).
     pub submit_ms: f64,
+    /// Each `SUBMIT` ioctl's time, µs, sorted.
+    pub submits_us: Vec<u32>,
     /// Device time of the run: GPU 0's clock between the reads around it. The device clock
     /// runs with the host's, so this is the wall time the device saw, with the guest's
     /// latency between dependent jobs in it.
@@ -454,7 +573,7 @@ fn part(total: usize, n: usize, i: usize) -> (usize, usize) {
 }
 
 /// Data parallel on `gpus` (one GPU: the single-GPU run).
-pub fn data_parallel(model: &Model, gpus: &[Gpu]) -> Result<Outcome> {
+pub fn data_parallel(model: &Model, gpus: &[Gpu], launch: Launch) -> Result<Outcome> {
     let (h, batch, layers) = (model.shape.hidden, model.shape.batch, model.shape.layers);
     let n = gpus.len();
     let x = model.input();
@@ -470,8 +589,8 @@ pub fn data_parallel(model: &Model, gpus: &[Gpu]) -> Result<Outcome> {
         let (s, e) = part(batch, n, i);
         put(&st.ctx, st.input, &x[s * h..e * h]);
     }
-    let before = gpus.iter().map(busy).collect::<Result<Vec<_>>>()?;
-    let start = Instant::now();
+    let gate = Gate::new(launch)?;
+    let mut clock = RunClock::start(gpus)?;
     let mut done = Vec::new();
     for (i, st) in stages.iter().enumerate() {
         let (s, e) = part(batch, n, i);
@@ -480,10 +599,14 @@ pub fn data_parallel(model: &Model, gpus: &[Gpu]) -> Result<Outcome> {
         }
         let c = st.commands([h, model.ff()], e - s, st.ctx.va(st.input), 0, true);
         let sync = st.ctx.gpu.syncobj()?;
-        st.submit(&c, 0, &[Sync::signal(sync, 0)])?;
+        let mut syncs = vec![Sync::signal(sync, 0)];
+        if let Some(g) = &gate {
+            syncs.insert(0, Sync::wait(g.on(st.ctx.gpu)?, 0));
+        }
+        st.submit(&c, 0, &syncs)?;
         done.push((i, sync));
     }
-    let submit_ms = start.elapsed().as_secs_f64() * 1e3;
+    let (submit_ms, submits_us) = clock.submitted(gate.as_ref())?;
     for &(i, s) in &done {
         stages[i]
             .ctx
@@ -493,24 +616,24 @@ pub fn data_parallel(model: &Model, gpus: &[Gpu]) -> Result<Outcome> {
         let r = stages[i].ctx.fence_result(s)?;
         ensure!(r == Ok(()), "gpu{i}'s forward pass failed: {r:?}");
     }
-    let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-    let after = gpus.iter().map(busy).collect::<Result<Vec<_>>>()?;
+    let run = clock.stop()?;
     let mut got = Vec::new();
     for (i, st) in stages.iter().enumerate() {
         let (s, e) = part(batch, n, i);
         got.extend(get(&st.ctx, st.out, (e - s) * h));
     }
-    let want = model.cpu(&x, 0..layers, true);
-    let (busy_ms, utilisation) = usage(&before, &after);
+    let want = model.reference();
     Ok(Outcome {
         name: if n == 1 { "single" } else { "data parallel" },
         gpus: n,
-        wall_ms,
+        launch,
+        wall_ms: run.wall_ms,
         submit_ms,
-        device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
-        busy_ms,
-        utilisation,
-        worst_error: worst(&got, &want)?,
+        submits_us,
+        device_ms: run.device_ms,
+        busy_ms: run.busy_ms,
+        utilisation: run.utilisation,
+        worst_error: worst(&got, want)?,
         bubble: None,
     })
 }
@@ -520,8 +643,13 @@ const PEER_VA: u64 = 0x4000_0000;
 
 /// Pipeline parallel on `gpus`: stage `s` has layers `part(layers, n, s)`, the batch flows
 /// in `micro` micro-batches.
-pub fn pipeline_parallel(model: &Model, gpus: &[Gpu], micro: usize) -> Result<Outcome> {
-    pipeline_held(model, gpus, micro, None)
+pub fn pipeline_parallel(
+    model: &Model,
+    gpus: &[Gpu],
+    micro: usize,
+    launch: Launch,
+) -> Result<Outcome> {
+    pipeline_held(model, gpus, micro, launch, None)
 }
 
 /// A pipeline held back: its first job also waits for `gate` (a sync_file), and `queued`
@@ -531,14 +659,21 @@ pub(crate) struct Hold<'a> {
     pub queued: &'a mut dyn FnMut() -> Result<()>,
 }
 
-/// [`pipeline_parallel`], held by `hold` if given. A failed job (every later one fails
-/// with it) fails the run, naming its GPU.
+/// [`pipeline_parallel`], held by `hold` if given (then `launch` must be streamed: the
+/// holder opens the gate). A failed job (every later one fails with it) fails the run,
+/// naming its GPU.
 pub(crate) fn pipeline_held(
     model: &Model,
     gpus: &[Gpu],
     micro: usize,
+    launch: Launch,
     mut hold: Option<Hold<'_>>,
 ) -> Result<Outcome> {
+    ensure!(
+        hold.is_none() || launch == Launch::Streamed,
+        "a held pipeline is opened by its holder"
+    );
+    let own = Gate::new(launch)?;
     let (h, batch, layers) = (model.shape.hidden, model.shape.batch, model.shape.layers);
     let n = gpus.len();
     let micro = micro.clamp(1, batch);
@@ -582,16 +717,19 @@ pub(crate) fn pipeline_held(
             &x[r0 * h..r1 * h],
         );
     }
-    let gate = match &hold {
-        Some(h) => {
+    let gate_fd = hold
+        .as_ref()
+        .map(|h| h.gate)
+        .or(own.as_ref().map(|g| g.fence.as_fd()));
+    let gate = match gate_fd {
+        Some(fd) => {
             let s = stages[0].ctx.gpu.syncobj()?;
-            stages[0].ctx.gpu.import_sync_file(s, h.gate)?;
+            stages[0].ctx.gpu.import_sync_file(s, fd)?;
             Some(s)
         }
         None => None,
     };
-    let before = gpus.iter().map(busy).collect::<Result<Vec<_>>>()?;
-    let start = Instant::now();
+    let mut clock = RunClock::start(gpus)?;
     // GPipe's forward schedule: every micro-batch through every stage, all queued now.
     for m in 0..micro {
         let (r0, r1) = part(batch, micro, m);
@@ -620,7 +758,7 @@ pub(crate) fn pipeline_held(
                 .with_context(|| format!("stage {s}, micro-batch {m}"))?;
         }
     }
-    let submit_ms = start.elapsed().as_secs_f64() * 1e3;
+    let (submit_ms, submits_us) = clock.submitted(own.as_ref())?;
     if let Some(h) = hold.as_mut() {
         (h.queued)()?;
     }
@@ -637,8 +775,7 @@ pub(crate) fn pipeline_held(
             );
         }
     }
-    let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-    let after = gpus.iter().map(busy).collect::<Result<Vec<_>>>()?;
+    let run = clock.stop()?;
     let mut got = Vec::new();
     for m in 0..micro {
         let (r0, r1) = part(batch, micro, m);
@@ -653,21 +790,21 @@ pub(crate) fn pipeline_held(
             let _ = st.ctx.gpu.gem_close(bo);
         }
     }
-    let want = model.cpu(&x, 0..layers, true);
-    let (busy_ms, utilisation) = usage(&before, &after);
+    let want = model.reference();
     // A stage is one queue, so at most one unit busy: its idle share of the run is
     // 1 - busy / span, and the bubble the stages' mean.
-    let span_ms = (after[0].1 - before[0].1) as f64 / 1e6;
-    let bubble = 1.0 - busy_ms.iter().sum::<f64>() / (n as f64 * span_ms.max(1e-9));
+    let bubble = 1.0 - run.busy_ms.iter().sum::<f64>() / (n as f64 * run.device_ms.max(1e-9));
     Ok(Outcome {
         name: "pipeline parallel",
         gpus: n,
-        wall_ms,
+        launch,
+        wall_ms: run.wall_ms,
         submit_ms,
-        device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
-        busy_ms,
-        utilisation,
-        worst_error: worst(&got, &want)?,
+        submits_us,
+        device_ms: run.device_ms,
+        busy_ms: run.busy_ms,
+        utilisation: run.utilisation,
+        worst_error: worst(&got, want)?,
         bubble: Some(bubble),
     })
 }
@@ -681,7 +818,7 @@ pub(crate) fn pipeline_held(
 ///
 /// The partial sums are added in another association than on one GPU, so outputs are
 /// compared with the CPU within `1e-4` (and every GPU must end with the same bits).
-pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
+pub fn tensor_parallel(model: &Model, gpus: &[usize], launch: Launch) -> Result<Outcome> {
     let (h, f, batch, layers) = (
         model.shape.hidden,
         model.ff(),
@@ -729,8 +866,14 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
         .iter()
         .map(|&i| Gpu::open_index(i))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let before = devices.iter().map(busy).collect::<Result<Vec<_>>>()?;
-    let start = Instant::now();
+    let gate = Gate::new(launch)?;
+    if let Some(g) = &gate {
+        for i in 0..n {
+            let (gpu, s) = ring.gate(i)?;
+            gpu.import_sync_file(s, g.fence.as_fd())?;
+        }
+    }
+    let mut clock = RunClock::start(&devices)?;
     let (hu, ru) = (h as u32, batch as u32);
     let th = (batch * h) as u64;
     for l in 0..layers {
@@ -774,10 +917,9 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
         ring.queue_only(crate::collectives::Op::AllReduce)?;
         ring.user_step(|i| finish[i].clone())?;
     }
-    let submit_ms = start.elapsed().as_secs_f64() * 1e3;
+    let (submit_ms, submits_us) = clock.submitted(gate.as_ref())?;
     ring.wait_all()?;
-    let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-    let after = devices.iter().map(busy).collect::<Result<Vec<_>>>()?;
+    let run = clock.stop()?;
     let got = ring.read_extra(0, layout(0).2, batch * h);
     for i in 1..n {
         ensure!(
@@ -788,9 +930,9 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
             "gpu{i} ended with other outputs than gpu0"
         );
     }
-    let want = model.cpu(&x, 0..layers, true);
+    let want = model.reference();
     let mut worst = 0f32;
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let d = (g - w).abs();
         ensure!(
             d <= 1e-4 * w.abs().max(1.0),
@@ -798,15 +940,16 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize]) -> Result<Outcome> {
         );
         worst = worst.max(d);
     }
-    let (busy_ms, utilisation) = usage(&before, &after);
     Ok(Outcome {
         name: "tensor parallel",
         gpus: n,
-        wall_ms,
+        launch,
+        wall_ms: run.wall_ms,
         submit_ms,
-        device_ms: (after[0].1 - before[0].1) as f64 / 1e6,
-        busy_ms,
-        utilisation,
+        submits_us,
+        device_ms: run.device_ms,
+        busy_ms: run.busy_ms,
+        utilisation: run.utilisation,
         worst_error: worst,
         bubble: None,
     })
@@ -819,11 +962,12 @@ pub fn run_all(
     indices: &[usize],
     micro: usize,
 ) -> Result<Vec<Outcome>> {
-    let mut rows = vec![data_parallel(model, &gpus[..1])?];
+    let s = Launch::Streamed;
+    let mut rows = vec![data_parallel(model, &gpus[..1], s)?];
     if gpus.len() > 1 {
-        rows.push(data_parallel(model, gpus)?);
-        rows.push(tensor_parallel(model, indices)?);
-        rows.push(pipeline_parallel(model, gpus, micro)?);
+        rows.push(data_parallel(model, gpus, s)?);
+        rows.push(tensor_parallel(model, indices, s)?);
+        rows.push(pipeline_parallel(model, gpus, micro, s)?);
     }
     Ok(rows)
 }

@@ -221,7 +221,9 @@ fn a_pipeline_that_loses_a_gpu_fails_and_runs_on_the_rest() -> Result<()> {
                 gate: gate.as_fd(),
                 queued: &mut queued,
             };
-            let Err(e) = infer::pipeline_held(&model, &gpus, 4, Some(hold)) else {
+            let Err(e) =
+                infer::pipeline_held(&model, &gpus, 4, infer::Launch::Streamed, Some(hold))
+            else {
                 anyhow::bail!("the pipeline succeeded without gpu1");
             };
             println!("# the pipeline without gpu1: {e:#}");
@@ -230,7 +232,8 @@ fn a_pipeline_that_loses_a_gpu_fails_and_runs_on_the_rest() -> Result<()> {
             .into_iter()
             .map(Gpu::open_index)
             .collect::<std::io::Result<Vec<_>>>()?;
-        infer::pipeline_parallel(&model, &gpus, 4).context("the pipeline on the GPUs left")?;
+        infer::pipeline_parallel(&model, &gpus, 4, infer::Launch::Streamed)
+            .context("the pipeline on the GPUs left")?;
         Ok(())
     })
 }
