@@ -214,11 +214,12 @@ fn hops(indices: &[usize]) -> Result<()> {
 fn collectives(gpus: &[usize]) -> Result<()> {
     let copy = copy_bandwidth(16 << 20)?;
     row!(
-        "all-reduce on {} GPUs (ring; device model COPY {copy:.2} GB/s)",
+        "all-reduce on {} GPUs, ring and one-shot (device model COPY {copy:.2} GB/s)",
         gpus.len()
     );
     row!(
-        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>12}",
+        "{:>9} {:>10} {:>12} {:>10} {:>10} {:>10} {:>12}",
+        "algorithm",
         "bytes",
         "device ms",
         "submit ms",
@@ -226,37 +227,46 @@ fn collectives(gpus: &[usize]) -> Result<()> {
         "busbw GB/s",
         "busbw/COPY"
     );
-    for bytes in [64usize << 10, 1 << 20, 4 << 20, 16 << 20] {
-        let len = bytes / 4;
-        let mut ring = Ring::new(gpus, len)?;
-        let inputs: Vec<Vec<f32>> = (0..gpus.len()).map(|i| input(i, len)).collect();
-        for (i, v) in inputs.iter().enumerate() {
-            ring.write(i, v);
+    for (algorithm, op) in [("ring", Op::AllReduce), ("one-shot", Op::AllReduceOneShot)] {
+        for bytes in [64usize << 10, 1 << 20, 4 << 20, 16 << 20] {
+            collective_row(gpus, algorithm, op, bytes, copy)?;
         }
-        let r = ring.run(Op::AllReduce)?;
-        check(&ring, Op::AllReduce, &inputs)?;
-        row!(
-            "{bytes:>10} {:>12.3} {:>10.3} {:>10.3} {:>10.3} {:>11.1}%",
-            r.device_ns as f64 / 1e6,
-            r.submit_ns as f64 / 1e6,
-            r.algbw,
-            r.busbw,
-            100.0 * r.busbw / copy
-        );
-        json(
-            "collective",
-            &[
-                ("op", "\"all-reduce\"".into()),
-                ("gpus", gpus.len().to_string()),
-                ("bytes", bytes.to_string()),
-                ("device_ns", r.device_ns.to_string()),
-                ("submit_ns", r.submit_ns.to_string()),
-                ("algbw_gbs", num(r.algbw)),
-                ("busbw_gbs", num(r.busbw)),
-                ("copy_gbs", num(copy)),
-            ],
-        );
     }
+    Ok(())
+}
+
+/// One all-reduce of `bytes` by `op` on `gpus`, checked; its table row and JSON line.
+fn collective_row(gpus: &[usize], algorithm: &str, op: Op, bytes: usize, copy: f64) -> Result<()> {
+    let len = bytes / 4;
+    let mut ring = Ring::new(gpus, len)?;
+    let inputs: Vec<Vec<f32>> = (0..gpus.len()).map(|i| input(i, len)).collect();
+    for (i, v) in inputs.iter().enumerate() {
+        ring.write(i, v);
+    }
+    let r = ring.run(op)?;
+    check(&ring, op, &inputs)?;
+    row!(
+        "{algorithm:>9} {bytes:>10} {:>12.3} {:>10.3} {:>10.3} {:>10.3} {:>11.1}%",
+        r.device_ns as f64 / 1e6,
+        r.submit_ns as f64 / 1e6,
+        r.algbw,
+        r.busbw,
+        100.0 * r.busbw / copy
+    );
+    json(
+        "collective",
+        &[
+            ("op", "\"all-reduce\"".into()),
+            ("algorithm", format!("\"{algorithm}\"")),
+            ("gpus", gpus.len().to_string()),
+            ("bytes", bytes.to_string()),
+            ("device_ns", r.device_ns.to_string()),
+            ("submit_ns", r.submit_ns.to_string()),
+            ("algbw_gbs", num(r.algbw)),
+            ("busbw_gbs", num(r.busbw)),
+            ("copy_gbs", num(copy)),
+        ],
+    );
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub fn tests() -> Vec<Test<'static>> {
     for n in 1..=gpus {
         for (name, op) in [
             ("all_reduce", Op::AllReduce),
+            ("one_shot_all_reduce", Op::AllReduceOneShot),
             ("reduce_scatter", Op::ReduceScatter),
             ("all_gather", Op::AllGather),
             ("broadcast", Op::Broadcast { root: n - 1 }),
@@ -72,10 +73,10 @@ fn collective(n: usize, op: Op) -> Result<()> {
 
 fn expected_steps(op: Op, n: usize) -> u64 {
     let per = n as u64 - 1;
-    if op == Op::AllReduce {
-        2 * per
-    } else {
-        per
+    match op {
+        Op::AllReduce => 2 * per,
+        Op::AllReduceOneShot => 2,
+        _ => per,
     }
 }
 

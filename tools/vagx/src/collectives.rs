@@ -26,6 +26,14 @@
 //! member `i` with chunk `i` summed over every member, in the order
 //! `x[i] + (x[i-1] + (... + (x[i+2] + x[i+1])))`; all-gather gives every member chunk `i` of
 //! member `i`.
+//!
+//! A *one-shot* all-reduce ([`Op::AllReduceOneShot`]) is for small buffers, where a step's
+//! latency costs more than its bytes: every member also maps every other member's buffer,
+//! and in one step sums all N buffers (in member order, so every member gets the same bits)
+//! into a result area, which a second, local step copies over its data. 2 steps instead of
+//! 2(N-1), each member reading N-1 whole buffers instead of 2(N-1)/N of one. A step that
+//! reads other members' buffers, and the step after it, wait for *every* member's job of the
+//! step before, not only the neighbours'.
 
 use std::os::fd::AsFd;
 
@@ -42,6 +50,9 @@ use crate::{
 /// Where a member's own buffer and its predecessor's sit in its VM.
 const OWN_VA: u64 = 0x10_0000;
 const PEER_VA: u64 = 0x4000_0000;
+/// Where member `j`'s buffer sits in every other member's VM: `MESH_VA + j * MESH_STRIDE`.
+const MESH_VA: u64 = 0x10_0000_0000;
+const MESH_STRIDE: u64 = 1 << 32;
 /// The buffer: command slots, then the data.
 const SLOT: u64 = 512;
 const SLOTS: u64 = 128;
@@ -51,16 +62,22 @@ const DATA: u64 = SLOT * SLOTS;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     AllReduce,
+    /// All-reduce in two steps whatever N ([`crate::collectives`]): for small buffers.
+    AllReduceOneShot,
     ReduceScatter,
     AllGather,
-    Broadcast { root: usize },
+    Broadcast {
+        root: usize,
+    },
 }
 
 impl Op {
-    /// Parses `all-reduce`, `reduce-scatter`, `all-gather` or `broadcast` (root 0).
+    /// Parses `all-reduce`, `all-reduce-one-shot`, `reduce-scatter`, `all-gather` or
+    /// `broadcast` (root 0).
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "all-reduce" => Self::AllReduce,
+            "all-reduce-one-shot" => Self::AllReduceOneShot,
             "reduce-scatter" => Self::ReduceScatter,
             "all-gather" => Self::AllGather,
             "broadcast" => Self::Broadcast { root: 0 },
@@ -72,7 +89,7 @@ impl Op {
     fn bus_factor(self, n: usize) -> f64 {
         let n = n as f64;
         match self {
-            Self::AllReduce => 2.0 * (n - 1.0) / n,
+            Self::AllReduce | Self::AllReduceOneShot => 2.0 * (n - 1.0) / n,
             Self::ReduceScatter | Self::AllGather => (n - 1.0) / n,
             Self::Broadcast { .. } => 1.0,
         }
@@ -90,6 +107,10 @@ struct Member {
     queue: u32,
     /// The predecessor's buffer, imported.
     peer_bo: Option<u32>,
+    /// Every other member's buffer, imported (mapped at [`MESH_VA`]).
+    mesh_bos: Vec<u32>,
+    /// Per member `j`, its timeline as a handle of this member's file (its own at `j == i`).
+    mesh_timelines: Vec<u32>,
     /// This member's timeline (point k+1: its job of step k is done), and its neighbours'
     /// imported into its file.
     timeline: u32,
@@ -105,8 +126,8 @@ impl Drop for Member {
         let _ = self.gpu.queue_destroy(self.queue);
         let _ = self.gpu.vm_destroy(self.vm);
         let _ = self.gpu.gem_close(self.bo);
-        if let Some(p) = self.peer_bo {
-            let _ = self.gpu.gem_close(p);
+        for bo in self.peer_bo.iter().chain(&self.mesh_bos) {
+            let _ = self.gpu.gem_close(*bo);
         }
     }
 }
@@ -148,6 +169,9 @@ pub struct Ring {
     gates: Vec<Option<u32>>,
     /// Where the room a user asked for beyond the data starts in each buffer.
     extra: u64,
+    /// Whether the last step read other members' buffers: the next one then waits for
+    /// every member too.
+    after_mesh: bool,
 }
 
 impl Ring {
@@ -161,8 +185,10 @@ impl Ring {
     /// of the user's between collectives ([`Ring::user_step`]).
     pub fn with_extra(gpus: &[usize], len: usize, extra: u64) -> Result<Self> {
         ensure!(!gpus.is_empty(), "a ring needs a GPU");
-        let extra_at = (DATA + 4 * u64::try_from(len)?).next_multiple_of(4096);
+        // The data, then the one-shot all-reduce's result area, then the user's room.
+        let extra_at = (DATA + 8 * u64::try_from(len)?).next_multiple_of(4096);
         let size = (extra_at + extra).next_multiple_of(4096);
+        ensure!(size <= MESH_STRIDE, "a member's buffer fits its mesh slot");
         let mut members = Vec::new();
         for &index in gpus {
             let gpu = Gpu::open_index(index).with_context(|| format!("opening gpu{index}"))?;
@@ -182,6 +208,8 @@ impl Ring {
                 map,
                 queue,
                 peer_bo: None,
+                mesh_bos: Vec::new(),
+                mesh_timelines: Vec::new(),
                 timeline,
                 prev_timeline: timeline,
                 next_timeline: timeline,
@@ -209,6 +237,31 @@ impl Ring {
                 members[i].next_timeline = q;
             }
         }
+        for i in 0..n {
+            for j in 0..n {
+                if j == i {
+                    let own = members[i].timeline;
+                    members[i].mesh_timelines.push(own);
+                    continue;
+                }
+                let buf = members[j].gpu.prime_export(members[j].bo)?;
+                let bo = members[i].gpu.prime_import(buf.as_fd())?;
+                members[i].mesh_bos.push(bo);
+                let m = &members[i];
+                m.gpu
+                    .vm_map_flags(
+                        m.vm,
+                        bo,
+                        MESH_VA + j as u64 * MESH_STRIDE,
+                        size,
+                        uapi::DRM_VAGX_VM_BIND_READ,
+                    )
+                    .with_context(|| format!("mapping member {j}'s buffer in member {i}'s VM"))?;
+                let fd = members[j].gpu.syncobj_export(members[j].timeline)?;
+                let t = members[i].gpu.syncobj_import(fd.as_fd())?;
+                members[i].mesh_timelines.push(t);
+            }
+        }
         let gates = vec![None; members.len()];
         Ok(Self {
             members,
@@ -217,6 +270,7 @@ impl Ring {
             slot: 0,
             gates,
             extra: extra_at,
+            after_mesh: false,
         })
     }
 
@@ -267,7 +321,7 @@ impl Ring {
     /// A step of the user's own: member `i` runs `work(i)`, ordered like a collective's
     /// steps (after its neighbours' jobs of the step before).
     pub fn user_step(&mut self, work: impl Fn(usize) -> CmdBuf) -> Result<()> {
-        self.step(|_, i| work(i))
+        self.step(false, |_, i| work(i))
     }
 
     /// How many steps may be queued at once (command slots).
@@ -304,6 +358,7 @@ impl Ring {
         match op {
             Op::ReduceScatter => self.reduce_scatter(),
             Op::AllGather => self.all_gather(),
+            Op::AllReduceOneShot => self.one_shot(),
             Op::AllReduce => {
                 self.reduce_scatter()?;
                 self.all_gather()
@@ -342,6 +397,7 @@ impl Ring {
         match op {
             Op::ReduceScatter => self.reduce_scatter()?,
             Op::AllGather => self.all_gather()?,
+            Op::AllReduceOneShot => self.one_shot()?,
             Op::AllReduce => {
                 self.reduce_scatter()?;
                 self.all_gather()?;
@@ -386,8 +442,11 @@ impl Ring {
     }
 
     /// One step: member `i` runs `work(i)` (a NOP if it gives nothing), after its
-    /// predecessor's and its successor's jobs of the step before.
-    fn step(&mut self, work: impl Fn(&Self, usize) -> CmdBuf) -> Result<()> {
+    /// predecessor's and its successor's jobs of the step before, or after every member's if
+    /// this step (`mesh`) or the one before reads other members' whole buffers.
+    fn step(&mut self, mesh: bool, work: impl Fn(&Self, usize) -> CmdBuf) -> Result<()> {
+        let wait_all = mesh || self.after_mesh;
+        self.after_mesh = mesh;
         let cmds: Vec<CmdBuf> = (0..self.size()).map(|i| work(self, i)).collect();
         let slot = self.slot;
         self.slot = (self.slot + 1) % SLOTS;
@@ -406,8 +465,16 @@ impl Ring {
                 syncs.push(Sync::wait(gate, 0));
             }
             if point > 0 && self.members.len() > 1 {
-                syncs.push(Sync::wait(m.prev_timeline, point));
-                syncs.push(Sync::wait(m.next_timeline, point));
+                if wait_all {
+                    for (j, &t) in m.mesh_timelines.iter().enumerate() {
+                        if j != i {
+                            syncs.push(Sync::wait(t, point));
+                        }
+                    }
+                } else {
+                    syncs.push(Sync::wait(m.prev_timeline, point));
+                    syncs.push(Sync::wait(m.next_timeline, point));
+                }
             }
             syncs.push(Sync::signal(m.timeline, point + 1));
             syncs.push(Sync::signal(m.last, 0));
@@ -429,6 +496,43 @@ impl Ring {
         Ok(())
     }
 
+    /// The one-shot all-reduce: every member sums the N buffers in member order into its
+    /// result area, then copies that over its data.
+    fn one_shot(&mut self) -> Result<()> {
+        let n = self.size();
+        let bytes = 4 * self.len as u64;
+        let result = OWN_VA + DATA + bytes;
+        let count = self.len as u64;
+        self.step(true, |_, i| {
+            let data = |j: usize| {
+                if j == i {
+                    OWN_VA + DATA
+                } else {
+                    MESH_VA + j as u64 * MESH_STRIDE + DATA
+                }
+            };
+            let mut c = CmdBuf::new();
+            if count > 0 {
+                if n == 1 {
+                    c.copy(data(0), result, bytes);
+                } else {
+                    c.elementwise(ELEMENTWISE_ADD, [data(0), data(1), result], count, [0.0; 2]);
+                    for j in 2..n {
+                        c.elementwise(ELEMENTWISE_ADD, [result, data(j), result], count, [0.0; 2]);
+                    }
+                }
+            }
+            c
+        })?;
+        self.step(false, |_, _| {
+            let mut c = CmdBuf::new();
+            if count > 0 {
+                c.copy(result, OWN_VA + DATA, bytes);
+            }
+            c
+        })
+    }
+
     /// The GPU addresses of chunk `c` in a member's own buffer and in its predecessor's.
     fn chunk_vas(&self, c: usize) -> (u64, u64, u64) {
         let (start, end) = self.chunk(c);
@@ -441,7 +545,7 @@ impl Ring {
     fn reduce_scatter(&mut self) -> Result<()> {
         let n = self.size();
         for s in 0..n.saturating_sub(1) {
-            self.step(|ring, j| {
+            self.step(false, |ring, j| {
                 let c = (j + 2 * n - s - 2) % n;
                 let (own, peer, bytes) = ring.chunk_vas(c);
                 let mut cmds = CmdBuf::new();
@@ -458,7 +562,7 @@ impl Ring {
     fn all_gather(&mut self) -> Result<()> {
         let n = self.size();
         for t in 0..n.saturating_sub(1) {
-            self.step(|ring, j| {
+            self.step(false, |ring, j| {
                 let c = (j + 2 * n - 1 - t) % n;
                 let (own, peer, bytes) = ring.chunk_vas(c);
                 let mut cmds = CmdBuf::new();
@@ -476,7 +580,7 @@ impl Ring {
         let n = self.size();
         let bytes = 4 * self.len as u64;
         for t in 0..n.saturating_sub(1) {
-            self.step(|_, j| {
+            self.step(false, |_, j| {
                 let mut cmds = CmdBuf::new();
                 if j == (root + t + 1) % n && bytes > 0 {
                     cmds.copy(PEER_VA + DATA, OWN_VA + DATA, bytes);
@@ -545,12 +649,23 @@ pub fn check(ring: &Ring, op: Op, inputs: &[Vec<f32>]) -> Result<f32> {
     let reduced: Vec<Vec<f32>> = (0..n)
         .map(|c| reduced_chunk(inputs, ring.chunk(c), c))
         .collect();
+    // The one-shot sum, in member order.
+    let in_order: Vec<f32> = (0..ring.len)
+        .map(|e| {
+            let mut acc = inputs[0][e];
+            for x in &inputs[1..] {
+                acc += x[e];
+            }
+            acc
+        })
+        .collect();
     for i in 0..n {
         let got = ring.read(i);
         for c in 0..n {
             let (start, end) = ring.chunk(c);
             let want: &[f32] = match op {
                 Op::AllReduce => &reduced[c],
+                Op::AllReduceOneShot => &in_order[start..end],
                 Op::ReduceScatter if c == i => &reduced[c],
                 Op::ReduceScatter => continue,
                 Op::AllGather => &inputs[c][start..end],
@@ -562,7 +677,7 @@ pub fn check(ring: &Ring, op: Op, inputs: &[Vec<f32>]) -> Result<f32> {
                     "{op:?}: member {i}, element {}: GPU {g:e}, CPU {w:e}",
                     start + e
                 );
-                if matches!(op, Op::AllReduce | Op::ReduceScatter) {
+                if matches!(op, Op::AllReduce | Op::AllReduceOneShot | Op::ReduceScatter) {
                     let plain: f32 = inputs.iter().map(|x| x[start + e]).sum();
                     worst = worst.max((g - plain).abs());
                 }

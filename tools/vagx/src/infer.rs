@@ -12,7 +12,8 @@
 //! - **data parallel**: the batch split over the GPUs (uneven splits allowed), each with
 //!   its own copy of the weights, no communication;
 //! - **tensor parallel**: each block's W1 split by columns and W2 by rows (Megatron), an
-//!   all-reduce of the partial products per block ([`tensor_parallel`]);
+//!   all-reduce of the partial products per block (one-shot: two steps whatever N;
+//!   [`tensor_parallel`]);
 //! - **pipeline parallel**: the layers split over the GPUs, the batch cut into micro-batches
 //!   that flow from stage to stage: stage `s`'s job for micro-batch `m` reads stage `s-1`'s
 //!   output for it straight from that GPU's buffer (a dma-buf mapped read-only) and waits for
@@ -838,7 +839,13 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize], launch: Launch) -> Result<
     };
     let extra = (0..n).map(|i| layout(i).3).max().unwrap_or(0);
     let mut ring = crate::collectives::Ring::with_extra(gpus, batch * h, extra)?;
-    let steps = layers as u64 * (2 + 2 * (n as u64 - 1));
+    // The partials are a few hundred KiB, where a step's latency costs more than its bytes:
+    // the one-shot all-reduce's 2 steps a block instead of the ring's 2(N-1).
+    let (all_reduce, ar_steps) = match n {
+        1 => (crate::collectives::Op::AllReduce, 0),
+        _ => (crate::collectives::Op::AllReduceOneShot, 2),
+    };
+    let steps = layers as u64 * (2 + ar_steps);
     ensure!(
         steps <= crate::collectives::Ring::MAX_QUEUED_STEPS,
         "{steps} steps do not fit the ring's command slots"
@@ -914,7 +921,7 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize], launch: Launch) -> Result<
             })
             .collect();
         ring.user_step(|i| compute[i].clone())?;
-        ring.queue_only(crate::collectives::Op::AllReduce)?;
+        ring.queue_only(all_reduce)?;
         ring.user_step(|i| finish[i].clone())?;
     }
     let (submit_ms, submits_us) = clock.submitted(gate.as_ref())?;

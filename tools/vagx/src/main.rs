@@ -158,8 +158,8 @@ enum Command {
         micro: usize,
     },
     /// A collective across the GPUs (`--gpus all`, the default, or `--gpu N` alone):
-    /// `all-reduce`, `reduce-scatter`, `all-gather` or `broadcast`, checked on the CPU, with
-    /// its algorithm and bus bandwidth.
+    /// `all-reduce`, `all-reduce-one-shot`, `reduce-scatter`, `all-gather` or `broadcast`,
+    /// checked on the CPU, with its algorithm and bus bandwidth.
     Collective {
         #[arg(default_value = "all-reduce")]
         op: String,
