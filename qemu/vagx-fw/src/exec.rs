@@ -831,7 +831,7 @@ fn read_chunks(
 fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
     bytes
         .chunks_exact(4)
-        .map(|c| <[u8; 4]>::try_from(c).map_or(0.0, f32::from_le_bytes))
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// COPY: `len` bytes from `src` to `dst`.
@@ -1017,17 +1017,19 @@ impl GemmInputs {
         }
     }
 
-    /// Writes `c` (from [`Self::compute`]) to C, a row at a time.
+    /// Writes `c` (from [`Self::compute`]) to C, dense row-major, in pieces of [`CHUNK`]
+    /// bytes (each a walk of the VM and as few bus accesses as its pages allow).
     pub fn write(&self, vm: &Vm, mem: &mut dyn Memory, c: &[f32]) -> Result<(), Fault> {
-        // CAST: at most MAX_GEMM_DIM.
-        let row_c = f32_bytes(self.n as u64);
-        let mut out = Vec::new();
-        for (i, row) in c.chunks(self.n.max(1)).enumerate() {
-            out.clear();
-            out.extend(row.iter().flat_map(|v| v.to_le_bytes()));
-            // CAST: a row index, below MAX_GEMM_DIM.
-            let at = self.c.saturating_add((i as u64).saturating_mul(row_c));
-            vm.write(mem, at, &out)?;
+        let mut out = vec![0u8; CHUNK];
+        let mut at = self.c;
+        for piece in c.chunks(CHUNK / 4) {
+            let bytes = &mut out[..piece.len() * 4];
+            for (b, v) in bytes.chunks_exact_mut(4).zip(piece) {
+                b.copy_from_slice(&v.to_le_bytes());
+            }
+            vm.write(mem, at, bytes)?;
+            // CAST: at most `CHUNK`.
+            at = at.saturating_add(bytes.len() as u64);
         }
         Ok(())
     }

@@ -15,7 +15,7 @@ use vagx_abi::cmd::{
     ELEMENTWISE_MUL,
 };
 
-use super::{f32_bytes, f32s, CHUNK};
+use super::{f32_bytes, CHUNK};
 use crate::mem::Memory;
 use crate::mmu::{Access, Fault, Vm};
 
@@ -23,17 +23,35 @@ use crate::mmu::{Access, Fault, Vm};
 const PIECE: u64 = (CHUNK / 4) as u64;
 
 /// Reads `count` `f32`s at `va`.
+///
+/// The conversions here and in [`write_f32s`] go through fixed-size slices that the compiler
+/// turns into plain copies; iterator chains that `collect` (`flat_map` above all) cost
+/// several times the memory access itself, and these commands are memory-bound.
 fn read_f32s(vm: &Vm, mem: &mut dyn Memory, va: u64, count: u64) -> Result<Vec<f32>, Fault> {
     // CAST: at most a piece or a row, far below `usize::MAX`.
     let mut bytes = vec![0u8; f32_bytes(count) as usize];
     vm.read(mem, va, &mut bytes)?;
-    Ok(f32s(&bytes).collect())
+    let mut values = vec![0.0f32; bytes.len() / 4];
+    for (v, b) in values.iter_mut().zip(bytes.chunks_exact(4)) {
+        *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+    Ok(values)
 }
 
 /// Writes `values` at `va`.
 fn write_f32s(vm: &Vm, mem: &mut dyn Memory, va: u64, values: &[f32]) -> Result<(), Fault> {
-    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut bytes = vec![0u8; values.len() * 4];
+    for (b, v) in bytes.chunks_exact_mut(4).zip(values) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
     vm.write(mem, va, &bytes)
+}
+
+/// `xs[i] = f(xs[i], ys[i])`; monomorphised per `f`, so that the loop has no branch.
+fn combine(xs: &mut [f32], ys: &[f32], f: impl Fn(f32, f32) -> f32) {
+    for (x, &y) in xs.iter_mut().zip(ys) {
+        *x = f(*x, y);
+    }
 }
 
 /// ELEMENTWISE: `dst = a + b`, `a × b` or `alpha × a + beta × b`, element by element.
@@ -49,20 +67,19 @@ pub(super) fn elementwise(
     vm.check(mem, a, len, Access::Read)?;
     vm.check(mem, b, len, Access::Read)?;
     vm.check(mem, dst, len, Access::Write)?;
-    let f = |x: f32, y: f32| match op {
-        ELEMENTWISE_ADD => x + y,
-        ELEMENTWISE_MUL => x * y,
-        ELEMENTWISE_AXPBY => alpha * x + beta * y,
-        _ => f32::NAN,
-    };
     let mut done = 0;
     while done < count {
         let n = (count - done).min(PIECE);
         let at = f32_bytes(done);
-        let xs = read_f32s(vm, mem, a.saturating_add(at), n)?;
+        let mut xs = read_f32s(vm, mem, a.saturating_add(at), n)?;
         let ys = read_f32s(vm, mem, b.saturating_add(at), n)?;
-        let out: Vec<f32> = xs.iter().zip(&ys).map(|(&x, &y)| f(x, y)).collect();
-        write_f32s(vm, mem, dst.saturating_add(at), &out)?;
+        match op {
+            ELEMENTWISE_ADD => combine(&mut xs, &ys, |x, y| x + y),
+            ELEMENTWISE_MUL => combine(&mut xs, &ys, |x, y| x * y),
+            ELEMENTWISE_AXPBY => combine(&mut xs, &ys, |x, y| alpha * x + beta * y),
+            _ => xs.fill(f32::NAN),
+        }
+        write_f32s(vm, mem, dst.saturating_add(at), &xs)?;
         done += n;
     }
     Ok(())
@@ -113,10 +130,40 @@ pub(super) fn activation(
     while done < count {
         let n = (count - done).min(PIECE);
         let at = f32_bytes(done);
-        let xs = read_f32s(vm, mem, src.saturating_add(at), n)?;
-        let out: Vec<f32> = xs.into_iter().map(f).collect();
-        write_f32s(vm, mem, dst.saturating_add(at), &out)?;
+        let mut xs = read_f32s(vm, mem, src.saturating_add(at), n)?;
+        for x in &mut xs {
+            *x = f(*x);
+        }
+        write_f32s(vm, mem, dst.saturating_add(at), &xs)?;
         done += n;
+    }
+    Ok(())
+}
+
+/// Applies `f` to each row of `src` (`rows` × `cols`, dense) and writes it to `dst`, reading
+/// as many whole rows at a time as fit a piece (at least one): a row at a time cost a walk of
+/// the VM per row.
+fn by_rows(
+    vm: &Vm,
+    mem: &mut dyn Memory,
+    [src, dst]: [u64; 2],
+    rows: u32,
+    cols: u32,
+    mut f: impl FnMut(&mut [f32]),
+) -> Result<(), Fault> {
+    let cols = u64::from(cols);
+    let per_block = (PIECE / cols.max(1)).max(1);
+    let mut r = 0;
+    while r < u64::from(rows) {
+        let n = per_block.min(u64::from(rows) - r);
+        let at = f32_bytes(r * cols);
+        let mut block = read_f32s(vm, mem, src.saturating_add(at), n * cols)?;
+        // CAST: `cols` is at most `MAX_ROW`.
+        for row in block.chunks_mut((cols as usize).max(1)) {
+            f(row);
+        }
+        write_f32s(vm, mem, dst.saturating_add(at), &block)?;
+        r += n;
     }
     Ok(())
 }
@@ -148,13 +195,7 @@ pub(super) fn softmax(
     let len = row_bytes.saturating_mul(u64::from(rows));
     vm.check(mem, src, len, Access::Read)?;
     vm.check(mem, dst, len, Access::Write)?;
-    for r in 0..u64::from(rows) {
-        let at = r * row_bytes;
-        let mut row = read_f32s(vm, mem, src.saturating_add(at), u64::from(cols))?;
-        softmax_row(&mut row);
-        write_f32s(vm, mem, dst.saturating_add(at), &row)?;
-    }
-    Ok(())
+    by_rows(vm, mem, [src, dst], rows, cols, softmax_row)
 }
 
 /// Layer norm of one row, in this order: `mean = (sum of x) / cols`, `var = (sum of
@@ -204,11 +245,7 @@ pub(super) fn layer_norm(
     } else {
         read_f32s(vm, mem, beta, u64::from(cols))?
     };
-    for r in 0..u64::from(rows) {
-        let at = r * row_bytes;
-        let mut row = read_f32s(vm, mem, src.saturating_add(at), u64::from(cols))?;
-        layer_norm_row(&mut row, &g, &b, eps, rms);
-        write_f32s(vm, mem, dst.saturating_add(at), &row)?;
-    }
-    Ok(())
+    by_rows(vm, mem, [src, dst], rows, cols, |row| {
+        layer_norm_row(row, &g, &b, eps, rms);
+    })
 }
