@@ -376,9 +376,16 @@ impl Firmware {
         self.fwlog.lock().pop()
     }
 
-    /// Takes the oldest statistics message.
-    pub(crate) fn next_stats(&self) -> Result<Option<StatsMsg>> {
-        self.stats.lock().pop()
+    /// Takes every statistics message, oldest first, passing each to `f` under the ring's
+    /// lock. The interrupt handler and a `FLUSH` both drain the ring; with the lock held
+    /// throughout, a drain that returns has seen every sample taken before it recorded, and
+    /// not one still in the other drainer's hands (a `FLUSH` that read the pipes' samples
+    /// before the handler had recorded them reported their busy time unchanged).
+    pub(crate) fn drain_stats(&self, mut f: impl FnMut(StatsMsg)) {
+        let mut ring = self.stats.lock();
+        while let Ok(Some(msg)) = ring.pop() {
+            f(msg);
+        }
     }
 
     /// Posts `msg` on submission pipe `pipe` and rings its doorbell.

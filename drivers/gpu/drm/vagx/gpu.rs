@@ -552,13 +552,13 @@ impl Gpu {
 
     /// Keeps the newest busy-time samples of the stats ring ([`crate::busy`]).
     fn drain_stats(&self, dev: &Device) {
-        while let Ok(Some(msg)) = self.fw.next_stats() {
+        self.fw.drain_stats(|msg| {
             // The last sample of a destroyed queue: its id may belong to a new queue soon.
             // (`with_hw`, not a clone: a clone dropped here could free the queue in interrupt
             // context.)
             if msg.kind == channels::STATS_QUEUE && self.with_hw(msg.id as usize, |_| ()).is_none()
             {
-                continue;
+                return;
             }
             if self.busy.lock().record(&msg) == Recorded::Unknown {
                 dev_warn!(
@@ -568,7 +568,7 @@ impl Gpu {
                     msg.id
                 );
             }
-        }
+        });
     }
 
     /// Asks the firmware for fresh busy-time samples (`FLUSH`) and reads them. Sleeps.
