@@ -293,13 +293,13 @@ fn model_runs(indices: &[usize], batch: usize) -> Result<()> {
         .map(|&i| Gpu::open_index(i))
         .collect::<std::io::Result<Vec<_>>>()?;
     row!(
-        "model: hidden {}, {} blocks, batch {}, pipeline in {micro} micro-batches; every output checked",
+        "model: hidden {}, {} blocks, batch {}, pipeline in {micro} micro-batches; median of {MODEL_RUNS} runs, every output checked",
         shape.hidden,
         shape.layers,
         shape.batch
     );
     row!(
-        "{:<18} {:>7} {:>4} {:>9} {:>9} {:>13} {:>9} {:>8} {:>10} {:>7} {:>18}",
+        "{:<18} {:>7} {:>4} {:>9} {:>9} {:>13} {:>9} {:>6} {:>8} {:>10} {:>7} {:>18}",
         "strategy",
         "launch",
         "GPUs",
@@ -307,6 +307,7 @@ fn model_runs(indices: &[usize], batch: usize) -> Result<()> {
         "submit ms",
         "SUBMIT p50/max",
         "device ms",
+        "spread",
         "speedup",
         "work bound",
         "bubble",
@@ -315,19 +316,40 @@ fn model_runs(indices: &[usize], batch: usize) -> Result<()> {
     let mut counts = vec![1];
     counts.extend([2, 4].into_iter().filter(|&k| k <= gpus.len()));
     for launch in [Launch::Streamed, Launch::QueuedAhead] {
-        let single = infer::data_parallel(&model, &gpus[..1], launch)?;
+        let single = median_of_runs(|| infer::data_parallel(&model, &gpus[..1], launch))?;
         let single_busy: f64 = single.busy_ms.iter().sum();
         let mut rows: Vec<Outcome> = Vec::new();
         for &k in counts.iter().filter(|&&k| k > 1) {
-            rows.push(infer::data_parallel(&model, &gpus[..k], launch)?);
-            rows.push(infer::tensor_parallel(&model, &indices[..k], launch)?);
-            rows.push(infer::pipeline_parallel(&model, &gpus[..k], micro, launch)?);
+            rows.push(median_of_runs(|| {
+                infer::data_parallel(&model, &gpus[..k], launch)
+            })?);
+            rows.push(median_of_runs(|| {
+                infer::tensor_parallel(&model, &indices[..k], launch)
+            })?);
+            rows.push(median_of_runs(|| {
+                infer::pipeline_parallel(&model, &gpus[..k], micro, launch)
+            })?);
         }
         for r in std::iter::once(&single).chain(&rows) {
             model_row(r, batch, &single, single_busy);
         }
     }
     Ok(())
+}
+
+/// Runs of each model configuration; its row is the run of median device time.
+const MODEL_RUNS: usize = 3;
+
+/// The run of median device time of [`MODEL_RUNS`] runs of `run` (every one checked). A run
+/// is a few hundred milliseconds, and a moment of the shared host's other work can double
+/// one; the median keeps such a moment from deciding a speedup.
+fn median_of_runs(mut run: impl FnMut() -> Result<Outcome>) -> Result<Outcome> {
+    let mut runs = (0..MODEL_RUNS).map(|_| run()).collect::<Result<Vec<_>>>()?;
+    runs.sort_by(|a, b| a.device_ms.total_cmp(&b.device_ms));
+    let spread = (runs[0].device_ms, runs[runs.len() - 1].device_ms);
+    let mut median = runs.swap_remove(runs.len() / 2);
+    median.device_ms_spread = Some(spread);
+    Ok(median)
 }
 
 /// One row of the model's table and its JSON line; speedups against `single` (one GPU,
@@ -347,8 +369,13 @@ fn model_row(r: &Outcome, batch: usize, single: &Outcome, single_busy: f64) {
     };
     let p50 = submit_times::quantile(&r.submits_us, 0.5);
     let max = submit_times::quantile(&r.submits_us, 1.0);
+    // (longest - shortest) / median device time of the runs.
+    let spread = r
+        .device_ms_spread
+        .map(|(lo, hi)| format!("{:.0}%", 100.0 * (hi - lo) / r.device_ms.max(1e-9)))
+        .unwrap_or_default();
     row!(
-        "{:<18} {:>7} {:>4} {:>9.2} {:>9.2} {:>13} {:>9.2} {:>7.2}x {:>9.2}x {:>7} {:>18}",
+        "{:<18} {:>7} {:>4} {:>9.2} {:>9.2} {:>13} {:>9.2} {:>6} {:>7.2}x {:>9.2}x {:>7} {:>18}",
         r.name,
         launch,
         r.gpus,
@@ -356,6 +383,7 @@ fn model_row(r: &Outcome, batch: usize, single: &Outcome, single_busy: f64) {
         r.submit_ms,
         format!("{p50}/{max} us"),
         r.device_ms,
+        spread,
         speedup,
         bound,
         r.bubble
@@ -380,6 +408,15 @@ fn model_row(r: &Outcome, batch: usize, single: &Outcome, single_busy: f64) {
             ),
             ("submit_max_us", max.to_string()),
             ("device_ms", num(r.device_ms)),
+            ("runs", MODEL_RUNS.to_string()),
+            (
+                "device_ms_min",
+                r.device_ms_spread.map_or("null".into(), |s| num(s.0)),
+            ),
+            (
+                "device_ms_max",
+                r.device_ms_spread.map_or("null".into(), |s| num(s.1)),
+            ),
             ("speedup", num(speedup)),
             ("work_bound_speedup", num(bound)),
             ("bubble", r.bubble.map_or("null".into(), num)),

@@ -454,13 +454,27 @@ struct Measured {
     utilisation: Vec<f64>,
 }
 
+/// Each GPU's [`busy`] sample, GPU 0's last: its device clock times the run, and a load
+/// query is a round trip to the firmware (a millisecond or more under TCG), so the other
+/// GPUs' queries must not fall inside the run's bracket. (Read first, they counted three
+/// round trips more against four GPUs than against one.)
+fn samples_gpu0_last(gpus: &[&Gpu]) -> Result<Vec<(u64, u64, u32)>> {
+    let mut samples = gpus
+        .iter()
+        .rev()
+        .map(|g| busy(g))
+        .collect::<Result<Vec<_>>>()?;
+    samples.reverse();
+    Ok(samples)
+}
+
 impl<'g> RunClock<'g> {
     /// Reads the GPUs and starts the clock before the first submit.
     fn start(gpus: impl IntoIterator<Item = &'g Gpu>) -> Result<Self> {
         let gpus: Vec<&Gpu> = gpus.into_iter().collect();
         crate::gpu::submit_times::take();
         Ok(Self {
-            before: gpus.iter().map(|g| busy(g)).collect::<Result<Vec<_>>>()?,
+            before: samples_gpu0_last(&gpus)?,
             gpus,
             start: Instant::now(),
         })
@@ -472,18 +486,15 @@ impl<'g> RunClock<'g> {
         let submit_ms = self.start.elapsed().as_secs_f64() * 1e3;
         let submits_us = crate::gpu::submit_times::take();
         if let Some(g) = gate {
-            self.before = self
-                .gpus
-                .iter()
-                .map(|g| busy(g))
-                .collect::<Result<Vec<_>>>()?;
+            self.before = samples_gpu0_last(&self.gpus)?;
             self.start = Instant::now();
             g.open()?;
         }
         Ok((submit_ms, submits_us))
     }
 
-    /// The wall time until now, and what the GPUs did since the start.
+    /// The wall time until now, and what the GPUs did since the start (GPU 0 read first, for
+    /// the same reason as in [`samples_gpu0_last`]).
     fn stop(&self) -> Result<Measured> {
         let wall_ms = self.start.elapsed().as_secs_f64() * 1e3;
         let after = self
@@ -523,6 +534,9 @@ pub struct Outcome {
     pub worst_error: f32,
     /// Pipeline parallel: the share of the stages' device time idle.
     pub bubble: Option<f64>,
+    /// The shortest and the longest device time of the runs this one is the median of, if
+    /// it is one (`bench-ml`).
+    pub device_ms_spread: Option<(f64, f64)>,
 }
 
 /// Busy time (ns) of every unit of `g`, and its device clock.
@@ -636,6 +650,7 @@ pub fn data_parallel(model: &Model, gpus: &[Gpu], launch: Launch) -> Result<Outc
         utilisation: run.utilisation,
         worst_error: worst(&got, want)?,
         bubble: None,
+        device_ms_spread: None,
     })
 }
 
@@ -807,6 +822,7 @@ pub(crate) fn pipeline_held(
         utilisation: run.utilisation,
         worst_error: worst(&got, want)?,
         bubble: Some(bubble),
+        device_ms_spread: None,
     })
 }
 
@@ -959,6 +975,7 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize], launch: Launch) -> Result<
         utilisation: run.utilisation,
         worst_error: worst,
         bubble: None,
+        device_ms_spread: None,
     })
 }
 
