@@ -67,6 +67,11 @@ const MAX_GPUS: usize = 8;
 
 /// Devices of the multi-GPU boot of the VM tests ([`Mode::Gpus`]).
 pub const MULTI_GPU_DEVICES: usize = 4;
+/// The firmware ABI of the last device of the multi-GPU boot: the newest minor version but
+/// one, so that the driver's paths for an older device (the mailbox doorbell, the
+/// `RX_DOORBELL` message) run the whole multi-GPU suite beside newer devices. `vagx-tool
+/// test-gpus` checks that the last GPU reports it.
+const OLDER_ABI_DEVICE: u32 = 0x0001_0002;
 /// How many times slower than the default cost model the ML benchmark's devices are
 /// (QEMU property `rate-divisor`): the emulation of four devices on a 2-core host cannot keep
 /// the default rates, and a late device measures the host instead of the scheduling
@@ -185,6 +190,9 @@ pub fn boot_with(
             let mut dev = format!("vagx,id=gpu{i}");
             if mode == Mode::BenchMl {
                 dev += &format!(",rate-divisor={BENCH_ML_RATE_DIVISOR}");
+            }
+            if mode == Mode::Gpus && i + 1 == gpus {
+                dev += &format!(",abi-version={OLDER_ABI_DEVICE:#x}");
             }
             cmd.args(["-device", &dev]);
         }

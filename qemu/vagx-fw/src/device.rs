@@ -150,6 +150,16 @@ pub struct Device {
     pub(crate) workers: Option<Arc<Workers>>,
 }
 
+/// The ABI minor version a device made with `config` implements (see
+/// [`Device::implemented_minor`]).
+fn minor_of(config: &Config) -> u16 {
+    match config.abi_version {
+        // CAST: the low half of the version is the minor.
+        Some(v) if v >> 16 == u32::from(ABI_MAJOR) => (v as u16).min(ABI_MINOR),
+        _ => ABI_MINOR,
+    }
+}
+
 impl Device {
     /// A device in its reset state with `config` (units clamped to 1..=`MAX_UNITS`).
     pub fn new(mut config: Config) -> Self {
@@ -161,7 +171,7 @@ impl Device {
             error: 0,
             time: 0,
             channels: None,
-            regs: Registers::default(),
+            regs: Registers::new(minor_of(&config)),
             out: Outputs::default(),
             sched: Scheduler::new(config.units),
             slots: StampSlots::default(),
@@ -193,11 +203,7 @@ impl Device {
     /// The ABI minor version the firmware implements: the model's own, or an older one of the
     /// same major that [`Config::abi_version`] asks for.
     pub(crate) fn implemented_minor(&self) -> u16 {
-        match self.config.abi_version {
-            // CAST: the low half of the version is the minor.
-            Some(v) if v >> 16 == u32::from(ABI_MAJOR) => (v as u16).min(ABI_MINOR),
-            _ => ABI_MINOR,
-        }
+        minor_of(&self.config)
     }
 
     /// The firmware state.

@@ -19,6 +19,7 @@ use vagx_abi::{
         ERROR_BAD_RING_POINTER, LOG_ERROR, LOG_WARN,
     },
     mbox,
+    regs::IRQ_RINGS,
 };
 
 use crate::{
@@ -233,7 +234,10 @@ impl Device {
             return;
         };
         let wrote = self.out.flush(ch, mem, self.time);
-        if wrote && !self.regs.doorbell_pending() {
+        if wrote && self.regs.rings_irq() {
+            // ABI 1.3: a status bit the host clears before it reads the rings, no message.
+            self.raise(IRQ_RINGS);
+        } else if wrote && !self.regs.doorbell_pending() {
             self.send_to_host(mbox::EP_FIRMWARE, mbox::message(mbox::MSG_RX_DOORBELL, 0));
         }
     }

@@ -84,7 +84,8 @@ pub(crate) enum Action {
 ///
 /// # Invariants
 ///
-/// `f2h` holds at most [`MBOX_F2H_DEPTH`] messages; `irq_mask` has only [`IRQ_ALL`] bits.
+/// `f2h` holds at most [`MBOX_F2H_DEPTH`] messages; `irq_mask` has only the causes of the
+/// device's ABI ([`Registers::causes`]).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Registers {
     scratch: u32,
@@ -99,9 +100,34 @@ pub(crate) struct Registers {
     /// Device time at which the pending notification was requested.
     irq_since: u64,
     debug_args: [u32; 2],
+    /// The ABI minor version of the register file: 1.3 adds `DOORBELL` and `IRQ_RINGS`.
+    minor: u16,
 }
 
 impl Registers {
+    /// The register file of a device of ABI minor version `minor`, in its reset state.
+    pub(crate) fn new(minor: u16) -> Self {
+        Self {
+            minor,
+            ..Self::default()
+        }
+    }
+
+    /// The interrupt causes the device has.
+    fn causes(&self) -> u32 {
+        if self.minor >= ABI_MINOR_FAST_NOTIFY {
+            IRQ_ALL | IRQ_RINGS
+        } else {
+            IRQ_ALL
+        }
+    }
+
+    /// Whether the host takes ring writes as [`IRQ_RINGS`] (it unmasked it) rather than as
+    /// `MSG_RX_DOORBELL` messages.
+    pub(crate) fn rings_irq(&self) -> bool {
+        self.irq_mask & IRQ_RINGS != 0
+    }
+
     /// The value of register `reg` (an offset from [`decode`]), if it is one of these.
     pub(crate) fn read(&self, reg: usize) -> Option<u32> {
         let head = self.f2h.front().copied().unwrap_or((0, 0));
@@ -121,6 +147,7 @@ impl Registers {
             DEBUG_ARG1 => self.debug_args[1],
             // Write-only registers read as zero.
             MBOX_H2F_SEND | RESET | DEBUG_INJECT => 0,
+            DOORBELL if self.minor >= ABI_MINOR_FAST_NOTIFY => 0,
             _ => return None,
         })
     }
@@ -154,8 +181,14 @@ impl Registers {
                 }
             }
             IRQ_STATUS => self.irq_status &= !value,
+            DOORBELL if self.minor >= ABI_MINOR_FAST_NOTIFY => {
+                return Ok(Action::Send {
+                    ep: mbox::EP_DOORBELL,
+                    msg: mbox::message(mbox::MSG_DOORBELL, u64::from(value)),
+                });
+            }
             IRQ_MASK => {
-                self.irq_mask = value & IRQ_ALL;
+                self.irq_mask = value & self.causes();
                 if self.irq_status & self.irq_mask != 0 {
                     self.request_irq(now);
                 }

@@ -952,3 +952,75 @@ fn a_slowed_device_lengthens_its_default_watchdog_with_its_rates() {
     assert_eq!(run(default), (false, true));
     assert_eq!(run(default.slowed(4)), (true, false));
 }
+
+/// ABI 1.3: one write to `DOORBELL` rings a doorbell as the three-write mailbox message does.
+#[test]
+fn the_doorbell_register_rings_as_the_mailbox_message_does() {
+    let mut h = Harness::new(1);
+    h.create_queue(3, 2);
+    let stamp = h.queue_entry(3, &cmdbuf(&[write32(OUT, 0x1234_5678)]));
+    // Written, not rung: nothing runs.
+    h.run_for(1_000_000);
+    assert_eq!(h.stamp(3), 0);
+    h.mmio_write(regs::DOORBELL, mbox::DOORBELL_KICK as u32);
+    assert!(h.run_until_stamp(3, stamp, 1_000_000).is_some());
+    assert_eq!(h.read_gpu(OUT, 4), 0x1234_5678_u32.to_le_bytes());
+    assert_eq!(h.mmio_read(regs::DOORBELL), 0, "write-only, reads as zero");
+}
+
+/// ABI 1.3: a host that unmasks `IRQ_RINGS` learns of ring writes from that status bit, with
+/// no `MSG_RX_DOORBELL` in the mailbox; one that does not still gets the message.
+#[test]
+fn an_unmasked_ring_interrupt_replaces_the_rx_doorbell_message() {
+    let rx_doorbells = |h: &mut Harness| {
+        h.mailbox()
+            .iter()
+            .filter(|(_, m)| mbox::message_type(*m) == mbox::MSG_RX_DOORBELL)
+            .count()
+    };
+    let mut h = Harness::new(1);
+    h.create_queue(3, 2);
+    // The 1.0 causes only: the message, and no IRQ_RINGS.
+    h.mmio_write(regs::IRQ_STATUS, u32::MAX);
+    h.mailbox();
+    let stamp = h.submit(3, &cmdbuf(&[nop()]));
+    assert!(h.run_until_stamp(3, stamp, 1_000_000).is_some());
+    assert_eq!(h.mmio_read(regs::IRQ_STATUS) & regs::IRQ_RINGS, 0);
+    assert!(rx_doorbells(&mut h) > 0);
+    // IRQ_RINGS unmasked: the bit, an interrupt, no message.
+    h.mmio_write(regs::IRQ_MASK, regs::IRQ_ALL | regs::IRQ_RINGS);
+    assert_eq!(h.mmio_read(regs::IRQ_MASK), regs::IRQ_ALL | regs::IRQ_RINGS);
+    h.mmio_write(regs::IRQ_STATUS, u32::MAX);
+    h.dev.take_irq();
+    let stamp = h.submit(3, &cmdbuf(&[nop()]));
+    assert!(h.run_until_stamp(3, stamp, 1_000_000).is_some());
+    assert_ne!(h.mmio_read(regs::IRQ_STATUS) & regs::IRQ_RINGS, 0);
+    assert!(h.dev.take_irq(), "no interrupt for the ring writes");
+    assert_eq!(rx_doorbells(&mut h), 0);
+    // Latched until cleared; once cleared, the next ring write raises it again.
+    h.mmio_write(regs::IRQ_STATUS, regs::IRQ_RINGS);
+    let stamp = h.submit(3, &cmdbuf(&[nop()]));
+    assert!(h.run_until_stamp(3, stamp, 1_000_000).is_some());
+    assert!(h.dev.take_irq());
+}
+
+/// A device of ABI 1.2 has no `DOORBELL` register and no `IRQ_RINGS` cause.
+#[test]
+fn a_1_2_device_has_no_doorbell_register_nor_ring_interrupt() {
+    let mut h = Harness::unbooted(1);
+    h.dev = vagx_fw::Device::new(vagx_fw::Config {
+        units: 1,
+        abi_version: Some(0x0001_0002),
+        ..vagx_fw::Config::default()
+    });
+    h.init.abi_version = 0x0001_0002;
+    assert_eq!(h.boot(), Ok(()));
+    let now = h.now;
+    assert!(h
+        .dev
+        .mmio_write(&mut h.ram, now, regs::DOORBELL as u64, 4, 1)
+        .is_err());
+    assert!(h.dev.mmio_read(regs::DOORBELL as u64, 4).is_err());
+    h.mmio_write(regs::IRQ_MASK, regs::IRQ_ALL | regs::IRQ_RINGS);
+    assert_eq!(h.mmio_read(regs::IRQ_MASK), regs::IRQ_ALL);
+}

@@ -354,7 +354,11 @@ pub fn run_faults(module: &Path) -> Result<()> {
 /// `test-gpus`: the conformance basics on every GPU of a boot with more devices (`xtask`
 /// boots it with four).
 pub fn run_gpus(module: &Path) -> Result<()> {
-    let mut all = tests![module_loads(module), driver_binds_every_device];
+    let mut all = tests![
+        module_loads(module),
+        driver_binds_every_device,
+        the_last_gpu_speaks_the_previous_abi
+    ];
     all.extend(every_gpu::tests());
     all.extend(prime_tests::tests());
     all.extend(load_tests::tests());
@@ -363,6 +367,36 @@ pub fn run_gpus(module: &Path) -> Result<()> {
     all.extend(ml_tests::multi_gpu_tests());
     all.extend(tests![module_unloads]);
     run_tap(&all)
+}
+
+/// The multi-GPU boot's last device implements the previous firmware ABI minor version
+/// (`xtask`'s `OLDER_ABI_DEVICE`) and the others the newest: every multi-GPU test then runs
+/// the driver's paths for both (from 1.3, one-write doorbells and the ring interrupt; before,
+/// the mailbox for both).
+fn the_last_gpu_speaks_the_previous_abi() -> Result<()> {
+    let count = crate::every_gpu::listed_gpus();
+    ensure!(
+        count >= 2,
+        "{count} GPU(s): the boot needs two ABI versions"
+    );
+    let abi = |i: usize| -> Result<u32> {
+        Ok(crate::gpu::Gpu::open_index(i)?
+            .get_param(crate::uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION)? as u32)
+    };
+    let newest = (u32::from(regs::ABI_MAJOR) << 16) | u32::from(regs::ABI_MINOR);
+    ensure!(
+        abi(0)? == newest,
+        "gpu0: ABI {:#x}, not {newest:#x}",
+        abi(0)?
+    );
+    let last = abi(count - 1)?;
+    ensure!(
+        last == newest - 1,
+        "gpu{}: ABI {last:#x}, not {:#x}",
+        count - 1,
+        newest - 1
+    );
+    Ok(())
 }
 
 /// Devices of the faults boot (`xtask`'s `FAULTY_DEVICES`).

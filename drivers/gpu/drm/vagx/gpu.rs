@@ -368,7 +368,14 @@ impl Gpu {
         }
         bar.write_reg(regs::IRQ_STATUS::from_raw(status));
         this.irqs.fetch_add(1, Relaxed);
-        while let Some(m) = Firmware::recv(bar) {
+        // The mailbox only if it has news: a message raises `IRQ_MBOX` even when latched, and
+        // one that arrives after the status was read raises another interrupt. (With ABI 1.3's
+        // `IRQ_RINGS`, most interrupts have no message, and reading the empty mailbox was one
+        // more exit to QEMU per interrupt.)
+        while status & r::IRQ_MBOX != 0 {
+            let Some(m) = Firmware::recv(bar) else {
+                break;
+            };
             if m.endpoint != mbox::EP_FIRMWARE {
                 dev_warn!(dev, "mailbox message from endpoint {:#x}\n", m.endpoint);
                 continue;

@@ -116,6 +116,12 @@ register! {
         31:0 magic;
     }
 
+    /// ABI 1.3: writing a doorbell number rings it in one write.
+    pub(crate) DOORBELL(u32) @ 0x04c {
+        /// The doorbell (`abi::mbox::DOORBELL_*`).
+        31:0 which;
+    }
+
     /// Arms a fault injection (`abi::regs::INJECT_*`) with `DEBUG_ARG0/1`.
     pub(crate) DEBUG_INJECT(u32) @ 0x100 {
         /// The injection.
@@ -155,6 +161,7 @@ kernel::static_assert!(<MBOX_F2H_COUNT as register::Register>::OFFSET == abi::re
 kernel::static_assert!(<IRQ_STATUS as register::Register>::OFFSET == abi::regs::IRQ_STATUS);
 kernel::static_assert!(<IRQ_MASK as register::Register>::OFFSET == abi::regs::IRQ_MASK);
 kernel::static_assert!(<RESET as register::Register>::OFFSET == abi::regs::RESET);
+kernel::static_assert!(<DOORBELL as register::Register>::OFFSET == abi::regs::DOORBELL);
 kernel::static_assert!(<DEBUG_INJECT as register::Register>::OFFSET == abi::regs::DEBUG_INJECT);
 kernel::static_assert!(<DEBUG_ARG0 as register::Register>::OFFSET == abi::regs::DEBUG_ARG0);
 kernel::static_assert!(<DEBUG_ARG1 as register::Register>::OFFSET == abi::regs::DEBUG_ARG1);
@@ -176,9 +183,11 @@ impl AbiVersion {
         minor: 0,
     };
 
-    /// The newest version this driver speaks: 1.2. 1.1's wait entries let the firmware order
+    /// The newest version this driver speaks: 1.3. 1.1's wait entries let the firmware order
     /// a job after another queue's ([`abi::regs::ABI_MINOR_DEPENDENCIES`]); 1.2 counts busy
-    /// time per execution unit ([`abi::regs::ABI_MINOR_UNIT_STATS`]).
+    /// time per execution unit ([`abi::regs::ABI_MINOR_UNIT_STATS`]); 1.3 rings a doorbell in
+    /// one register write and reports ring writes as an interrupt cause
+    /// ([`abi::regs::ABI_MINOR_FAST_NOTIFY`]).
     pub(crate) const NEWEST: Self = Self {
         major: abi::regs::ABI_MAJOR,
         minor: abi::regs::ABI_MINOR,
@@ -192,6 +201,11 @@ impl AbiVersion {
             major: device.major,
             minor: device.minor.min(Self::NEWEST.minor),
         }
+    }
+
+    /// Whether ABI 1.3's `DOORBELL` register and `IRQ_RINGS` cause are in use.
+    pub(crate) fn has_fast_notify(self) -> bool {
+        self.minor >= abi::regs::ABI_MINOR_FAST_NOTIFY
     }
 
     /// Whether ABI 1.1's wait entries (and `EVENT_ENTRY_ERROR`) are in use.

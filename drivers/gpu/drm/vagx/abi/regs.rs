@@ -56,6 +56,11 @@ pub const IRQ_MASK: usize = 0x044;
 /// disarmed but for the boots [`INJECT_SILENCE`] still silences.
 pub const RESET: usize = 0x048;
 
+/// `DOORBELL` (WO, ABI 1.3): writing a doorbell number (`mbox::DOORBELL_*`) rings it, as
+/// the mailbox message `MSG_DOORBELL` to `EP_DOORBELL` with that payload does, in one register
+/// write instead of three. A device of an older ABI has no register here.
+pub const DOORBELL: usize = 0x04c;
+
 /// `DEBUG_INJECT` (WO): arms a fault injection; see `DEBUG_ARG` and the `INJECT_*` values.
 pub const DEBUG_INJECT: usize = 0x100;
 
@@ -77,7 +82,7 @@ pub const ABI_MAJOR: u16 = 1;
 /// meaning, an event kind or error code is added. The firmware implements the minor version the
 /// driver declares in `InitData::abi_version`, so a driver written for an older minor version
 /// sees exactly that version's behaviour.
-pub const ABI_MINOR: u16 = 2;
+pub const ABI_MINOR: u16 = 3;
 
 /// The first minor version with dependency errors: wait entries
 /// (`queue::QUEUE_ENTRY_WAIT`), `cmd::BARRIER_FLAG_DEP_ERROR`, `mbox::FwError::Dependency`
@@ -91,6 +96,10 @@ pub const ABI_MINOR_UNIT_STATS: u16 = 2;
 /// The first minor version with the ML commands: `cmd::OP_ELEMENTWISE`, `OP_ACTIVATION`,
 /// `OP_SOFTMAX`, `OP_LAYER_NORM`, and GEMM's accumulate and transpose flags.
 pub const ABI_MINOR_ML_COMMANDS: u16 = 2;
+
+/// The first minor version with the one-write doorbell ([`DOORBELL`]) and the ring interrupt
+/// ([`IRQ_RINGS`]), which spare the host most of its register accesses per job.
+pub const ABI_MINOR_FAST_NOTIFY: u16 = 3;
 
 /// The value of [`ABI_VERSION`].
 pub const ABI_VERSION_VALUE: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
@@ -189,8 +198,12 @@ impl TryFrom<u32> for FwState {
 pub const IRQ_MBOX: u32 = 1 << 0;
 /// `IRQ_*`: the firmware state changed (boot done or failed, halted, crashed).
 pub const IRQ_STATE: u32 = 1 << 1;
-/// Every interrupt cause.
+/// Every interrupt cause of ABI 1.0 to 1.2.
 pub const IRQ_ALL: u32 = IRQ_MBOX | IRQ_STATE;
+/// `IRQ_*` (ABI 1.3): the firmware wrote to its rings (events, log, statistics). While the
+/// host keeps it unmasked, the firmware raises it instead of sending `MSG_RX_DOORBELL`, so
+/// that the host needs no mailbox access to learn of new events.
+pub const IRQ_RINGS: u32 = 1 << 2;
 
 /// MSI-X vector of every interrupt cause (the device has one vector).
 pub const MSIX_VECTOR: u16 = 0;
