@@ -274,7 +274,10 @@ mod tests {
         assert!(!AbiVersion::negotiate(v(0)).has_waits());
         assert_eq!(AbiVersion::negotiate(v(1)), v(1));
         assert!(AbiVersion::negotiate(v(1)).has_waits());
-        assert_eq!(AbiVersion::negotiate(v(2)), AbiVersion::NEWEST);
+        assert_eq!(AbiVersion::negotiate(v(2)), v(2));
+        assert!(!AbiVersion::negotiate(v(2)).has_fast_notify());
+        assert_eq!(AbiVersion::negotiate(v(3)), AbiVersion::NEWEST);
+        assert!(AbiVersion::negotiate(v(3)).has_fast_notify());
         assert!(AbiVersion::NEWEST.minor >= abi::regs::ABI_MINOR_UNIT_STATS);
         // A newer device behaves as the version the driver declares.
         assert_eq!(AbiVersion::negotiate(v(9)), AbiVersion::NEWEST);
