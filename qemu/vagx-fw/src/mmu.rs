@@ -102,11 +102,13 @@ struct Piece {
 impl Piece {
     /// The piece's parts in each page: GPU address, bus address, length.
     fn pages(self) -> impl Iterator<Item = (u64, u64, usize)> {
+        // CAST: a length in bytes, widened.
         let end = self.va + self.len as u64;
         let mut va = self.va;
         core::iter::from_fn(move || {
             (va < end).then(|| {
                 let n = (PAGE_SIZE - (va & (PAGE_SIZE - 1))).min(end - va);
+                // CAST: `n` is at most `PAGE_SIZE`.
                 let part = (va, self.pa + (va - self.va), n as usize);
                 va += n;
                 part
@@ -142,23 +144,9 @@ impl Vm {
     /// - [`FAULT_PERMISSION`] at `va` if the page is mapped without the permission `access`
     ///   needs.
     pub fn translate(&self, mem: &mut dyn Memory, va: u64, access: Access) -> Result<u64, Fault> {
-        if va >= VA_LIMIT {
-            return Err(Fault::unmapped(va));
-        }
-        let mut table = self.root;
-        let mut entry = 0;
-        for level in 0..LEVELS {
-            entry = read_entry(mem, table, va, level).ok_or(Fault::unmapped(va))?;
-            if entry & PTE_VALID == 0 {
-                return Err(Fault::unmapped(va));
-            }
-            table = entry & PTE_ADDR_MASK;
-        }
-        // `entry` is the level-2 entry and `table` the page it maps.
-        if entry & access.permission() == 0 {
-            return Err(Fault::permission(va));
-        }
-        Ok(table | (va & (PAGE_SIZE - 1)))
+        let table = self.leaf_table(mem, va)?;
+        let page = leaf_page(read_entry(mem, table, va, LEVELS - 1), va, access)?;
+        Ok(page | (va & (PAGE_SIZE - 1)))
     }
 
     /// Checks that every page of the `len` bytes at `va` is mapped with the permission `access`
@@ -288,18 +276,12 @@ impl Vm {
             // CAST: `n` is at most `ENTRIES_PER_TABLE`.
             let leaves = &mut entries[..n as usize];
             read_entries(mem, table + first * PTE_SIZE, leaves);
-            for entry in leaves.iter() {
-                let entry = entry.ok_or(Fault::unmapped(at))?;
-                if entry & PTE_VALID == 0 {
-                    return Err(Fault::unmapped(at));
-                }
-                if entry & access.permission() == 0 {
-                    return Err(Fault::permission(at));
-                }
+            for &entry in leaves.iter() {
+                let page = leaf_page(entry, at, access)?;
                 let in_page = (PAGE_SIZE - (at & (PAGE_SIZE - 1))).min(left);
                 f(Piece {
                     va: at,
-                    pa: (entry & PTE_ADDR_MASK) | (at & (PAGE_SIZE - 1)),
+                    pa: page | (at & (PAGE_SIZE - 1)),
                     // CAST: `in_page` is at most `PAGE_SIZE`.
                     len: in_page as usize,
                 });
@@ -372,6 +354,20 @@ fn read_entry(mem: &mut dyn Memory, table: u64, va: u64, level: u32) -> Option<u
     let mut raw = [0u8; 8];
     mem.read(slot, &mut raw).ok()?;
     Some(u64::from_le_bytes(raw))
+}
+
+/// The page a level-2 entry maps for an `access` at `va`, as [`Vm::translate`] faults: an
+/// entry the bus refused (`None`) or not valid is unmapped, one without the permission is a
+/// permission fault.
+fn leaf_page(entry: Option<u64>, va: u64, access: Access) -> Result<u64, Fault> {
+    let entry = entry.ok_or(Fault::unmapped(va))?;
+    if entry & PTE_VALID == 0 {
+        return Err(Fault::unmapped(va));
+    }
+    if entry & access.permission() == 0 {
+        return Err(Fault::permission(va));
+    }
+    Ok(entry & PTE_ADDR_MASK)
 }
 
 /// Reads the consecutive entries at bus address `at` into `out` (at most one table's), each
