@@ -11,6 +11,7 @@ use std::{
     ffi::{c_void, CStr},
     os::raw::c_int,
     ptr::{addr_of_mut, NonNull},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 pub use bindings::PCIDeviceClass;
@@ -276,9 +277,154 @@ where
             Err(DmaError(res))
         }
     }
+
+    /// Maps the `len` bytes of guest memory at bus address `addr`, as a bus master, for
+    /// copying from any thread without QEMU's bus: `None`, with no access made, unless every
+    /// byte is RAM that can be read and written directly (MMIO, ROM and unbacked addresses
+    /// are not). The memory stays mapped until the [`DmaRam`] is dropped.
+    fn dma_map_ram(&self, addr: u64, len: usize) -> Option<DmaRam> {
+        assert!(bql_locked());
+        let dev = self.upcast().as_mut_ptr();
+        // SAFETY: `bus_master_as` is an address space embedded in the live device.
+        let space = unsafe { addr_of_mut!((*dev).bus_master_as) };
+        let mut ram = DmaRam {
+            space,
+            parts: Vec::new(),
+            written: AtomicBool::new(false),
+        };
+        let mut done = 0usize;
+        while done < len {
+            // CAST: `usize` and `u64` have the same width on every host QEMU supports.
+            let mut plen = (len - done) as u64;
+            // Mapped for writing, so that nothing is read at a region that is not RAM (a
+            // bounce buffer for reading would read it now); `Drop` says what was written.
+            // SAFETY: `space` is live; `plen` is a valid in/out pointer.
+            let ptr = unsafe {
+                bindings::address_space_map(space, addr + done as u64, &mut plen, true, dma_attrs())
+            };
+            if ptr.is_null() || plen == 0 {
+                return None;
+            }
+            let mut offset = 0;
+            // SAFETY: `ptr` was returned by `address_space_map`; the call only looks it up.
+            let direct = unsafe { !bindings::memory_region_from_host(ptr, &mut offset).is_null() };
+            // CAST: at most `len - done`.
+            let part = (ptr.cast::<u8>(), plen as usize);
+            if !direct {
+                // A bounce buffer: give it back without writing anything.
+                // SAFETY: `ptr` and `plen` are what `address_space_map` returned.
+                unsafe { bindings::address_space_unmap(space, ptr, plen, false, 0) };
+                return None;
+            }
+            ram.parts.push(part);
+            done += part.1;
+        }
+        Some(ram)
+    }
 }
 
 impl<R: ObjectDeref> PCIDeviceMethods for R where R::Target: IsA<PCIDevice> {}
+
+/// Guest RAM mapped by [`PCIDeviceMethods::dma_map_ram`]: host memory to copy bytes in and
+/// out of, from any thread. It must be dropped with the BQL held (unmapping marks written
+/// pages dirty and drops the memory region's reference); one dropped without it stays mapped,
+/// and the drop is logged.
+#[derive(Debug)]
+pub struct DmaRam {
+    space: *mut bindings::AddressSpace,
+    /// Host address and length of each piece, in bus order.
+    parts: Vec<(*mut u8, usize)>,
+    /// Whether [`DmaRam::write`] was called: unmapping then marks the pages dirty.
+    written: AtomicBool,
+}
+
+// SAFETY: the pieces are guest RAM that stays mapped (its memory region referenced) until
+// `drop`, so copying through them is valid on any thread; `drop` itself checks for the BQL.
+unsafe impl Send for DmaRam {}
+
+impl DmaRam {
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.1).sum()
+    }
+
+    /// Whether nothing is mapped.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Calls `f(host address, offset in the access, length)` for the pieces the `len` bytes
+    /// at `offset` cover.
+    ///
+    /// # Panics
+    ///
+    /// If the range runs past the end of the mapping.
+    fn pieces(&self, offset: usize, len: usize, mut f: impl FnMut(*mut u8, usize, usize)) {
+        assert!(offset + len <= self.len(), "access past the DMA mapping");
+        let (mut skip, mut at) = (offset, 0);
+        for &(ptr, n) in &self.parts {
+            if at == len {
+                break;
+            }
+            if skip >= n {
+                skip -= n;
+                continue;
+            }
+            let count = (n - skip).min(len - at);
+            // SAFETY: `skip + count <= n`, inside the piece.
+            f(unsafe { ptr.add(skip) }, at, count);
+            (skip, at) = (0, at + count);
+        }
+    }
+
+    /// Copies the bytes at `offset` into `buf`.
+    ///
+    /// # Panics
+    ///
+    /// If the range runs past the end of the mapping.
+    pub fn read(&self, offset: usize, buf: &mut [u8]) {
+        self.pieces(offset, buf.len(), |host, at, n| {
+            // SAFETY: `host` is valid for `n` bytes of mapped guest RAM and `buf` for
+            // `at + n`; guest RAM is only ever copied, never referenced, because the guest
+            // may write it at any time, as it may beside any DMA.
+            unsafe { std::ptr::copy_nonoverlapping(host, buf.as_mut_ptr().add(at), n) };
+        });
+    }
+
+    /// Copies `buf` to `offset`.
+    ///
+    /// # Panics
+    ///
+    /// If the range runs past the end of the mapping.
+    pub fn write(&self, offset: usize, buf: &[u8]) {
+        self.written.store(true, Ordering::Relaxed);
+        self.pieces(offset, buf.len(), |host, at, n| {
+            // SAFETY: as in `read`, with the roles of the buffers swapped.
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr().add(at), host, n) };
+        });
+    }
+}
+
+impl Drop for DmaRam {
+    fn drop(&mut self) {
+        if !bql_locked() {
+            crate::log_mask_ln!(
+                crate::log::Log::GuestError,
+                "DMA mapping dropped without the BQL; left mapped"
+            );
+            return;
+        }
+        let written = self.written.load(Ordering::Relaxed);
+        for &(ptr, n) in &self.parts {
+            let access = if written { n as u64 } else { 0 };
+            // SAFETY: each piece is what `address_space_map` returned, unmapped once; for RAM
+            // the address space is not dereferenced (the piece's region is found from `ptr`).
+            unsafe {
+                bindings::address_space_unmap(self.space, ptr.cast(), n as u64, written, access)
+            };
+        }
+    }
+}
 
 /// Attributes of a DMA access: `MEMTXATTRS_UNSPECIFIED`, as `pci_dma_rw()` uses.
 fn dma_attrs() -> MemTxAttrs {

@@ -156,7 +156,10 @@ pub fn boot_with(
             // Both schedulers' workload suites: vagx_sched_scheduler_*, drm_sched_scheduler_*.
             append.push(format!("kunit.filter_glob={filter}"));
         }
-        Mode::Run | Mode::Test | Mode::Faults | Mode::BenchDriver | Mode::Gpus | Mode::BenchMl => {}
+        // The test boots track allocations; the guest scans when its tests are done, and a
+        // leak's "suspected memory leak" line fails the run (`kernel_warnings`).
+        Mode::Test | Mode::Faults | Mode::Gpus => append.push("kmemleak=on".to_owned()),
+        Mode::Run | Mode::BenchDriver | Mode::BenchMl => {}
     }
 
     let mut cmd = std::process::Command::new(&art.qemu);

@@ -62,8 +62,8 @@ pub struct Config {
     /// same major is also what the firmware then implements: a 1.0 device refuses a 1.1 boot
     /// and the 1.1 flags.
     pub abi_version: Option<u32>,
-    /// Worker threads for commands' arithmetic ([`crate::workers`]); 0 computes everything on
-    /// the thread that drives the model.
+    /// Worker threads for the commands that move data ([`crate::workers`]); 0 runs every
+    /// command on the thread that drives the model.
     pub workers: u32,
 }
 
@@ -146,7 +146,7 @@ pub struct Device {
     pub(crate) inject: Injections,
     /// Trace records for the shell.
     pub(crate) traces: TraceBuffer,
-    /// Where GEMMs compute, if [`Config::workers`] asks for threads (kept across resets).
+    /// Where commands run, if [`Config::workers`] asks for threads (kept across resets).
     pub(crate) workers: Option<Arc<Workers>>,
 }
 

@@ -58,6 +58,10 @@
 //! a fault after the checks (a mapped page the bus refuses, or a command that rewrites the VM's
 //! own page tables) may leave a partial result.
 //!
+//! On a device with worker threads, the commands that move data run there instead, on their
+//! operands translated and mapped at the command's start, and what they write reaches guest
+//! memory at their completion ([`offload`]); the results are the same.
+//!
 //! - FILL writes the pattern's bytes in little-endian order, repeated, the last repetition
 //!   truncated.
 //! - GEMM works on dense row-major `f32` matrices: `C[i][j]` is the sum over `p` of
@@ -87,6 +91,39 @@ use crate::mmu::{Access, Fault, Vm};
 
 /// Largest piece of a transfer held in memory at once, in bytes (a multiple of 4).
 const CHUNK: usize = 64 << 10;
+
+/// Memory as a command sees it: GPU virtual addresses in its queue's VM.
+///
+/// [`Bus`] goes through the VM's tables and the bus on the model's thread; on a worker, the
+/// command's operands mapped at its start stand for it ([`offload`]).
+trait Space {
+    /// As [`Vm::check`].
+    fn check(&mut self, va: u64, len: u64, access: Access) -> Result<(), Fault>;
+    /// As [`Vm::read`].
+    fn read(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault>;
+    /// As [`Vm::write`].
+    fn write(&mut self, va: u64, buf: &[u8]) -> Result<(), Fault>;
+}
+
+/// A VM on the bus.
+struct Bus<'a> {
+    vm: &'a Vm,
+    mem: &'a mut dyn Memory,
+}
+
+impl Space for Bus<'_> {
+    fn check(&mut self, va: u64, len: u64, access: Access) -> Result<(), Fault> {
+        self.vm.check(self.mem, va, len, access)
+    }
+
+    fn read(&mut self, va: u64, buf: &mut [u8]) -> Result<(), Fault> {
+        self.vm.read(self.mem, va, buf)
+    }
+
+    fn write(&mut self, va: u64, buf: &[u8]) -> Result<(), Fault> {
+        self.vm.write(self.mem, va, buf)
+    }
+}
 
 /// FNV-1a 64-bit offset basis.
 const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -319,6 +356,17 @@ pub fn decode(
     offset: u32,
     abi_minor: u16,
 ) -> Result<(Command, u32), Fault> {
+    decode_in(&mut Bus { vm, mem }, cmdbuf, len, offset, abi_minor)
+}
+
+/// [`decode`] in `space`.
+fn decode_in(
+    space: &mut dyn Space,
+    cmdbuf: u64,
+    len: u32,
+    offset: u32,
+    abi_minor: u16,
+) -> Result<(Command, u32), Fault> {
     let at = cmdbuf.wrapping_add(u64::from(offset));
     let bad = Fault {
         kind: FAULT_BAD_COMMAND,
@@ -329,7 +377,7 @@ pub fn decode(
     if room < 8 {
         return Err(bad);
     }
-    let header: CmdHeader = fetch(vm, mem, at)?;
+    let header: CmdHeader = fetch(space, at)?;
     let size = header.size;
     if size < 8 || size & 7 != 0 || u64::from(size) > room {
         return Err(bad);
@@ -339,15 +387,15 @@ pub fn decode(
     }
     let command = match header.opcode {
         OP_NOP => {
-            args::<CmdNop>(vm, mem, at, size, bad)?;
+            args::<CmdNop>(space, at, size, bad)?;
             Command::Nop
         }
         OP_DELAY => {
-            let c = args::<CmdDelay>(vm, mem, at, size, bad)?;
+            let c = args::<CmdDelay>(space, at, size, bad)?;
             Command::Delay { ns: c.ns }
         }
         OP_WRITE32 => {
-            let c = args::<CmdWrite32>(vm, mem, at, size, bad)?;
+            let c = args::<CmdWrite32>(space, at, size, bad)?;
             zero(c._pad, bad)?;
             Command::Write32 {
                 address: c.address,
@@ -355,14 +403,14 @@ pub fn decode(
             }
         }
         OP_WRITE64 => {
-            let c = args::<CmdWrite64>(vm, mem, at, size, bad)?;
+            let c = args::<CmdWrite64>(space, at, size, bad)?;
             Command::Write64 {
                 address: c.address,
                 value: c.value,
             }
         }
         OP_COPY => {
-            let c = args::<CmdCopy>(vm, mem, at, size, bad)?;
+            let c = args::<CmdCopy>(space, at, size, bad)?;
             Command::Copy {
                 src: c.src,
                 dst: c.dst,
@@ -370,7 +418,7 @@ pub fn decode(
             }
         }
         OP_FILL => {
-            let c = args::<CmdFill>(vm, mem, at, size, bad)?;
+            let c = args::<CmdFill>(space, at, size, bad)?;
             zero(c._pad, bad)?;
             Command::Fill {
                 dst: c.dst,
@@ -379,7 +427,7 @@ pub fn decode(
             }
         }
         OP_GEMM => {
-            let c = args::<CmdGemm>(vm, mem, at, size, bad)?;
+            let c = args::<CmdGemm>(space, at, size, bad)?;
             zero(c._pad, bad)?;
             Command::Gemm {
                 a: c.a,
@@ -393,7 +441,7 @@ pub fn decode(
             }
         }
         OP_ELEMENTWISE if abi_minor >= ABI_MINOR_ML_COMMANDS => {
-            let c = args::<CmdElementwise>(vm, mem, at, size, bad)?;
+            let c = args::<CmdElementwise>(space, at, size, bad)?;
             zero(c._pad, bad)?;
             if c.op != ELEMENTWISE_AXPBY && (c.alpha != 0 || c.beta != 0) {
                 return Err(bad);
@@ -409,7 +457,7 @@ pub fn decode(
             }
         }
         OP_ACTIVATION if abi_minor >= ABI_MINOR_ML_COMMANDS => {
-            let c = args::<CmdActivation>(vm, mem, at, size, bad)?;
+            let c = args::<CmdActivation>(space, at, size, bad)?;
             zero(c._pad, bad)?;
             Command::Activation {
                 op: c.op,
@@ -419,7 +467,7 @@ pub fn decode(
             }
         }
         OP_SOFTMAX if abi_minor >= ABI_MINOR_ML_COMMANDS => {
-            let c = args::<CmdSoftmax>(vm, mem, at, size, bad)?;
+            let c = args::<CmdSoftmax>(space, at, size, bad)?;
             Command::Softmax {
                 src: c.src,
                 dst: c.dst,
@@ -428,7 +476,7 @@ pub fn decode(
             }
         }
         OP_LAYER_NORM if abi_minor >= ABI_MINOR_ML_COMMANDS => {
-            let c = args::<CmdLayerNorm>(vm, mem, at, size, bad)?;
+            let c = args::<CmdLayerNorm>(space, at, size, bad)?;
             zero(c._pad, bad)?;
             Command::LayerNorm {
                 src: c.src,
@@ -442,7 +490,7 @@ pub fn decode(
             }
         }
         OP_REDUCE_SUM => {
-            let c = args::<CmdReduceSum>(vm, mem, at, size, bad)?;
+            let c = args::<CmdReduceSum>(space, at, size, bad)?;
             Command::ReduceSum {
                 src: c.src,
                 dst: c.dst,
@@ -450,7 +498,7 @@ pub fn decode(
             }
         }
         OP_CHECKSUM => {
-            let c = args::<CmdChecksum>(vm, mem, at, size, bad)?;
+            let c = args::<CmdChecksum>(space, at, size, bad)?;
             Command::Checksum {
                 src: c.src,
                 dst: c.dst,
@@ -458,7 +506,7 @@ pub fn decode(
             }
         }
         OP_BARRIER => {
-            let c = args::<CmdBarrier>(vm, mem, at, size, bad)?;
+            let c = args::<CmdBarrier>(space, at, size, bad)?;
             Command::Barrier {
                 slot: c.slot,
                 value: c.value,
@@ -466,11 +514,11 @@ pub fn decode(
             }
         }
         OP_DEBUG_HANG => {
-            args::<CmdDebugHang>(vm, mem, at, size, bad)?;
+            args::<CmdDebugHang>(space, at, size, bad)?;
             Command::DebugHang
         }
         OP_DEBUG_FAULT => {
-            let c = args::<CmdDebugFault>(vm, mem, at, size, bad)?;
+            let c = args::<CmdDebugFault>(space, at, size, bad)?;
             Command::DebugFault { address: c.address }
         }
         _ => return Err(bad),
@@ -494,16 +542,15 @@ fn defined_flags(opcode: u16, abi_minor: u16) -> u32 {
 }
 
 /// Reads a `T` at `va` through the VM.
-fn fetch<T: pod::Pod>(vm: &Vm, mem: &mut dyn Memory, va: u64) -> Result<T, Fault> {
+fn fetch<T: pod::Pod>(space: &mut dyn Space, va: u64) -> Result<T, Fault> {
     let mut value = pod::zeroed::<T>();
-    vm.read(mem, va, pod::as_bytes_mut(&mut value))?;
+    space.read(va, pod::as_bytes_mut(&mut value))?;
     Ok(value)
 }
 
 /// Reads the command structure `T` at `va`, if the header's `size` covers it.
 fn args<T: cmd::Command>(
-    vm: &Vm,
-    mem: &mut dyn Memory,
+    space: &mut dyn Space,
     va: u64,
     size: u16,
     bad: Fault,
@@ -511,7 +558,7 @@ fn args<T: cmd::Command>(
     if usize::from(size) < size_of::<T>() {
         return Err(bad);
     }
-    fetch(vm, mem, va)
+    fetch(space, va)
 }
 
 /// Fails with `bad` unless a reserved field is zero.
@@ -719,6 +766,11 @@ impl Command {
     ///   has out-of-range arguments (nothing is accessed).
     /// - DEBUG_FAULT always fails, as above.
     pub fn execute(&self, vm: &Vm, mem: &mut dyn Memory) -> Result<(), Fault> {
+        self.run(&mut Bus { vm, mem })
+    }
+
+    /// [`Command::execute`] in `space`.
+    fn run(&self, space: &mut dyn Space) -> Result<(), Fault> {
         if !self.is_valid() {
             return Err(Fault {
                 kind: FAULT_BAD_COMMAND,
@@ -727,10 +779,10 @@ impl Command {
         }
         match *self {
             Self::Nop | Self::Delay { .. } | Self::Barrier { .. } | Self::DebugHang => Ok(()),
-            Self::Write32 { address, value } => vm.write(mem, address, &value.to_le_bytes()),
-            Self::Write64 { address, value } => vm.write(mem, address, &value.to_le_bytes()),
-            Self::Copy { src, dst, len } => copy(vm, mem, src, dst, len),
-            Self::Fill { dst, len, pattern } => fill(vm, mem, dst, len, pattern),
+            Self::Write32 { address, value } => space.write(address, &value.to_le_bytes()),
+            Self::Write64 { address, value } => space.write(address, &value.to_le_bytes()),
+            Self::Copy { src, dst, len } => copy(space, src, dst, len),
+            Self::Fill { dst, len, pattern } => fill(space, dst, len, pattern),
             Self::Gemm {
                 a,
                 b,
@@ -742,8 +794,7 @@ impl Command {
                 transpose_b,
             } => {
                 let inputs = GemmInputs::read(
-                    vm,
-                    mem,
+                    space,
                     [a, b, c],
                     [m, n, k],
                     GemmFlags {
@@ -752,7 +803,7 @@ impl Command {
                     },
                 )?;
                 let c = inputs.compute();
-                inputs.write(vm, mem, &c)
+                inputs.write(space, &c)
             }
             Self::Elementwise {
                 op,
@@ -762,19 +813,19 @@ impl Command {
                 count,
                 alpha,
                 beta,
-            } => ml::elementwise(vm, mem, op, [a, b, dst], count, [alpha, beta]),
+            } => ml::elementwise(space, op, [a, b, dst], count, [alpha, beta]),
             Self::Activation {
                 op,
                 src,
                 dst,
                 count,
-            } => ml::activation(vm, mem, op, src, dst, count),
+            } => ml::activation(space, op, src, dst, count),
             Self::Softmax {
                 src,
                 dst,
                 rows,
                 cols,
-            } => ml::softmax(vm, mem, src, dst, rows, cols),
+            } => ml::softmax(space, src, dst, rows, cols),
             Self::LayerNorm {
                 src,
                 dst,
@@ -784,11 +835,11 @@ impl Command {
                 cols,
                 eps,
                 rms,
-            } => ml::layer_norm(vm, mem, [src, dst, gamma, beta], rows, cols, eps, rms),
-            Self::ReduceSum { src, dst, count } => reduce_sum(vm, mem, src, dst, count),
-            Self::Checksum { src, dst, len } => checksum(vm, mem, src, dst, len),
+            } => ml::layer_norm(space, [src, dst, gamma, beta], rows, cols, eps, rms),
+            Self::ReduceSum { src, dst, count } => reduce_sum(space, src, dst, count),
+            Self::Checksum { src, dst, len } => checksum(space, src, dst, len),
             Self::DebugFault { address } => {
-                vm.read(mem, address, &mut [0u8])?;
+                space.read(address, &mut [0u8])?;
                 Err(Fault {
                     kind: FAULT_INJECTED,
                     address,
@@ -807,8 +858,7 @@ fn chunk_len(left: u64) -> usize {
 /// Reads the `len` bytes at `va` chunk by chunk, passing each chunk to `f`; every chunk but the
 /// last is [`CHUNK`] bytes long.
 fn read_chunks(
-    vm: &Vm,
-    mem: &mut dyn Memory,
+    space: &mut dyn Space,
     va: u64,
     len: u64,
     mut f: impl FnMut(&[u8]),
@@ -819,7 +869,7 @@ fn read_chunks(
         let n = chunk_len(len - done);
         // PANIC: `n <= chunk_len(len) == buf.len()`.
         let chunk = &mut buf[..n];
-        vm.read(mem, va.saturating_add(done), chunk)?;
+        space.read(va.saturating_add(done), chunk)?;
         f(chunk);
         // CAST: `n` is at most `CHUNK`.
         done += n as u64;
@@ -835,17 +885,17 @@ fn f32s(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
 }
 
 /// COPY: `len` bytes from `src` to `dst`.
-fn copy(vm: &Vm, mem: &mut dyn Memory, src: u64, dst: u64, len: u64) -> Result<(), Fault> {
-    vm.check(mem, src, len, Access::Read)?;
-    vm.check(mem, dst, len, Access::Write)?;
+fn copy(space: &mut dyn Space, src: u64, dst: u64, len: u64) -> Result<(), Fault> {
+    space.check(src, len, Access::Read)?;
+    space.check(dst, len, Access::Write)?;
     let mut buf = vec![0u8; chunk_len(len)];
     let mut done = 0;
     while done < len {
         let n = chunk_len(len - done);
         // PANIC: `n <= chunk_len(len) == buf.len()`.
         let chunk = &mut buf[..n];
-        vm.read(mem, src.saturating_add(done), chunk)?;
-        vm.write(mem, dst.saturating_add(done), chunk)?;
+        space.read(src.saturating_add(done), chunk)?;
+        space.write(dst.saturating_add(done), chunk)?;
         // CAST: `n` is at most `CHUNK`.
         done += n as u64;
     }
@@ -853,8 +903,8 @@ fn copy(vm: &Vm, mem: &mut dyn Memory, src: u64, dst: u64, len: u64) -> Result<(
 }
 
 /// FILL: `len` bytes at `dst` with `pattern`'s little-endian bytes, repeated.
-fn fill(vm: &Vm, mem: &mut dyn Memory, dst: u64, len: u64, pattern: u32) -> Result<(), Fault> {
-    vm.check(mem, dst, len, Access::Write)?;
+fn fill(space: &mut dyn Space, dst: u64, len: u64, pattern: u32) -> Result<(), Fault> {
+    space.check(dst, len, Access::Write)?;
     // Every chunk but the last is a multiple of 4 bytes, so each starts with the pattern's
     // first byte.
     let buf: Vec<u8> = pattern
@@ -868,7 +918,7 @@ fn fill(vm: &Vm, mem: &mut dyn Memory, dst: u64, len: u64, pattern: u32) -> Resu
     while done < len {
         let n = chunk_len(len - done);
         // PANIC: `n <= chunk_len(len) == buf.len()`.
-        vm.write(mem, dst.saturating_add(done), &buf[..n])?;
+        space.write(dst.saturating_add(done), &buf[..n])?;
         // CAST: `n` is at most `CHUNK`.
         done += n as u64;
     }
@@ -895,7 +945,7 @@ fn matrix_bytes(rows: u32, cols: u32) -> u64 {
 
 /// GEMM's ABI 1.2 flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct GemmFlags {
+struct GemmFlags {
     /// `C += A × B`.
     pub accumulate: bool,
     /// B is `n × k`.
@@ -906,7 +956,7 @@ pub struct GemmFlags {
 /// away from guest memory (on a worker thread, [`crate::workers`]) between the command's
 /// start and its completion.
 #[derive(Clone, Debug, PartialEq)]
-pub struct GemmInputs {
+struct GemmInputs {
     a: Vec<f32>,
     /// B, `k × n` row-major (transposed back if it was given transposed).
     b: Vec<f32>,
@@ -922,9 +972,8 @@ pub struct GemmInputs {
 impl GemmInputs {
     /// Checks that A and B (and C, if accumulating) are readable and C writable, then reads
     /// them (each at most 4 MiB).
-    pub fn read(
-        vm: &Vm,
-        mem: &mut dyn Memory,
+    fn read(
+        space: &mut dyn Space,
         [a, b, c]: [u64; 3],
         [m, n, k]: [u32; 3],
         flags: GemmFlags,
@@ -933,21 +982,21 @@ impl GemmInputs {
         let len_a = f32_bytes(k64.saturating_mul(m64));
         let len_b = f32_bytes(k64.saturating_mul(n64));
         let len_c = f32_bytes(n64.saturating_mul(m64));
-        vm.check(mem, a, len_a, Access::Read)?;
-        vm.check(mem, b, len_b, Access::Read)?;
+        space.check(a, len_a, Access::Read)?;
+        space.check(b, len_b, Access::Read)?;
         if flags.accumulate {
-            vm.check(mem, c, len_c, Access::Read)?;
+            space.check(c, len_c, Access::Read)?;
         }
-        vm.check(mem, c, len_c, Access::Write)?;
-        let read_all = |mem: &mut dyn Memory, va, len| -> Result<Vec<f32>, Fault> {
+        space.check(c, len_c, Access::Write)?;
+        let read_all = |space: &mut dyn Space, va, len| -> Result<Vec<f32>, Fault> {
             let mut v = Vec::new();
-            read_chunks(vm, mem, va, len, |chunk| v.extend(f32s(chunk)))?;
+            read_chunks(space, va, len, |chunk| v.extend(f32s(chunk)))?;
             Ok(v)
         };
-        let mat_a = read_all(mem, a, len_a)?;
-        let mut mat_b = read_all(mem, b, len_b)?;
+        let mat_a = read_all(space, a, len_a)?;
+        let mut mat_b = read_all(space, b, len_b)?;
         let c_in = if flags.accumulate {
-            Some(read_all(mem, c, len_c)?)
+            Some(read_all(space, c, len_c)?)
         } else {
             None
         };
@@ -976,7 +1025,7 @@ impl GemmInputs {
     /// (4 rows of A, 256 columns at a time) measured no faster, so it stays this simple.
     ///
     /// Accumulating adds each finished sum to C's element before the command: `C + (A × B)`.
-    pub fn compute(&self) -> Vec<f32> {
+    fn compute(&self) -> Vec<f32> {
         let mut c = vec![0.0f32; self.m * self.n];
         if self.n == 0 || self.k == 0 {
             return c;
@@ -996,30 +1045,9 @@ impl GemmInputs {
         c
     }
 
-    /// An `m × k` by `k × n` product of made-up values, for tests of code that only moves
-    /// inputs around.
-    #[cfg(test)]
-    pub(crate) fn for_test(m: u32, n: u32, k: u32) -> Self {
-        let values = |count: u32, seed: u32| -> Vec<f32> {
-            (0..count)
-                .map(|i| ((i * 31 + seed) % 53) as f32 * 0.25 - 6.0)
-                .collect()
-        };
-        let dim = |d: u32| usize::try_from(d).unwrap_or(0);
-        Self {
-            a: values(m * k, 1),
-            b: values(k * n, 2),
-            c_in: None,
-            c: 0,
-            m: dim(m),
-            n: dim(n),
-            k: dim(k),
-        }
-    }
-
     /// Writes `c` (from [`Self::compute`]) to C, dense row-major, in pieces of [`CHUNK`]
     /// bytes (each a walk of the VM and as few bus accesses as its pages allow).
-    pub fn write(&self, vm: &Vm, mem: &mut dyn Memory, c: &[f32]) -> Result<(), Fault> {
+    fn write(&self, space: &mut dyn Space, c: &[f32]) -> Result<(), Fault> {
         let mut out = vec![0u8; CHUNK];
         let mut at = self.c;
         for piece in c.chunks(CHUNK / 4) {
@@ -1027,7 +1055,7 @@ impl GemmInputs {
             for (b, v) in bytes.chunks_exact_mut(4).zip(piece) {
                 b.copy_from_slice(&v.to_le_bytes());
             }
-            vm.write(mem, at, bytes)?;
+            space.write(at, bytes)?;
             // CAST: at most `CHUNK`.
             at = at.saturating_add(bytes.len() as u64);
         }
@@ -1036,25 +1064,25 @@ impl GemmInputs {
 }
 
 /// REDUCE_SUM: the `f32` sum of the `count` elements at `src`, written at `dst`.
-fn reduce_sum(vm: &Vm, mem: &mut dyn Memory, src: u64, dst: u64, count: u64) -> Result<(), Fault> {
+fn reduce_sum(space: &mut dyn Space, src: u64, dst: u64, count: u64) -> Result<(), Fault> {
     let len = f32_bytes(count);
-    vm.check(mem, src, len, Access::Read)?;
-    vm.check(mem, dst, 4, Access::Write)?;
+    space.check(src, len, Access::Read)?;
+    space.check(dst, 4, Access::Write)?;
     let mut sum = 0.0f32;
     // Chunks are multiples of 4 bytes, so no element straddles two.
-    read_chunks(vm, mem, src, len, |chunk| {
+    read_chunks(space, src, len, |chunk| {
         sum = f32s(chunk).fold(sum, |s, x| s + x);
     })?;
-    vm.write(mem, dst, &sum.to_le_bytes())
+    space.write(dst, &sum.to_le_bytes())
 }
 
 /// CHECKSUM: the FNV-1a 64-bit hash of the `len` bytes at `src`, written at `dst`.
-fn checksum(vm: &Vm, mem: &mut dyn Memory, src: u64, dst: u64, len: u64) -> Result<(), Fault> {
-    vm.check(mem, src, len, Access::Read)?;
-    vm.check(mem, dst, 8, Access::Write)?;
+fn checksum(space: &mut dyn Space, src: u64, dst: u64, len: u64) -> Result<(), Fault> {
+    space.check(src, len, Access::Read)?;
+    space.check(dst, 8, Access::Write)?;
     let mut hash = FNV_BASIS;
-    read_chunks(vm, mem, src, len, |chunk| hash = fnv1a(hash, chunk))?;
-    vm.write(mem, dst, &hash.to_le_bytes())
+    read_chunks(space, src, len, |chunk| hash = fnv1a(hash, chunk))?;
+    space.write(dst, &hash.to_le_bytes())
 }
 
 /// Continues an FNV-1a 64-bit hash over `bytes`.
@@ -1065,5 +1093,6 @@ fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
 }
 
 mod ml;
+pub mod offload;
 #[cfg(test)]
 mod tests;

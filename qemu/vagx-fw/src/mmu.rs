@@ -36,7 +36,7 @@ use vagx_abi::mmu::{
 };
 use vagx_abi::MAX_VMS;
 
-use crate::mem::{BusError, Memory};
+use crate::mem::{BusError, HostMap, Memory};
 
 /// Size of a page-table entry in bytes.
 const PTE_SIZE: u64 = 8;
@@ -226,6 +226,38 @@ impl Vm {
         Ok(())
     }
 
+    /// Translates every page of the `len` bytes at `va` with the permission `access` needs and
+    /// maps them into the host for a worker ([`Memory::map`]).
+    ///
+    /// `Ok(None)` if a page is not plain RAM on the bus (the caller then accesses the range
+    /// through [`Vm::read`] and [`Vm::write`], which report a page the bus refuses).
+    ///
+    /// # Errors
+    ///
+    /// The translation fault of the first page that does not translate, as [`Vm::check`].
+    pub fn map(
+        &self,
+        mem: &mut dyn Memory,
+        va: u64,
+        len: usize,
+        access: Access,
+    ) -> Result<Option<HostRange>, Fault> {
+        let pieces = self.pieces(mem, va, len, access)?;
+        let mut parts = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            match mem.map(piece.pa, piece.len) {
+                Some(m) => parts.push(m),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(HostRange {
+            va,
+            len,
+            access,
+            parts,
+        }))
+    }
+
     /// Translates every page of the `len` bytes at `va`; pages that follow each other on the
     /// bus too make one piece, accessed at once.
     fn pieces(
@@ -306,6 +338,71 @@ impl Vm {
             table = entry & PTE_ADDR_MASK;
         }
         Ok(table)
+    }
+}
+
+/// A range of a VM mapped into the host by [`Vm::map`]: its pieces, in order, each the host
+/// mapping of pages that follow each other on the bus.
+pub struct HostRange {
+    va: u64,
+    len: usize,
+    access: Access,
+    parts: Vec<Box<dyn HostMap>>,
+}
+
+impl std::fmt::Debug for HostRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostRange")
+            .field("va", &self.va)
+            .field("len", &self.len)
+            .field("access", &self.access)
+            .field("parts", &self.parts.len())
+            .finish()
+    }
+}
+
+impl HostRange {
+    /// Whether the `len` bytes at `va` lie inside the range and it was mapped for `access`.
+    pub fn covers(&self, va: u64, len: usize, access: Access) -> bool {
+        // CAST: lengths in bytes, widened.
+        let (start, end) = (u128::from(self.va), u128::from(self.va) + self.len as u128);
+        let (from, to) = (u128::from(va), u128::from(va) + len as u128);
+        self.access == access && start <= from && to <= end
+    }
+
+    /// Copies the bytes at `va` into `buf` (inside the range: see [`HostRange::covers`]).
+    pub fn read(&self, va: u64, buf: &mut [u8]) {
+        self.parts_at(va, buf.len(), |part, offset, at, n| {
+            part.read(offset, &mut buf[at..at + n]);
+        });
+    }
+
+    /// Copies `buf` to `va` (inside the range).
+    pub fn write(&self, va: u64, buf: &[u8]) {
+        self.parts_at(va, buf.len(), |part, offset, at, n| {
+            part.write(offset, &buf[at..at + n]);
+        });
+    }
+
+    /// Calls `f(part, offset in part, offset in the access, length)` for each part the `len`
+    /// bytes at `va` touch.
+    fn parts_at(&self, va: u64, len: usize, mut f: impl FnMut(&dyn HostMap, usize, usize, usize)) {
+        // CAST: inside the range, whose length is a `usize`.
+        let mut skip = (va - self.va) as usize;
+        let mut at = 0;
+        for part in &self.parts {
+            if at == len {
+                break;
+            }
+            if skip >= part.len() {
+                skip -= part.len();
+                continue;
+            }
+            let n = (part.len() - skip).min(len - at);
+            f(part.as_ref(), skip, at, n);
+            skip = 0;
+            at += n;
+        }
     }
 }
 
@@ -808,10 +905,7 @@ mod tests {
                 }),
                 "{second:?}"
             );
-            assert!(
-                ram.bytes() == before.as_slice(),
-                "{second:?}: memory changed"
-            );
+            assert!(ram.bytes()[..] == before[..], "{second:?}: memory changed");
         }
     }
 

@@ -61,7 +61,7 @@ use vagx_abi::{
 use crate::{
     deps::{stamp_address, DepFailure, StampSlots},
     device::{Device, FwState},
-    exec::{self, Command, GemmFlags, GemmInputs},
+    exec::{self, offload::Offloaded, Command},
     mem::{self, BusError, Memory},
     mmu::Fault,
     trace::Trace,
@@ -87,22 +87,22 @@ struct Task {
 }
 
 /// An execution unit.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Unit {
     task: Option<Task>,
-    /// The task's arithmetic, if it runs on a worker ([`crate::workers`]).
+    /// The task, if it runs on a worker ([`crate::workers`]).
     offload: Option<Offload>,
     /// Device time spent on the commands it completed, and how many.
     busy_ns: u64,
     commands: u64,
 }
 
-/// A command whose arithmetic left the scheduler's thread at its start.
-#[derive(Clone, Debug)]
+/// A command that left the scheduler's thread at its start.
+#[derive(Debug)]
 enum Offload {
     /// On a worker.
     Running(Pending),
-    /// Reading its operands faulted: the fault is the command's, at its completion.
+    /// Translating its operands faulted: the fault is the command's, at its completion.
     Fault(Fault),
 }
 
@@ -252,7 +252,7 @@ enum PipeRefusal {
 /// # Invariants
 ///
 /// `queues` is keyed by queue id. A queue has a task on at most one unit.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct Scheduler {
     queues: BTreeMap<u32, WorkQueue>,
     units: Vec<Unit>,
@@ -823,35 +823,17 @@ impl Device {
         } else {
             now.saturating_add(cost)
         };
-        // A GEMM's arithmetic goes to a worker now, its operands read now and its result
-        // written at completion; a fault reading them is the command's, at completion too.
-        let offload = match (command, &self.workers) {
-            (
-                Command::Gemm {
-                    a,
-                    b,
-                    c,
-                    m,
-                    n,
-                    k,
-                    accumulate,
-                    transpose_b,
-                },
-                Some(workers),
-            ) => {
-                let flags = GemmFlags {
-                    accumulate,
-                    transpose_b,
-                };
-                Some(
-                    match GemmInputs::read(&vm, mem, [a, b, c], [m, n, k], flags) {
-                        Ok(inputs) => Offload::Running(workers.submit(inputs)),
-                        Err(f) => Offload::Fault(f),
-                    },
-                )
-            }
-            _ => None,
-        };
+        // A command that moves data goes to a worker now, its operands mapped now and what it
+        // writes written at completion; a fault mapping them is the command's, at completion
+        // too. One whose operands are not all RAM runs at completion here.
+        let offload =
+            self.workers
+                .as_ref()
+                .and_then(|workers| match Offloaded::prepare(command, &vm, mem) {
+                    Ok(Some(task)) => Some(Offload::Running(workers.submit(task))),
+                    Ok(None) => None,
+                    Err(f) => Some(Offload::Fault(f)),
+                });
         self.sched.units[unit].offload = offload;
         self.sched.units[unit].task = Some(Task {
             queue: id,
@@ -941,7 +923,7 @@ impl Device {
                     let done = pending.take();
                     let e = &mut self.sched.emulation;
                     e.record_offloaded(task.cost, done.host_ns, done.waited);
-                    done.inputs.write(&vm, mem, &done.c)
+                    done.task.commit()
                 }
                 Some(Offload::Fault(f)) => {
                     self.sched.emulation.record(task.cost, 0);

@@ -1,19 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The device's worker threads: where a command's arithmetic runs between its start and its
-//! completion, so that several units and several devices compute at the same time on the host.
+//! The device's worker threads: where a command runs between its start and its completion,
+//! so that several units and several devices compute at the same time on the host, away from
+//! the thread that drives the model (QEMU's, holding the big lock).
 //!
-//! Only arithmetic leaves the caller's thread. A command's operands are read from guest memory
-//! when it starts and its results written when it completes, both by the scheduler on the
-//! thread that drives the model (QEMU's, holding the big lock), in virtual-clock order as
-//! every other effect; a worker sees host buffers only. So the model stays deterministic: what
-//! a command computes does not depend on when the worker ran, and a completion that comes
-//! before its worker is done waits for it ([`Pending::take`]), which the fidelity counters
-//! record as late.
+//! A worker gets a command whose operands the model mapped at its start and gives it back
+//! with what it wrote kept aside ([`crate::exec::offload`]); the model writes that to guest
+//! memory at the completion, in virtual-clock order as every other effect. A completion that
+//! comes before its worker is done waits for it ([`Pending::take`]), which the fidelity
+//! counters record as late. The model's thread also drops every command it handed out (the
+//! mappings are QEMU's to release): a [`Pending`] dropped unread waits for its worker too.
 //!
 //! ```text
-//!   start_command ──GemmInputs──► queue ──► worker: compute ──► Pending (ready)
-//!   complete_command ◄──────────── take (waits if not ready) ◄─────┘
+//!   start_command ──Offloaded──► queue ──► worker: run ──► Slot: Done
+//!   complete_command ◄── take (waits if not done) ◄────────────┘
+//!   (abandoned command: Pending dropped ── waits, drops it on the model's thread)
 //! ```
 
 use std::{
@@ -22,26 +23,36 @@ use std::{
     time::Instant,
 };
 
-use crate::exec::GemmInputs;
+use crate::exec::offload::Offloaded;
 
-/// A GEMM handed to the workers, and where its result goes.
+/// A command handed to the workers, and where it goes back.
 struct Job {
-    inputs: Arc<GemmInputs>,
-    result: Arc<Slot>,
+    task: Offloaded,
+    slot: Arc<Slot>,
 }
 
-/// A result, once a worker has it, and the host time it took.
+/// Where a worker leaves a command it ran.
 #[derive(Default)]
 struct Slot {
-    done: Mutex<Option<(Vec<f32>, u64)>>,
+    state: Mutex<State>,
     ready: Condvar,
 }
 
-/// The result of a command handed to the workers.
-#[derive(Clone)]
+/// A [`Slot`]'s contents.
+#[derive(Default)]
+enum State {
+    /// On a worker, or queued for one.
+    #[default]
+    Running,
+    /// Run, with the host time it took.
+    Done(Box<Offloaded>, u64),
+    /// Taken by the model.
+    Taken,
+}
+
+/// A command handed to the workers.
 pub struct Pending {
-    inputs: Arc<GemmInputs>,
-    result: Arc<Slot>,
+    slot: Arc<Slot>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -50,33 +61,57 @@ impl std::fmt::Debug for Pending {
     }
 }
 
-/// What [`Pending::take`] returns: the result, the host time its arithmetic took, and
-/// whether the completion had to wait for it.
+/// What [`Pending::take`] returns: the command, the host time it took, and whether the
+/// completion had to wait for it.
 pub struct Done {
-    pub inputs: Arc<GemmInputs>,
-    pub c: Vec<f32>,
+    pub task: Offloaded,
     pub host_ns: u64,
     pub waited: bool,
 }
 
 impl Pending {
-    /// The result, waiting for the worker if it is not there yet.
+    /// The command, waiting for its worker if it is not done yet.
     pub fn take(self) -> Done {
-        let mut done = self.result.done.lock().unwrap_or_else(|e| e.into_inner());
-        let waited = done.is_none();
-        while done.is_none() {
-            done = self
-                .result
-                .ready
-                .wait(done)
-                .unwrap_or_else(|e| e.into_inner());
-        }
-        let (c, host_ns) = done.take().unwrap_or_default();
+        let (task, host_ns, waited) = self.wait();
         Done {
-            inputs: self.inputs,
-            c,
+            task: *task,
             host_ns,
             waited,
+        }
+    }
+
+    /// Waits for the worker and takes what it left.
+    fn wait(&self) -> (Box<Offloaded>, u64, bool) {
+        let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waited = false;
+        loop {
+            match std::mem::replace(&mut *state, State::Taken) {
+                State::Done(task, host_ns) => return (task, host_ns, waited),
+                State::Running => {
+                    *state = State::Running;
+                    waited = true;
+                    state = self
+                        .slot
+                        .ready
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                // `take` consumes the `Pending`: only `drop` finds it taken.
+                State::Taken => unreachable!("a command taken twice"),
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let taken = matches!(
+            *self.slot.state.lock().unwrap_or_else(|e| e.into_inner()),
+            State::Taken
+        );
+        if !taken {
+            // An abandoned command: its mappings are released here, on the model's thread.
+            drop(self.wait());
         }
     }
 }
@@ -115,15 +150,12 @@ impl Workers {
         })
     }
 
-    /// Hands `inputs` to a worker.
-    pub fn submit(&self, inputs: GemmInputs) -> Pending {
-        let pending = Pending {
-            inputs: Arc::new(inputs),
-            result: Arc::new(Slot::default()),
-        };
+    /// Hands `task` to a worker.
+    pub fn submit(&self, task: Offloaded) -> Pending {
+        let slot = Arc::new(Slot::default());
         let job = Job {
-            inputs: Arc::clone(&pending.inputs),
-            result: Arc::clone(&pending.result),
+            task,
+            slot: Arc::clone(&slot),
         };
         let sent = self
             .jobs
@@ -131,10 +163,10 @@ impl Workers {
             .unwrap_or_else(|e| e.into_inner())
             .send(job);
         if let Err(mpsc::SendError(job)) = sent {
-            // No worker left (cannot happen while the pool lives): compute here.
+            // No worker left (cannot happen while the pool lives): run it here.
             finish(job);
         }
-        pending
+        Pending { slot }
     }
 }
 
@@ -152,7 +184,7 @@ impl Drop for Workers {
     }
 }
 
-/// A worker: takes jobs until the channel closes.
+/// A worker: takes jobs until the channel closes, and the jobs still queued then.
 fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
     loop {
         let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
@@ -163,35 +195,72 @@ fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-/// Computes `job` and publishes its result.
-fn finish(job: Job) {
+/// Runs `job` and leaves it in its slot.
+fn finish(mut job: Job) {
     let started = Instant::now();
-    let c = job.inputs.compute();
+    job.task.run();
     let host_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let mut done = job.result.done.lock().unwrap_or_else(|e| e.into_inner());
-    *done = Some((c, host_ns));
-    job.result.ready.notify_all();
+    let mut state = job.slot.state.lock().unwrap_or_else(|e| e.into_inner());
+    *state = State::Done(Box::new(job.task), host_ns);
+    job.slot.ready.notify_all();
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::Command;
+    use crate::mem::{Memory, Ram};
+    use crate::mmu::{PageTableBuilder, Vm};
+    use vagx_abi::mmu::{PTE_READ, PTE_WRITE};
+
+    /// RAM with a VM mapping its 64 KiB of data at GPU VA 0x10_0000, and the VM.
+    fn memory() -> (Ram, Vm) {
+        let mut ram = Ram::new(0, 0x40_0000);
+        let mut tables = PageTableBuilder::new(&mut ram, 0x10_0000).expect("tables");
+        tables
+            .map(
+                &mut ram,
+                0x10_0000,
+                0x20_0000,
+                0x1_0000,
+                PTE_READ | PTE_WRITE,
+            )
+            .expect("map");
+        (ram, tables.vm())
+    }
 
     #[test]
-    fn a_worker_computes_what_the_caller_would() {
+    fn a_worker_runs_what_the_model_would_and_the_guest_sees_it_at_commit() {
+        let (mut ram, vm) = memory();
         let workers = Workers::new(2).expect("threads");
-        let pending: Vec<(Pending, Vec<f32>)> = (1..5u32)
-            .map(|d| {
-                let inputs = GemmInputs::for_test(d * 3, d * 5, d * 7);
-                let expected = inputs.compute();
-                (workers.submit(inputs), expected)
-            })
-            .collect();
-        for (p, expected) in pending {
+        let mut pending = Vec::new();
+        for i in 0..4u64 {
+            let fill = Command::Fill {
+                dst: 0x10_0000 + i * 0x1000,
+                len: 0x1000,
+                // CAST: small.
+                pattern: 0x0101_0101 * (i as u32 + 1),
+            };
+            let task = crate::exec::offload::Offloaded::prepare(fill, &vm, &mut ram)
+                .expect("translates")
+                .expect("RAM maps");
+            pending.push(workers.submit(task));
+        }
+        // Abandoned: its writes never reach memory.
+        drop(pending.pop());
+        for p in pending {
             let done = p.take();
-            assert_eq!(done.c, expected);
+            assert_eq!(done.task.commit(), Ok(()));
+        }
+        let mut b = [0u8; 4];
+        for (i, expected) in [1u8, 2, 3, 0].into_iter().enumerate() {
+            // CAST: small.
+            vm.read(&mut ram, 0x10_0ffc + i as u64 * 0x1000, &mut b)
+                .expect("read");
+            assert_eq!(b, [expected; 4], "page {i}");
         }
         // Dropping the pool ends and joins its threads.
         drop(workers);
+        assert!(ram.map(0, 1).is_some());
     }
 }

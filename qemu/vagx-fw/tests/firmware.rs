@@ -409,9 +409,196 @@ fn worker_threads_compute_the_same_results_at_the_same_device_times() {
     // Every GEMM and reduction was counted, the faulting one too.
     let (w, i) = (workers.3.dev.emulation(), inline.3.dev.emulation());
     assert_eq!((w.commands, i.commands), (13, 13));
-    // The six good GEMMs ran on the workers; inline, nothing did.
-    assert_eq!((w.offloaded, i.offloaded), (6, 0));
+    // The six good GEMMs and their reductions ran on the workers; inline, nothing did.
+    assert_eq!((w.offloaded, i.offloaded), (12, 0));
     assert!(w.host_ns > 0);
+}
+
+/// Every command that moves data, on two queues that share nothing but each command's inputs
+/// from the one before it: outputs in place and apart, GEMM accumulating into a transposed
+/// product, reductions of the results. Then a command whose output is read-only (a
+/// permission fault, which halts). Returns the memory, the events, when each queue finished,
+/// and the harness.
+fn every_command_workload(config: vagx_fw::Config) -> (Vec<u8>, Vec<EventMsg>, [u64; 2], Harness) {
+    let mut h = Harness::booted_with(config);
+    let floats = |seed: u32, count: u32| -> Vec<u8> {
+        (0..count)
+            .flat_map(|i| (((i * 29 + seed) % 97) as f32 * 0.0625 - 3.0).to_le_bytes())
+            .collect()
+    };
+    // Per queue q: its inputs at `base`, its outputs after them.
+    let (rows, cols) = (24u32, 40u32);
+    let count = rows * cols;
+    let bytes = u64::from(count) * 4;
+    h.map(GPU_VA + 0x80_0000, DATA + 0x80_0000, 0x1000, mmu::PTE_READ);
+    let mut last = [0; 2];
+    for q in 0..2u32 {
+        let base = OUT + u64::from(q) * 0x10_0000;
+        let (x, y, z, g, bt) = (
+            base,
+            base + 0x1_0000,
+            base + 0x2_0000,
+            base + 0x3_0000,
+            base + 0x3_1000,
+        );
+        let (acc, sums) = (base + 0x4_0000, base + 0x5_0000);
+        h.write_gpu(x, &floats(q + 1, count));
+        h.write_gpu(y, &floats(q + 7, count));
+        h.write_gpu(g, &floats(q + 3, cols));
+        h.write_gpu(bt, &floats(q + 5, cols));
+        h.write_gpu(acc, &floats(q + 9, rows * rows));
+        let ew = |op: u32, a: u64, b: u64, dst: u64, alpha: f32, beta: f32| {
+            cmd(&CmdElementwise {
+                header: CmdElementwise::HEADER,
+                op,
+                _pad: 0,
+                a,
+                b,
+                dst,
+                count: u64::from(count),
+                alpha: alpha.to_bits(),
+                beta: beta.to_bits(),
+            })
+        };
+        let cmds = [
+            cmd(&CmdCopy {
+                header: CmdCopy::HEADER,
+                src: x,
+                dst: z,
+                len: bytes,
+            }),
+            // In place: z = z + y, then z = 0.5·z + 2·x, then z = z × y.
+            ew(ELEMENTWISE_ADD, z, y, z, 0.0, 0.0),
+            ew(ELEMENTWISE_AXPBY, z, x, z, 0.5, 2.0),
+            ew(ELEMENTWISE_MUL, y, z, z, 0.0, 0.0),
+            cmd(&CmdActivation {
+                header: CmdActivation::HEADER,
+                op: ACTIVATION_GELU,
+                _pad: 0,
+                src: z,
+                dst: z,
+                count: u64::from(count),
+            }),
+            cmd(&CmdSoftmax {
+                header: CmdSoftmax::HEADER,
+                src: z,
+                dst: y,
+                rows,
+                cols,
+            }),
+            cmd(&CmdLayerNorm {
+                header: CmdLayerNorm::HEADER,
+                src: x,
+                dst: x,
+                gamma: g,
+                beta: bt,
+                rows,
+                cols,
+                eps: 1e-5f32.to_bits(),
+                _pad: 0,
+            }),
+            // acc (rows × rows) += y × zᵀ, z given as rows × cols.
+            cmd(&CmdGemm {
+                header: CmdHeader {
+                    flags: GEMM_FLAG_ACCUMULATE | GEMM_FLAG_TRANSPOSE_B,
+                    ..CmdGemm::HEADER
+                },
+                a: y,
+                b: z,
+                c: acc,
+                m: rows,
+                n: rows,
+                k: cols,
+                _pad: 0,
+            }),
+            cmd(&CmdReduceSum {
+                header: CmdReduceSum::HEADER,
+                src: acc,
+                dst: sums,
+                count: u64::from(rows * rows),
+            }),
+            cmd(&CmdChecksum {
+                header: CmdChecksum::HEADER,
+                src: x,
+                dst: sums + 8,
+                len: bytes,
+            }),
+            cmd(&CmdFill {
+                header: CmdFill::HEADER,
+                dst: base + 0x6_0000,
+                len: 0x1_0002,
+                pattern: 0xa5b6_c7d8,
+                _pad: 0,
+            }),
+            cmd(&CmdWrite32 {
+                header: CmdWrite32::HEADER,
+                address: sums + 16,
+                value: q + 1,
+                _pad: 0,
+            }),
+        ];
+        h.create_queue(q + 1, 1);
+        // One command an entry, so the two queues interleave on the two units.
+        for c in cmds {
+            last[q as usize] = h.queue_entry(q + 1, &cmdbuf(&[c]));
+        }
+    }
+    h.kick();
+    let t1 = h
+        .run_until_stamp(1, last[0], 50_000_000)
+        .expect("queue 1 finished");
+    let t2 = h
+        .run_until_stamp(2, last[1], 50_000_000)
+        .expect("queue 2 finished");
+    h.create_queue(3, 1);
+    h.submit(
+        3,
+        &cmdbuf(&[cmd(&CmdCopy {
+            header: CmdCopy::HEADER,
+            src: OUT,
+            dst: GPU_VA + 0x80_0000,
+            len: 64,
+        })]),
+    );
+    h.run_for(1_000_000);
+    let memory = h.read_gpu(OUT, 0x20_0000);
+    let events = h.events();
+    (memory, events, [t1, t2], h)
+}
+
+#[test]
+fn workers_run_every_command_as_the_model_does() {
+    let inline = every_command_workload(vagx_fw::Config::default());
+    let workers = every_command_workload(vagx_fw::Config {
+        workers: 2,
+        ..Default::default()
+    });
+    let sums = OUT + 0x5_0000 - OUT;
+    // CAST: offsets in the 2 MiB read back.
+    let sum = |m: &[u8], q: u64| {
+        f32::from_le_bytes(
+            m[(sums + q * 0x10_0000) as usize..][..4]
+                .try_into()
+                .unwrap(),
+        )
+    };
+    assert!(
+        sum(&inline.0, 0).is_finite() && sum(&inline.0, 0) != 0.0,
+        "the GEMM's sum is {}",
+        sum(&inline.0, 0)
+    );
+    assert_eq!(inline.0, workers.0, "results differ");
+    assert_eq!(inline.2, workers.2, "completion times differ");
+    assert_eq!(inline.1, workers.1, "events differ");
+    let fault = workers.1.iter().find_map(|e| e.payload::<EventFault>());
+    assert_eq!(
+        fault.map(|f| (f.kind, f.address)),
+        Some((FAULT_PERMISSION, GPU_VA + 0x80_0000))
+    );
+    let (w, i) = (workers.3.dev.emulation(), inline.3.dev.emulation());
+    assert_eq!((w.commands, i.commands), (25, 25));
+    // All but the two WRITE32s and the faulting COPY ran on the workers.
+    assert_eq!((w.offloaded, i.offloaded), (22, 0));
 }
 
 #[test]

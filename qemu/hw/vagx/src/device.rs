@@ -17,7 +17,7 @@ use qemu_api::{
     log_mask_ln,
     memory::{hwaddr, MemoryRegion, MemoryRegionOps, MemoryRegionOpsBuilder},
     pci::{
-        PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods, PCIIdentity,
+        DmaRam, PCIDevice, PCIDeviceClass, PCIDeviceImpl, PCIDeviceMethods, PCIIdentity,
         CONVENTIONAL_PCI_INTERFACES,
     },
     prelude::*,
@@ -30,7 +30,7 @@ use qemu_api::{
 use vagx_abi::{pci as ids, regs};
 use vagx_fw::{
     exec::Rates,
-    mem::{BusError, Memory},
+    mem::{BusError, HostMap, Memory},
     trace::Trace,
     BootFault, Config, Device,
 };
@@ -56,8 +56,8 @@ pub struct VagxState {
     /// Property `abi-version`: what `ABI_VERSION` reads (0: the model's own version); an older
     /// minor version of major 1 is also the version the firmware implements.
     abi_version: u32,
-    /// Property `workers`: threads for commands' arithmetic off the big lock (0: none, in the
-    /// main loop; `u32::MAX`, the default: one per unit), see `vagx_fw::workers`.
+    /// Property `workers`: threads that run commands off the big lock (0: none, in the main
+    /// loop; `u32::MAX`, the default: one per unit), see `vagx_fw::workers`.
     workers: u32,
     /// Property `rate-divisor`: a device this many times slower than the default cost model
     /// (0 and 1: the default), see `vagx_fw::exec::Rates::slowed`.
@@ -227,6 +227,29 @@ impl Memory for Dma<'_> {
             .dma_write(address, buf)
             .map_err(|_| BusError { address })
     }
+
+    fn map(&mut self, address: u64, len: usize) -> Option<Box<dyn HostMap>> {
+        let ram = self.0.dma_map_ram(address, len)?;
+        Some(Box::new(GuestRam(ram)))
+    }
+}
+
+/// Guest RAM a worker copies in and out of (the model drops it in a callback of this device,
+/// with the BQL held, as [`DmaRam`] needs).
+struct GuestRam(DmaRam);
+
+impl HostMap for GuestRam {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        self.0.read(offset, buf);
+    }
+
+    fn write(&self, offset: usize, buf: &[u8]) {
+        self.0.write(offset, buf);
+    }
 }
 
 impl VagxState {
@@ -283,6 +306,9 @@ impl VagxState {
     }
 
     fn exit(&self) {
+        // Commands on the workers hold mappings of the bus-master address space, which the
+        // PCI core destroys after this: end them first.
+        self.dev.borrow_mut().reset();
         self.timer.delete();
         self.uninit_msix_exclusive_bar();
     }

@@ -15,9 +15,8 @@ use vagx_abi::cmd::{
     ELEMENTWISE_MUL,
 };
 
-use super::{f32_bytes, CHUNK};
-use crate::mem::Memory;
-use crate::mmu::{Access, Fault, Vm};
+use super::{f32_bytes, Space, CHUNK};
+use crate::mmu::{Access, Fault};
 
 /// Elements per piece of an element-wise command.
 const PIECE: u64 = (CHUNK / 4) as u64;
@@ -27,10 +26,10 @@ const PIECE: u64 = (CHUNK / 4) as u64;
 /// The conversions here and in [`write_f32s`] go through fixed-size slices that the compiler
 /// turns into plain copies; iterator chains that `collect` (`flat_map` above all) cost
 /// several times the memory access itself, and these commands are memory-bound.
-fn read_f32s(vm: &Vm, mem: &mut dyn Memory, va: u64, count: u64) -> Result<Vec<f32>, Fault> {
+fn read_f32s(space: &mut dyn Space, va: u64, count: u64) -> Result<Vec<f32>, Fault> {
     // CAST: at most a piece or a row, far below `usize::MAX`.
     let mut bytes = vec![0u8; f32_bytes(count) as usize];
-    vm.read(mem, va, &mut bytes)?;
+    space.read(va, &mut bytes)?;
     let mut values = vec![0.0f32; bytes.len() / 4];
     for (v, b) in values.iter_mut().zip(bytes.chunks_exact(4)) {
         *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -39,12 +38,12 @@ fn read_f32s(vm: &Vm, mem: &mut dyn Memory, va: u64, count: u64) -> Result<Vec<f
 }
 
 /// Writes `values` at `va`.
-fn write_f32s(vm: &Vm, mem: &mut dyn Memory, va: u64, values: &[f32]) -> Result<(), Fault> {
+fn write_f32s(space: &mut dyn Space, va: u64, values: &[f32]) -> Result<(), Fault> {
     let mut bytes = vec![0u8; values.len() * 4];
     for (b, v) in bytes.chunks_exact_mut(4).zip(values) {
         b.copy_from_slice(&v.to_le_bytes());
     }
-    vm.write(mem, va, &bytes)
+    space.write(va, &bytes)
 }
 
 /// `xs[i] = f(xs[i], ys[i])`; monomorphised per `f`, so that the loop has no branch.
@@ -56,30 +55,29 @@ fn combine(xs: &mut [f32], ys: &[f32], f: impl Fn(f32, f32) -> f32) {
 
 /// ELEMENTWISE: `dst = a + b`, `a × b` or `alpha × a + beta × b`, element by element.
 pub(super) fn elementwise(
-    vm: &Vm,
-    mem: &mut dyn Memory,
+    space: &mut dyn Space,
     op: u32,
     [a, b, dst]: [u64; 3],
     count: u64,
     [alpha, beta]: [f32; 2],
 ) -> Result<(), Fault> {
     let len = f32_bytes(count);
-    vm.check(mem, a, len, Access::Read)?;
-    vm.check(mem, b, len, Access::Read)?;
-    vm.check(mem, dst, len, Access::Write)?;
+    space.check(a, len, Access::Read)?;
+    space.check(b, len, Access::Read)?;
+    space.check(dst, len, Access::Write)?;
     let mut done = 0;
     while done < count {
         let n = (count - done).min(PIECE);
         let at = f32_bytes(done);
-        let mut xs = read_f32s(vm, mem, a.saturating_add(at), n)?;
-        let ys = read_f32s(vm, mem, b.saturating_add(at), n)?;
+        let mut xs = read_f32s(space, a.saturating_add(at), n)?;
+        let ys = read_f32s(space, b.saturating_add(at), n)?;
         match op {
             ELEMENTWISE_ADD => combine(&mut xs, &ys, |x, y| x + y),
             ELEMENTWISE_MUL => combine(&mut xs, &ys, |x, y| x * y),
             ELEMENTWISE_AXPBY => combine(&mut xs, &ys, |x, y| alpha * x + beta * y),
             _ => xs.fill(f32::NAN),
         }
-        write_f32s(vm, mem, dst.saturating_add(at), &xs)?;
+        write_f32s(space, dst.saturating_add(at), &xs)?;
         done += n;
     }
     Ok(())
@@ -110,16 +108,15 @@ pub fn relu(x: f32) -> f32 {
 
 /// ACTIVATION: `dst[i] = f(src[i])`.
 pub(super) fn activation(
-    vm: &Vm,
-    mem: &mut dyn Memory,
+    space: &mut dyn Space,
     op: u32,
     src: u64,
     dst: u64,
     count: u64,
 ) -> Result<(), Fault> {
     let len = f32_bytes(count);
-    vm.check(mem, src, len, Access::Read)?;
-    vm.check(mem, dst, len, Access::Write)?;
+    space.check(src, len, Access::Read)?;
+    space.check(dst, len, Access::Write)?;
     let f: fn(f32) -> f32 = match op {
         ACTIVATION_RELU => relu,
         ACTIVATION_GELU => gelu,
@@ -130,11 +127,11 @@ pub(super) fn activation(
     while done < count {
         let n = (count - done).min(PIECE);
         let at = f32_bytes(done);
-        let mut xs = read_f32s(vm, mem, src.saturating_add(at), n)?;
+        let mut xs = read_f32s(space, src.saturating_add(at), n)?;
         for x in &mut xs {
             *x = f(*x);
         }
-        write_f32s(vm, mem, dst.saturating_add(at), &xs)?;
+        write_f32s(space, dst.saturating_add(at), &xs)?;
         done += n;
     }
     Ok(())
@@ -144,8 +141,7 @@ pub(super) fn activation(
 /// as many whole rows at a time as fit a piece (at least one): a row at a time cost a walk of
 /// the VM per row.
 fn by_rows(
-    vm: &Vm,
-    mem: &mut dyn Memory,
+    space: &mut dyn Space,
     [src, dst]: [u64; 2],
     rows: u32,
     cols: u32,
@@ -157,12 +153,12 @@ fn by_rows(
     while r < u64::from(rows) {
         let n = per_block.min(u64::from(rows) - r);
         let at = f32_bytes(r * cols);
-        let mut block = read_f32s(vm, mem, src.saturating_add(at), n * cols)?;
+        let mut block = read_f32s(space, src.saturating_add(at), n * cols)?;
         // CAST: `cols` is at most `MAX_ROW`.
         for row in block.chunks_mut((cols as usize).max(1)) {
             f(row);
         }
-        write_f32s(vm, mem, dst.saturating_add(at), &block)?;
+        write_f32s(space, dst.saturating_add(at), &block)?;
         r += n;
     }
     Ok(())
@@ -184,8 +180,7 @@ pub fn softmax_row(row: &mut [f32]) {
 
 /// SOFTMAX: each row of `src` into `dst`.
 pub(super) fn softmax(
-    vm: &Vm,
-    mem: &mut dyn Memory,
+    space: &mut dyn Space,
     src: u64,
     dst: u64,
     rows: u32,
@@ -193,9 +188,9 @@ pub(super) fn softmax(
 ) -> Result<(), Fault> {
     let row_bytes = f32_bytes(u64::from(cols));
     let len = row_bytes.saturating_mul(u64::from(rows));
-    vm.check(mem, src, len, Access::Read)?;
-    vm.check(mem, dst, len, Access::Write)?;
-    by_rows(vm, mem, [src, dst], rows, cols, softmax_row)
+    space.check(src, len, Access::Read)?;
+    space.check(dst, len, Access::Write)?;
+    by_rows(space, [src, dst], rows, cols, softmax_row)
 }
 
 /// Layer norm of one row, in this order: `mean = (sum of x) / cols`, `var = (sum of
@@ -223,8 +218,7 @@ pub fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32, rm
 
 /// LAYER_NORM: each row of `src` into `dst`, with `cols`-element `gamma` and `beta`.
 pub(super) fn layer_norm(
-    vm: &Vm,
-    mem: &mut dyn Memory,
+    space: &mut dyn Space,
     [src, dst, gamma, beta]: [u64; 4],
     rows: u32,
     cols: u32,
@@ -233,19 +227,19 @@ pub(super) fn layer_norm(
 ) -> Result<(), Fault> {
     let row_bytes = f32_bytes(u64::from(cols));
     let len = row_bytes.saturating_mul(u64::from(rows));
-    vm.check(mem, src, len, Access::Read)?;
-    vm.check(mem, gamma, row_bytes, Access::Read)?;
+    space.check(src, len, Access::Read)?;
+    space.check(gamma, row_bytes, Access::Read)?;
     if !rms {
-        vm.check(mem, beta, row_bytes, Access::Read)?;
+        space.check(beta, row_bytes, Access::Read)?;
     }
-    vm.check(mem, dst, len, Access::Write)?;
-    let g = read_f32s(vm, mem, gamma, u64::from(cols))?;
+    space.check(dst, len, Access::Write)?;
+    let g = read_f32s(space, gamma, u64::from(cols))?;
     let b = if rms {
         Vec::new()
     } else {
-        read_f32s(vm, mem, beta, u64::from(cols))?
+        read_f32s(space, beta, u64::from(cols))?
     };
-    by_rows(vm, mem, [src, dst], rows, cols, |row| {
+    by_rows(space, [src, dst], rows, cols, |row| {
         layer_norm_row(row, &g, &b, eps, rms);
     })
 }

@@ -372,10 +372,7 @@ fn copy_faults_change_nothing() {
         gpu.poke(RW, &[0x5a; 0x100]);
         let before = gpu.ram.bytes().to_vec();
         assert_eq!(gpu.execute(command), Err(fault), "{name}");
-        assert!(
-            gpu.ram.bytes() == before.as_slice(),
-            "{name}: memory changed"
-        );
+        assert!(gpu.ram.bytes()[..] == before[..], "{name}: memory changed");
     }
 }
 
@@ -517,7 +514,7 @@ fn gemm_checks_every_matrix_before_writing() {
     for (name, command, fault) in cases {
         assert_eq!(gpu.execute(command), Err(fault), "{name}");
     }
-    assert!(gpu.ram.bytes() == before.as_slice());
+    assert!(gpu.ram.bytes()[..] == before[..]);
 }
 
 #[test]
@@ -602,7 +599,7 @@ fn commands_without_effects_touch_nothing() {
     ] {
         assert_eq!(gpu.execute(command), Ok(()), "{command:?}");
     }
-    assert!(gpu.ram.bytes() == before.as_slice());
+    assert!(gpu.ram.bytes()[..] == before[..]);
 }
 
 #[test]
@@ -675,7 +672,7 @@ fn execute_refuses_out_of_range_commands_it_was_handed() {
     ] {
         assert_eq!(gpu.execute(command), Err(bad(0)), "{command:?}");
     }
-    assert!(gpu.ram.bytes() == before.as_slice());
+    assert!(gpu.ram.bytes()[..] == before[..]);
 }
 
 #[test]
