@@ -338,9 +338,10 @@ fn missing_symbols(fragment: &str, config: &str) -> Vec<String> {
         })
         .map(|(_, l)| *l)
         .filter(|l| {
-            // "=n" is written as "# CONFIG_X is not set".
+            // "=n" is written as "# CONFIG_X is not set", or not at all when the symbol's
+            // dependencies are off (the production kernel's kmemleak options): off unless set.
             match l.strip_suffix("=n") {
-                Some(sym) => config.lines().any(|c| c == format!("# {sym} is not set")),
+                Some(sym) => !config.lines().any(|c| c.starts_with(&format!("{sym}="))),
                 None => config.lines().any(|c| c == *l),
             }
             .then_some(())
@@ -371,6 +372,8 @@ mod tests {
             missing_symbols("CONFIG_C=n\n", "CONFIG_C=y\n"),
             ["CONFIG_C=n"]
         );
+        // A symbol whose dependencies are off is not in the config at all: off.
+        assert!(missing_symbols("CONFIG_E=n\n", "CONFIG_A=y\n").is_empty());
         // A later fragment's value wins: the production kernel turns lockdep off.
         let both = "CONFIG_PROVE_LOCKING=y\nCONFIG_A=y\nCONFIG_PROVE_LOCKING=n\n";
         assert!(

@@ -65,6 +65,11 @@ pub struct Config {
     /// Worker threads for the commands that move data ([`crate::workers`]); 0 runs every
     /// command on the thread that drives the model.
     pub workers: u32,
+    /// The shortest modelled cost, in device ns, of a command handed to a worker; shorter ones
+    /// run at their completion on the model's thread. A worker's wake-up on a busy host can
+    /// outlast a short command, which then finishes late, while the model's own thread runs
+    /// it in a few host microseconds.
+    pub offload_min_ns: u64,
 }
 
 impl Default for Config {
@@ -75,9 +80,13 @@ impl Default for Config {
             boot_fault: BootFault::None,
             abi_version: None,
             workers: 0,
+            offload_min_ns: OFFLOAD_MIN_NS,
         }
     }
 }
+
+/// [`Config::offload_min_ns`]'s default: 100 µs.
+pub const OFFLOAD_MIN_NS: u64 = 100_000;
 
 /// A firmware that misbehaves at boot (QEMU property `boot-fault`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -65,7 +65,7 @@ use crate::{
     mem::{self, BusError, Memory},
     mmu::Fault,
     trace::Trace,
-    workers::Pending,
+    workers::{Pending, RanOn},
 };
 
 /// Device time to fetch a queue entry, added to its first command (the default rates';
@@ -278,8 +278,10 @@ pub struct Emulation {
     /// Of these, the late ones, and the host time all took.
     pub late: u64,
     pub host_ns: u64,
-    /// Commands computed on a worker thread (not reported to the host).
+    /// Commands handed to the worker threads, and of these the ones their completion found
+    /// unpicked and ran itself (not reported to the host).
     pub offloaded: u64,
+    pub taken_back: u64,
 }
 
 impl Emulation {
@@ -289,11 +291,18 @@ impl Emulation {
         self.record_command(cost, host_ns, host_ns > cost);
     }
 
-    /// Records one command computed by a worker between its start and completion: late if
-    /// the completion had to wait for the worker.
-    pub fn record_offloaded(&mut self, cost: u64, host_ns: u64, late: bool) {
+    /// Records one command handed to the workers at its start: late if the completion had to
+    /// wait for its worker, or, run at the completion because no worker had picked it up,
+    /// if that run took longer than its cost.
+    pub fn record_offloaded(&mut self, cost: u64, host_ns: u64, ran_on: RanOn) {
+        let late = match ran_on {
+            RanOn::Worker => false,
+            RanOn::WorkerLate => true,
+            RanOn::Caller => host_ns > cost,
+        };
         self.record_command(cost, host_ns, late);
         self.offloaded += 1;
+        self.taken_back += u64::from(ran_on == RanOn::Caller);
     }
 
     fn record_command(&mut self, cost: u64, host_ns: u64, late: bool) {
@@ -825,15 +834,17 @@ impl Device {
         };
         // A command that moves data goes to a worker now, its operands mapped now and what it
         // writes written at completion; a fault mapping them is the command's, at completion
-        // too. One whose operands are not all RAM runs at completion here.
-        let offload =
-            self.workers
-                .as_ref()
-                .and_then(|workers| match Offloaded::prepare(command, &vm, mem) {
-                    Ok(Some(task)) => Some(Offload::Running(workers.submit(task))),
-                    Ok(None) => None,
-                    Err(f) => Some(Offload::Fault(f)),
-                });
+        // too. One whose operands are not all RAM, or that is shorter than a worker's
+        // wake-up may be, runs at completion here.
+        let offload = self
+            .workers
+            .as_ref()
+            .filter(|_| cost >= self.config.offload_min_ns)
+            .and_then(|workers| match Offloaded::prepare(command, &vm, mem) {
+                Ok(Some(task)) => Some(Offload::Running(workers.submit(task))),
+                Ok(None) => None,
+                Err(f) => Some(Offload::Fault(f)),
+            });
         self.sched.units[unit].offload = offload;
         self.sched.units[unit].task = Some(Task {
             queue: id,
@@ -922,7 +933,7 @@ impl Device {
                 Some(Offload::Running(pending)) => {
                     let done = pending.take();
                     let e = &mut self.sched.emulation;
-                    e.record_offloaded(task.cost, done.host_ns, done.waited);
+                    e.record_offloaded(task.cost, done.host_ns, done.ran_on);
                     done.task.commit()
                 }
                 Some(Offload::Fault(f)) => {

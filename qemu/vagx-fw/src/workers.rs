@@ -7,14 +7,19 @@
 //! A worker gets a command whose operands the model mapped at its start and gives it back
 //! with what it wrote kept aside ([`crate::exec::offload`]); the model writes that to guest
 //! memory at the completion, in virtual-clock order as every other effect. A completion that
-//! comes before its worker is done waits for it ([`Pending::take`]), which the fidelity
-//! counters record as late. The model's thread also drops every command it handed out (the
-//! mappings are QEMU's to release): a [`Pending`] dropped unread waits for its worker too.
+//! finds its command still queued (no worker got to it: on a busy host a thread's wake-up can
+//! take longer than a short command) takes it back and runs it itself, as a device without
+//! workers would; one that finds it running waits for it ([`Pending::take`]), which the
+//! fidelity counters record as late. The model's thread also drops every command it handed
+//! out (the mappings are QEMU's to release): a [`Pending`] dropped unread takes back a queued
+//! command unrun, or waits for a running one.
 //!
 //! ```text
-//!   start_command ──Offloaded──► queue ──► worker: run ──► Slot: Done
-//!   complete_command ◄── take (waits if not done) ◄────────────┘
-//!   (abandoned command: Pending dropped ── waits, drops it on the model's thread)
+//!   submit ──► Queued ──worker picks it──► Running ──worker done──► Done
+//!                │                            │                      │
+//!           take: run here              take: wait (late)       take: ready
+//!           drop: dropped unrun         drop: wait                drop: dropped
+//!                └──────────────────────► Taken ◄─────────────────────┘
 //! ```
 
 use std::{
@@ -25,13 +30,7 @@ use std::{
 
 use crate::exec::offload::Offloaded;
 
-/// A command handed to the workers, and where it goes back.
-struct Job {
-    task: Offloaded,
-    slot: Arc<Slot>,
-}
-
-/// Where a worker leaves a command it ran.
+/// Where a command handed to the workers is.
 #[derive(Default)]
 struct Slot {
     state: Mutex<State>,
@@ -41,12 +40,14 @@ struct Slot {
 /// A [`Slot`]'s contents.
 #[derive(Default)]
 enum State {
-    /// On a worker, or queued for one.
+    /// Waiting for a worker.
+    Queued(Box<Offloaded>),
+    /// On a worker.
     #[default]
     Running,
     /// Run, with the host time it took.
     Done(Box<Offloaded>, u64),
-    /// Taken by the model.
+    /// Taken back by the model.
     Taken,
 }
 
@@ -61,32 +62,60 @@ impl std::fmt::Debug for Pending {
     }
 }
 
-/// What [`Pending::take`] returns: the command, the host time it took, and whether the
-/// completion had to wait for it.
+/// Who ran a command [`Pending::take`] returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RanOn {
+    /// A worker, done before the completion came.
+    Worker,
+    /// A worker, which the completion had to wait for: late.
+    WorkerLate,
+    /// The caller, in `take`: no worker had picked it up.
+    Caller,
+}
+
+/// What [`Pending::take`] returns: the command, run, the host time its run took, and where.
 pub struct Done {
     pub task: Offloaded,
     pub host_ns: u64,
-    pub waited: bool,
+    pub ran_on: RanOn,
 }
 
 impl Pending {
-    /// The command, waiting for its worker if it is not done yet.
+    /// The command, run: by a worker (waiting for it if it is running), or here if no worker
+    /// has picked it up yet.
     pub fn take(self) -> Done {
-        let (task, host_ns, waited) = self.wait();
+        let (task, host_ns, ran_on) = match self.claim() {
+            Claimed::Ran(task, host_ns, late) => {
+                let ran_on = if late {
+                    RanOn::WorkerLate
+                } else {
+                    RanOn::Worker
+                };
+                (task, host_ns, ran_on)
+            }
+            Claimed::Unrun(mut task) => {
+                let started = Instant::now();
+                task.run();
+                (task, elapsed_ns(started), RanOn::Caller)
+            }
+            Claimed::Gone => unreachable!("a command taken twice"),
+        };
         Done {
             task: *task,
             host_ns,
-            waited,
+            ran_on,
         }
     }
 
-    /// Waits for the worker and takes what it left.
-    fn wait(&self) -> (Box<Offloaded>, u64, bool) {
+    /// Takes the command out of its slot: unrun if it is still queued, else once a worker is
+    /// done with it (waiting while it runs).
+    fn claim(&self) -> Claimed {
         let mut state = self.slot.state.lock().unwrap_or_else(|e| e.into_inner());
         let mut waited = false;
         loop {
             match std::mem::replace(&mut *state, State::Taken) {
-                State::Done(task, host_ns) => return (task, host_ns, waited),
+                State::Queued(task) => return Claimed::Unrun(task),
+                State::Done(task, host_ns) => return Claimed::Ran(task, host_ns, waited),
                 State::Running => {
                     *state = State::Running;
                     waited = true;
@@ -96,29 +125,41 @@ impl Pending {
                         .wait(state)
                         .unwrap_or_else(|e| e.into_inner());
                 }
-                // `take` consumes the `Pending`: only `drop` finds it taken.
-                State::Taken => unreachable!("a command taken twice"),
+                State::Taken => return Claimed::Gone,
             }
         }
     }
 }
 
+/// What [`Pending::claim`] found.
+enum Claimed {
+    /// Still queued: nobody ran it.
+    Unrun(Box<Offloaded>),
+    /// Run by a worker in this many host ns; whether the claim had to wait.
+    Ran(Box<Offloaded>, u64, bool),
+    /// Already taken (by `take`, before the `Pending` is dropped).
+    Gone,
+}
+
 impl Drop for Pending {
     fn drop(&mut self) {
-        let taken = matches!(
-            *self.slot.state.lock().unwrap_or_else(|e| e.into_inner()),
-            State::Taken
-        );
-        if !taken {
-            // An abandoned command: its mappings are released here, on the model's thread.
-            drop(self.wait());
+        // An abandoned command is dropped here, on the model's thread, with its mappings:
+        // unrun if still queued, else once its worker is done.
+        match self.claim() {
+            Claimed::Unrun(task) | Claimed::Ran(task, _, _) => drop(task),
+            Claimed::Gone => {}
         }
     }
 }
 
+/// Host nanoseconds since `started`.
+fn elapsed_ns(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// A pool of worker threads; they end when the pool is dropped.
 pub struct Workers {
-    jobs: Mutex<mpsc::Sender<Job>>,
+    jobs: Mutex<mpsc::Sender<Arc<Slot>>>,
     threads: Vec<thread::JoinHandle<()>>,
 }
 
@@ -133,7 +174,7 @@ impl std::fmt::Debug for Workers {
 impl Workers {
     /// `count` threads (at least one), named `vagx-worker`.
     pub fn new(count: u32) -> std::io::Result<Self> {
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Arc<Slot>>();
         let rx = Arc::new(Mutex::new(rx));
         let mut threads = Vec::new();
         for _ in 0..count.max(1) {
@@ -152,20 +193,17 @@ impl Workers {
 
     /// Hands `task` to a worker.
     pub fn submit(&self, task: Offloaded) -> Pending {
-        let slot = Arc::new(Slot::default());
-        let job = Job {
-            task,
-            slot: Arc::clone(&slot),
-        };
-        let sent = self
+        let slot = Arc::new(Slot {
+            state: Mutex::new(State::Queued(Box::new(task))),
+            ready: Condvar::new(),
+        });
+        // With no worker left (cannot happen while the pool lives) the command stays queued,
+        // and its completion runs it.
+        let _ = self
             .jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(job);
-        if let Err(mpsc::SendError(job)) = sent {
-            // No worker left (cannot happen while the pool lives): run it here.
-            finish(job);
-        }
+            .send(Arc::clone(&slot));
         Pending { slot }
     }
 }
@@ -184,25 +222,36 @@ impl Drop for Workers {
     }
 }
 
-/// A worker: takes jobs until the channel closes, and the jobs still queued then.
-fn run(rx: &Mutex<mpsc::Receiver<Job>>) {
+/// A worker: takes commands until the channel closes, and those still queued then.
+fn run(rx: &Mutex<mpsc::Receiver<Arc<Slot>>>) {
     loop {
-        let job = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
+        let slot = match rx.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(slot) => slot,
             Err(_) => return,
         };
-        finish(job);
+        finish(&slot);
     }
 }
 
-/// Runs `job` and leaves it in its slot.
-fn finish(mut job: Job) {
+/// Runs the command in `slot` unless the model took it back, and leaves it there.
+fn finish(slot: &Slot) {
+    let mut task = {
+        let mut state = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *state, State::Running) {
+            State::Queued(task) => task,
+            other => {
+                // Taken back (run or dropped by the model).
+                *state = other;
+                return;
+            }
+        }
+    };
     let started = Instant::now();
-    job.task.run();
-    let host_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-    let mut state = job.slot.state.lock().unwrap_or_else(|e| e.into_inner());
-    *state = State::Done(Box::new(job.task), host_ns);
-    job.slot.ready.notify_all();
+    task.run();
+    let host_ns = elapsed_ns(started);
+    let mut state = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+    *state = State::Done(task, host_ns);
+    slot.ready.notify_all();
 }
 
 #[cfg(test)]
@@ -262,5 +311,45 @@ mod tests {
         // Dropping the pool ends and joins its threads.
         drop(workers);
         assert!(ram.map(0, 1).is_some());
+    }
+
+    #[test]
+    fn a_completion_runs_a_command_no_worker_has_picked_up() {
+        let (mut ram, vm) = memory();
+        let workers = Workers::new(1).expect("thread");
+        // The one worker is busy with a GEMM of 2·128³ flops while the FILL queues behind it.
+        let gemm = Command::Gemm {
+            a: 0x10_0000,
+            b: 0x10_0000,
+            c: 0x10_0000,
+            m: 128,
+            n: 128,
+            k: 128,
+            accumulate: false,
+            transpose_b: false,
+        };
+        let fill = Command::Fill {
+            dst: 0x10_0000,
+            len: 16,
+            pattern: 7,
+        };
+        let mut prepare = |c| {
+            crate::exec::offload::Offloaded::prepare(c, &vm, &mut ram)
+                .expect("translates")
+                .expect("RAM maps")
+        };
+        let (gemm, fill) = (prepare(gemm), prepare(fill));
+        let busy = workers.submit(gemm);
+        // Until the worker has it (its wake-up alone can outlast a short command).
+        while matches!(*busy.slot.state.lock().unwrap(), State::Queued(_)) {
+            thread::yield_now();
+        }
+        let queued = workers.submit(fill);
+        let done = queued.take();
+        assert_eq!(done.ran_on, RanOn::Caller);
+        assert_eq!(done.task.commit(), Ok(()));
+        let done = busy.take();
+        assert_ne!(done.ran_on, RanOn::Caller);
+        assert_eq!(done.task.commit(), Ok(()));
     }
 }

@@ -395,6 +395,7 @@ fn worker_threads_compute_the_same_results_at_the_same_device_times() {
     let inline = gemm_workload(vagx_fw::Config::default());
     let workers = gemm_workload(vagx_fw::Config {
         workers: 2,
+        offload_min_ns: 0,
         ..Default::default()
     });
     assert!(inline.0.iter().any(|&b| b != 0), "the GEMMs wrote nothing");
@@ -571,6 +572,7 @@ fn workers_run_every_command_as_the_model_does() {
     let inline = every_command_workload(vagx_fw::Config::default());
     let workers = every_command_workload(vagx_fw::Config {
         workers: 2,
+        offload_min_ns: 0,
         ..Default::default()
     });
     let sums = OUT + 0x5_0000 - OUT;
@@ -599,6 +601,14 @@ fn workers_run_every_command_as_the_model_does() {
     assert_eq!((w.commands, i.commands), (25, 25));
     // All but the two WRITE32s and the faulting COPY ran on the workers.
     assert_eq!((w.offloaded, i.offloaded), (22, 0));
+    // With the default threshold these commands (at most a few µs of device time each) are
+    // too short for a worker: the model runs them itself, with the same results.
+    let short = every_command_workload(vagx_fw::Config {
+        workers: 2,
+        ..Default::default()
+    });
+    assert_eq!(short.0, inline.0, "results differ");
+    assert_eq!(short.3.dev.emulation().offloaded, 0);
 }
 
 #[test]
