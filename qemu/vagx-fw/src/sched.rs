@@ -1156,3 +1156,20 @@ impl Device {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handed_out_command_is_late_only_if_its_completion_waited_or_ran_past_its_cost() {
+        let mut e = Emulation::default();
+        e.record_offloaded(1000, 5000, RanOn::Worker);
+        e.record_offloaded(1000, 10, RanOn::WorkerLate);
+        e.record_offloaded(1000, 999, RanOn::Caller);
+        e.record_offloaded(1000, 1001, RanOn::Caller);
+        assert_eq!((e.commands, e.offloaded, e.taken_back), (4, 4, 2));
+        assert_eq!(e.late, 2, "{e:?}");
+        assert_eq!((e.modelled_ns, e.host_ns), (4000, 7010));
+    }
+}
