@@ -390,6 +390,23 @@ fn gemm_workload(config: vagx_fw::Config) -> (Vec<u8>, Vec<EventMsg>, [u64; 2], 
     (memory, events, [t1, t2], h)
 }
 
+/// A workload's run on a device with workers (memory, events, finish times, harness) and
+/// without: the same memory, events and completion times, and the workload's closing
+/// permission fault on the read-only page.
+fn assert_same_run(
+    inline: &(Vec<u8>, Vec<EventMsg>, [u64; 2], Harness),
+    workers: &(Vec<u8>, Vec<EventMsg>, [u64; 2], Harness),
+) {
+    assert_eq!(inline.0, workers.0, "results differ");
+    assert_eq!(inline.2, workers.2, "completion times differ");
+    assert_eq!(inline.1, workers.1, "events differ");
+    let fault = workers.1.iter().find_map(|e| e.payload::<EventFault>());
+    assert_eq!(
+        fault.map(|f| (f.kind, f.address)),
+        Some((FAULT_PERMISSION, GPU_VA + 0x80_0000))
+    );
+}
+
 #[test]
 fn worker_threads_compute_the_same_results_at_the_same_device_times() {
     let inline = gemm_workload(vagx_fw::Config::default());
@@ -399,14 +416,7 @@ fn worker_threads_compute_the_same_results_at_the_same_device_times() {
         ..Default::default()
     });
     assert!(inline.0.iter().any(|&b| b != 0), "the GEMMs wrote nothing");
-    assert_eq!(inline.0, workers.0, "results differ");
-    assert_eq!(inline.2, workers.2, "completion times differ");
-    assert_eq!(inline.1, workers.1, "events differ");
-    let fault = workers.1.iter().find_map(|e| e.payload::<EventFault>());
-    assert_eq!(
-        fault.map(|f| (f.kind, f.address)),
-        Some((FAULT_PERMISSION, GPU_VA + 0x80_0000))
-    );
+    assert_same_run(&inline, &workers);
     // Every GEMM and reduction was counted, the faulting one too.
     let (w, i) = (workers.3.dev.emulation(), inline.3.dev.emulation());
     assert_eq!((w.commands, i.commands), (13, 13));
@@ -589,14 +599,7 @@ fn workers_run_every_command_as_the_model_does() {
         "the GEMM's sum is {}",
         sum(&inline.0, 0)
     );
-    assert_eq!(inline.0, workers.0, "results differ");
-    assert_eq!(inline.2, workers.2, "completion times differ");
-    assert_eq!(inline.1, workers.1, "events differ");
-    let fault = workers.1.iter().find_map(|e| e.payload::<EventFault>());
-    assert_eq!(
-        fault.map(|f| (f.kind, f.address)),
-        Some((FAULT_PERMISSION, GPU_VA + 0x80_0000))
-    );
+    assert_same_run(&inline, &workers);
     let (w, i) = (workers.3.dev.emulation(), inline.3.dev.emulation());
     assert_eq!((w.commands, i.commands), (25, 25));
     // All but the two WRITE32s and the faulting COPY ran on the workers.
