@@ -67,10 +67,10 @@ const MAX_GPUS: usize = 8;
 
 /// Devices of the multi-GPU boot of the VM tests ([`Mode::Gpus`]).
 pub const MULTI_GPU_DEVICES: usize = 4;
-/// The firmware ABI of the last device of the multi-GPU boot: the newest minor version but
-/// one, so that the driver's paths for an older device (the mailbox doorbell, the
-/// `RX_DOORBELL` message) run the whole multi-GPU suite beside newer devices. `vagx-tool
-/// test-gpus` checks that the last GPU reports it.
+/// The firmware ABI of the last device of the multi-GPU boot: an older minor version (1.2),
+/// so that the driver's paths for an older device (the mailbox doorbell, the `RX_DOORBELL`
+/// message, CPU waits where the others wait over the peer fabric) run the whole multi-GPU
+/// suite beside newer devices. `vagx-tool test-gpus` checks that the last GPU reports it.
 const OLDER_ABI_DEVICE: u32 = 0x0001_0002;
 /// How many times slower than the default cost model the ML benchmark's devices are
 /// (QEMU property `rate-divisor`): the emulation of four devices on a 2-core host cannot keep

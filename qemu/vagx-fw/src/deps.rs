@@ -23,7 +23,41 @@
 
 use std::collections::VecDeque;
 
-use vagx_abi::{stamp_passed, FAILURE_HISTORY, NUM_STAMP_SLOTS, STAMP_STEP};
+use vagx_abi::{queue::Peer, stamp_passed, FAILURE_HISTORY, NUM_STAMP_SLOTS, STAMP_STEP};
+
+/// What a wait entry or a BARRIER waits for: `slot` of this device, or of a peer on the fabric
+/// (ABI 1.4), passing `value`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WaitOn {
+    pub(crate) slot: u32,
+    pub(crate) value: u32,
+    pub(crate) peer: Option<Peer>,
+}
+
+impl WaitOn {
+    /// A wait on `slot` of this device.
+    pub(crate) fn local(slot: u32, value: u32) -> Self {
+        Self {
+            slot,
+            value,
+            peer: None,
+        }
+    }
+}
+
+/// What a wait finds when it looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WaitState {
+    /// The slot has not passed the value: the queue parks.
+    Pending,
+    /// The entry that took the slot past the value succeeded.
+    Passed,
+    /// It failed.
+    Failed,
+    /// A peer wait whose device is not at its port in the epoch named, or has crashed: it
+    /// never resolves ([`crate::fabric`]).
+    Lost,
+}
 
 /// Why an entry failed a dependency, as its `EVENT_ENTRY_ERROR` reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,12 +160,15 @@ struct Slot {
 #[derive(Clone, Debug)]
 pub(crate) struct StampSlots {
     slots: [Slot; NUM_STAMP_SLOTS],
+    /// Counts changes, for the fabric to tell peers ([`crate::fabric`]).
+    version: u64,
 }
 
 impl Default for StampSlots {
     fn default() -> Self {
         Self {
             slots: std::array::from_fn(|_| Slot::default()),
+            version: 0,
         }
     }
 }
@@ -157,6 +194,7 @@ impl StampSlots {
     /// A new queue takes `slot` (below `NUM_STAMP_SLOTS`); its stamp starts at `stamp`.
     pub(crate) fn claim(&mut self, slot: u32, stamp: u32) {
         // PANIC: the caller checked the slot.
+        self.version += 1;
         let s = &mut self.slots[index(slot)];
         s.taken = true;
         s.stamp = stamp;
@@ -166,14 +204,21 @@ impl StampSlots {
 
     /// The queue that held `slot` is gone; the stamp and failures stay for waits on them.
     pub(crate) fn release(&mut self, slot: u32) {
+        self.version += 1;
         // PANIC: a queue held the slot, so it is in range.
         self.slots[index(slot)].taken = false;
     }
 
     /// Sets the firmware's copy of the stamp of `slot`, which a queue holds.
     pub(crate) fn set_stamp(&mut self, slot: u32, stamp: u32) {
+        self.version += 1;
         // PANIC: a queue holds the slot, so it is in range.
         self.slots[index(slot)].stamp = stamp;
+    }
+
+    /// How many changes the slots have seen.
+    pub(crate) fn version(&self) -> u64 {
+        self.version
     }
 
     /// Whether `slot` has passed `value` (a slot out of range stays at 0).
@@ -184,8 +229,20 @@ impl StampSlots {
 
     /// Records that the entries of `slot` with stamps `first..=last` failed.
     pub(crate) fn record_failure(&mut self, slot: u32, first: u32, last: u32) {
+        self.version += 1;
         if let Some(s) = self.slots.get_mut(index(slot)) {
             s.failures.add(first, last);
+        }
+    }
+
+    /// What a wait on `slot` passing `value` finds.
+    pub(crate) fn wait_state(&self, slot: u32, value: u32) -> WaitState {
+        if !self.passed(slot, value) {
+            WaitState::Pending
+        } else if self.failed(slot, value) {
+            WaitState::Failed
+        } else {
+            WaitState::Passed
         }
     }
 

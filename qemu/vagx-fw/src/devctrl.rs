@@ -138,7 +138,7 @@ impl Device {
         if !self.vms.is_bound(a.vm) {
             return (DEVCTRL_NOT_FOUND, 0);
         }
-        if self.sched.queue(a.queue).is_some() || self.slots.is_taken(a.stamp_slot) {
+        if self.sched.queue(a.queue).is_some() || self.slots.lock().is_taken(a.stamp_slot) {
             return (DEVCTRL_EXISTS, 0);
         }
         let Some(stamps) = self.channels.as_ref().map(|c| c.stamps) else {
@@ -152,7 +152,7 @@ impl Device {
         if init.is_err() {
             return (DEVCTRL_INVALID, 0);
         }
-        self.slots.claim(a.stamp_slot, a.stamp_init);
+        self.slots.lock().claim(a.stamp_slot, a.stamp_init);
         let pipe = pipe_index(ty, a.priority);
         self.sched.add_queue(WorkQueue::new(a, pipe));
         self.log(
@@ -179,7 +179,7 @@ impl Device {
         let (slot, stats) = (q.slot(), q.stats(self.time));
         self.out.stat(stats);
         self.sched.remove_queue(id);
-        self.slots.release(slot);
+        self.slots.lock().release(slot);
         OK
     }
 }

@@ -21,6 +21,7 @@
 //! | `out`    | `events::Outputs`      | events, log messages and statistics not yet written |
 //! | `sched`  | `sched::Scheduler`     | work queues, execution units, scheduling counters   |
 //! | `slots`  | `deps::StampSlots`     | per stamp slot: held or not, stamp, failures        |
+//! | `fabric` | `fabric::Attachment`   | the device's port on the peer fabric, if attached   |
 //! | `vms`    | `mmu::VmTable`         | the VMs the host bound                              |
 //! | `inject` | [`Injections`]         | armed fault injections ([`crate::inject`])          |
 //! | `traces` | `trace::TraceBuffer`   | trace records for the shell                         |
@@ -36,9 +37,9 @@ use vagx_abi::regs::*;
 
 use crate::{
     boot::Channels,
-    deps::StampSlots,
     events::Outputs,
     exec::Rates,
+    fabric::{Attachment, Fabric, SharedSlots, Waker, NO_FABRIC},
     inject::{Armed, HeldIrq},
     mem::Memory,
     mmio::{decode, Action, MmioError, Registers},
@@ -147,8 +148,16 @@ pub struct Device {
     pub(crate) out: Outputs,
     /// The work queues and the execution units.
     pub(crate) sched: Scheduler,
-    /// Every stamp slot: held by a queue or not, its stamp, its failures.
-    pub(crate) slots: StampSlots,
+    /// Every stamp slot: held by a queue or not, its stamp, its failures (shared with the
+    /// fabric, whose other devices read them).
+    pub(crate) slots: SharedSlots,
+    /// The device's port on the peer fabric ([`Device::attach`]); kept across resets.
+    pub(crate) fabric: Option<Attachment>,
+    /// What the fabric was last told: the slots' version and whether the device was dead.
+    pub(crate) published: (u64, bool),
+    /// Set while [`Device::advance`] catches up to its target time: peer waits stay pending
+    /// until the clock is there, since a peer's change is seen when the device is woken.
+    pub(crate) peers_frozen: bool,
     /// The VMs the host bound.
     pub(crate) vms: VmTable,
     /// Armed fault injections.
@@ -183,7 +192,10 @@ impl Device {
             regs: Registers::new(minor_of(&config)),
             out: Outputs::default(),
             sched: Scheduler::new(config.units),
-            slots: StampSlots::default(),
+            slots: SharedSlots::default(),
+            fabric: None,
+            published: (0, false),
+            peers_frozen: false,
             vms: VmTable::default(),
             inject: Injections::default(),
             traces: TraceBuffer::default(),
@@ -199,6 +211,7 @@ impl Device {
     pub fn reset(&mut self) {
         let (time, inject, config) = (self.time, self.inject.after_reset(), self.config);
         let workers = self.workers.take();
+        let fabric = self.fabric.take();
         *self = Self::new(Config {
             workers: 0,
             ..config
@@ -207,6 +220,38 @@ impl Device {
         self.time = time;
         self.inject = inject;
         self.workers = workers;
+        // A new epoch: waits made on the stamps of the device's previous life fail.
+        if let Some(a) = &fabric {
+            a.reset(self.slots.clone());
+        }
+        self.fabric = fabric;
+    }
+
+    /// Attaches the device to `fabric`, where `waker` tells it that a peer it waits for
+    /// changed; returns its port, or `None` if the fabric has no free port (the device then
+    /// works alone: no other device can wait for it, and its peer waits fail).
+    pub fn attach(&mut self, fabric: &Arc<Fabric>, waker: Arc<dyn Waker>) -> Option<u32> {
+        self.fabric = fabric.attach(self.slots.clone(), waker);
+        self.fabric.as_ref().map(Attachment::port)
+    }
+
+    /// Leaves the fabric: waits of other devices on this one fail.
+    pub fn detach(&mut self) {
+        self.fabric = None;
+    }
+
+    /// Tells the fabric about a change of the stamp slots or of whether the firmware is dead,
+    /// so that peers parked on them look again.
+    fn publish(&mut self) {
+        let Some(a) = &self.fabric else {
+            return;
+        };
+        let version = self.slots.lock().version();
+        let dead = matches!(self.state, FwState::Crashed | FwState::Failed);
+        if self.published != (version, dead) {
+            self.published = (version, dead);
+            a.publish(dead);
+        }
     }
 
     /// The ABI minor version the firmware implements: the model's own, or an older one of the
@@ -249,6 +294,9 @@ impl Device {
             UNITS => self.config.units,
             FW_STATE => self.state.raw(),
             FW_ERROR => self.error,
+            FABRIC if self.implemented_minor() >= ABI_MINOR_PEER_WAITS => {
+                self.fabric.as_ref().map_or(NO_FABRIC, Attachment::register)
+            }
             _ => self.regs.read(reg).ok_or(MmioError::Unmapped(offset))?,
         })
     }
@@ -287,6 +335,7 @@ impl Device {
                 }
             }
         }
+        self.publish();
         Ok(())
     }
 
@@ -327,8 +376,15 @@ impl Device {
 
     /// Runs the firmware until device time `now`.
     pub fn advance(&mut self, mem: &mut dyn Memory, now: u64) {
+        // What a peer published reaches this device at `now`, when its waker ran it (or at
+        // the end of its own step): a peer wait must not resolve earlier in the interval that
+        // the device catches up on first.
+        self.peers_frozen = true;
         self.run_until(mem, now.max(self.time));
+        self.peers_frozen = false;
+        self.run_until(mem, self.time);
         self.flush_outputs(mem);
+        self.publish();
     }
 }
 

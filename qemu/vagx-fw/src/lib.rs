@@ -11,6 +11,7 @@ pub mod devctrl;
 pub mod device;
 pub mod events;
 pub mod exec;
+pub mod fabric;
 pub mod inject;
 pub mod mem;
 pub mod mmio;
@@ -21,3 +22,4 @@ pub mod trace;
 pub mod workers;
 
 pub use device::{BootFault, Config, Device, FwState};
+pub use fabric::{Fabric, Waker};

@@ -28,6 +28,13 @@
 //! any other (stamp, `done`, STAMPS event) once its `EVENT_ENTRY_ERROR` is in the event ring;
 //! it never halts the firmware.
 //!
+//! A wait entry may name another device's slot (ABI 1.4, [`crate::fabric`]): it is resolved
+//! the same way on that device's slots, through the fabric, and fails with `DEP_CAUSE_PEER` if
+//! that device is not there in the epoch the entry names. A parked peer wait reports no
+//! deadline: the peer wakes the device when it changes, and the wait is looked at only once
+//! the device's clock has reached the wake-up (`Device::advance`), never earlier in the
+//! interval it catches up on.
+//!
 //! A fault or timeout halts the firmware: nothing runs until `DEVCTRL_RESUME`, commands in
 //! flight are abandoned (their effects never happen; they run again from their start after
 //! resume), the pending table says which queues had work, and the culprit queue stays stopped
@@ -59,9 +66,10 @@ use vagx_abi::{
 };
 
 use crate::{
-    deps::{stamp_address, DepFailure, StampSlots},
+    deps::{stamp_address, DepFailure, WaitOn, WaitState},
     device::{Device, FwState},
     exec::{self, offload::Offloaded, Command},
+    fabric::Attachment,
     mem::{self, BusError, Memory},
     mmu::Fault,
     trace::Trace,
@@ -112,8 +120,8 @@ struct Running {
     /// Index of the entry in the queue's ring.
     index: u32,
     entry: QueueEntry,
-    /// A wait entry's `(slot, value)`; `None` for a command buffer.
-    wait: Option<(u32, u32)>,
+    /// What a wait entry waits for; `None` for a command buffer.
+    wait: Option<WaitOn>,
     /// The entry failed a dependency; it completes once its error event is in the event ring.
     failure: Option<DepFailure>,
     /// Byte offset of the next command.
@@ -148,8 +156,8 @@ pub(crate) struct WorkQueue {
     current: Option<Running>,
     /// Stopped by a fault or timeout until the host resets the queue.
     stopped: bool,
-    /// Parked on a BARRIER or wait entry: (slot, value).
-    waiting: Option<(u32, u32)>,
+    /// Parked on a BARRIER or wait entry.
+    waiting: Option<WaitOn>,
     /// A wait entry of the current job failed on (slot, value): the job's remaining entries
     /// fail too, up to and including its command buffer.
     failing_job: Option<(u32, u32)>,
@@ -390,9 +398,14 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Whether `q` can take a unit now, given the stamp slots and whether events wait for room
-    /// in the event ring.
-    fn runnable(&self, q: &WorkQueue, slots: &StampSlots, events_queued: bool) -> bool {
+    /// Whether `q` can take a unit now, given whether a wait has resolved (`resolved`) and
+    /// whether events wait for room in the event ring.
+    fn runnable(
+        &self,
+        q: &WorkQueue,
+        resolved: &dyn Fn(&WaitOn) -> bool,
+        events_queued: bool,
+    ) -> bool {
         if q.stopped || self.on_unit(q.id) {
             return false;
         }
@@ -400,8 +413,8 @@ impl Scheduler {
             // Its error event must reach the event ring before its stamp is written.
             return !events_queued;
         }
-        if let Some((slot, value)) = q.waiting {
-            if !slots.passed(slot, value) {
+        if let Some(w) = &q.waiting {
+            if !resolved(w) {
                 return false;
             }
         }
@@ -409,10 +422,10 @@ impl Scheduler {
     }
 
     /// The next queue a free unit takes.
-    fn pick(&self, slots: &StampSlots, events_queued: bool) -> Option<u32> {
+    fn pick(&self, resolved: &dyn Fn(&WaitOn) -> bool, events_queued: bool) -> Option<u32> {
         self.queues
             .values()
-            .filter(|q| self.runnable(q, slots, events_queued))
+            .filter(|q| self.runnable(q, resolved, events_queued))
             .min_by_key(|q| (q.priority, q.last_run, q.id))
             .map(|q| q.id)
     }
@@ -427,10 +440,10 @@ impl Scheduler {
         }
     }
 
-    /// Parks queue `id` until `slot` passes `value`.
-    fn park(&mut self, id: u32, slot: u32, value: u32) {
+    /// Parks queue `id` until its wait resolves.
+    fn park(&mut self, id: u32, wait: WaitOn) {
         if let Some(q) = self.queues.get_mut(&id) {
-            q.waiting = Some((slot, value));
+            q.waiting = Some(wait);
         }
     }
 
@@ -717,7 +730,8 @@ impl Device {
         }
         for unit in 0..self.sched.units.len() {
             while self.sched.units[unit].task.is_none() && self.state == FwState::Running {
-                let Some(id) = self.sched.pick(&self.slots, self.out.events_queued()) else {
+                let resolved = |w: &WaitOn| self.wait_state(w) != WaitState::Pending;
+                let Some(id) = self.sched.pick(&resolved, self.out.events_queued()) else {
                     return;
                 };
                 self.sched.take_turn(id);
@@ -766,8 +780,8 @@ impl Device {
                 return;
             }
         }
-        if let Some((slot, value)) = run.wait {
-            self.resolve_wait(mem, id, slot, value);
+        if let Some(wait) = run.wait {
+            self.resolve_wait(mem, id, wait);
             return;
         }
         if run.hang {
@@ -808,11 +822,12 @@ impl Device {
             dep_error,
         } = command
         {
-            if !self.slots.passed(slot, value) {
-                self.sched.park(id, slot, value);
+            let state = self.slots.lock().wait_state(slot, value);
+            if state == WaitState::Pending {
+                self.sched.park(id, WaitOn::local(slot, value));
                 return;
             }
-            if dep_error && self.slots.failed(slot, value) {
+            if dep_error && state == WaitState::Failed {
                 let failure = DepFailure {
                     cause: DEP_CAUSE_BARRIER,
                     command: run.command,
@@ -872,6 +887,7 @@ impl Device {
         let q = self.sched.queues.get(&id)?;
         let (index, address, state) = (q.rptr, q.ring + 16 * u64::from(q.rptr), q.state);
         let (own_slot, skipped) = (q.slot, q.failing_job.is_some());
+        let own_port = self.fabric.as_ref().map(Attachment::port);
         let entry: QueueEntry = match mem::read_pod(mem, address) {
             Ok(e) => e,
             Err(b) => {
@@ -882,10 +898,16 @@ impl Device {
         };
         let kind = entry.decode(minor);
         let wait = match kind {
-            Ok(EntryKind::Wait { slot, value }) => Some((slot, value)),
+            Ok(EntryKind::Wait { slot, value, peer }) => Some(WaitOn { slot, value, peer }),
             _ => None,
         };
-        let bad_entry = kind.is_err() || wait.is_some_and(|(slot, _)| slot == own_slot);
+        // A wait on its own queue's slot either has passed already or never will; a peer wait
+        // on its own device is a plain wait written the long way.
+        let bad_wait = |w: &WaitOn| match w.peer {
+            None => w.slot == own_slot,
+            Some(p) => Some(p.port) == own_port,
+        };
+        let bad_entry = kind.is_err() || wait.as_ref().is_some_and(bad_wait);
         // Injections are for the next entry that runs commands.
         let runs = matches!(kind, Ok(EntryKind::CmdBuf { .. })) && !skipped;
         let (hang, fault_at) = if runs {
@@ -958,22 +980,38 @@ impl Device {
         }
     }
 
-    /// Resolves queue `id`'s current wait entry on `(slot, value)`: parks the queue until the
-    /// slot has passed `value`, then completes the entry, or fails it and the rest of its job.
-    fn resolve_wait(&mut self, mem: &mut dyn Memory, id: u32, slot: u32, value: u32) {
-        if !self.slots.passed(slot, value) {
-            self.sched.park(id, slot, value);
-            return;
+    /// What `wait` finds now: on this device's slots, or through the fabric on a peer's.
+    fn wait_state(&self, wait: &WaitOn) -> WaitState {
+        match (wait.peer, &self.fabric) {
+            (None, _) => self.slots.lock().wait_state(wait.slot, wait.value),
+            (Some(_), Some(_)) if self.peers_frozen => WaitState::Pending,
+            (Some(peer), Some(a)) => a.peer_wait(peer, wait.slot, wait.value),
+            // Not on a fabric: no peer can be reached.
+            (Some(_), None) => WaitState::Lost,
         }
-        if !self.slots.failed(slot, value) {
-            self.complete_entry(mem, id, false);
-            return;
-        }
+    }
+
+    /// Resolves queue `id`'s current wait entry: parks the queue until the slot has passed the
+    /// value, then completes the entry, or fails it and the rest of its job.
+    fn resolve_wait(&mut self, mem: &mut dyn Memory, id: u32, wait: WaitOn) {
+        let cause = match self.wait_state(&wait) {
+            WaitState::Pending => {
+                self.sched.park(id, wait);
+                return;
+            }
+            WaitState::Passed => {
+                self.complete_entry(mem, id, false);
+                return;
+            }
+            WaitState::Failed => DEP_CAUSE_WAIT,
+            WaitState::Lost => DEP_CAUSE_PEER,
+        };
+        let (slot, value) = (wait.slot, wait.value);
         if let Some(q) = self.sched.queues.get_mut(&id) {
             q.failing_job = Some((slot, value));
         }
         let failure = DepFailure {
-            cause: DEP_CAUSE_WAIT,
+            cause,
             command: NO_COMMAND,
             slot,
             value,
@@ -1004,12 +1042,19 @@ impl Device {
             value: failure.value,
         });
         // The rest of a failed job would only repeat the first line.
-        if failure.cause != DEP_CAUSE_JOB {
-            let (slot, value) = (failure.slot, failure.value);
-            self.log(
+        let (slot, value) = (failure.slot, failure.value);
+        match failure.cause {
+            DEP_CAUSE_JOB => {}
+            DEP_CAUSE_PEER => self.log(
+                LOG_INFO,
+                &format!(
+                    "queue {id}: entry {entry} failed: the peer of its wait on slot {slot} is gone"
+                ),
+            ),
+            _ => self.log(
                 LOG_INFO,
                 &format!("queue {id}: entry {entry} failed: slot {slot} at {value:#x} had failed"),
-            );
+            ),
         }
         self.finish_failed(mem, id);
     }
@@ -1034,7 +1079,7 @@ impl Device {
             return;
         };
         if failed {
-            self.slots.record_failure(r.slot, r.first, r.stamp);
+            self.slots.lock().record_failure(r.slot, r.first, r.stamp);
         }
         self.traces.record(Trace::EntryDone {
             queue: id,
@@ -1060,7 +1105,7 @@ impl Device {
         slot: u32,
         stamp: u32,
     ) -> Result<(), BusError> {
-        self.slots.set_stamp(slot, stamp);
+        self.slots.lock().set_stamp(slot, stamp);
         self.out.stamp_changed(slot);
         mem::write_u32(mem, stamp_address(table, slot), stamp)
     }
@@ -1127,7 +1172,7 @@ impl Device {
         let discarded = r.count;
         if discarded > 0 {
             // Discarded entries failed, the culprit's included: waits on them fail.
-            self.slots.record_failure(r.slot, r.first, r.stamp);
+            self.slots.lock().record_failure(r.slot, r.first, r.stamp);
         }
         let written = self
             .publish_stamp(mem, stamps, r.slot, r.stamp)

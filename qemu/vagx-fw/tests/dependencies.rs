@@ -69,7 +69,8 @@ fn queue_entry_constructors_and_decode() {
         wait.decode(1),
         Ok(EntryKind::Wait {
             slot: 5,
-            value: 0xdead_beef
+            value: 0xdead_beef,
+            peer: None
         })
     );
     // ABI 1.0 knows no flags at all.

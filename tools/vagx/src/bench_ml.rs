@@ -196,17 +196,82 @@ fn hops(indices: &[usize]) -> Result<()> {
     if gpus.len() > 1 {
         paths.extend([HopPath::TwoGpusBinary, HopPath::TwoGpusTimeline]);
     }
-    for path in paths {
-        let us = hop_latency(&gpus, path)?;
-        row!("{:<26} {:>10.0}", path.name(), us);
+    let mut runs: Vec<(HopPath, bool)> = paths.iter().map(|&p| (p, true)).collect();
+    // The two-GPU paths again with the consumers' waits on the CPU, in the same boot.
+    runs.extend(paths.iter().skip(2).map(|&p| (p, false)));
+    for (path, peer_waits) in runs {
+        let us = with_peer_waits(indices, peer_waits, || hop_latency(&gpus, path))?;
+        let name = match (path, peer_waits) {
+            (HopPath::TwoGpusBinary | HopPath::TwoGpusTimeline, false) => {
+                format!("{}, CPU waits", path.name())
+            }
+            _ => path.name().to_owned(),
+        };
+        row!("{:<36} {:>10.0}", name, us);
         json(
             "hop",
             &[
-                ("path", format!("\"{}\"", path.name())),
+                ("path", format!("\"{name}\"")),
                 ("jobs", HOP_JOBS.to_string()),
+                ("peer_waits", peer_waits.to_string()),
                 ("us_per_hop", num(us)),
             ],
         );
+    }
+    Ok(())
+}
+
+/// Runs `f` with waits on other GPUs' jobs in the consumers' firmware (`on`, the driver's
+/// default) or on the CPU (debugfs `inject`: `peer-waits 0` on every GPU), and puts the
+/// default back.
+fn with_peer_waits<R>(indices: &[usize], on: bool, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    let set = |cmd: &str| -> Result<()> {
+        for &i in indices {
+            fixture::inject_of(i, cmd)?;
+        }
+        Ok(())
+    };
+    if !on {
+        set("peer-waits 0")?;
+    }
+    let r = f();
+    set("peer-waits 1")?;
+    r
+}
+
+/// The configurations whose steps wait across GPUs, again with those waits on the CPU, in
+/// the same boot: what the peer waits buy (the ring all-reduce of 16 MiB, tensor and
+/// pipeline parallel on every GPU at the large batch, queued ahead).
+fn cpu_waits(indices: &[usize]) -> Result<()> {
+    let batch = MODEL_BATCHES[1];
+    let (_, micro, model, gpus) = model_setup(indices, batch)?;
+    let copy = copy_bandwidth(16 << 20)?;
+    row!(
+        "the same with waits on other GPUs' jobs on the CPU (peer-waits 0): all-reduce, then the model at batch {batch}, queued ahead"
+    );
+    with_peer_waits(indices, false, || {
+        collective_row(
+            "collective_cpu_waits",
+            indices,
+            "ring",
+            Op::AllReduce,
+            16 << 20,
+            copy,
+        )
+    })?;
+    let launch = Launch::QueuedAhead;
+    let single = median_of_runs(|| infer::data_parallel(&model, &gpus[..1], launch))?;
+    let single_busy: f64 = single.busy_ms.iter().sum();
+    let n = gpus.len();
+    let rows = with_peer_waits(indices, false, || {
+        Ok(vec![
+            median_of_runs(|| infer::tensor_parallel(&model, indices, launch))?,
+            median_of_runs(|| infer::pipeline_parallel(&model, &gpus[..n], micro, launch))?,
+        ])
+    })?;
+    model_header();
+    for r in &rows {
+        model_row("model_cpu_waits", r, batch, &single, single_busy);
     }
     Ok(())
 }
@@ -229,14 +294,21 @@ fn collectives(gpus: &[usize]) -> Result<()> {
     );
     for (algorithm, op) in [("ring", Op::AllReduce), ("one-shot", Op::AllReduceOneShot)] {
         for bytes in [64usize << 10, 1 << 20, 4 << 20, 16 << 20] {
-            collective_row(gpus, algorithm, op, bytes, copy)?;
+            collective_row("collective", gpus, algorithm, op, bytes, copy)?;
         }
     }
     Ok(())
 }
 
 /// One all-reduce of `bytes` by `op` on `gpus`, checked; its table row and JSON line.
-fn collective_row(gpus: &[usize], algorithm: &str, op: Op, bytes: usize, copy: f64) -> Result<()> {
+fn collective_row(
+    kind: &str,
+    gpus: &[usize],
+    algorithm: &str,
+    op: Op,
+    bytes: usize,
+    copy: f64,
+) -> Result<()> {
     let len = bytes / 4;
     let mut ring = Ring::new(gpus, len)?;
     let inputs: Vec<Vec<f32>> = (0..gpus.len()).map(|i| input(i, len)).collect();
@@ -254,7 +326,7 @@ fn collective_row(gpus: &[usize], algorithm: &str, op: Op, bytes: usize, copy: f
         100.0 * r.busbw / copy
     );
     json(
-        "collective",
+        kind,
         &[
             ("op", "\"all-reduce\"".into()),
             ("algorithm", format!("\"{algorithm}\"")),
@@ -275,8 +347,9 @@ fn collective_row(gpus: &[usize], algorithm: &str, op: Op, bytes: usize, copy: f
 /// it is longer (Documentation/gpu/vagx-ml.rst, "Benchmark").
 const MODEL_BATCHES: [usize; 2] = [64, 256];
 
-/// The model in every parallelism on 1, 2 and 4 GPUs, streamed and queued ahead.
-fn model_runs(indices: &[usize], batch: usize) -> Result<()> {
+/// The benchmark's model at `batch` (its shape, pipeline micro-batches, weights) and the
+/// GPUs `indices` opened.
+fn model_setup(indices: &[usize], batch: usize) -> Result<(Shape, usize, Model, Vec<Gpu>)> {
     let shape = Shape {
         hidden: 256,
         layers: 8,
@@ -287,32 +360,23 @@ fn model_runs(indices: &[usize], batch: usize) -> Result<()> {
     // on 4 GPUs cannot pass 32/11 = 2.9x, 16 reach 64/19 = 3.4x. 8 for the small batch (4 rows
     // each), 16 for the large one.
     let micro = (batch / 16).clamp(8, 16);
-    let model = Model::new(shape);
     let gpus = indices
         .iter()
         .map(|&i| Gpu::open_index(i))
         .collect::<std::io::Result<Vec<_>>>()?;
+    Ok((shape, micro, Model::new(shape), gpus))
+}
+
+/// The model in every parallelism on 1, 2 and 4 GPUs, streamed and queued ahead.
+fn model_runs(indices: &[usize], batch: usize) -> Result<()> {
+    let (shape, micro, model, gpus) = model_setup(indices, batch)?;
     row!(
         "model: hidden {}, {} blocks, batch {}, pipeline in {micro} micro-batches; median of {MODEL_RUNS} runs, every output checked",
         shape.hidden,
         shape.layers,
         shape.batch
     );
-    row!(
-        "{:<18} {:>7} {:>4} {:>9} {:>9} {:>13} {:>9} {:>6} {:>8} {:>10} {:>7} {:>18}",
-        "strategy",
-        "launch",
-        "GPUs",
-        "wall ms",
-        "submit ms",
-        "SUBMIT p50/max",
-        "device ms",
-        "spread",
-        "speedup",
-        "work bound",
-        "bubble",
-        "utilisation/GPU"
-    );
+    model_header();
     let mut counts = vec![1];
     counts.extend([2, 4].into_iter().filter(|&k| k <= gpus.len()));
     for launch in [Launch::Streamed, Launch::QueuedAhead] {
@@ -331,10 +395,29 @@ fn model_runs(indices: &[usize], batch: usize) -> Result<()> {
             })?);
         }
         for r in std::iter::once(&single).chain(&rows) {
-            model_row(r, batch, &single, single_busy);
+            model_row("model", r, batch, &single, single_busy);
         }
     }
     Ok(())
+}
+
+/// The header of the model's table rows.
+fn model_header() {
+    row!(
+        "{:<18} {:>7} {:>4} {:>9} {:>9} {:>13} {:>9} {:>6} {:>8} {:>10} {:>7} {:>18}",
+        "strategy",
+        "launch",
+        "GPUs",
+        "wall ms",
+        "submit ms",
+        "SUBMIT p50/max",
+        "device ms",
+        "spread",
+        "speedup",
+        "work bound",
+        "bubble",
+        "utilisation/GPU"
+    );
 }
 
 /// Runs of each model configuration; its row is the run of median device time.
@@ -354,7 +437,7 @@ fn median_of_runs(mut run: impl FnMut() -> Result<Outcome>) -> Result<Outcome> {
 
 /// One row of the model's table and its JSON line; speedups against `single` (one GPU,
 /// launched the same way), whose units were busy `single_busy` ms.
-fn model_row(r: &Outcome, batch: usize, single: &Outcome, single_busy: f64) {
+fn model_row(kind: &str, r: &Outcome, batch: usize, single: &Outcome, single_busy: f64) {
     let speedup = single.device_ms / r.device_ms.max(1e-9);
     // The most a perfect overlap would give: one GPU's work over the busiest GPU's.
     let bound = single_busy / r.busy_ms.iter().copied().fold(0.0, f64::max).max(1e-9);
@@ -392,7 +475,7 @@ fn model_row(r: &Outcome, batch: usize, single: &Outcome, single_busy: f64) {
         util.join(" ")
     );
     json(
-        "model",
+        kind,
         &[
             ("strategy", format!("\"{}\"", r.name)),
             ("launch", format!("\"{launch}\"")),
@@ -560,6 +643,9 @@ pub fn run() -> Result<()> {
     collectives(&indices)?;
     for batch in MODEL_BATCHES {
         model_runs(&indices, batch)?;
+    }
+    if indices.len() > 1 {
+        cpu_waits(&indices)?;
     }
     dispatcher(&indices)?;
     fidelity(&indices)?;

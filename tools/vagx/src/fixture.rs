@@ -175,7 +175,12 @@ pub fn debugfs_dir_of(index: usize) -> Result<std::path::PathBuf> {
 
 /// Arms a fault injection through debugfs.
 pub fn inject(cmd: &str) -> Result<()> {
-    let path = debugfs_dir()?.join("inject");
+    inject_of(0, cmd)
+}
+
+/// Writes `cmd` to the debugfs `inject` file of GPU `index`.
+pub fn inject_of(index: usize, cmd: &str) -> Result<()> {
+    let path = debugfs_dir_of(index)?.join("inject");
     std::fs::write(&path, cmd).with_context(|| format!("writing {cmd:?} to {}", path.display()))
 }
 

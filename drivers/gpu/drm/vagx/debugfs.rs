@@ -69,7 +69,8 @@ impl fmt::Debug for Inject {
         writeln!(
             f,
             "hang <queue> | fault <queue> <command> | crash <entries> | drop-irqs <n> | silence <boots> | halt | clear\n\
-             hw-waits <0|1>: same-device waits by the firmware (1, the default) or the CPU"
+             hw-waits <0|1>: same-device waits by the firmware (1, the default) or the CPU\n\
+             peer-waits <0|1>: waits on other GPUs' jobs by the firmware (1, the default) or the CPU"
         )
     }
 }
@@ -100,15 +101,17 @@ impl Reader for Inject {
             "silence" => (r::INJECT_SILENCE, arg()?, 0),
             "clear" => (r::INJECT_CLEAR, 0, 0),
             "halt" => return self.0.halt(),
-            "hw-waits" => {
+            "hw-waits" | "peer-waits" => {
                 let on = match arg()? {
                     0 => false,
                     1 => true,
                     _ => return Err(EINVAL),
                 };
-                self.0
-                    .hw_waits_on
-                    .store(on, core::sync::atomic::Ordering::Relaxed);
+                let switch = match cmd {
+                    "hw-waits" => &self.0.hw_waits_on,
+                    _ => &self.0.peer_waits_on,
+                };
+                switch.store(on, core::sync::atomic::Ordering::Relaxed);
                 return Ok(());
             }
             _ => return Err(EINVAL),

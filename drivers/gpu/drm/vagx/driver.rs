@@ -169,6 +169,8 @@ impl pci::Driver for VagxPciDriver {
             mode_name
         );
 
+        // Other GPUs' jobs may wait for this one's in its firmware from now on.
+        crate::peers::register(&gpu);
         Ok(VagxPci {
             _debugfs: debugfs,
             gpu,
@@ -182,6 +184,7 @@ impl Drop for VagxPci {
     fn drop(&mut self) {
         // Jobs on the hardware fail with ENODEV; later submits too. Allocations stop, and the
         // firmware is reset so that it touches no memory after this.
+        crate::peers::unregister(&self.gpu);
         self.gpu.lose();
         self.gpu.dma.revoke();
         let _ = self.gpu.fw.reset();

@@ -437,8 +437,9 @@ impl File {
             seen_signal |= signal;
         }
 
-        // Waits: a job of another work queue of this device is waited for by the firmware
-        // (`hwwait`), up to `MAX_HW_WAITS` of them; every other fence by the scheduler.
+        // Waits: a job of another work queue of this device, or of another GPU on the peer
+        // fabric, is waited for by the firmware (`hwwait`, `peers`), up to `MAX_HW_WAITS` of
+        // them; every other fence by the scheduler.
         let mut cpu_waits = KVec::<ARef<Fence>>::with_capacity(syncs.len(), GFP_KERNEL)?;
         let mut hw_waits = KVec::<HwWait>::with_capacity(MAX_HW_WAITS, GFP_KERNEL)?;
         let mut ordered =
@@ -480,6 +481,11 @@ impl File {
         dev.gpu
             .hw_waits
             .fetch_add(hw_waits.len() as u64, core::sync::atomic::Ordering::Relaxed);
+        let peer_waits = hw_waits.iter().filter(|w| w.port.is_some()).count();
+        // CAST: likewise.
+        dev.gpu
+            .peer_waits
+            .fetch_add(peer_waits as u64, core::sync::atomic::Ordering::Relaxed);
         let credits = queue.credits(hw_waits.len());
         let mut job = queue
             .entity()
@@ -550,22 +556,47 @@ impl File {
 }
 
 /// The producer behind a wait fence, with its finished fence, if the firmware can order the
-/// job after it: an unsignalled finished fence of a job of another work queue of this device,
-/// or a timeline point whose earlier points have all signalled (the point is then its payload)
-/// and whose payload is one.
+/// job after it: an unsignalled finished fence of a job of another work queue of this device
+/// or (ABI 1.4, [`crate::peers`]) of another GPU on the peer fabric, or a timeline point whose
+/// payload is one and whose earlier points that have not signalled all hold earlier jobs of
+/// the same queue.
+///
+/// A point waits for every earlier point; those of one queue are ordered by it: the
+/// firmware completes a work queue's entries in order, so the payload's stamp passes only
+/// after theirs. Their errors are not the consumer's (a timeline point signals without its
+/// payload's error, and a CPU wait takes the payload's alone), so nothing is lost by not
+/// waiting for them. A point behind a fence of any other timeline is the CPU's.
 fn hw_producer(gpu: &Gpu, fence: &ARef<Fence>, hw: &HwQueue) -> Option<(Producer, ARef<Fence>)> {
+    /// Most unsignalled earlier points looked at; past them the wait is the CPU's.
+    const EARLIER_POINTS: usize = 64;
     let finished: ARef<Fence> = if chain::is_chain(fence) {
-        if chain::walk(fence.clone()).is_some() {
-            return None;
+        let payload: ARef<Fence> = chain::contained(fence).into();
+        let mut node = chain::walk(fence.clone());
+        let mut seen = 0;
+        while let Some(n) = node {
+            // The walk starts at the point itself if it has not signalled.
+            let earlier = chain::contained(&n);
+            if !core::ptr::eq::<Fence>(earlier, &*payload) {
+                if earlier.context() != payload.context() || !payload.is_later(earlier) {
+                    return None;
+                }
+                seen += 1;
+                if seen > EARLIER_POINTS {
+                    return None;
+                }
+            }
+            node = chain::walk(n);
         }
-        chain::contained(fence).into()
+        payload
     } else {
         fence.clone()
     };
     if finished.is_signaled() {
         return None;
     }
-    gpu.find_producer(&finished, hw).map(|p| (p, finished))
+    gpu.find_producer(&finished, hw, false)
+        .or_else(|| crate::peers::find_producer(gpu, hw, &finished))
+        .map(|p| (p, finished))
 }
 
 /// Reads one `struct drm_vagx_sync` from userspace.

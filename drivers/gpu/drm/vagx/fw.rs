@@ -26,6 +26,11 @@ use kernel::{
     time::Delta, //
 };
 
+use core::sync::atomic::{
+    AtomicU32,
+    Ordering::Relaxed, //
+};
+
 use crate::{
     abi::{
         channels::{
@@ -44,6 +49,7 @@ use crate::{
             INIT_MAGIC, //
         },
         mbox,
+        queue::Peer,
         regs::{
             self as r,
             FwState,
@@ -151,6 +157,9 @@ pub(crate) struct Firmware {
     bar: Devres<Bar0>,
     /// The ABI version declared at INIT.
     abi: AbiVersion,
+    /// The `FABRIC` register as read after the last boot (ABI 1.4): the device's port on the
+    /// peer fabric and the epoch its firmware runs in; `FABRIC_NO_PORT` if none.
+    fabric: AtomicU32,
     /// The init data block (4 KiB aligned, as the ABI asks).
     init: FwMem,
     /// `NUM_STAMP_SLOTS` stamps, written by the firmware.
@@ -205,6 +214,7 @@ impl Firmware {
         Ok(try_pin_init!(Self {
             bar,
             abi,
+            fabric: AtomicU32::new(r::fabric_value(r::FABRIC_NO_PORT, 0)),
             init,
             stamps,
             pending,
@@ -341,6 +351,13 @@ impl Firmware {
             );
             return Err(EIO);
         }
+        // A reset gave the device a new epoch: waits of other devices on entries of its
+        // previous life fail, and new ones name this one.
+        let fabric = match self.abi.has_peer_waits() {
+            true => self.with_bar(|bar| bar.read(regs::FABRIC).into_raw())?,
+            false => r::fabric_value(r::FABRIC_NO_PORT, 0),
+        };
+        self.fabric.store(fabric, Relaxed);
         // From ABI 1.3, ring writes come as `IRQ_RINGS`, without a mailbox message to read.
         let causes = if self.abi.has_fast_notify() {
             r::IRQ_ALL | r::IRQ_RINGS
@@ -348,6 +365,17 @@ impl Firmware {
             r::IRQ_ALL
         };
         self.with_bar(|bar| bar.write_reg(regs::IRQ_MASK::from_raw(causes)))
+    }
+
+    /// The device's place on the peer fabric since its last boot, if it has one: other
+    /// devices' wait entries name it (`QueueEntry::peer_wait`).
+    pub(crate) fn fabric(&self) -> Option<Peer> {
+        let v = self.fabric.load(Relaxed);
+        let port = r::fabric_port(v);
+        (port < r::FABRIC_PORTS).then(|| Peer {
+            port,
+            epoch: r::fabric_epoch(v),
+        })
     }
 
     /// Runs a device-control operation and waits for its reply.

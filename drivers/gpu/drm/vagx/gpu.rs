@@ -162,8 +162,13 @@ pub(crate) struct Gpu {
     /// Whether same-device waits go to the firmware (debugfs `inject`: `hw-waits 0` sends
     /// them to the CPU, to compare the two paths in one boot).
     pub(crate) hw_waits_on: AtomicBool,
+    /// Whether waits on jobs of other GPUs go to this GPU's firmware as peer waits (debugfs
+    /// `inject`: `peer-waits 0` sends them to the CPU).
+    pub(crate) peer_waits_on: AtomicBool,
     /// Same-device dependencies handed to the firmware path at submit ([`crate::hwwait`]).
     pub(crate) hw_waits: AtomicU64,
+    /// Of those, on jobs of other GPUs ([`crate::peers`]).
+    pub(crate) peer_waits: AtomicU64,
     /// Wait entries written for them (none when the producer had completed by then).
     pub(crate) wait_entries: AtomicU64,
     /// Entries the firmware failed for a dependency (`EVENT_ENTRY_ERROR`).
@@ -211,7 +216,9 @@ impl Gpu {
                 irqs: AtomicU64::new(0),
                 events: AtomicU64::new(0),
                 hw_waits_on: AtomicBool::new(true),
+                peer_waits_on: AtomicBool::new(true),
                 hw_waits: AtomicU64::new(0),
+                peer_waits: AtomicU64::new(0),
                 wait_entries: AtomicU64::new(0),
                 dep_errors: AtomicU64::new(0),
                 pending_jobs: AtomicU64::new(0),
@@ -318,10 +325,22 @@ impl Gpu {
     /// The job of one of this device's work queues, other than `not_on`, whose finished
     /// fence `fence` is, if it is recent enough to be remembered ([`crate::hwwait`]); `None`
     /// too if the firmware does not speak ABI 1.1's wait entries.
-    pub(crate) fn find_producer(&self, fence: &Fence, not_on: &HwQueue) -> Option<Producer> {
+    ///
+    /// With `peer`, the consumer is on another GPU (at that port of the fabric): it waits with a
+    /// peer wait entry, if this device is on the fabric.
+    pub(crate) fn find_producer(
+        &self,
+        fence: &Fence,
+        not_on: &HwQueue,
+        peer: bool,
+    ) -> Option<Producer> {
         if !self.fw.abi().has_waits() || !self.hw_waits_on.load(Relaxed) {
             return None;
         }
+        let port = match peer {
+            false => None,
+            true => Some(self.fw.fabric()?.port),
+        };
         for id in 0..NUM_STAMP_SLOTS {
             let Some((hw, _)) = self.slot_hw(id) else {
                 continue;
@@ -331,7 +350,7 @@ impl Gpu {
             }
             if let Some((record, scheduled)) = hw.producers.find(fence) {
                 return Some(Producer {
-                    wait: HwWait { hw, record },
+                    wait: HwWait { hw, record, port },
                     scheduled,
                 });
             }
@@ -372,10 +391,8 @@ impl Gpu {
         // one that arrives after the status was read raises another interrupt. (With ABI 1.3's
         // `IRQ_RINGS`, most interrupts have no message, and reading the empty mailbox was one
         // more exit to QEMU per interrupt.)
-        while status & r::IRQ_MBOX != 0 {
-            let Some(m) = Firmware::recv(bar) else {
-                break;
-            };
+        let mailbox = status & r::IRQ_MBOX != 0;
+        while let Some(m) = mailbox.then(|| Firmware::recv(bar)).flatten() {
             if m.endpoint != mbox::EP_FIRMWARE {
                 dev_warn!(dev, "mailbox message from endpoint {:#x}\n", m.endpoint);
                 continue;
@@ -628,7 +645,7 @@ impl Gpu {
         writeln!(
             w,
             "firmware state {} ({}) abi {}.{} irqs {} events {} recoveries {} resets {} silent {} \
-             hw_waits {} wait_entries {} dep_errors {}{}",
+             hw_waits {} peer_waits {} wait_entries {} dep_errors {}{}",
             state,
             name,
             self.fw.abi().major,
@@ -639,6 +656,7 @@ impl Gpu {
             self.recovery.resets.load(Relaxed),
             self.recovery.silent.load(Relaxed),
             self.hw_waits.load(Relaxed),
+            self.peer_waits.load(Relaxed),
             self.wait_entries.load(Relaxed),
             self.dep_errors.load(Relaxed),
             if self.is_lost() { " LOST" } else { "" }

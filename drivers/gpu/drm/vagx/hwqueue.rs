@@ -293,7 +293,9 @@ impl HwQueue {
             .last_stamp
             .wrapping_add(entries.wrapping_mul(STAMP_STEP));
         let stamp = inner.last_stamp;
-        record.set_running(stamp);
+        // The epoch the entry runs in, for consumers on other GPUs ([`crate::peers`]): read
+        // after the down check above, so a reboot that changes it also fails this entry.
+        record.set_running(stamp, gpu.fw.fabric().map_or(0, |p| p.epoch));
         let fence = self.fences.init(prepared, ());
         let hw: ARef<Fence> = fence.fence().into();
         // Room was checked above.

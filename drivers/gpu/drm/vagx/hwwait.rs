@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
 //! Hardware waits: a job ordered after a job of another work queue of the same device by a
-//! firmware wait entry (ABI 1.1), instead of by the CPU.
+//! firmware wait entry (ABI 1.1), or of another device by a peer wait entry (ABI 1.4,
+//! [`crate::peers`]), instead of by the CPU.
 //!
 //! # Vocabulary
 //!
@@ -38,6 +39,12 @@
 //!
 //! A consumer holds the producer's [`HwQueue`], which keeps the producer queue's id, and so its
 //! stamp slot, from being reused while the wait may still be evaluated.
+//!
+//! A producer on another GPU is named by its device's port on the peer fabric and the epoch
+//! that device's firmware ran in when the producer's entry was written (kept in the record):
+//! if that firmware is reset or crashes before the entry completes, the consumer's firmware
+//! fails the wait (`DEP_CAUSE_PEER`) instead of waiting for a stamp of the device's next life,
+//! and the consumer takes the producer's error as for any failed wait.
 
 use core::sync::atomic::{
     AtomicU64,
@@ -73,20 +80,25 @@ const PRODUCERS: usize = 64;
 
 /// Where a job is, for the jobs that wait for it in the hardware.
 pub(crate) struct RunRecord {
-    /// `0`: not run; `RUNNING | stamp`; `DONE | errno` (0 for success).
+    /// `0`: not run; `RUNNING | epoch << EPOCH_SHIFT | stamp`; `DONE | errno` (0 for
+    /// success).
     state: AtomicU64,
 }
 
 const RUNNING: u64 = 1 << 32;
 const DONE: u64 = 2 << 32;
+const STATE_MASK: u64 = 3 << 32;
+/// The producer device's fabric epoch (24 bits) in a `RUNNING` state.
+const EPOCH_SHIFT: u32 = 40;
 
 /// A [`RunRecord`]'s state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum RunState {
     /// Not handed to the firmware (yet, or ever: failed by the scheduler).
     NotRun,
-    /// On the firmware; its entry completes at `stamp` of its queue's slot.
-    Running { stamp: u32 },
+    /// On the firmware, which ran in fabric epoch `epoch`; its entry completes at `stamp` of
+    /// its queue's slot.
+    Running { stamp: u32, epoch: u32 },
     /// Its entry left the firmware with this result.
     Done(Result),
 }
@@ -102,9 +114,12 @@ impl RunRecord {
         )?)
     }
 
-    /// The job's entry was written and completes at `stamp`.
-    pub(crate) fn set_running(&self, stamp: u32) {
-        self.state.store(RUNNING | u64::from(stamp), Release);
+    /// The job's entry was written to a firmware running in fabric epoch `epoch` and completes
+    /// at `stamp`.
+    pub(crate) fn set_running(&self, stamp: u32, epoch: u32) {
+        let epoch = u64::from(epoch & crate::abi::regs::FABRIC_EPOCH_MASK) << EPOCH_SHIFT;
+        self.state
+            .store(RUNNING | epoch | u64::from(stamp), Release);
     }
 
     /// The job's entry left the firmware with `result`.
@@ -119,8 +134,12 @@ impl RunRecord {
         let v = self.state.load(Acquire);
         // CAST: the low half of the word.
         let low = v as u32;
-        match v & !u64::from(u32::MAX) {
-            RUNNING => RunState::Running { stamp: low },
+        match v & STATE_MASK {
+            RUNNING => RunState::Running {
+                stamp: low,
+                // CAST: 24 bits.
+                epoch: (v >> EPOCH_SHIFT) as u32,
+            },
             DONE if low == 0 => RunState::Done(Ok(())),
             // CAST: stored from an errno, so it fits i32.
             DONE => RunState::Done(Err(Error::from_errno(-(low as i32)))),
@@ -134,6 +153,9 @@ pub(crate) struct HwWait {
     /// The producer's work queue (its id is the stamp slot to wait on).
     pub(crate) hw: Arc<HwQueue>,
     pub(crate) record: Arc<RunRecord>,
+    /// The producer's device's port on the peer fabric, if it is another GPU than the
+    /// consumer's.
+    pub(crate) port: Option<u32>,
 }
 
 /// A producer found behind a fence.

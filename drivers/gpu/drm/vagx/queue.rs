@@ -46,7 +46,10 @@ use crate::{
             DevCtrlResetQueue,
             QUERY_TIME_NS, //
         },
-        queue::QueueEntry,
+        queue::{
+            Peer,
+            QueueEntry, //
+        },
         PipeType,
     },
     fw::Firmware,
@@ -135,9 +138,14 @@ impl Backend for FwBackend {
         let mut n = 0;
         for w in job.waits.iter() {
             match w.record.state() {
-                RunState::Running { stamp } => {
+                RunState::Running { stamp, epoch } => {
                     if let Some(e) = waits.get_mut(n) {
-                        *e = QueueEntry::wait(w.hw.id(), stamp);
+                        *e = match w.port {
+                            None => QueueEntry::wait(w.hw.id(), stamp),
+                            Some(port) => {
+                                QueueEntry::peer_wait(Peer { port, epoch }, w.hw.id(), stamp)
+                            }
+                        };
                         n += 1;
                     }
                 }

@@ -122,6 +122,14 @@ register! {
         31:0 which;
     }
 
+    /// ABI 1.4: the device's place on the peer fabric.
+    pub(crate) FABRIC(u32) @ 0x050 {
+        /// Changes at every reset of the device.
+        31:8 epoch;
+        /// Its port, or `abi::regs::FABRIC_NO_PORT`.
+        7:0 port;
+    }
+
     /// Arms a fault injection (`abi::regs::INJECT_*`) with `DEBUG_ARG0/1`.
     pub(crate) DEBUG_INJECT(u32) @ 0x100 {
         /// The injection.
@@ -162,6 +170,7 @@ kernel::static_assert!(<IRQ_STATUS as register::Register>::OFFSET == abi::regs::
 kernel::static_assert!(<IRQ_MASK as register::Register>::OFFSET == abi::regs::IRQ_MASK);
 kernel::static_assert!(<RESET as register::Register>::OFFSET == abi::regs::RESET);
 kernel::static_assert!(<DOORBELL as register::Register>::OFFSET == abi::regs::DOORBELL);
+kernel::static_assert!(<FABRIC as register::Register>::OFFSET == abi::regs::FABRIC);
 kernel::static_assert!(<DEBUG_INJECT as register::Register>::OFFSET == abi::regs::DEBUG_INJECT);
 kernel::static_assert!(<DEBUG_ARG0 as register::Register>::OFFSET == abi::regs::DEBUG_ARG0);
 kernel::static_assert!(<DEBUG_ARG1 as register::Register>::OFFSET == abi::regs::DEBUG_ARG1);
@@ -183,11 +192,12 @@ impl AbiVersion {
         minor: 0,
     };
 
-    /// The newest version this driver speaks: 1.3. 1.1's wait entries let the firmware order
+    /// The newest version this driver speaks: 1.4. 1.1's wait entries let the firmware order
     /// a job after another queue's ([`abi::regs::ABI_MINOR_DEPENDENCIES`]); 1.2 counts busy
     /// time per execution unit ([`abi::regs::ABI_MINOR_UNIT_STATS`]); 1.3 rings a doorbell in
     /// one register write and reports ring writes as an interrupt cause
-    /// ([`abi::regs::ABI_MINOR_FAST_NOTIFY`]).
+    /// ([`abi::regs::ABI_MINOR_FAST_NOTIFY`]); 1.4 lets a wait entry name another device's
+    /// stamp slot ([`abi::regs::ABI_MINOR_PEER_WAITS`]).
     pub(crate) const NEWEST: Self = Self {
         major: abi::regs::ABI_MAJOR,
         minor: abi::regs::ABI_MINOR,
@@ -206,6 +216,11 @@ impl AbiVersion {
     /// Whether ABI 1.3's `DOORBELL` register and `IRQ_RINGS` cause are in use.
     pub(crate) fn has_fast_notify(self) -> bool {
         self.minor >= abi::regs::ABI_MINOR_FAST_NOTIFY
+    }
+
+    /// Whether ABI 1.4's peer waits and `FABRIC` register are in use.
+    pub(crate) fn has_peer_waits(self) -> bool {
+        self.minor >= abi::regs::ABI_MINOR_PEER_WAITS
     }
 
     /// Whether ABI 1.1's wait entries (and `EVENT_ENTRY_ERROR`) are in use.
@@ -276,8 +291,11 @@ mod tests {
         assert!(AbiVersion::negotiate(v(1)).has_waits());
         assert_eq!(AbiVersion::negotiate(v(2)), v(2));
         assert!(!AbiVersion::negotiate(v(2)).has_fast_notify());
-        assert_eq!(AbiVersion::negotiate(v(3)), AbiVersion::NEWEST);
+        assert_eq!(AbiVersion::negotiate(v(3)), v(3));
         assert!(AbiVersion::negotiate(v(3)).has_fast_notify());
+        assert!(!AbiVersion::negotiate(v(3)).has_peer_waits());
+        assert_eq!(AbiVersion::negotiate(v(4)), AbiVersion::NEWEST);
+        assert!(AbiVersion::negotiate(v(4)).has_peer_waits());
         assert!(AbiVersion::NEWEST.minor >= abi::regs::ABI_MINOR_UNIT_STATS);
         // A newer device behaves as the version the driver declares.
         assert_eq!(AbiVersion::negotiate(v(9)), AbiVersion::NEWEST);

@@ -26,6 +26,7 @@ mod gpu;
 mod hwqueue;
 mod hwwait;
 mod load;
+mod peers;
 mod queue;
 mod recovery;
 mod regs;

@@ -6,8 +6,17 @@
 //! The shell forwards BAR0 accesses to [`vagx_fw::Device`], gives it guest memory through the
 //! function's bus-master address space, runs it on QEMU's virtual clock (a timer fires at the
 //! model's next deadline), and turns its interrupt requests into MSI-X messages.
+//!
+//! Every vagx device of the machine is attached to one peer fabric ([`vagx_fw::fabric`]), so
+//! that a device's firmware can wait for another's stamps: a peer that changes wakes a waiting
+//! device by re-arming its timer at the current time.
 
-use std::{ffi::CStr, pin::Pin, ptr::addr_of_mut};
+use std::{
+    ffi::CStr,
+    pin::Pin,
+    ptr::{addr_of_mut, NonNull},
+    sync::{Arc, OnceLock},
+};
 
 use qemu_api::{
     bindings::{self, qdev_prop_uint32, InterfaceInfo},
@@ -32,8 +41,34 @@ use vagx_fw::{
     exec::Rates,
     mem::{BusError, HostMap, Memory},
     trace::Trace,
-    BootFault, Config, Device,
+    BootFault, Config, Device, Fabric, Waker,
 };
+
+/// The peer fabric of the machine: every vagx device of this QEMU process.
+fn fabric() -> &'static Arc<Fabric> {
+    static FABRIC: OnceLock<Arc<Fabric>> = OnceLock::new();
+    FABRIC.get_or_init(Fabric::new)
+}
+
+/// Runs a device whose peer changed: re-arms its timer at the current time.
+struct TimerWaker(NonNull<Timer>);
+
+// SAFETY: the pointer is only used by `wake`, which the fabric calls from a device's callback,
+// on QEMU's main loop with the BQL held, like every access to the timer. The device detaches
+// from the fabric (dropping the fabric's reference to this waker) in `exit` and before a reset
+// replaces its model, so the timer outlives every use.
+unsafe impl Send for TimerWaker {}
+// SAFETY: as above: every use is under the BQL.
+unsafe impl Sync for TimerWaker {}
+
+impl Waker for TimerWaker {
+    fn wake(&self) {
+        // SAFETY: the timer is a field of a device still attached to the fabric (see the
+        // `Send` impl), initialised in `init` and never moved (QOM does not move instances).
+        let timer = unsafe { self.0.as_ref() };
+        timer.modify(CLOCK_VIRTUAL.get_ns());
+    }
+}
 
 /// State of one vagx device.
 #[repr(C)]
@@ -306,6 +341,8 @@ impl VagxState {
     }
 
     fn exit(&self) {
+        // Waits of other devices on this one fail from now on.
+        self.dev.borrow_mut().detach();
         // Commands on the workers hold mappings of the bus-master address space, which the
         // PCI core destroys after this: end them first.
         self.dev.borrow_mut().reset();
@@ -335,11 +372,20 @@ impl VagxState {
         if self.inject_crash_after != 0 {
             inject.crash_after = Some(self.inject_crash_after);
         }
+        let waker = Arc::new(TimerWaker(NonNull::from(&self.timer)));
+        if dev.attach(fabric(), waker).is_none() {
+            log_mask_ln!(
+                Log::Unimp,
+                "vagx: the peer fabric is full; this device is on none"
+            );
+        }
         dev
     }
 
     fn reset_hold(&self, _type: ResetType) {
         self.timer.delete();
+        // Leave the fabric first so that the new model takes the same port.
+        self.dev.borrow_mut().detach();
         *self.dev.borrow_mut() = self.configured_device();
     }
 

@@ -542,6 +542,10 @@ pub const DEP_CAUSE_JOB: u32 = 2;
 /// [`EventEntryError::cause`]: a BARRIER with `BARRIER_FLAG_DEP_ERROR`, at
 /// [`EventEntryError::command`], whose awaited entry failed.
 pub const DEP_CAUSE_BARRIER: u32 = 3;
+/// [`EventEntryError::cause`] (ABI 1.4): a peer wait entry whose device is not the one it
+/// named: reset, crashed, failed or gone since the epoch the entry carries, or never on the
+/// fabric. The entries it waited for will never complete in that epoch.
+pub const DEP_CAUSE_PEER: u32 = 4;
 
 /// [`EventEntryError::command`] of an entry that failed before running any command.
 pub const NO_COMMAND: u32 = u32::MAX;

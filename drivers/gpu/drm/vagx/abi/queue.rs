@@ -16,8 +16,25 @@
 //! reset, or failed a dependency itself), the wait completes with `FwError::Dependency`, and so
 //! does every following entry up to and including the next non-wait entry, whose command
 //! buffer is not run: a job is any number of wait entries followed by one command buffer.
+//!
+//! # Peer waits (ABI 1.4)
+//!
+//! A wait entry with [`QUEUE_ENTRY_PEER`] waits for a stamp slot of *another device* on the
+//! peer fabric (`regs::FABRIC`): the one at port `len & 0xff`, in the epoch `len >> 8` it had
+//! when the host read it. It resolves as a wait on a slot of its own device does, on that
+//! device's stamps and failures; if that device has been reset, has crashed or left the
+//! fabric since (a different epoch, or no device at the port), the wait fails with
+//! `channels::DEP_CAUSE_PEER`. So a job that consumes another GPU's output starts when the
+//! producer's entry completes on the other GPU, without the host in between.
 
-use super::{pod::Pod, regs::ABI_MINOR_DEPENDENCIES, NUM_STAMP_SLOTS};
+use super::{
+    pod::Pod,
+    regs::{
+        fabric_epoch, fabric_port, fabric_value, ABI_MINOR_DEPENDENCIES, ABI_MINOR_PEER_WAITS,
+        FABRIC_PORTS,
+    },
+    NUM_STAMP_SLOTS,
+};
 use crate::assert_layout;
 
 /// One entry of a work queue's ring: a command buffer, or (ABI 1.1) a wait.
@@ -31,7 +48,7 @@ pub struct QueueEntry {
     /// in bits 63:32 and the slot in bits 31:0.
     pub cmdbuf: u64,
     /// Length of the command buffer in bytes (a multiple of 8, at most [`MAX_CMDBUF_SIZE`]); 0
-    /// for a wait entry.
+    /// for a wait entry, or the awaited device's `regs::FABRIC` value for a peer wait.
     pub len: u32,
     /// `QUEUE_ENTRY_*` flags; zero for a command buffer, and always zero in ABI 1.0.
     pub flags: u32,
@@ -45,6 +62,20 @@ pub const MAX_CMDBUF_SIZE: u32 = 1 << 20;
 
 /// [`QueueEntry::flags`] (ABI 1.1): the entry is a wait on a stamp, not a command buffer.
 pub const QUEUE_ENTRY_WAIT: u32 = 1 << 0;
+
+/// [`QueueEntry::flags`] (ABI 1.4), with [`QUEUE_ENTRY_WAIT`]: the slot is another device's,
+/// the one whose `regs::FABRIC` value is in `len`.
+pub const QUEUE_ENTRY_PEER: u32 = 1 << 1;
+
+/// The device a peer wait entry waits on: a port of the peer fabric and the epoch the device
+/// had there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// Below `regs::FABRIC_PORTS`.
+    pub port: u32,
+    /// 24 bits, wrapping.
+    pub epoch: u32,
+}
 
 /// What a [`QueueEntry`] asks of the firmware, as decoded by [`QueueEntry::decode`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +94,8 @@ pub enum EntryKind {
         slot: u32,
         /// Stamp to wait for, compared wrap-safely.
         value: u32,
+        /// The device whose slot it is (ABI 1.4); `None`: this device.
+        peer: Option<Peer>,
     },
 }
 
@@ -74,7 +107,9 @@ pub enum EntryError {
     /// The command buffer's address or length is not a multiple of 8, or it is longer than
     /// [`MAX_CMDBUF_SIZE`].
     BadCmdBuf,
-    /// The wait's slot is not below `NUM_STAMP_SLOTS`, or its `len` is not zero.
+    /// The wait's slot is not below `NUM_STAMP_SLOTS`, its `len` is not zero (not a port of
+    /// the fabric for a peer wait), or [`QUEUE_ENTRY_PEER`] is set without
+    /// [`QUEUE_ENTRY_WAIT`].
     BadWait,
 }
 
@@ -97,6 +132,16 @@ impl QueueEntry {
         }
     }
 
+    /// A peer wait entry (ABI 1.4): the queue waits until stamp slot `slot` of the device at
+    /// `peer` has passed `value`.
+    pub const fn peer_wait(peer: Peer, slot: u32, value: u32) -> Self {
+        Self {
+            cmdbuf: ((value as u64) << 32) | slot as u64,
+            len: fabric_value(peer.port, peer.epoch),
+            flags: QUEUE_ENTRY_WAIT | QUEUE_ENTRY_PEER,
+        }
+    }
+
     /// Decodes and checks the entry as the ABI minor version `abi_minor` (of major 1) defines
     /// it: the version the driver declared in `InitData::abi_version`.
     ///
@@ -107,22 +152,34 @@ impl QueueEntry {
     /// - [`EntryError::BadCmdBuf`] if a command buffer is misaligned or too long.
     /// - [`EntryError::BadWait`] if a wait's slot is out of range or its `len` is not zero.
     pub fn decode(&self, abi_minor: u16) -> Result<EntryKind, EntryError> {
-        let known = if abi_minor >= ABI_MINOR_DEPENDENCIES {
-            QUEUE_ENTRY_WAIT
-        } else {
-            0
+        let known = match abi_minor {
+            m if m >= ABI_MINOR_PEER_WAITS => QUEUE_ENTRY_WAIT | QUEUE_ENTRY_PEER,
+            m if m >= ABI_MINOR_DEPENDENCIES => QUEUE_ENTRY_WAIT,
+            _ => 0,
         };
         if self.flags & !known != 0 {
             return Err(EntryError::UnknownFlags);
         }
+        let is_peer = self.flags & QUEUE_ENTRY_PEER != 0;
         if self.flags & QUEUE_ENTRY_WAIT != 0 {
             // CAST: the two halves of the 64-bit field.
             let (slot, value) = (self.cmdbuf as u32, (self.cmdbuf >> 32) as u32);
+            let peer = is_peer.then(|| Peer {
+                port: fabric_port(self.len),
+                epoch: fabric_epoch(self.len),
+            });
+            let len_ok = match peer {
+                Some(p) => p.port < FABRIC_PORTS,
+                None => self.len == 0,
+            };
             // CAST: `NUM_STAMP_SLOTS` is 128.
-            if slot >= NUM_STAMP_SLOTS as u32 || self.len != 0 {
+            if slot >= NUM_STAMP_SLOTS as u32 || !len_ok {
                 return Err(EntryError::BadWait);
             }
-            return Ok(EntryKind::Wait { slot, value });
+            return Ok(EntryKind::Wait { slot, value, peer });
+        }
+        if is_peer {
+            return Err(EntryError::BadWait);
         }
         if self.cmdbuf & 7 != 0 || self.len & 7 != 0 || self.len > MAX_CMDBUF_SIZE {
             return Err(EntryError::BadCmdBuf);

@@ -61,6 +61,37 @@ pub const RESET: usize = 0x048;
 /// write instead of three. A device of an older ABI has no register here.
 pub const DOORBELL: usize = 0x04c;
 
+/// `FABRIC` (RO, ABI 1.4): where the device is on the peer fabric that links the GPUs of one
+/// machine: its port in bits 7:0 ([`FABRIC_NO_PORT`] if it is on none) and, in bits 31:8, its
+/// *epoch*, which changes at every reset. A wait entry of another device names both
+/// (`queue::QUEUE_ENTRY_PEER`): a wait made before a reset fails instead of waiting for stamps
+/// of the device's next life.
+pub const FABRIC: usize = 0x050;
+
+/// Ports of the peer fabric: devices beyond this many are on none.
+pub const FABRIC_PORTS: u32 = 32;
+
+/// [`FABRIC`]'s port of a device on no fabric: no other device can wait for it.
+pub const FABRIC_NO_PORT: u32 = 0xff;
+
+/// The epoch bits of [`FABRIC`] (and of a peer wait entry): 24, wrapping.
+pub const FABRIC_EPOCH_MASK: u32 = 0x00ff_ffff;
+
+/// The port in a [`FABRIC`] value.
+pub const fn fabric_port(value: u32) -> u32 {
+    value & 0xff
+}
+
+/// The epoch in a [`FABRIC`] value.
+pub const fn fabric_epoch(value: u32) -> u32 {
+    value >> 8
+}
+
+/// A [`FABRIC`] value.
+pub const fn fabric_value(port: u32, epoch: u32) -> u32 {
+    (port & 0xff) | (epoch & FABRIC_EPOCH_MASK) << 8
+}
+
 /// `DEBUG_INJECT` (WO): arms a fault injection; see `DEBUG_ARG` and the `INJECT_*` values.
 pub const DEBUG_INJECT: usize = 0x100;
 
@@ -82,7 +113,7 @@ pub const ABI_MAJOR: u16 = 1;
 /// meaning, an event kind or error code is added. The firmware implements the minor version the
 /// driver declares in `InitData::abi_version`, so a driver written for an older minor version
 /// sees exactly that version's behaviour.
-pub const ABI_MINOR: u16 = 3;
+pub const ABI_MINOR: u16 = 4;
 
 /// The first minor version with dependency errors: wait entries
 /// (`queue::QUEUE_ENTRY_WAIT`), `cmd::BARRIER_FLAG_DEP_ERROR`, `mbox::FwError::Dependency`
@@ -100,6 +131,10 @@ pub const ABI_MINOR_ML_COMMANDS: u16 = 2;
 /// The first minor version with the one-write doorbell ([`DOORBELL`]) and the ring interrupt
 /// ([`IRQ_RINGS`]), which spare the host most of its register accesses per job.
 pub const ABI_MINOR_FAST_NOTIFY: u16 = 3;
+
+/// The first minor version with the peer fabric: the [`FABRIC`] register, wait entries on
+/// another device's stamps (`queue::QUEUE_ENTRY_PEER`) and `channels::DEP_CAUSE_PEER`.
+pub const ABI_MINOR_PEER_WAITS: u16 = 4;
 
 /// The value of [`ABI_VERSION`].
 pub const ABI_VERSION_VALUE: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
