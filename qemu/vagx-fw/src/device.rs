@@ -31,7 +31,7 @@
 //! doorbell", a halt's pending table, a reset queue's stamp to publish), and the `impl Device`
 //! blocks carry that out.
 
-use std::sync::Arc;
+use std::{cell::Cell, sync::Arc};
 
 use vagx_abi::regs::*;
 
@@ -155,9 +155,10 @@ pub struct Device {
     pub(crate) fabric: Option<Attachment>,
     /// What the fabric was last told: the slots' version and whether the device was dead.
     pub(crate) published: (u64, bool),
-    /// Set while [`Device::advance`] catches up to its target time: peer waits stay pending
-    /// until the clock is there, since a peer's change is seen when the device is woken.
-    pub(crate) peers_frozen: bool,
+    /// The earliest device time at which a parked peer wait, already resolved on its peer at
+    /// a time this device has not reached, may go on; a deadline. Set by each scheduling pass
+    /// (`fill_units`).
+    pub(crate) peer_ready: Cell<Option<u64>>,
     /// The VMs the host bound.
     pub(crate) vms: VmTable,
     /// Armed fault injections.
@@ -195,7 +196,7 @@ impl Device {
             slots: SharedSlots::default(),
             fabric: None,
             published: (0, false),
-            peers_frozen: false,
+            peer_ready: Cell::new(None),
             vms: VmTable::default(),
             inject: Injections::default(),
             traces: TraceBuffer::default(),
@@ -222,7 +223,7 @@ impl Device {
         self.workers = workers;
         // A new epoch: waits made on the stamps of the device's previous life fail.
         if let Some(a) = &fabric {
-            a.reset(self.slots.clone());
+            a.reset(self.slots.clone(), time);
         }
         self.fabric = fabric;
     }
@@ -250,7 +251,7 @@ impl Device {
         let dead = matches!(self.state, FwState::Crashed | FwState::Failed);
         if self.published != (version, dead) {
             self.published = (version, dead);
-            a.publish(dead);
+            a.publish(dead, self.time);
         }
     }
 
@@ -376,13 +377,11 @@ impl Device {
 
     /// Runs the firmware until device time `now`.
     pub fn advance(&mut self, mem: &mut dyn Memory, now: u64) {
-        // What a peer published reaches this device at `now`, when its waker ran it (or at
-        // the end of its own step): a peer wait must not resolve earlier in the interval that
-        // the device catches up on first.
-        self.peers_frozen = true;
+        // Every wait is looked at below: a wake-up is served.
+        if let Some(a) = &self.fabric {
+            a.take_woken();
+        }
         self.run_until(mem, now.max(self.time));
-        self.peers_frozen = false;
-        self.run_until(mem, self.time);
         self.flush_outputs(mem);
         self.publish();
     }

@@ -12,8 +12,12 @@
 //!
 //! A device parked on a peer's slot is woken through its [`Waker`] when that peer publishes a
 //! change (a stamp, a failure, a reset, a crash), so nothing polls: in QEMU the waker re-arms
-//! the waiting device's timer on the virtual clock, and its firmware then resolves the wait at
-//! the producer's completion time.
+//! the waiting device's timer on the virtual clock. The device also stays *woken* until it
+//! next runs: its `next_deadline` reports it, so that a register access in between (which
+//! re-arms or deletes the timer from `next_deadline`) cannot cancel the wake-up. Every change carries the peer's device
+//! time, and a wait resolves no earlier than that: a device that catches up on an interval
+//! does not see a change before it happened, and its firmware resolves the wait at the
+//! producer's completion time.
 //!
 //! # Port lifecycle
 //!
@@ -70,6 +74,11 @@ struct Port {
     waker: Arc<dyn Waker>,
     /// Ports (bit n: port n) with a queue parked on this one's slots.
     watchers: u32,
+    /// The device time of its last change.
+    changed_at: u64,
+    /// A peer it watches changed since it last ran: it must run (a deadline), whatever else
+    /// happened to its timer since the waker re-armed it.
+    woken: bool,
 }
 
 /// The port table.
@@ -88,14 +97,19 @@ impl Table {
         *e
     }
 
-    /// Takes the watchers of `port` to wake (after the table's lock is released).
+    /// Takes the watchers of `port` to wake (after the table's lock is released), and marks
+    /// them woken.
     fn take_watchers(&mut self, port: u32) -> Vec<Arc<dyn Waker>> {
         let watchers = self.ports[index(port)]
             .as_mut()
             .map_or(0, |p| std::mem::take(&mut p.watchers));
         (0..FABRIC_PORTS)
             .filter(|w| watchers & (1 << w) != 0)
-            .filter_map(|w| self.ports[index(w)].as_ref().map(|p| p.waker.clone()))
+            .filter_map(|w| {
+                let p = self.ports[index(w)].as_mut()?;
+                p.woken = true;
+                Some(p.waker.clone())
+            })
             .collect()
     }
 }
@@ -164,6 +178,8 @@ impl Fabric {
             dead: false,
             waker,
             watchers: 0,
+            changed_at: 0,
+            woken: false,
         });
         Some(Attachment {
             fabric: self.clone(),
@@ -178,24 +194,34 @@ impl Fabric {
         }
     }
 
-    /// What a wait of the device at port `me` on `slot` of `peer` passing `value` finds; a
+    /// What a wait of the device at port `me` on `slot` of `peer` passing `value` finds, and
+    /// the peer's device time of the change that resolved it (0 for a peer that is gone); a
     /// pending wait makes `me` a watcher of `peer`.
-    pub(crate) fn peer_wait(&self, me: u32, peer: Peer, slot: u32, value: u32) -> WaitState {
-        let slots = {
+    pub(crate) fn peer_wait(&self, me: u32, peer: Peer, slot: u32, value: u32) -> (WaitState, u64) {
+        let (slots, at) = {
             let mut t = self.table();
             let Some(p) = t.ports.get_mut(index(peer.port)).and_then(Option::as_mut) else {
-                return WaitState::Lost;
+                return (WaitState::Lost, 0);
             };
             if p.epoch != peer.epoch || p.dead {
-                return WaitState::Lost;
+                return (WaitState::Lost, p.changed_at);
             }
-            // Watch before looking: a change published between the look and the park still
-            // wakes this device.
-            p.watchers |= 1 << me;
-            p.slots.clone()
+            (p.slots.clone(), p.changed_at)
         };
         let state = slots.lock().wait_state(slot, value);
-        state
+        if state == WaitState::Pending {
+            // The peer cannot change between the look and this: both run on the thread that
+            // drives the devices, which is this one.
+            if let Some(p) = self
+                .table()
+                .ports
+                .get_mut(index(peer.port))
+                .and_then(Option::as_mut)
+            {
+                p.watchers |= 1 << me;
+            }
+        }
+        (state, at)
     }
 }
 
@@ -205,9 +231,24 @@ impl Attachment {
         self.port
     }
 
-    /// What a wait of this device on `slot` of `peer` passing `value` finds.
-    pub(crate) fn peer_wait(&self, peer: Peer, slot: u32, value: u32) -> WaitState {
+    /// What a wait of this device on `slot` of `peer` passing `value` finds, and when (see
+    /// [`Fabric::peer_wait`]).
+    pub(crate) fn peer_wait(&self, peer: Peer, slot: u32, value: u32) -> (WaitState, u64) {
         self.fabric.peer_wait(self.port, peer, slot, value)
+    }
+
+    /// Whether a peer this device watches changed since [`Attachment::take_woken`].
+    pub(crate) fn is_woken(&self) -> bool {
+        self.fabric.table().ports[index(self.port)]
+            .as_ref()
+            .is_some_and(|p| p.woken)
+    }
+
+    /// Clears the woken mark: the device runs now and looks at every wait.
+    pub(crate) fn take_woken(&self) {
+        if let Some(p) = self.fabric.table().ports[index(self.port)].as_mut() {
+            p.woken = false;
+        }
     }
 
     /// The device's `regs::FABRIC` value.
@@ -218,20 +259,23 @@ impl Attachment {
         fabric_value(self.port, epoch)
     }
 
-    /// The device's slots changed, or whether it is dead did: wake its watchers.
-    pub(crate) fn publish(&self, dead: bool) {
+    /// The device's slots changed, or whether it is dead did, at device time `now`: wake its
+    /// watchers.
+    pub(crate) fn publish(&self, dead: bool, now: u64) {
         let wakers = {
             let mut t = self.fabric.table();
             if let Some(p) = t.ports[index(self.port)].as_mut() {
                 p.dead = dead;
+                p.changed_at = now;
             }
             t.take_watchers(self.port)
         };
         Fabric::wake(wakers);
     }
 
-    /// The device was reset: a new epoch, fresh `slots`; waits on the old epoch are lost.
-    pub(crate) fn reset(&self, slots: SharedSlots) {
+    /// The device was reset at device time `now`: a new epoch, fresh `slots`; waits on the old
+    /// epoch are lost.
+    pub(crate) fn reset(&self, slots: SharedSlots, now: u64) {
         let wakers = {
             let mut t = self.fabric.table();
             let epoch = t.next_epoch(self.port);
@@ -239,6 +283,7 @@ impl Attachment {
                 p.epoch = epoch;
                 p.slots = slots;
                 p.dead = false;
+                p.changed_at = now;
             }
             t.take_watchers(self.port)
         };

@@ -31,9 +31,9 @@
 //! A wait entry may name another device's slot (ABI 1.4, [`crate::fabric`]): it is resolved
 //! the same way on that device's slots, through the fabric, and fails with `DEP_CAUSE_PEER` if
 //! that device is not there in the epoch the entry names. A parked peer wait reports no
-//! deadline: the peer wakes the device when it changes, and the wait is looked at only once
-//! the device's clock has reached the wake-up (`Device::advance`), never earlier in the
-//! interval it catches up on.
+//! deadline: the peer wakes the device when it changes. A change is seen from the peer's
+//! device time of it on, so a device catching up on an interval resolves the wait at that
+//! time (a deadline it sets itself), never earlier.
 //!
 //! A fault or timeout halts the firmware: nothing runs until `DEVCTRL_RESUME`, commands in
 //! flight are abandoned (their effects never happen; they run again from their start after
@@ -666,15 +666,13 @@ impl Device {
             }
             let next_done = self.sched.next_completion();
             let watchdog = self.next_watchdog();
-            let next = match (next_done, watchdog) {
-                (Some(a), Some((b, _))) => a.min(b),
-                (Some(a), None) => a,
-                (None, Some((b, _))) => b,
-                (None, None) => break,
-            };
-            if next > now {
+            let next = [next_done, watchdog.map(|(t, _)| t), self.peer_ready.get()]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(next) = next.filter(|&t| t <= now) else {
                 break;
-            }
+            };
             self.time = self.time.max(next);
             if let Some((deadline, queue)) = watchdog {
                 if deadline <= next {
@@ -691,7 +689,14 @@ impl Device {
                 }
             }
         }
-        self.time = self.time.max(now);
+        // A peer's change seen at `now` (the time its waker ran this device) is acted on at
+        // `now`, not at the last event before it.
+        if self.time < now {
+            self.time = now;
+            if self.state == FwState::Running && !self.silent {
+                self.fill_units(mem);
+            }
+        }
     }
 
     /// When [`Device::advance`] must run next for the firmware to make progress, if ever.
@@ -704,15 +709,25 @@ impl Device {
         // A held-back interrupt is a deadline until the time it is due; from then on the
         // shell's `take_irq` delivers it.
         let irq = self.inject.held_irq_deadline(self.time);
+        // A peer changed: run now, even if only a register was written since the wake-up.
+        let woken = self
+            .fabric
+            .as_ref()
+            .filter(|a| a.is_woken())
+            .map(|_| self.time);
         if self.state != FwState::Running {
-            return irq;
+            return [irq, woken].into_iter().flatten().min();
         }
         // A command that never completes is no deadline.
         let done = self.sched.next_completion().filter(|&t| t != u64::MAX);
         let watchdog = self.next_watchdog().map(|(t, _)| t);
         let held = self.sched.failure_held() && self.out.events_queued();
         let retry = held.then(|| self.time.saturating_add(EVENT_RETRY_NS));
-        [done, watchdog, irq, retry].into_iter().flatten().min()
+        let peer = self.peer_ready.get();
+        [done, watchdog, irq, retry, peer, woken]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The earliest watchdog deadline and its queue (none before boot).
@@ -723,6 +738,8 @@ impl Device {
 
     /// Gives every free unit a command.
     fn fill_units(&mut self, mem: &mut dyn Memory) {
+        // Recomputed by the peer waits this pass looks at.
+        self.peer_ready.set(None);
         if self.out.events_queued() && self.sched.failure_held() {
             // The host may have made room for a held error event. A broken event ring is
             // reported by the next flush.
@@ -980,12 +997,21 @@ impl Device {
         }
     }
 
-    /// What `wait` finds now: on this device's slots, or through the fabric on a peer's.
+    /// What `wait` finds now: on this device's slots, or through the fabric on a peer's. A
+    /// peer's change that happened after this device's clock is not seen yet: the wait stays
+    /// pending, and the change's time becomes a deadline (`peer_ready`).
     fn wait_state(&self, wait: &WaitOn) -> WaitState {
         match (wait.peer, &self.fabric) {
             (None, _) => self.slots.lock().wait_state(wait.slot, wait.value),
-            (Some(_), Some(_)) if self.peers_frozen => WaitState::Pending,
-            (Some(peer), Some(a)) => a.peer_wait(peer, wait.slot, wait.value),
+            (Some(peer), Some(a)) => match a.peer_wait(peer, wait.slot, wait.value) {
+                (WaitState::Pending, _) => WaitState::Pending,
+                (_, at) if at > self.time => {
+                    let ready = self.peer_ready.get().map_or(at, |t| t.min(at));
+                    self.peer_ready.set(Some(ready));
+                    WaitState::Pending
+                }
+                (state, _) => state,
+            },
             // Not on a fabric: no peer can be reached.
             (Some(_), None) => WaitState::Lost,
         }
