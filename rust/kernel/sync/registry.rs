@@ -59,10 +59,8 @@ static NAME: [u8; 9] = *b"registry\0";
 struct Backend<T, const N: usize>(PhantomData<T>);
 
 impl<T: Send + Sync + 'static, const N: usize> GlobalLockBackend for Backend<T, N> {
-    const NAME: &'static CStr = match CStr::from_bytes_with_nul(&NAME) {
-        Ok(name) => name,
-        Err(_) => panic!("the name ends with its only NUL"),
-    };
+    // SAFETY: `NAME` ends with its only NUL byte.
+    const NAME: &'static CStr = unsafe { CStr::from_bytes_with_nul_unchecked(&NAME) };
     type Item = [Option<Arc<T>>; N];
     type Backend = MutexBackend;
 
