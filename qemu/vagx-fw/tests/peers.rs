@@ -128,6 +128,17 @@ impl Pair {
         }
     }
 
+    /// Queues on `b`'s queue 20 a job that waits for `a`'s queue 10's first entry and then
+    /// writes 2 at `OUT`, and rings the doorbell; returns the job's last stamp.
+    fn park_consumer(&mut self) -> u32 {
+        let peer = self.peer_a();
+        self.b
+            .queue_raw(20, QueueEntry::peer_wait(peer, 10, STAMP_STEP));
+        let consumer = self.b.queue_entry(20, &write32(OUT, 2));
+        self.b.kick();
+        consumer
+    }
+
     /// Runs until `b`'s queue 20 reaches `stamp`; returns the time.
     fn finish_b(&mut self, stamp: u32) -> u64 {
         self.run_until(50_000_000, |p| stamp_passed(p.b.stamp(20), stamp))
@@ -308,10 +319,7 @@ fn a_wake_up_survives_a_register_write_before_the_woken_device_runs() {
     // driver acknowledging an interrupt between a peer's wake-up and the timer must not
     // cancel the wake-up.
     let mut p = Pair::new();
-    let peer = p.peer_a();
-    p.b.queue_raw(20, QueueEntry::peer_wait(peer, 10, STAMP_STEP));
-    let consumer = p.b.queue_entry(20, &write32(OUT, 2));
-    p.b.kick();
+    let consumer = p.park_consumer();
     assert_eq!(p.b.dev.next_deadline(), None);
     let producer = p.a.submit(10, &write32(OUT, 1));
     // Run the producer only: its completion wakes the consumer's device.
@@ -341,10 +349,7 @@ fn a_wake_up_survives_a_register_write_before_the_woken_device_runs() {
 #[test]
 fn a_failed_producer_fails_the_peer_wait_and_its_job_without_running_it() {
     let mut p = Pair::new();
-    let peer = p.peer_a();
-    p.b.queue_raw(20, QueueEntry::peer_wait(peer, 10, STAMP_STEP));
-    let consumer = p.b.queue_entry(20, &write32(OUT, 2));
-    p.b.kick();
+    let consumer = p.park_consumer();
     // The producer faults; its driver resets the queue and resumes, which fails the entry.
     let bad = p.a.submit(10, &write32(0x7000_0000, 1));
     p.run_until(1_000_000, |p| p.a.dev.state() == FwState::Halted)
@@ -389,10 +394,7 @@ fn a_reset_crashed_or_detached_peer_fails_the_waits_on_it() {
 
     // A crash.
     let mut p = Pair::new();
-    let peer = p.peer_a();
-    p.b.queue_raw(20, QueueEntry::peer_wait(peer, 10, STAMP_STEP));
-    let consumer = p.b.queue_entry(20, &write32(OUT, 2));
-    p.b.kick();
+    let consumer = p.park_consumer();
     p.a.mmio_write(regs::DEBUG_ARG0, 1);
     p.a.mmio_write(regs::DEBUG_INJECT, regs::INJECT_CRASH_AFTER);
     p.a.submit(10, &nop());
@@ -404,10 +406,7 @@ fn a_reset_crashed_or_detached_peer_fails_the_waits_on_it() {
 
     // A device that leaves the fabric (unplugged).
     let mut p = Pair::new();
-    let peer = p.peer_a();
-    p.b.queue_raw(20, QueueEntry::peer_wait(peer, 10, STAMP_STEP));
-    let consumer = p.b.queue_entry(20, &write32(OUT, 2));
-    p.b.kick();
+    let consumer = p.park_consumer();
     p.run_until(100_000, |_| false);
     p.a.dev.detach();
     p.finish_b(consumer);
