@@ -28,8 +28,13 @@
 //! Every command takes a deterministic amount of device time, computed from [`Rates`]:
 //!
 //! ```text
-//! cost_ns = command_ns + ceil(bytes * 1000 / bytes_per_us) + ceil(flops * 1000 / flops_per_us)
+//! cost_ns = command_ns + max(ceil(bytes * 1000 / bytes_per_us), ceil(flops * 1000 / flops_per_us))
 //! ```
+//!
+//! A roofline: a unit moves memory and computes at once, so a command takes its memory time
+//! or its arithmetic time, whichever is longer (a GEMM of many rows is bound by its
+//! arithmetic, one of a few rows by reading B). Every command but GEMM is memory-bound at
+//! any rates whose ratio is the default's.
 //!
 //! | Command         | bytes                     | flops     |
 //! |-----------------|---------------------------|-----------|
@@ -76,14 +81,14 @@ use vagx_abi::channels::{FAULT_BAD_COMMAND, FAULT_INJECTED};
 use vagx_abi::cmd::{
     self, CmdActivation, CmdBarrier, CmdChecksum, CmdCopy, CmdDebugFault, CmdDebugHang, CmdDelay,
     CmdElementwise, CmdFill, CmdGemm, CmdHeader, CmdLayerNorm, CmdNop, CmdReduceSum, CmdSoftmax,
-    CmdWrite32, CmdWrite64, ACTIVATION_RELU, ACTIVATION_SILU, BARRIER_FLAG_DEP_ERROR,
+    CmdSum, CmdWrite32, CmdWrite64, ACTIVATION_RELU, ACTIVATION_SILU, BARRIER_FLAG_DEP_ERROR,
     ELEMENTWISE_AXPBY, GEMM_FLAG_ACCUMULATE, GEMM_FLAG_TRANSPOSE_B, LAYER_NORM_FLAG_RMS,
-    MAX_GEMM_DIM, MAX_ROW, MAX_TRANSFER, OP_ACTIVATION, OP_BARRIER, OP_CHECKSUM, OP_COPY,
-    OP_DEBUG_FAULT, OP_DEBUG_HANG, OP_DELAY, OP_ELEMENTWISE, OP_FILL, OP_GEMM, OP_LAYER_NORM,
-    OP_NOP, OP_REDUCE_SUM, OP_SOFTMAX, OP_WRITE32, OP_WRITE64,
+    MAX_GEMM_DIM, MAX_ROW, MAX_SUM_SOURCES, MAX_TRANSFER, OP_ACTIVATION, OP_BARRIER, OP_CHECKSUM,
+    OP_COPY, OP_DEBUG_FAULT, OP_DEBUG_HANG, OP_DELAY, OP_ELEMENTWISE, OP_FILL, OP_GEMM,
+    OP_LAYER_NORM, OP_NOP, OP_REDUCE_SUM, OP_SOFTMAX, OP_SUM, OP_WRITE32, OP_WRITE64,
 };
 use vagx_abi::pod;
-use vagx_abi::regs::{ABI_MINOR_DEPENDENCIES, ABI_MINOR_ML_COMMANDS};
+use vagx_abi::regs::{ABI_MINOR_DEPENDENCIES, ABI_MINOR_ML_COMMANDS, ABI_MINOR_SUM};
 use vagx_abi::NUM_STAMP_SLOTS;
 
 use crate::mem::Memory;
@@ -266,6 +271,18 @@ pub enum Command {
         /// The input.
         src: u64,
         /// The output: `src` exactly, or apart from it.
+        dst: u64,
+        /// Elements, 1 to `MAX_TRANSFER / 4`.
+        count: u64,
+    },
+    /// (ABI 1.5) `dst[i] = ((src[0][i] + src[1][i]) + src[2][i]) + …` over the first
+    /// `sources` inputs.
+    Sum {
+        /// The inputs; entries from `sources` on are zero.
+        src: [u64; MAX_SUM_SOURCES],
+        /// How many inputs, 2 to [`MAX_SUM_SOURCES`].
+        sources: u32,
+        /// The output: one of the inputs exactly, or apart from every one.
         dst: u64,
         /// Elements, 1 to `MAX_TRANSFER / 4`.
         count: u64,
@@ -489,6 +506,21 @@ fn decode_in(
                 rms: c.header.flags & LAYER_NORM_FLAG_RMS != 0,
             }
         }
+        OP_SUM if abi_minor >= ABI_MINOR_SUM => {
+            let c = args::<CmdSum>(space, at, size, bad)?;
+            zero(c._pad, bad)?;
+            // CAST: a `u32` fits in `usize` on every host QEMU runs on.
+            let used = (c.sources as usize).min(MAX_SUM_SOURCES);
+            if c.src[used..].iter().any(|&a| a != 0) {
+                return Err(bad);
+            }
+            Command::Sum {
+                src: c.src,
+                sources: c.sources,
+                dst: c.dst,
+                count: c.count,
+            }
+        }
         OP_REDUCE_SUM => {
             let c = args::<CmdReduceSum>(space, at, size, bad)?;
             Command::ReduceSum {
@@ -600,6 +632,7 @@ impl Command {
             Self::Fill { .. } => OP_FILL,
             Self::Gemm { .. } => OP_GEMM,
             Self::Elementwise { .. } => OP_ELEMENTWISE,
+            Self::Sum { .. } => OP_SUM,
             Self::Activation { .. } => OP_ACTIVATION,
             Self::Softmax { .. } => OP_SOFTMAX,
             Self::LayerNorm { .. } => OP_LAYER_NORM,
@@ -657,6 +690,15 @@ impl Command {
                     count.saturating_mul(per),
                 )
             }
+            Self::Sum { sources, count, .. } => {
+                // Every input read once, the output written once; an add per input but one.
+                let sources = u64::from(sources);
+                (
+                    0,
+                    f32_bytes(count).saturating_mul(sources.saturating_add(1)),
+                    count.saturating_mul(sources.saturating_sub(1)),
+                )
+            }
             Self::Activation { op, count, .. } => {
                 let per = match op {
                     ACTIVATION_RELU => 1,
@@ -681,11 +723,9 @@ impl Command {
                 (0, bytes, n.saturating_mul(8))
             }
         };
-        rates
-            .command_ns
-            .saturating_add(extra)
-            .saturating_add(scaled_ns(bytes, rates.bytes_per_us))
-            .saturating_add(scaled_ns(flops, rates.flops_per_us))
+        rates.command_ns.saturating_add(extra).saturating_add(
+            scaled_ns(bytes, rates.bytes_per_us).max(scaled_ns(flops, rates.flops_per_us)),
+        )
     }
 
     /// Whether the arguments are in range (the checks of [`decode`] beyond the encoding).
@@ -717,6 +757,19 @@ impl Command {
                     && (1..=MAX_TRANSFER / 4).contains(&count)
                     && alias_ok(a, dst, bytes)
                     && alias_ok(b, dst, bytes)
+            }
+            Self::Sum {
+                src,
+                sources,
+                dst,
+                count,
+            } => {
+                let bytes = f32_bytes(count);
+                (2..=MAX_SUM_SOURCES).contains(&(sources as usize))
+                    && (1..=MAX_TRANSFER / 4).contains(&count)
+                    && src[..sources as usize]
+                        .iter()
+                        .all(|&a| alias_ok(a, dst, bytes))
             }
             Self::Activation {
                 op,
@@ -814,6 +867,17 @@ impl Command {
                 alpha,
                 beta,
             } => ml::elementwise(space, op, [a, b, dst], count, [alpha, beta]),
+            Self::Sum {
+                src,
+                sources,
+                dst,
+                count,
+            } => ml::sum(
+                space,
+                src.get(..sources as usize).unwrap_or(&[]),
+                dst,
+                count,
+            ),
             Self::Activation {
                 op,
                 src,

@@ -250,14 +250,17 @@ fn cpu_waits(indices: &[usize]) -> Result<()> {
         "the same with waits on other GPUs' jobs on the CPU (peer-waits 0): all-reduce, then the model at batch {batch}, queued ahead"
     );
     with_peer_waits(indices, false, || {
-        collective_row(
-            "collective_cpu_waits",
-            indices,
-            "ring",
-            Op::AllReduce,
-            16 << 20,
-            copy,
-        )
+        for (algorithm, op) in [("ring", Op::AllReduce), ("direct", Op::AllReduceDirect)] {
+            collective_row(
+                "collective_cpu_waits",
+                indices,
+                algorithm,
+                op,
+                16 << 20,
+                copy,
+            )?;
+        }
+        Ok(())
     })?;
     let launch = Launch::QueuedAhead;
     let single = median_of_runs(|| infer::data_parallel(&model, &gpus[..1], launch))?;
@@ -279,7 +282,7 @@ fn cpu_waits(indices: &[usize]) -> Result<()> {
 fn collectives(gpus: &[usize]) -> Result<()> {
     let copy = copy_bandwidth(16 << 20)?;
     row!(
-        "all-reduce on {} GPUs, ring and one-shot (device model COPY {copy:.2} GB/s)",
+        "all-reduce on {} GPUs, ring, one-shot and direct (device model COPY {copy:.2} GB/s)",
         gpus.len()
     );
     row!(
@@ -292,7 +295,11 @@ fn collectives(gpus: &[usize]) -> Result<()> {
         "busbw GB/s",
         "busbw/COPY"
     );
-    for (algorithm, op) in [("ring", Op::AllReduce), ("one-shot", Op::AllReduceOneShot)] {
+    for (algorithm, op) in [
+        ("ring", Op::AllReduce),
+        ("one-shot", Op::AllReduceOneShot),
+        ("direct", Op::AllReduceDirect),
+    ] {
         for bytes in [64usize << 10, 1 << 20, 4 << 20, 16 << 20] {
             collective_row("collective", gpus, algorithm, op, bytes, copy)?;
         }

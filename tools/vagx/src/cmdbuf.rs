@@ -141,6 +141,22 @@ impl CmdBuf {
         })
     }
 
+    /// (ABI 1.5) `dst = ((src[0] + src[1]) + src[2]) + …` element by element, over 2 to
+    /// `MAX_SUM_SOURCES` inputs (more are cut, which the device refuses as too few would be).
+    pub fn sum(&mut self, src: &[u64], dst: u64, count: u64) -> &mut Self {
+        let mut all = [0u64; MAX_SUM_SOURCES];
+        let used = src.len().min(MAX_SUM_SOURCES);
+        all[..used].copy_from_slice(&src[..used]);
+        self.push(&CmdSum {
+            header: CmdSum::HEADER,
+            sources: u32::try_from(src.len()).unwrap_or(u32::MAX),
+            _pad: 0,
+            dst,
+            count,
+            src: all,
+        })
+    }
+
     /// (ABI 1.2) `dst = f(src)` element by element (`ACTIVATION_*`).
     pub fn activation(&mut self, op: u32, src: u64, dst: u64, count: u64) -> &mut Self {
         self.push(&CmdActivation {

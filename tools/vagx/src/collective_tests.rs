@@ -2,7 +2,8 @@
 
 //! The collectives ([`crate::collectives`]) on 1 to N GPUs of the boot (2 in the test boot,
 //! 4 in the multi-GPU one), for sizes that do and do not divide by N, each checked against
-//! the CPU bit for bit (sums in the ring's order); an all-reduce fully queued while a gate
+//! the CPU bit for bit (sums in the ring's order, or in member order for the one-shot and
+//! direct all-reduces; a direct all-reduce over a GPU without SUM is refused); an all-reduce fully queued while a gate
 //! holds its first jobs, so that the GPUs alone advance it; and `vagx-tool collective`.
 
 use std::os::fd::AsFd;
@@ -24,6 +25,7 @@ pub fn tests() -> Vec<Test<'static>> {
         for (name, op) in [
             ("all_reduce", Op::AllReduce),
             ("one_shot_all_reduce", Op::AllReduceOneShot),
+            ("direct_all_reduce", Op::AllReduceDirect),
             ("reduce_scatter", Op::ReduceScatter),
             ("all_gather", Op::AllGather),
             ("broadcast", Op::Broadcast { root: n - 1 }),
@@ -49,6 +51,22 @@ fn collective(n: usize, op: Op) -> Result<()> {
     let gpus: Vec<usize> = (0..n).collect();
     for len in [n * 1024, 4099, n.saturating_sub(1).max(1)] {
         let mut ring = Ring::new(&gpus, len)?;
+        if op == Op::AllReduceDirect && !ring.has_direct_all_reduce() {
+            // A GPU of an older ABI (the multi-GPU boot's last): refused before any job.
+            let e = ring
+                .run(op)
+                .err()
+                .context("a direct all-reduce without SUM ran")?;
+            ensure!(
+                format!("{e:#}").contains("has no SUM"),
+                "refused with: {e:#}"
+            );
+            ensure!(
+                ring.timeline(0).2 == 0,
+                "a job was queued before the refusal"
+            );
+            return Ok(());
+        }
         for round in 0..2 {
             let inputs: Vec<Vec<f32>> = (0..n).map(|i| input(i + round, len)).collect();
             for (i, v) in inputs.iter().enumerate() {
@@ -75,7 +93,7 @@ fn expected_steps(op: Op, n: usize) -> u64 {
     let per = n as u64 - 1;
     match op {
         Op::AllReduce => 2 * per,
-        Op::AllReduceOneShot => 2,
+        Op::AllReduceOneShot | Op::AllReduceDirect => 2,
         _ => per,
     }
 }

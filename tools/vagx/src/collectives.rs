@@ -34,11 +34,24 @@
 //! 2(N-1), each member reading N-1 whole buffers instead of 2(N-1)/N of one. A step that
 //! reads other members' buffers, and the step after it, wait for *every* member's job of the
 //! step before, not only the neighbours'.
+//!
+//! A *direct* all-reduce ([`Op::AllReduceDirect`], firmware ABI 1.5) is for every size where
+//! the GPUs have the N-input `SUM`: member `i` sums chunk `i` of all N buffers (in member
+//! order) into its own chunk `i` with one command, then copies every other chunk from the
+//! member that summed it. 2 steps, and each member moves `(N + 1)/N` of the buffer's bytes
+//! in the first and `2(N - 1)/N` in the second, against the ring's `3(N - 1)/N` and
+//! `2(N - 1)/N`: the ring's add reads and writes the partial sum at every step, SUM reads
+//! every input once and writes the result once.
+//!
+//! ```text
+//!   step 1 (reads every buffer):  own[c_i] = x_0[c_i] + x_1[c_i] + … + x_{N-1}[c_i]
+//!   step 2 (after every step 1):  own[c_j] = member j's [c_j]   for every j ≠ i
+//! ```
 
 use std::os::fd::AsFd;
 
 use anyhow::{bail, ensure, Context, Result};
-use vagx_abi::cmd::ELEMENTWISE_ADD;
+use vagx_abi::cmd::{ELEMENTWISE_ADD, MAX_SUM_SOURCES};
 
 use crate::{
     cmdbuf::CmdBuf,
@@ -64,6 +77,9 @@ pub enum Op {
     AllReduce,
     /// All-reduce in two steps whatever N ([`crate::collectives`]): for small buffers.
     AllReduceOneShot,
+    /// All-reduce in two steps, each member reducing its chunk with one N-input `SUM`
+    /// (firmware ABI 1.5).
+    AllReduceDirect,
     ReduceScatter,
     AllGather,
     Broadcast {
@@ -72,12 +88,13 @@ pub enum Op {
 }
 
 impl Op {
-    /// Parses `all-reduce`, `all-reduce-one-shot`, `reduce-scatter`, `all-gather` or
-    /// `broadcast` (root 0).
+    /// Parses `all-reduce`, `all-reduce-one-shot`, `all-reduce-direct`, `reduce-scatter`,
+    /// `all-gather` or `broadcast` (root 0).
     pub fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "all-reduce" => Self::AllReduce,
             "all-reduce-one-shot" => Self::AllReduceOneShot,
+            "all-reduce-direct" => Self::AllReduceDirect,
             "reduce-scatter" => Self::ReduceScatter,
             "all-gather" => Self::AllGather,
             "broadcast" => Self::Broadcast { root: 0 },
@@ -89,7 +106,7 @@ impl Op {
     fn bus_factor(self, n: usize) -> f64 {
         let n = n as f64;
         match self {
-            Self::AllReduce | Self::AllReduceOneShot => 2.0 * (n - 1.0) / n,
+            Self::AllReduce | Self::AllReduceOneShot | Self::AllReduceDirect => 2.0 * (n - 1.0) / n,
             Self::ReduceScatter | Self::AllGather => (n - 1.0) / n,
             Self::Broadcast { .. } => 1.0,
         }
@@ -100,6 +117,8 @@ impl Op {
 struct Member {
     /// Its render-node index, to name it in errors.
     index: usize,
+    /// The firmware ABI minor version its device speaks.
+    abi_minor: u16,
     gpu: Gpu,
     vm: u32,
     bo: u32,
@@ -199,8 +218,11 @@ impl Ring {
             let queue = gpu.queue_create(vm, uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL)?;
             let timeline = gpu.syncobj()?;
             let last = gpu.syncobj()?;
+            let abi = gpu.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION)?;
             members.push(Member {
                 index,
+                // CAST: the low 16 bits are the minor version.
+                abi_minor: (abi & 0xffff) as u16,
                 last,
                 gpu,
                 vm,
@@ -277,6 +299,33 @@ impl Ring {
     /// Members.
     pub fn size(&self) -> usize {
         self.members.len()
+    }
+
+    /// Whether [`Op::AllReduceDirect`] runs on this ring: every member's firmware has `SUM`
+    /// (ABI 1.5) and there are at most as many members as a `SUM` has inputs.
+    pub fn has_direct_all_reduce(&self) -> bool {
+        self.ensure_direct().is_ok()
+    }
+
+    /// Fails, naming the first member without it, unless [`Op::AllReduceDirect`] runs here.
+    fn ensure_direct(&self) -> Result<()> {
+        ensure!(
+            self.size() <= MAX_SUM_SOURCES,
+            "a direct all-reduce has at most {MAX_SUM_SOURCES} members"
+        );
+        if let Some(m) = self
+            .members
+            .iter()
+            .find(|m| m.abi_minor < vagx_abi::regs::ABI_MINOR_SUM)
+        {
+            bail!(
+                "gpu{} speaks firmware ABI 1.{}, which has no SUM (1.{}): no direct all-reduce",
+                m.index,
+                m.abi_minor,
+                vagx_abi::regs::ABI_MINOR_SUM
+            );
+        }
+        Ok(())
     }
 
     /// Elements `[start, end)` of chunk `c`.
@@ -359,6 +408,7 @@ impl Ring {
             Op::ReduceScatter => self.reduce_scatter(),
             Op::AllGather => self.all_gather(),
             Op::AllReduceOneShot => self.one_shot(),
+            Op::AllReduceDirect => self.direct(),
             Op::AllReduce => {
                 self.reduce_scatter()?;
                 self.all_gather()
@@ -398,6 +448,7 @@ impl Ring {
             Op::ReduceScatter => self.reduce_scatter()?,
             Op::AllGather => self.all_gather()?,
             Op::AllReduceOneShot => self.one_shot()?,
+            Op::AllReduceDirect => self.direct()?,
             Op::AllReduce => {
                 self.reduce_scatter()?;
                 self.all_gather()?;
@@ -528,6 +579,47 @@ impl Ring {
             let mut c = CmdBuf::new();
             if count > 0 {
                 c.copy(result, OWN_VA + DATA, bytes);
+            }
+            c
+        })
+    }
+
+    /// Where member `j`'s data sits in member `i`'s VM.
+    fn data_of(i: usize, j: usize) -> u64 {
+        if j == i {
+            OWN_VA + DATA
+        } else {
+            MESH_VA + j as u64 * MESH_STRIDE + DATA
+        }
+    }
+
+    /// The direct all-reduce: member `i` sums chunk `i` of every buffer into its own with one
+    /// `SUM`, then copies chunk `j` from member `j` for every other `j`.
+    fn direct(&mut self) -> Result<()> {
+        self.ensure_direct()?;
+        let n = self.size();
+        self.step(true, |ring, i| {
+            let (start, end) = ring.chunk(i);
+            let at = 4 * start as u64;
+            let mut c = CmdBuf::new();
+            if n > 1 && end > start {
+                let src: Vec<u64> = (0..n).map(|j| Self::data_of(i, j) + at).collect();
+                c.sum(&src, OWN_VA + DATA + at, (end - start) as u64);
+            }
+            c
+        })?;
+        self.step(true, |ring, i| {
+            let mut c = CmdBuf::new();
+            for j in (0..n).filter(|&j| j != i) {
+                let (start, end) = ring.chunk(j);
+                let at = 4 * start as u64;
+                if end > start {
+                    c.copy(
+                        Self::data_of(i, j) + at,
+                        OWN_VA + DATA + at,
+                        4 * (end - start) as u64,
+                    );
+                }
             }
             c
         })
@@ -665,7 +757,7 @@ pub fn check(ring: &Ring, op: Op, inputs: &[Vec<f32>]) -> Result<f32> {
             let (start, end) = ring.chunk(c);
             let want: &[f32] = match op {
                 Op::AllReduce => &reduced[c],
-                Op::AllReduceOneShot => &in_order[start..end],
+                Op::AllReduceOneShot | Op::AllReduceDirect => &in_order[start..end],
                 Op::ReduceScatter if c == i => &reduced[c],
                 Op::ReduceScatter => continue,
                 Op::AllGather => &inputs[c][start..end],
@@ -677,7 +769,10 @@ pub fn check(ring: &Ring, op: Op, inputs: &[Vec<f32>]) -> Result<f32> {
                     "{op:?}: member {i}, element {}: GPU {g:e}, CPU {w:e}",
                     start + e
                 );
-                if matches!(op, Op::AllReduce | Op::AllReduceOneShot | Op::ReduceScatter) {
+                if matches!(
+                    op,
+                    Op::AllReduce | Op::AllReduceOneShot | Op::AllReduceDirect | Op::ReduceScatter
+                ) {
                     let plain: f32 = inputs.iter().map(|x| x[start + e]).sum();
                     worst = worst.max((g - plain).abs());
                 }

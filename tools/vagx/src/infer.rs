@@ -856,9 +856,12 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize], launch: Launch) -> Result<
     let extra = (0..n).map(|i| layout(i).3).max().unwrap_or(0);
     let mut ring = crate::collectives::Ring::with_extra(gpus, batch * h, extra)?;
     // The partials are a few hundred KiB, where a step's latency costs more than its bytes:
-    // the one-shot all-reduce's 2 steps a block instead of the ring's 2(N-1).
+    // an all-reduce of 2 steps a block instead of the ring's 2(N-1); the direct one (ABI
+    // 1.5's SUM) where every GPU has it: on 4 GPUs it moves 11 bytes per element of the
+    // partial, the one-shot 44 (three whole-buffer adds and a copy).
     let (all_reduce, ar_steps) = match n {
         1 => (crate::collectives::Op::AllReduce, 0),
+        _ if ring.has_direct_all_reduce() => (crate::collectives::Op::AllReduceDirect, 2),
         _ => (crate::collectives::Op::AllReduceOneShot, 2),
     };
     let steps = layers as u64 * (2 + ar_steps);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The ML commands of firmware ABI 1.2 through the driver: each computed on the GPU and
-//! checked against the CPU, a small MLP block chained in one job, and a malformed one failing
-//! its job.
+//! The ML commands of firmware ABI 1.2 (and 1.5's SUM) through the driver: each computed on
+//! the GPU and checked against the CPU, a small MLP block chained in one job, and a malformed
+//! one failing its job, as does a SUM on a GPU of an older ABI.
 //!
 //! Element-wise arithmetic, ReLU, layer and RMS norm and GEMM's flags are compared bit for
 //! bit (their order of operations is the ABI's). GELU, SiLU and softmax call `exp`/`tanh`,
@@ -33,6 +33,7 @@ pub fn tests() -> Vec<Test<'static>> {
         gemm_accumulates_and_transposes_b_like_the_cpu,
         an_mlp_block_runs_as_one_job,
         a_malformed_ml_command_fails_its_job,
+        sum_adds_its_inputs_in_order_bit_for_bit,
         the_model_runs_single_data_tensor_and_pipeline_parallel_like_the_cpu,
     ]
 }
@@ -42,6 +43,7 @@ pub fn multi_gpu_tests() -> Vec<Test<'static>> {
     tests![
         the_model_runs_single_data_tensor_and_pipeline_parallel_like_the_cpu,
         a_pipeline_with_more_gpus_than_layers_passes_activations_through,
+        a_gpu_of_an_older_abi_fails_a_sum_and_runs_on,
     ]
 }
 
@@ -374,6 +376,54 @@ fn an_mlp_block_runs_as_one_job() -> Result<()> {
 
 /// A softmax whose output straddles its input is a malformed command: the job fails with
 /// `EIO`, the queue says bad command, and the next job runs.
+/// ABI 1.5's SUM: three arrays, the output one of them (in place), in the documented order.
+fn sum_adds_its_inputs_in_order_bit_for_bit() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let (x, y, z) = (values(N, 3), values(N, 5000), values(N, 11_000));
+    put(&ctx, X, &x);
+    put(&ctx, Y, &y);
+    put(&ctx, OUT, &z);
+    let mut c = CmdBuf::new();
+    c.sum(&[ctx.va(X), ctx.va(Y), ctx.va(OUT)], ctx.va(Y), N as u64);
+    run(&ctx, &c)?;
+    let want: Vec<f32> = (0..N).map(|i| (x[i] + y[i]) + z[i]).collect();
+    same_bits("sum", &get(&ctx, Y, N), &want)
+}
+
+/// The multi-GPU boot's last GPU speaks ABI 1.2: a SUM there is a malformed command, which
+/// fails its job (`EIO`, fault kind 3), and the GPU runs the next job.
+fn a_gpu_of_an_older_abi_fails_a_sum_and_runs_on() -> Result<()> {
+    let last = crate::gpu::render_nodes()?.len().saturating_sub(1);
+    let g = Gpu::open_index(last)?;
+    let abi = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION)?;
+    ensure!(
+        abi & 0xffff < u64::from(vagx_abi::regs::ABI_MINOR_SUM),
+        "gpu{last} speaks ABI {}.{}, which has SUM",
+        abi >> 16,
+        abi & 0xffff
+    );
+    let ctx = Ctx::normal(&g)?;
+    let mut c = CmdBuf::new();
+    c.sum(&[ctx.va(X), ctx.va(Y)], ctx.va(OUT), 4);
+    let s = ctx.run_and_wait(&c)?;
+    ensure!(
+        ctx.fence_result(s)? == Err(libc::EIO),
+        "the SUM job ended {:?}",
+        ctx.fence_result(s)?
+    );
+    let status = g.queue_status(ctx.queue)?;
+    ensure!(status.fault_kind == 3, "fault kind {}", status.fault_kind);
+    let mut ok = CmdBuf::new();
+    ok.elementwise(
+        ELEMENTWISE_ADD,
+        [ctx.va(X), ctx.va(Y), ctx.va(OUT)],
+        4,
+        [0.0; 2],
+    );
+    run(&ctx, &ok)
+}
+
 fn a_malformed_ml_command_fails_its_job() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;

@@ -192,12 +192,13 @@ impl AbiVersion {
         minor: 0,
     };
 
-    /// The newest version this driver speaks: 1.4. 1.1's wait entries let the firmware order
+    /// The newest version this driver speaks: 1.5. 1.1's wait entries let the firmware order
     /// a job after another queue's ([`abi::regs::ABI_MINOR_DEPENDENCIES`]); 1.2 counts busy
     /// time per execution unit ([`abi::regs::ABI_MINOR_UNIT_STATS`]); 1.3 rings a doorbell in
     /// one register write and reports ring writes as an interrupt cause
     /// ([`abi::regs::ABI_MINOR_FAST_NOTIFY`]); 1.4 lets a wait entry name another device's
-    /// stamp slot ([`abi::regs::ABI_MINOR_PEER_WAITS`]).
+    /// stamp slot ([`abi::regs::ABI_MINOR_PEER_WAITS`]); 1.5 adds a command, which the
+    /// driver passes through ([`abi::regs::ABI_MINOR_SUM`]).
     pub(crate) const NEWEST: Self = Self {
         major: abi::regs::ABI_MAJOR,
         minor: abi::regs::ABI_MINOR,
@@ -294,8 +295,9 @@ mod tests {
         assert_eq!(AbiVersion::negotiate(v(3)), v(3));
         assert!(AbiVersion::negotiate(v(3)).has_fast_notify());
         assert!(!AbiVersion::negotiate(v(3)).has_peer_waits());
-        assert_eq!(AbiVersion::negotiate(v(4)), AbiVersion::NEWEST);
+        assert_eq!(AbiVersion::negotiate(v(4)), v(4));
         assert!(AbiVersion::negotiate(v(4)).has_peer_waits());
+        assert_eq!(AbiVersion::negotiate(v(5)), AbiVersion::NEWEST);
         assert!(AbiVersion::NEWEST.minor >= abi::regs::ABI_MINOR_UNIT_STATS);
         // A newer device behaves as the version the driver declares.
         assert_eq!(AbiVersion::negotiate(v(9)), AbiVersion::NEWEST);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
-//! The ML commands of ABI 1.2: element-wise arithmetic, activations, softmax and layer norm
-//! on `f32` arrays, each element or row computed in a fixed order (so a host loop in the same
+//! The ML commands of ABI 1.2 (element-wise arithmetic, activations, softmax and layer norm)
+//! and 1.5 (the N-input SUM) on `f32` arrays, each element or row computed in a fixed order (so a host loop in the same
 //! order gives bit-identical results with the same `libm`).
 //!
 //! As every command, each checks that what it reads is readable and then what it writes is
@@ -78,6 +78,32 @@ pub(super) fn elementwise(
             _ => xs.fill(f32::NAN),
         }
         write_f32s(space, dst.saturating_add(at), &xs)?;
+        done += n;
+    }
+    Ok(())
+}
+
+/// SUM (ABI 1.5): `dst = ((src[0] + src[1]) + src[2]) + …`, element by element; `src` has
+/// at least one input (validation asks for two).
+pub(super) fn sum(space: &mut dyn Space, src: &[u64], dst: u64, count: u64) -> Result<(), Fault> {
+    let len = f32_bytes(count);
+    for &a in src {
+        space.check(a, len, Access::Read)?;
+    }
+    space.check(dst, len, Access::Write)?;
+    let Some((&first, rest)) = src.split_first() else {
+        return Ok(());
+    };
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(PIECE);
+        let at = f32_bytes(done);
+        let mut acc = read_f32s(space, first.saturating_add(at), n)?;
+        for &a in rest {
+            let ys = read_f32s(space, a.saturating_add(at), n)?;
+            combine(&mut acc, &ys, |x, y| x + y);
+        }
+        write_f32s(space, dst.saturating_add(at), &acc)?;
         done += n;
     }
     Ok(())

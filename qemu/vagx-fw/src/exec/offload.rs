@@ -73,6 +73,18 @@ impl Command {
                 let len = f32_bytes(count);
                 vec![(a, len, Read), (b, len, Read), (dst, len, Write)]
             }
+            Self::Sum {
+                src,
+                sources,
+                dst,
+                count,
+            } => {
+                let len = f32_bytes(count);
+                let used = src.get(..sources as usize).unwrap_or(&src);
+                let mut v: Vec<_> = used.iter().map(|&a| (a, len, Read)).collect();
+                v.push((dst, len, Write));
+                v
+            }
             Self::Activation {
                 src, dst, count, ..
             } => {

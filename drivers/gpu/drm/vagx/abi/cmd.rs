@@ -57,6 +57,8 @@ pub const OP_ACTIVATION: u16 = 13;
 pub const OP_SOFTMAX: u16 = 14;
 /// (ABI 1.2) Layer norm (or RMS norm) of each row of an `f32` matrix.
 pub const OP_LAYER_NORM: u16 = 15;
+/// (ABI 1.5) The element-wise sum of up to [`MAX_SUM_SOURCES`] `f32` arrays.
+pub const OP_SUM: u16 = 16;
 
 /// A command with its arguments.
 ///
@@ -447,6 +449,36 @@ assert_layout!(CmdLayerNorm, size 56, src @ 8, gamma @ 24, rows @ 40, eps @ 48);
 // SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
 unsafe impl Pod for CmdLayerNorm {}
 command!(CmdLayerNorm, OP_LAYER_NORM);
+
+/// Most sources of a SUM.
+pub const MAX_SUM_SOURCES: usize = 8;
+
+/// [`OP_SUM`] (ABI 1.5): `dst[i] = ((src[0][i] + src[1][i]) + src[2][i]) + …` over the first
+/// `sources` arrays, in that order (so every device that sums the same arrays in the same
+/// order gets the same bits). A collective's reduction reads each input once and writes the
+/// result once, where a chain of two-input ELEMENTWISE adds reads and writes the partial sum
+/// at every step. `dst` may be one of the sources exactly (in place), not overlap one
+/// otherwise; sources may overlap each other.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct CmdSum {
+    /// The command's header: `Self::HEADER`.
+    pub header: CmdHeader,
+    /// How many of `src` are summed, 2 to [`MAX_SUM_SOURCES`].
+    pub sources: u32,
+    /// Must be zero.
+    pub _pad: u32,
+    /// The output.
+    pub dst: u64,
+    /// Number of elements, 1 to `MAX_TRANSFER / 4`.
+    pub count: u64,
+    /// The inputs; those past `sources` must be zero.
+    pub src: [u64; MAX_SUM_SOURCES],
+}
+assert_layout!(CmdSum, size 96, sources @ 8, dst @ 16, count @ 24, src @ 32);
+// SAFETY: `repr(C)`, `Pod` fields only, no padding (asserted above).
+unsafe impl Pod for CmdSum {}
+command!(CmdSum, OP_SUM);
 
 /// Most columns of a SOFTMAX or LAYER_NORM row (256 KiB of `f32`s).
 pub const MAX_ROW: u32 = 65536;

@@ -113,7 +113,7 @@ pub const ABI_MAJOR: u16 = 1;
 /// meaning, an event kind or error code is added. The firmware implements the minor version the
 /// driver declares in `InitData::abi_version`, so a driver written for an older minor version
 /// sees exactly that version's behaviour.
-pub const ABI_MINOR: u16 = 4;
+pub const ABI_MINOR: u16 = 5;
 
 /// The first minor version with dependency errors: wait entries
 /// (`queue::QUEUE_ENTRY_WAIT`), `cmd::BARRIER_FLAG_DEP_ERROR`, `mbox::FwError::Dependency`
@@ -135,6 +135,9 @@ pub const ABI_MINOR_FAST_NOTIFY: u16 = 3;
 /// The first minor version with the peer fabric: the [`FABRIC`] register, wait entries on
 /// another device's stamps (`queue::QUEUE_ENTRY_PEER`) and `channels::DEP_CAUSE_PEER`.
 pub const ABI_MINOR_PEER_WAITS: u16 = 4;
+
+/// The first minor version with the N-input reduction `cmd::OP_SUM`.
+pub const ABI_MINOR_SUM: u16 = 5;
 
 /// The value of [`ABI_VERSION`].
 pub const ABI_VERSION_VALUE: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
