@@ -373,6 +373,23 @@ impl Ring {
         self.step(false, |_, i| work(i))
     }
 
+    /// A step of the user's own that reads other members' buffers ([`Ring::peer_va`]):
+    /// ordered after every member's job of the step before, as is the step after it.
+    pub fn user_mesh_step(&mut self, work: impl Fn(usize) -> CmdBuf) -> Result<()> {
+        self.step(true, |_, i| work(i))
+    }
+
+    /// The GPU address, in member `i`'s VM, of byte `offset` of member `j`'s extra room
+    /// (read-only unless `j == i`).
+    pub fn peer_extra_va(&self, i: usize, j: usize, offset: u64) -> u64 {
+        Self::data_of(i, j) - DATA + self.extra + offset
+    }
+
+    /// The GPU address, in member `i`'s VM, of member `j`'s data.
+    pub fn peer_data_va(&self, i: usize, j: usize) -> u64 {
+        Self::data_of(i, j)
+    }
+
     /// How many steps may be queued at once (command slots).
     pub const MAX_QUEUED_STEPS: u64 = SLOTS;
 

@@ -855,16 +855,15 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize], launch: Launch) -> Result<
     };
     let extra = (0..n).map(|i| layout(i).3).max().unwrap_or(0);
     let mut ring = crate::collectives::Ring::with_extra(gpus, batch * h, extra)?;
-    // The partials are a few hundred KiB, where a step's latency costs more than its bytes:
-    // an all-reduce of 2 steps a block instead of the ring's 2(N-1); the direct one (ABI
-    // 1.5's SUM) where every GPU has it: on 4 GPUs it moves 11 bytes per element of the
-    // partial, the one-shot 44 (three whole-buffer adds and a copy).
-    let (all_reduce, ar_steps) = match n {
-        1 => (crate::collectives::Op::AllReduce, 0),
-        _ if ring.has_direct_all_reduce() => (crate::collectives::Op::AllReduceDirect, 2),
-        _ => (crate::collectives::Op::AllReduceOneShot, 2),
+    // Where every GPU has ABI 1.5's SUM, sequence parallel (below); else the partials, a few
+    // hundred KiB, where a step's latency costs more than its bytes, go through the one-shot
+    // all-reduce: 2 steps a block instead of the ring's 2(N-1).
+    let sequence_parallel = n > 1 && ring.has_direct_all_reduce();
+    let steps = match n {
+        1 => 2 * layers as u64,
+        _ if sequence_parallel => 3 * layers as u64 + 1,
+        _ => 4 * layers as u64,
     };
-    let steps = layers as u64 * (2 + ar_steps);
     ensure!(
         steps <= crate::collectives::Ring::MAX_QUEUED_STEPS,
         "{steps} steps do not fit the ring's command slots"
@@ -899,49 +898,123 @@ pub fn tensor_parallel(model: &Model, gpus: &[usize], launch: Launch) -> Result<
             gpu.import_sync_file(s, g.fence.as_fd())?;
         }
     }
-    let mut clock = RunClock::start(&devices)?;
     let (hu, ru) = (h as u32, batch as u32);
     let th = (batch * h) as u64;
-    for l in 0..layers {
-        let data = ring.data_va();
-        let va = |o: u64| ring.extra_va(o);
-        let compute: Vec<CmdBuf> = (0..n)
-            .map(|i| {
-                let (a, b) = cols(i);
-                let (fi, (xo, to, _, _)) = (b - a, layout(i));
-                let (p, _) = params(h, fi, batch, l);
-                let (t, tf) = (va(to), (batch * fi) as u64);
-                let mut c = CmdBuf::new();
-                c.gemm(va(xo), va(p.w1), t, ru, fi as u32, hu)
-                    .elementwise(ELEMENTWISE_ADD, [t, va(p.b1), t], tf, [0.0; 2])
-                    .activation(ACTIVATION_RELU, t, t, tf)
-                    .gemm(t, va(p.w2), data, ru, hu, fi as u32);
-                c
-            })
-            .collect();
-        let finish: Vec<CmdBuf> = (0..n)
-            .map(|i| {
-                let (a, b) = cols(i);
-                let (xo, _, oo, _) = layout(i);
-                let (p, _) = params(h, b - a, batch, l);
-                let mut c = CmdBuf::new();
-                c.elementwise(ELEMENTWISE_ADD, [data, va(p.b2), data], th, [0.0; 2])
-                    .elementwise(ELEMENTWISE_ADD, [data, va(xo), data], th, [0.0; 2])
-                    .layer_norm(
-                        [data, va(xo), va(p.gamma), va(p.beta)],
-                        [ru, hu],
-                        EPS,
-                        false,
-                    );
-                if l + 1 == layers {
-                    c.softmax(va(xo), va(oo), ru, hu);
-                }
-                c
-            })
-            .collect();
+    let (data, va) = (ring.data_va(), |o: u64| ring.extra_va(o));
+    // The whole-batch finish after a one-shot all-reduce: bias, residual, norm (and the
+    // softmax after the last block).
+    let finish = |i: usize, l: usize| {
+        let (a, b) = cols(i);
+        let (xo, _, oo, _) = layout(i);
+        let (p, _) = params(h, b - a, batch, l);
+        let mut c = CmdBuf::new();
+        c.elementwise(ELEMENTWISE_ADD, [data, va(p.b2), data], th, [0.0; 2])
+            .elementwise(ELEMENTWISE_ADD, [data, va(xo), data], th, [0.0; 2])
+            .layer_norm(
+                [data, va(xo), va(p.gamma), va(p.beta)],
+                [ru, hu],
+                EPS,
+                false,
+            );
+        if l + 1 == layers {
+            c.softmax(va(xo), va(oo), ru, hu);
+        }
+        c
+    };
+    // Megatron's sequence parallelism: member i reduces its own rows of every member's
+    // partial with one SUM and finishes them (bias, residual, norm are row-wise, so the bits
+    // are a whole-batch finish's) into its x; then it gathers every other member's finished
+    // rows. 3 steps a block instead of 4, the finish on 1/N of the rows, and 11/4 of the
+    // partial's bytes moved on 4 GPUs instead of 11.
+    let reduce_rows = |i: usize, l: usize| {
+        let xo = layout(i).0;
+        let (p, _) = params(h, cols(i).1 - cols(i).0, batch, l);
+        let (r0, r1) = part(batch, n, i);
+        let mut c = CmdBuf::new();
+        if r1 > r0 {
+            let (at, count) = ((4 * r0 * h) as u64, ((r1 - r0) * h) as u64);
+            let d = data + at;
+            let src: Vec<u64> = (0..n).map(|j| ring.peer_data_va(i, j) + at).collect();
+            c.sum(&src, d, count)
+                .elementwise(ELEMENTWISE_ADD, [d, va(p.b2) + at, d], count, [0.0; 2])
+                .elementwise(ELEMENTWISE_ADD, [d, va(xo) + at, d], count, [0.0; 2])
+                .layer_norm(
+                    [d, va(xo) + at, va(p.gamma), va(p.beta)],
+                    [(r1 - r0) as u32, hu],
+                    EPS,
+                    false,
+                );
+        }
+        c
+    };
+    let gather_rows = |i: usize| {
+        let mut c = CmdBuf::new();
+        for j in (0..n).filter(|&j| j != i) {
+            let (r0, r1) = part(batch, n, j);
+            let at = (4 * r0 * h) as u64;
+            if r1 > r0 {
+                c.copy(
+                    ring.peer_extra_va(i, j, layout(j).0 + at),
+                    va(layout(i).0) + at,
+                    (4 * (r1 - r0) * h) as u64,
+                );
+            }
+        }
+        c
+    };
+    // Per block, each member's jobs: its columns of W1 and rows of W2 (compute, into its
+    // partial in `data`), then the all-reduce and the finish of one of the two schedules.
+    let blocks: Vec<[Vec<CmdBuf>; 3]> = (0..layers)
+        .map(|l| {
+            let compute = (0..n)
+                .map(|i| {
+                    let (a, b) = cols(i);
+                    let (fi, (xo, to, _, _)) = (b - a, layout(i));
+                    let (p, _) = params(h, fi, batch, l);
+                    let (t, tf) = (va(to), (batch * fi) as u64);
+                    let mut c = CmdBuf::new();
+                    c.gemm(va(xo), va(p.w1), t, ru, fi as u32, hu)
+                        .elementwise(ELEMENTWISE_ADD, [t, va(p.b1), t], tf, [0.0; 2])
+                        .activation(ACTIVATION_RELU, t, t, tf)
+                        .gemm(t, va(p.w2), data, ru, hu, fi as u32);
+                    c
+                })
+                .collect();
+            if sequence_parallel {
+                [
+                    compute,
+                    (0..n).map(|i| reduce_rows(i, l)).collect(),
+                    (0..n).map(gather_rows).collect(),
+                ]
+            } else {
+                [compute, (0..n).map(|i| finish(i, l)).collect(), Vec::new()]
+            }
+        })
+        .collect();
+    let mut clock = RunClock::start(&devices)?;
+    for [compute, second, third] in &blocks {
         ring.user_step(|i| compute[i].clone())?;
-        ring.queue_only(all_reduce)?;
-        ring.user_step(|i| finish[i].clone())?;
+        if sequence_parallel {
+            ring.user_mesh_step(|i| second[i].clone())?;
+            ring.user_mesh_step(|i| third[i].clone())?;
+        } else {
+            if n > 1 {
+                ring.queue_only(crate::collectives::Op::AllReduceOneShot)?;
+            }
+            ring.user_step(|i| second[i].clone())?;
+        }
+    }
+    if sequence_parallel {
+        // Every member has every row of the last block's output: its softmax.
+        let last: Vec<CmdBuf> = (0..n)
+            .map(|i| {
+                let (xo, _, oo, _) = layout(i);
+                let mut c = CmdBuf::new();
+                c.softmax(ring.extra_va(xo), ring.extra_va(oo), ru, hu);
+                c
+            })
+            .collect();
+        ring.user_step(|i| last[i].clone())?;
     }
     let (submit_ms, submits_us) = clock.submitted(gate.as_ref())?;
     ring.wait_all()?;
