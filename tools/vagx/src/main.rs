@@ -346,6 +346,7 @@ fn main() {
                     after: lose_after,
                     by,
                 }),
+                calibration: None,
             };
             serve::cli(cfg, &serve::Policy::parse(&policy)?, &indices)
         })(),

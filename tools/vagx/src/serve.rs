@@ -148,6 +148,17 @@ pub struct Config {
     pub load: f64,
     pub policy: Policy,
     pub lose: Option<Lose>,
+    /// The costs and capacity to offer the load against; `None` measures them first. Runs
+    /// compared with each other share one, so that they are offered the same load.
+    pub calibration: Option<Calibration>,
+}
+
+/// What the offered load is a share of: the device time of a small and of a large request
+/// (ns), and how many units' worth the GPUs delivered together.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Calibration {
+    pub cost_ns: [f64; 2],
+    pub parallel: f64,
 }
 
 /// What a run did.
@@ -185,6 +196,14 @@ pub struct GpuReport {
 impl Report {
     pub fn throughput(&self) -> f64 {
         self.answered as f64 / self.wall_s
+    }
+
+    /// The calibration the run offered its load against.
+    pub fn calibration(&self) -> Calibration {
+        Calibration {
+            cost_ns: [self.cost_us[0] * 1e3, self.cost_us[1] * 1e3],
+            parallel: self.parallel,
+        }
     }
 }
 
@@ -351,6 +370,26 @@ fn pool_rows(pool: &[f32], hidden: usize, start: usize, rows: usize) -> Vec<f32>
         .collect()
 }
 
+/// Measures the device time of a small and of a large request on GPU 0, and what the GPUs'
+/// `units` deliver together: an emulated device that falls behind its model under load
+/// gives less than its units, and an offered load taken from the units alone would then
+/// overload the run.
+fn calibrate(
+    cfg: &Config,
+    devs: &[Device<'_>],
+    model: &Model,
+    pool: &[f32],
+    units: u64,
+) -> Result<Calibration> {
+    let cost_ns = [
+        measure(&devs[0], model, pool, cfg.small)?,
+        measure(&devs[0], model, pool, cfg.large)?,
+    ];
+    let together_ns = measure_together(devs, model, pool, cfg.large)?;
+    let parallel = (cost_ns[1] * units as f64 / together_ns.max(1.0)).clamp(1.0, units as f64);
+    Ok(Calibration { cost_ns, parallel })
+}
+
 /// Runs a request of `rows` pool rows alone on lane 0 of `dev`: the device ns its units spent.
 fn measure(dev: &Device<'_>, model: &Model, pool: &[f32], rows: usize) -> Result<f64> {
     let lane = &dev.lanes[0];
@@ -479,28 +518,26 @@ fn serve(cfg: &Config, indices: &[usize]) -> Result<Report> {
             latest: (first.0, first.1),
         });
     }
-    // Costs: the device time of a small and a large request, a straight line between.
-    let cost = [
-        measure(&devs[0], &model, &pool, cfg.small)?,
-        measure(&devs[0], &model, &pool, cfg.large)?,
-    ];
+    let units: u64 = devs.iter().map(|d| d.units).sum();
+    let Calibration {
+        cost_ns: cost,
+        parallel,
+    } = match cfg.calibration {
+        Some(c) => c,
+        None => calibrate(cfg, &devs, &model, &pool, units)?,
+    };
+    // Costs: a straight line between a small and a large request's.
     let slope = if cfg.large > cfg.small {
         (cost[1] - cost[0]) / (cfg.large - cfg.small) as f64
     } else {
         0.0
     };
     let est = |rows: usize| cost[0] + slope * (rows - cfg.small) as f64;
-    let units: u64 = devs.iter().map(|d| d.units).sum();
     let large_share = match cfg.mix {
         Mix::Uniform => 0.25,
         Mix::Skewed => 1.0 / devs.len().max(2) as f64,
     };
     let mean_ns = est(cfg.small) * (1.0 - large_share) + est(cfg.large) * large_share;
-    // What the GPUs deliver together, in units' worth: an emulated device that falls behind
-    // its model under load gives less than its units, and an offered load taken from the
-    // units alone would then overload the run.
-    let together_ns = measure_together(&devs, &model, &pool, cfg.large)?;
-    let parallel = (est(cfg.large) * units as f64 / together_ns.max(1.0)).clamp(1.0, units as f64);
     let gap_ns = mean_ns / (parallel * cfg.load);
     let requests = stream(cfg, devs.len(), gap_ns);
     // Utilisation counts from here, after the calibration.
@@ -811,11 +848,19 @@ fn place(
 }
 
 /// `vagx-tool serve`: every policy of `policies` on the GPUs `indices`, a table of each.
+/// `vagx-tool serve`: each policy in turn, every one after the first offered the load the
+/// first one's calibration measured.
 pub fn cli(cfg: Config, policies: &[Policy], indices: &[usize]) -> Result<()> {
+    let mut calibration = cfg.calibration;
     for &policy in policies {
-        let c = Config { policy, ..cfg };
+        let c = Config {
+            policy,
+            calibration,
+            ..cfg
+        };
         let r = run(&c, indices)?;
         print_report(&c, indices, &r);
+        calibration = Some(r.calibration());
     }
     Ok(())
 }

@@ -48,6 +48,7 @@ fn config(policy: Policy) -> Config {
         load: 0.7,
         policy,
         lose: None,
+        calibration: None,
     }
 }
 
