@@ -3,8 +3,9 @@
 //! The collectives ([`crate::collectives`]) on 1 to N GPUs of the boot (2 in the test boot,
 //! 4 in the multi-GPU one), for sizes that do and do not divide by N, each checked against
 //! the CPU bit for bit (sums in the ring's order, or in member order for the one-shot and
-//! direct all-reduces; a direct all-reduce over a GPU without SUM is refused); an all-reduce fully queued while a gate
-//! holds its first jobs, so that the GPUs alone advance it; and `vagx-tool collective`.
+//! direct all-reduces; a direct all-reduce over a GPU without SUM is refused); an
+//! all-reduce fully queued while a gate holds its first jobs, so that the GPUs alone advance
+//! it; and `vagx-tool collective`.
 
 use std::os::fd::AsFd;
 
