@@ -8,7 +8,11 @@
 #[path = "../../../rust/kernel/drm/sched/priority.rs"]
 mod priority;
 
+#[path = "../../../rust/kernel/drm/sched/weight.rs"]
+mod weight;
+
 #[path = "../../../rust/kernel/drm/sched/policy/mod.rs"]
 mod policy;
 
 use priority::Priority;
+use weight::Weight;

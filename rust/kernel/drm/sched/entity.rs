@@ -19,7 +19,7 @@ use super::{
     policy::EntityStats,
     scheduler::Scheduler,
     shared::Shared,
-    Backend, Priority,
+    Backend, Priority, Weight,
 };
 use crate::{
     dma_fence::FenceContext,
@@ -231,8 +231,22 @@ impl<B: Backend> Entity<B> {
 
     /// Changes the entity's priority; takes effect at the next pick.
     pub fn set_priority(&self, priority: Priority) {
+        // Under the binding's lock, so that a move to another scheduler cannot lose it.
+        let b = self.binding.lock();
+        Shared::set_entity_priority(&b.shared, b.id, priority);
+    }
+
+    /// The entity's weight (its share under FAIR).
+    pub fn weight(&self) -> Weight {
         let (shared, id) = self.current();
-        Shared::set_entity_priority(&shared, id, priority);
+        shared.entity_weight(id)
+    }
+
+    /// Changes the entity's weight; takes effect at the next pick (queued jobs are picked
+    /// with it, in their order). Moves with the entity to another scheduler.
+    pub fn set_weight(&self, weight: Weight) {
+        let b = self.binding.lock();
+        Shared::set_entity_weight(&b.shared, b.id, weight);
     }
 
     /// Waits until every queued job has been handed to the hardware (or completed).

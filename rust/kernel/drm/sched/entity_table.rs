@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The entity table: the scheduler's slots of [`EntityState`], and what entities do to them
-//! (add, reserve room for a job, change priority, kill, flush, drop).
+//! (add, reserve room for a job, change priority or weight, kill, flush, drop).
 //!
 //! An entity's slot outlives the [`super::Entity`] handle while jobs it reserved room for are
 //! alive: a dropped entity is marked `dropped` and its slot freed with its last job
@@ -11,7 +11,7 @@ use super::{
     entity::{EntityState, Usage},
     fifo::Fifo,
     shared::{Shared, State},
-    Backend, Priority,
+    Backend, Priority, Weight,
 };
 use crate::{
     prelude::*,
@@ -188,6 +188,14 @@ impl<B: Backend> Shared<B> {
 
     pub(crate) fn set_entity_priority(this: &Arc<Self>, id: usize, prio: Priority) {
         Self::update_entity(this, id, |e| e.priority = prio);
+    }
+
+    pub(crate) fn entity_weight(&self, id: usize) -> Weight {
+        self.with_entity(id, |e| e.stats.weight).unwrap_or_default()
+    }
+
+    pub(crate) fn set_entity_weight(this: &Arc<Self>, id: usize, weight: Weight) {
+        Self::update_entity(this, id, |e| e.stats.weight = weight);
     }
 
     pub(crate) fn entity_banned(&self, id: usize) -> bool {

@@ -4,7 +4,7 @@
 //!
 //! - [`Scheduler`]: one hardware ring or firmware queue, with a credit limit, a timeout, a
 //!   policy and a [`Backend`] that runs jobs;
-//! - [`Entity`]: one client's ordered job stream, with a [`Priority`];
+//! - [`Entity`]: one client's ordered job stream, with a [`Priority`] and a [`Weight`];
 //! - [`Job`]: created with credits and the driver's data, given dependencies, then armed and
 //!   pushed under the entity's [`SubmitGuard`]; its finished fence reports the outcome.
 //!
@@ -32,6 +32,7 @@ mod shared;
 mod teardown;
 mod timeout;
 mod trace;
+mod weight;
 
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod mock;
@@ -39,6 +40,8 @@ mod mock;
 mod tests_basic;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod tests_concurrent;
+#[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
+mod tests_control;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod tests_deps;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
@@ -50,4 +53,5 @@ pub use fifo::Fifo;
 pub use job::{ArmedJob, Job};
 pub use policy::PolicyKind;
 pub use priority::Priority;
+pub use weight::Weight;
 pub use scheduler::{DebugfsView, Scheduler, SchedulerConfig};

@@ -4,13 +4,16 @@
 //!
 //! All priorities share one queue. An entity is charged its average job time at pick time
 //! (so a client with many jobs in flight is charged before they complete), scaled by its
-//! priority: a nanosecond of a Low job costs 64 times a nanosecond of a Kernel job. An entity
-//! that rejoins after idling is placed a little before the busiest entities' minimum (as CFS
-//! places a waking task): it runs next, ahead of a hog, but cannot bank the time it did not
-//! use. A Low entity's key grows faster but still grows only when it runs: it is never starved.
-//! On equal keys the entity with the shorter jobs goes first.
+//! priority (a nanosecond of a Low job costs 64 times a nanosecond of a Kernel job) and by
+//! its weight (a nanosecond costs `100 / weight` times as much: weight 400 gets four times
+//! the GPU time of weight 100 at one priority). A weight change applies from the next pick:
+//! what the entity was charged before stays charged. An entity that rejoins after idling is
+//! placed a little before the busiest entities' minimum (as CFS places a waking task): it runs
+//! next, ahead of a hog, but cannot bank the time it did not use. A Low entity's key grows
+//! faster but still grows only when it runs: it is never starved. On equal keys the entity
+//! with the shorter jobs goes first.
 
-use super::{EntityStats, Policy, Priority};
+use super::{EntityStats, Policy, Priority, Weight};
 
 pub(super) struct Fair;
 
@@ -36,11 +39,21 @@ impl Policy for Fair {
         } else {
             stats.avg_job_ns.max(1)
         };
-        stats.vruntime = stats.vruntime.saturating_add(cost << SHIFT[prio as usize]);
+        stats.vruntime = stats
+            .vruntime
+            .saturating_add(charge(cost, prio, stats.weight));
         stats.last_pick = clock;
     }
 
     fn rejoined(stats: &mut EntityStats, min_key: u64) {
         stats.vruntime = stats.vruntime.max(min_key.saturating_sub(REJOIN_CREDIT));
     }
+}
+
+/// The virtual runtime `cost` ns of GPU time add for an entity of `prio` and `weight`: at
+/// least 1, so that every pick moves the key.
+pub(super) fn charge(cost: u64, prio: Priority, weight: Weight) -> u64 {
+    let scaled = (u128::from(cost) << SHIFT[prio as usize]) * u128::from(Weight::DEFAULT.get())
+        / u128::from(weight.get());
+    u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
 }

@@ -4,7 +4,8 @@
 //!
 //! A policy gives every ready entity a key; the smallest key runs. RR and FIFO pick within the
 //! highest non-empty priority (Kernel first, Low last); FAIR puts all priorities in one queue
-//! and lets the priority weigh the virtual runtime instead, so Low is never starved.
+//! and lets the priority and the entity's weight weigh the virtual runtime instead, so Low is
+//! never starved.
 
 mod fair;
 mod fifo;
@@ -12,7 +13,7 @@ mod rr;
 #[cfg(test)]
 mod tests;
 
-use super::Priority;
+use super::{Priority, Weight};
 
 /// Per-entity numbers the policies keep (under the scheduler's lock).
 #[derive(Default, Clone, Copy, Debug)]
@@ -27,6 +28,8 @@ pub(crate) struct EntityStats {
     pub(crate) gpu_ns: u64,
     /// Completed jobs.
     pub(crate) jobs_done: u64,
+    /// The entity's share under FAIR.
+    pub(crate) weight: Weight,
 }
 
 /// What a policy decides with.
@@ -53,7 +56,7 @@ pub enum PolicyKind {
     RoundRobin,
     /// First in, first out: the entity whose first job was pushed earliest goes first.
     Fifo,
-    /// Fair share of GPU time, weighted by priority.
+    /// Fair share of GPU time, weighted by priority and by the entity's [`Weight`].
     Fair,
 }
 

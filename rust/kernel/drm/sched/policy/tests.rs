@@ -3,7 +3,7 @@
 //! Host tests of the policies (`cargo test -p vagx-sched-host`): a model of the scheduler's
 //! pick loop over these same functions, and randomized properties checked on many seeds.
 
-use super::{credits_fit, fair, job_done, Choice, EntityStats, PolicyKind, Priority};
+use super::{credits_fit, fair, job_done, Choice, EntityStats, PolicyKind, Priority, Weight};
 
 /// xorshift64*: a deterministic generator, so that a failing seed can be rerun.
 struct Rng(u64);
@@ -103,8 +103,36 @@ impl Sim {
 
     fn weighted_cost(&self, id: usize) -> u64 {
         let e = &self.entities[id];
-        e.job_ns << fair::SHIFT[e.prio as usize]
+        fair::charge(e.job_ns, e.prio, e.stats.weight)
     }
+
+    fn set_weight(&mut self, id: usize, w: u32) {
+        self.entities[id].stats.weight = Weight::new(w).expect("a weight in range");
+    }
+
+    /// GPU time of each entity between two calls, as shares of the total.
+    fn shares_since(&self, before: &[u64]) -> Vec<f64> {
+        let used: Vec<u64> = self
+            .entities
+            .iter()
+            .zip(before)
+            .map(|(e, b)| e.stats.gpu_ns - b)
+            .collect();
+        let total: u64 = used.iter().sum();
+        used.iter().map(|&u| u as f64 / total as f64).collect()
+    }
+
+    fn gpu_ns(&self) -> Vec<u64> {
+        self.entities.iter().map(|e| e.stats.gpu_ns).collect()
+    }
+}
+
+/// Whether `got` is within 5 % (relative) of the shares `weights` ask for.
+fn within_five_percent(got: &[f64], weights: &[u32]) -> bool {
+    let total: u32 = weights.iter().sum();
+    got.iter().zip(weights).all(|(g, &w)| {
+        (g - f64::from(w) / f64::from(total)).abs() <= 0.05 * f64::from(w) / f64::from(total)
+    })
 }
 
 #[test]
@@ -115,12 +143,17 @@ fn fair_keeps_every_busy_entity_within_one_job_of_the_others() {
             .map(|_| (rng.priority(), 10_000 + rng.below(10_000_000)))
             .collect();
         let mut sim = Sim::new(PolicyKind::Fair, entities);
+        for i in 0..n {
+            let w = [1, 100, 100, 250, 10_000][rng.below(5) as usize];
+            sim.set_weight(i, w);
+        }
         // Everyone's first job is charged FIRST_JOB_NS; after that the average is exact.
         for _ in 0..n {
             sim.step();
         }
         let max_cost = (0..n).map(|i| sim.weighted_cost(i)).max().unwrap();
-        let slack = max_cost + (fair::FIRST_JOB_NS << fair::SHIFT[3]);
+        let slack =
+            max_cost + fair::charge(fair::FIRST_JOB_NS, Priority::Low, Weight::new(1).unwrap());
         for _ in 0..2000 {
             sim.step();
             let v: Vec<u64> = sim.entities.iter().map(|e| e.stats.vruntime).collect();
@@ -166,6 +199,106 @@ fn fair_shares_follow_the_priority_weights() {
             "{hi:?}:{lo:?} picks {a}:{b}, want about {ratio}:1"
         );
     }
+}
+
+#[test]
+fn fair_shares_follow_the_weights_within_five_percent() {
+    for mut rng in seeds().take(50) {
+        let n = 2 + rng.below(3) as usize;
+        let weights: Vec<u32> = (0..n).map(|_| 1 + rng.below(1000) as u32).collect();
+        // Jobs of different lengths: the shares are of GPU time, not of picks.
+        let entities: Vec<_> = (0..n)
+            .map(|_| (Priority::Normal, 50_000 + rng.below(2_000_000)))
+            .collect();
+        let mut sim = Sim::new(PolicyKind::Fair, entities);
+        for (i, &w) in weights.iter().enumerate() {
+            sim.set_weight(i, w);
+        }
+        for _ in 0..200 {
+            sim.step();
+        }
+        let before = sim.gpu_ns();
+        for _ in 0..40_000 {
+            sim.step();
+        }
+        let got = sim.shares_since(&before);
+        assert!(
+            within_five_percent(&got, &weights),
+            "weights {weights:?}, shares {got:?}"
+        );
+    }
+}
+
+#[test]
+fn fair_weights_and_priorities_multiply() {
+    // Normal at weight 800 against Low at 100: 8 × 8 = 64 to 1.
+    let mut sim = Sim::new(
+        PolicyKind::Fair,
+        [(Priority::Normal, 1_000_000), (Priority::Low, 1_000_000)],
+    );
+    sim.set_weight(0, 800);
+    for _ in 0..100 {
+        sim.step();
+    }
+    let before = sim.gpu_ns();
+    for _ in 0..65_000 {
+        sim.step();
+    }
+    let got = sim.shares_since(&before);
+    assert!(within_five_percent(&got, &[64, 1]), "shares {got:?}");
+}
+
+#[test]
+fn fair_weight_change_applies_from_the_next_pick() {
+    let mut sim = Sim::new(PolicyKind::Fair, [(Priority::Normal, 500_000); 2]);
+    for _ in 0..4000 {
+        sim.step();
+    }
+    let before = sim.gpu_ns();
+    assert!(within_five_percent(&sim.shares_since(&[0, 0]), &[1, 1]));
+    sim.set_weight(1, 300);
+    for _ in 0..8000 {
+        sim.step();
+    }
+    let got = sim.shares_since(&before);
+    assert!(
+        within_five_percent(&got, &[1, 3]),
+        "after 100:300, shares {got:?}"
+    );
+}
+
+#[test]
+fn strict_policies_ignore_weights() {
+    for policy in [PolicyKind::RoundRobin, PolicyKind::Fifo] {
+        let mut sim = Sim::new(policy, [(Priority::Normal, 1_000_000); 2]);
+        sim.set_weight(0, 10_000);
+        sim.set_weight(1, 1);
+        for _ in 0..1000 {
+            sim.step();
+        }
+        let (a, b) = (sim.entities[0].picks, sim.entities[1].picks);
+        assert!(a.abs_diff(b) <= 1, "{policy:?}: picks {a}:{b}");
+    }
+}
+
+#[test]
+fn weights_are_one_to_ten_thousand_default_hundred() {
+    assert_eq!(Weight::new(0), None);
+    assert_eq!(Weight::new(1).map(Weight::get), Some(1));
+    assert_eq!(Weight::new(10_000).map(Weight::get), Some(10_000));
+    assert_eq!(Weight::new(10_001), None);
+    assert_eq!(Weight::new(u32::MAX), None);
+    assert_eq!(Weight::default().get(), 100);
+    assert_eq!(EntityStats::default().weight, Weight::DEFAULT);
+    // The charge never overflows and never stops the key.
+    assert_eq!(
+        fair::charge(u64::MAX, Priority::Low, Weight::new(1).unwrap()),
+        u64::MAX
+    );
+    assert_eq!(
+        fair::charge(1, Priority::Kernel, Weight::new(10_000).unwrap()),
+        1
+    );
 }
 
 #[test]
