@@ -48,6 +48,7 @@ extern "C" {
 #define DRM_VAGX_SUBMIT			0x08
 #define DRM_VAGX_QUEUE_GET_STATUS	0x09
 #define DRM_VAGX_DEVICE_QUERY		0x0a
+#define DRM_VAGX_QUEUE_SET_PARAM	0x0b
 
 /**
  * enum drm_vagx_param - what DRM_IOCTL_VAGX_GET_PARAM reports.
@@ -429,6 +430,40 @@ struct drm_vagx_device_query {
 	__u32 pad;
 };
 
+/**
+ * enum drm_vagx_queue_param - what DRM_IOCTL_VAGX_QUEUE_SET_PARAM changes.
+ */
+enum drm_vagx_queue_param {
+	/**
+	 * @DRM_VAGX_QUEUE_PARAM_WEIGHT: the queue's share of the GPU beside the queues of
+	 * its priority, 1 to 10000 (100 at creation; the range of the DRM cgroup proposal's
+	 * drm.weight). The kernel's scheduler honours it under its FAIR policy
+	 * (vagx_sched.policy=fair): two busy queues of one priority get GPU time in the ratio
+	 * of their weights. FIFO and RR order by priority and arrival and ignore it. In
+	 * firmware scheduling mode the device's own scheduler orders the queues and has no
+	 * weights yet: EOPNOTSUPP.
+	 */
+	DRM_VAGX_QUEUE_PARAM_WEIGHT = 0,
+};
+
+/**
+ * struct drm_vagx_queue_set_param - argument of DRM_IOCTL_VAGX_QUEUE_SET_PARAM.
+ *
+ * Changes one scheduling parameter of a queue at any time, with jobs queued and running:
+ * the queue's jobs not yet handed to the device are scheduled with the new value from the
+ * scheduler's next pick, in their submission order, and none is lost; jobs on the device
+ * are not touched. An unknown @param or a @value out of its range is EINVAL, a queue that
+ * is not this file's (or was destroyed) ENOENT.
+ */
+struct drm_vagx_queue_set_param {
+	/** @queue_id: the queue. */
+	__u32 queue_id;
+	/** @param: an enum drm_vagx_queue_param. */
+	__u32 param;
+	/** @value: the new value. */
+	__u64 value;
+};
+
 /*
  * Ioctl numbers, as an enum so that bindings generators see them (the values do not fit
  * in an int; compilers give such an enum an unsigned type).
@@ -456,6 +491,8 @@ enum {
 		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_GET_STATUS, struct drm_vagx_queue_get_status),
 	DRM_IOCTL_VAGX_DEVICE_QUERY =
 		DRM_IOWR(DRM_COMMAND_BASE + DRM_VAGX_DEVICE_QUERY, struct drm_vagx_device_query),
+	DRM_IOCTL_VAGX_QUEUE_SET_PARAM =
+		DRM_IOW(DRM_COMMAND_BASE + DRM_VAGX_QUEUE_SET_PARAM, struct drm_vagx_queue_set_param),
 };
 
 #if defined(__cplusplus)

@@ -28,6 +28,7 @@ pub fn tests() -> Vec<Test<'static>> {
         gem_objects_are_zeroed_and_mappable,
         vm_bind_checks_arguments,
         queue_create_checks_arguments,
+        queue_set_param_checks_arguments_and_keeps_queued_jobs,
         submit_checks_arguments,
         fill_copy_checksum_results_are_right,
         firmware_busy_time_is_each_queues_delays,
@@ -225,6 +226,96 @@ fn queue_create_checks_arguments() -> Result<()> {
     g.queue_destroy(c)?;
     expect_errno(g.queue_destroy(q), libc::ENOENT, "destroying twice")?;
     g.vm_destroy(vm).context("VM_DESTROY once unused")?;
+    Ok(())
+}
+
+/// QUEUE_SET_PARAM: the weight's range, an unknown parameter, an unknown, another file's
+/// and a destroyed queue; then, in kernel mode, weights changed while 20 jobs wait behind a
+/// gate, every job completing with its result, the last one last. Firmware mode has no
+/// weights (`EOPNOTSUPP`), after the same argument checks.
+fn queue_set_param_checks_arguments_and_keeps_queued_jobs() -> Result<()> {
+    const WEIGHT: u32 = uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_WEIGHT;
+    const NORMAL: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL;
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    for bad in [0, 10_001, u64::from(u32::MAX) + 101, u64::MAX] {
+        expect_errno(
+            g.queue_set_param(ctx.queue, WEIGHT, bad),
+            libc::EINVAL,
+            &format!("weight {bad}"),
+        )?;
+    }
+    expect_errno(
+        g.queue_set_param(ctx.queue, WEIGHT + 1, 100),
+        libc::EINVAL,
+        "unknown parameter",
+    )?;
+    expect_errno(g.queue_set_param(999, WEIGHT, 100), libc::ENOENT, "unknown queue")?;
+    // Queue ids are per file: another file's second queue has an id this file does not.
+    let other = Gpu::open_first()?;
+    let other_vm = other.vm_create()?;
+    let _first = other.queue_create(other_vm, NORMAL)?;
+    let second = other.queue_create(other_vm, NORMAL)?;
+    ensure!(second != ctx.queue, "the ids collide");
+    expect_errno(
+        g.queue_set_param(second, WEIGHT, 100),
+        libc::ENOENT,
+        "another file's queue",
+    )?;
+    let gone = g.queue_create(ctx.vm, NORMAL)?;
+    g.queue_destroy(gone)?;
+    expect_errno(
+        g.queue_set_param(gone, WEIGHT, 100),
+        libc::ENOENT,
+        "a destroyed queue",
+    )?;
+    if g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?
+        == u64::from(uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_FIRMWARE)
+    {
+        return expect_errno(
+            g.queue_set_param(ctx.queue, WEIGHT, 100),
+            libc::EOPNOTSUPP,
+            "a weight in firmware mode",
+        );
+    }
+    for w in [1, 10_000, 100] {
+        g.queue_set_param(ctx.queue, WEIGHT, w)
+            .with_context(|| format!("weight {w}"))?;
+    }
+    let gate = sw_sync::Timeline::new().context("sw_sync timeline")?;
+    let gated = g.syncobj()?;
+    g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
+    let mut syncs = Vec::new();
+    for i in 0..20u32 {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.write32(ctx.va(u64::from(i) * 4), i + 1)
+            .write32(ctx.va(256), i + 1);
+        let first = [Sync::wait(gated, 0), Sync::signal(s, 0)];
+        let rest = [Sync::signal(s, 0)];
+        ctx.run(&c, if i == 0 { &first[..] } else { &rest[..] })?;
+        syncs.push(s);
+        if i == 9 {
+            g.queue_set_param(ctx.queue, WEIGHT, 2500)
+                .context("a weight with jobs queued")?;
+        }
+    }
+    g.queue_set_param(ctx.queue, WEIGHT, 7)
+        .context("a weight with 20 jobs queued")?;
+    gate.advance(1)?;
+    for (i, s) in syncs.iter().enumerate() {
+        g.wait(*s, WAIT_MS).with_context(|| format!("job {i} never signalled"))?;
+        ensure!(ctx.fence_result(*s)? == Ok(()), "job {i} failed");
+        ensure!(
+            ctx.map.u32_at(ctx.off(4 * i as u64)) == i as u32 + 1,
+            "job {i} did not run"
+        );
+    }
+    ensure!(
+        ctx.map.u32_at(ctx.off(256)) == 20,
+        "the last job did not run last: {}",
+        ctx.map.u32_at(ctx.off(256))
+    );
     Ok(())
 }
 

@@ -410,6 +410,16 @@ impl Gpu {
         ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_QUEUE_DESTROY, &mut a)
     }
 
+    /// QUEUE_SET_PARAM: `param` (a `DRM_VAGX_QUEUE_PARAM_*`) of queue `queue_id` to `value`.
+    pub fn queue_set_param(&self, queue_id: u32, param: u32, value: u64) -> io::Result<()> {
+        let mut a = uapi::drm_vagx_queue_set_param {
+            queue_id,
+            param,
+            value,
+        };
+        ioctl(self.fd(), uapi::DRM_IOCTL_VAGX_QUEUE_SET_PARAM, &mut a)
+    }
+
     /// QUEUE_GET_STATUS.
     pub fn queue_status(&self, queue_id: u32) -> io::Result<uapi::drm_vagx_queue_get_status> {
         let mut a = uapi::drm_vagx_queue_get_status {

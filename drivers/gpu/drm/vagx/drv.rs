@@ -69,6 +69,7 @@ impl drm::Driver for VagxDriver {
         (VAGX_SUBMIT, drm_vagx_submit, ioctl::RENDER_ALLOW, File::submit),
         (VAGX_QUEUE_GET_STATUS, drm_vagx_queue_get_status, ioctl::RENDER_ALLOW, File::queue_get_status),
         (VAGX_DEVICE_QUERY, drm_vagx_device_query, ioctl::RENDER_ALLOW, File::device_query),
+        (VAGX_QUEUE_SET_PARAM, drm_vagx_queue_set_param, ioctl::RENDER_ALLOW, File::queue_set_param),
     }
 }
 

@@ -25,6 +25,7 @@ use kernel::{
     drm::{
         self,
         gem::BaseObject,
+        sched::Weight,
         syncobj::{
             Syncobj,
             WaitForSubmit, //
@@ -364,6 +365,24 @@ impl File {
         args.completed = completed;
         args.hangs = info.hangs;
         args.pad = 0;
+        Ok(0)
+    }
+
+    /// QUEUE_SET_PARAM: one scheduling parameter of a queue, at run time.
+    pub(crate) fn queue_set_param(
+        _dev: &VagxDevice,
+        args: &mut uapi::drm_vagx_queue_set_param,
+        file: &VagxFile,
+    ) -> Result<u32> {
+        let weight = match args.param {
+            u::QUEUE_PARAM_WEIGHT => u32::try_from(args.value)
+                .ok()
+                .and_then(Weight::new)
+                .ok_or(EINVAL)?,
+            _ => return Err(EINVAL),
+        };
+        let queue = file.inner().queues.lock().get(args.queue_id)?;
+        queue.set_weight(weight)?;
         Ok(0)
     }
 

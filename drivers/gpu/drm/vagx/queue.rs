@@ -23,7 +23,8 @@ use kernel::{
         Priority,
         Scheduler,
         SchedulerConfig,
-        TimeoutStatus, //
+        TimeoutStatus,
+        Weight, //
     },
     new_spinlock, new_spinlock_irq,
     prelude::*,
@@ -362,6 +363,16 @@ impl Queue {
             _vm: self.vm.clone(),
             _pending: PendingJob::new(&self.gpu),
         })
+    }
+
+    /// Changes the queue's weight under the kernel's FAIR policy (kernel mode). In firmware
+    /// mode the device orders the queues, and has no weights: `EOPNOTSUPP`.
+    pub(crate) fn set_weight(&self, weight: Weight) -> Result {
+        if self._own_sched.is_some() {
+            return Err(uapi::eopnotsupp());
+        }
+        self.entity.set_weight(weight);
+        Ok(())
     }
 
     /// What the queue's work used, as the firmware work queue counts it.

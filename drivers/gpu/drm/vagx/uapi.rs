@@ -3,7 +3,7 @@
 //! Short names for the UAPI constants of `include/uapi/drm/vagx_drm.h` (bindgen'd into
 //! `kernel::uapi`).
 
-use kernel::uapi;
+use kernel::{prelude::*, uapi};
 
 pub(crate) const PARAM_ABI_VERSION: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION;
 pub(crate) const PARAM_UNITS: u32 = uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS;
@@ -33,6 +33,8 @@ pub(crate) const PIPE_COPY: u32 = uapi::DRM_VAGX_PIPE_COPY;
 pub(crate) const SYNC_SIGNAL: u32 = uapi::DRM_VAGX_SYNC_SIGNAL;
 pub(crate) const SUBMIT_NO_IMPLICIT_WAIT: u32 = uapi::DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT;
 
+pub(crate) const QUEUE_PARAM_WEIGHT: u32 = uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_WEIGHT;
+
 pub(crate) const QUERY_LOAD: u32 = uapi::drm_vagx_query_DRM_VAGX_QUERY_LOAD;
 pub(crate) const LOAD_UNIT_BUSY: u32 = uapi::DRM_VAGX_LOAD_UNIT_BUSY;
 // CAST: small constants.
@@ -43,3 +45,10 @@ pub(crate) const QUEUE_FAULTED: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_
 pub(crate) const QUEUE_TIMED_OUT: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_TIMED_OUT;
 pub(crate) const QUEUE_BANNED: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_BANNED;
 pub(crate) const QUEUE_DEVICE_LOST: u32 = uapi::drm_vagx_queue_state_DRM_VAGX_QUEUE_DEVICE_LOST;
+
+/// `EOPNOTSUPP`, which `kernel::error::code` does not name: what the UAPI promises for a
+/// control the scheduling mode does not have.
+pub(crate) fn eopnotsupp() -> Error {
+    // CAST: errno constants are small positive integers.
+    Error::from_errno(-(uapi::EOPNOTSUPP as i32))
+}
