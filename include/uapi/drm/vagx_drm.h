@@ -325,7 +325,10 @@ enum drm_vagx_queue_state {
 /**
  * struct drm_vagx_queue_get_status - argument of DRM_IOCTL_VAGX_QUEUE_GET_STATUS.
  *
- * The queue's state and its last failure. Reading does not clear it.
+ * The queue's state and its last failure, and its statistics since creation. Reading does
+ * not clear them. The statistics (from @gpu_time_ns on) were added after the rest: a
+ * userspace built with the shorter struct gets the fields it knows (the DRM core copies
+ * out only the size the ioctl number names).
  */
 struct drm_vagx_queue_get_status {
 	/** @queue_id: the queue. */
@@ -351,6 +354,29 @@ struct drm_vagx_queue_get_status {
 	__u32 hangs;
 	/** @pad: out: zero. */
 	__u32 pad;
+	/** @gpu_time_ns: out: device time of the queue's entries, in ns, as the firmware counts. */
+	__u64 gpu_time_ns;
+	/** @submitted: out: jobs submitted (SUBMIT calls that succeeded). */
+	__u64 submitted;
+	/**
+	 * @failed: out: jobs whose fence signalled an error, whether they ran (a fault, a
+	 * hang) or not (a failed wait, a cancelled or banned queue, a lost device).
+	 */
+	__u64 failed;
+	/** @depth: out: jobs submitted and not yet retired (waiting, queued or on the device). */
+	__u64 depth;
+	/** @wait_count: out: jobs handed to the device, whose waits the next two fields give. */
+	__u64 wait_count;
+	/**
+	 * @wait_avg_ns: out: their mean wait from SUBMIT to the hand-over to the device, in ns,
+	 * their own waits (syncobjs, implicit sync) and the queue's order included.
+	 */
+	__u64 wait_avg_ns;
+	/**
+	 * @wait_p99_ns: out: an upper bound of the 99th percentile of that wait, in ns: the top
+	 * of its power-of-two bucket (from 2 us), at most twice the true value.
+	 */
+	__u64 wait_p99_ns;
 };
 
 /** The most execution units a vagx device has (DRM_VAGX_PARAM_UNITS is at most this). */

@@ -11,8 +11,12 @@ mod priority;
 #[path = "../../../rust/kernel/drm/sched/weight.rs"]
 mod weight;
 
+#[path = "../../../rust/kernel/drm/sched/wait_histogram.rs"]
+mod wait_histogram;
+
 #[path = "../../../rust/kernel/drm/sched/policy/mod.rs"]
 mod policy;
 
 use priority::Priority;
+use wait_histogram::WaitHistogram;
 use weight::Weight;

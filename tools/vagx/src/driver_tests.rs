@@ -29,6 +29,7 @@ pub fn tests() -> Vec<Test<'static>> {
         vm_bind_checks_arguments,
         queue_create_checks_arguments,
         queue_set_param_checks_arguments_and_keeps_queued_jobs,
+        queue_status_reports_the_queues_statistics,
         submit_checks_arguments,
         fill_copy_checksum_results_are_right,
         firmware_busy_time_is_each_queues_delays,
@@ -315,6 +316,82 @@ fn queue_set_param_checks_arguments_and_keeps_queued_jobs() -> Result<()> {
         ctx.map.u32_at(ctx.off(256)) == 20,
         "the last job did not run last: {}",
         ctx.map.u32_at(ctx.off(256))
+    );
+    Ok(())
+}
+
+/// QUEUE_GET_STATUS's statistics: none on a new queue; five jobs held behind a gate for
+/// 30 ms are its depth, then submitted and handed over with a wait of 30 ms or more (the p99
+/// bound no smaller than the mean), with the device time of their delays; a faulting job
+/// fails and was handed over, a job of another queue that waits for it fails and was not.
+fn queue_status_reports_the_queues_statistics() -> Result<()> {
+    const JOBS: u64 = 5;
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    let st = g.queue_status(ctx.queue)?;
+    ensure!(
+        (st.submitted, st.failed, st.depth, st.wait_count, st.gpu_time_ns) == (0, 0, 0, 0, 0),
+        "a new queue: {st:?}"
+    );
+    let gate = sw_sync::Timeline::new().context("sw_sync timeline")?;
+    let gated = g.syncobj()?;
+    g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
+    let mut syncs = Vec::new();
+    for i in 0..JOBS {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.delay(1_000_000).write32(ctx.va(4 * i), 1);
+        let first = [Sync::wait(gated, 0), Sync::signal(s, 0)];
+        let rest = [Sync::signal(s, 0)];
+        ctx.run(&c, if i == 0 { &first[..] } else { &rest[..] })?;
+        syncs.push(s);
+    }
+    thread::sleep(Duration::from_millis(30));
+    let st = g.queue_status(ctx.queue)?;
+    ensure!(
+        st.submitted == JOBS && st.depth == JOBS && st.wait_count == 0,
+        "behind the gate: {st:?}"
+    );
+    gate.advance(1)?;
+    for s in &syncs {
+        g.wait(*s, WAIT_MS)?;
+    }
+    let st = g.queue_status(ctx.queue)?;
+    ensure!(
+        st.submitted == JOBS && st.depth == 0 && st.failed == 0 && st.wait_count == JOBS,
+        "after the gate: {st:?}"
+    );
+    ensure!(
+        st.wait_avg_ns >= 30_000_000 && st.wait_p99_ns >= st.wait_avg_ns,
+        "waits: {st:?}"
+    );
+    ensure!(
+        st.gpu_time_ns >= JOBS * 1_000_000,
+        "device time {} for {JOBS} delays of 1 ms",
+        st.gpu_time_ns
+    );
+    // A job of another queue that faults, and a job of this one that waits for it.
+    let other = Ctx::normal(&g)?;
+    let bad = g.syncobj()?;
+    let mut c = CmdBuf::new();
+    c.write32(0x7000_0000, 1);
+    other.run(&c, &[Sync::signal(bad, 0)])?;
+    g.wait(bad, WAIT_MS)?;
+    let after = g.syncobj()?;
+    let mut w = CmdBuf::new();
+    w.write32(ctx.va(64), 99);
+    ctx.run(&w, &[Sync::wait(bad, 0), Sync::signal(after, 0)])?;
+    g.wait(after, WAIT_MS)?;
+    ensure!(ctx.fence_result(after)? == Err(libc::EIO), "the waiting job");
+    let st = g.queue_status(ctx.queue)?;
+    ensure!(
+        st.submitted == JOBS + 1 && st.failed == 1 && st.wait_count == JOBS && st.depth == 0,
+        "after a failed wait: {st:?}"
+    );
+    let st = other.gpu.queue_status(other.queue)?;
+    ensure!(
+        st.submitted == 1 && st.failed == 1 && st.wait_count == 1 && st.depth == 0,
+        "the faulting queue: {st:?}"
     );
     Ok(())
 }

@@ -365,6 +365,14 @@ impl File {
         args.completed = completed;
         args.hangs = info.hangs;
         args.pad = 0;
+        let stats = queue.stats();
+        args.gpu_time_ns = stats.gpu_time_ns;
+        args.submitted = stats.submitted;
+        args.failed = stats.failed;
+        args.depth = stats.depth;
+        args.wait_count = stats.wait_count;
+        args.wait_avg_ns = stats.wait_avg_ns;
+        args.wait_p99_ns = stats.wait_p99_ns;
         Ok(0)
     }
 

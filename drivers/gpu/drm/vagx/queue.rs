@@ -9,7 +9,7 @@
 //! - firmware: every queue has its own scheduler (1:1) that hands jobs to the firmware as soon
 //!   as their dependencies signal; the firmware arbitrates between queues by priority.
 
-use core::sync::atomic::Ordering::Relaxed;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use kernel::{
     dma_fence::{
@@ -224,6 +224,17 @@ impl KernelScheds {
     }
 }
 
+/// A queue's statistics since creation (`QUEUE_GET_STATUS`).
+pub(crate) struct QueueStats {
+    pub(crate) gpu_time_ns: u64,
+    pub(crate) submitted: u64,
+    pub(crate) failed: u64,
+    pub(crate) depth: u64,
+    pub(crate) wait_count: u64,
+    pub(crate) wait_avg_ns: u64,
+    pub(crate) wait_p99_ns: u64,
+}
+
 /// A client's queue.
 pub(crate) struct Queue {
     gpu: Arc<Gpu>,
@@ -238,6 +249,8 @@ pub(crate) struct Queue {
     uapi_pipe: u32,
     /// The finished fence of the last job submitted: unmapping from the VM waits for it.
     last: Arc<SpinLock<Option<ARef<Fence>>>>,
+    /// Jobs submitted.
+    submitted: AtomicU64,
 }
 
 /// The firmware priority (0 highest) of a UAPI priority.
@@ -308,6 +321,7 @@ impl Queue {
                 _own_sched: own_sched,
                 uapi_pipe,
                 last,
+                submitted: AtomicU64::new(0),
             },
             GFP_KERNEL,
         )?)
@@ -387,7 +401,23 @@ impl Queue {
 
     /// Records a submitted job's finished fence.
     pub(crate) fn submitted(&self, done: ARef<Fence>) {
+        self.submitted.fetch_add(1, Relaxed);
         *self.last.lock() = Some(done);
+    }
+
+    /// The queue's statistics: the firmware's device time, the scheduler entity's counts
+    /// and waits (one lock round trip each).
+    pub(crate) fn stats(&self) -> QueueStats {
+        let usage = self.entity.usage();
+        QueueStats {
+            gpu_time_ns: self.hw.usage().busy_ns,
+            submitted: self.submitted.load(Relaxed),
+            failed: usage.jobs_failed,
+            depth: usage.pending,
+            wait_count: usage.waits.count(),
+            wait_avg_ns: usage.waits.mean_ns(),
+            wait_p99_ns: usage.waits.percentile_ns(990),
+        }
     }
 
     /// The finished fence of the last job submitted.

@@ -19,7 +19,7 @@ use super::{
     policy::EntityStats,
     scheduler::Scheduler,
     shared::Shared,
-    Backend, Priority, Weight,
+    Backend, Priority, WaitHistogram, Weight,
 };
 use crate::{
     dma_fence::FenceContext,
@@ -77,13 +77,21 @@ pub(crate) struct Binding<B: Backend> {
     scheds: KVec<Arc<Shared<B>>>,
 }
 
-/// What an entity's completed jobs used ([`Entity::usage`]).
+/// What an entity's jobs used and how long they waited ([`Entity::usage`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
     /// GPU time of the completed jobs, in ns.
     pub gpu_ns: u64,
-    /// Completed jobs.
+    /// Jobs that ran and completed (successfully or not).
     pub jobs_done: u64,
+    /// Jobs whose finished fence signalled an error: failed on the hardware, or completed
+    /// without running (a failed dependency, a killed or banned entity, a stopped scheduler).
+    pub jobs_failed: u64,
+    /// Jobs created and not yet freed: queued, waiting for dependencies or on the hardware.
+    pub pending: u64,
+    /// How long the jobs that started waited from push to their start (dependencies
+    /// included).
+    pub waits: WaitHistogram,
 }
 
 /// A client's job stream, on one scheduler at a time.
@@ -284,7 +292,8 @@ impl<B: Backend> Entity<B> {
         shared.entity_queued(id)
     }
 
-    /// Total GPU time and number of completed jobs.
+    /// GPU time, completed, failed and pending jobs, and the jobs' waits. Moving to another
+    /// scheduler keeps them (the pending count is of the scheduler the entity is on).
     pub fn usage(&self) -> Usage {
         let (shared, id) = self.current();
         shared.entity_usage(id)

@@ -206,6 +206,10 @@ impl<B: Backend> Shared<B> {
         self.with_entity(id, |e| Usage {
             gpu_ns: e.stats.gpu_ns,
             jobs_done: e.stats.jobs_done,
+            jobs_failed: e.stats.jobs_failed,
+            // CAST: a count of jobs.
+            pending: e.reserved as u64,
+            waits: e.stats.waits,
         })
         .unwrap_or_default()
     }

@@ -45,6 +45,10 @@ pub(crate) struct JobNode<B: Backend> {
     fence_seqno: Atomic<u64>,
     /// The scheduler's logical time at push (FIFO's key); read by picks without the job lock.
     pub(crate) submit_ts: Atomic<u64>,
+    /// The monotonic clock at push, in ns: the start of the job's wait ([`WaitHistogram`]).
+    ///
+    /// [`WaitHistogram`]: super::WaitHistogram
+    pub(crate) pushed_ns: Atomic<u64>,
     /// Set (with `JobInner::error`) when a dependency failed: picks test it without the lock.
     pub(crate) failed: Atomic<bool>,
     /// Whether the job's credits went back when its hardware fence signalled (by a start
@@ -150,19 +154,25 @@ impl<B: Backend> JobNode<B> {
         self.fence_seqno.store(fence.seqno(), Relaxed);
     }
 
-    /// Completes a job whose hardware fence has signalled, with that fence's error; `gpu_ns`
-    /// is the time it ran ([`JobNode::ran_ns`]).
-    pub(crate) fn complete_ran(&self, gpu_ns: u64) {
-        let (err, scheduled, finished) = {
+    /// The error a job whose hardware fence has signalled completes with: its hardware's,
+    /// or that of a job of its ring it ran behind.
+    pub(crate) fn ran_error(&self) -> Option<Error> {
+        let inner = self.inner.lock();
+        let err = match &inner.hw {
+            Some(f) => f.status().err(),
+            None => inner.error,
+        };
+        // It ran behind jobs of its ring: if one of them failed, it failed through that
+        // dependency, whatever its own hardware reported.
+        inner.pipelined_error().or(err)
+    }
+
+    /// Completes a job whose hardware fence has signalled with `err` ([`Self::ran_error`]);
+    /// `gpu_ns` is the time it ran ([`JobNode::ran_ns`]).
+    pub(crate) fn complete_ran(&self, err: Option<Error>, gpu_ns: u64) {
+        let (scheduled, finished) = {
             let mut inner = self.inner.lock();
-            let err = match &inner.hw {
-                Some(f) => f.status().err(),
-                None => inner.error,
-            };
-            // It ran behind jobs of its ring: if one of them failed, it failed through that
-            // dependency, whatever its own hardware reported.
-            let err = inner.pipelined_error().or(err);
-            (err, inner.scheduled.take(), inner.finished.take())
+            (inner.scheduled.take(), inner.finished.take())
         };
         self.signal(err, gpu_ns, scheduled, finished);
     }
@@ -256,6 +266,7 @@ impl<B: Backend> Job<B> {
                 fence_ctx: Atomic::new(0),
                 fence_seqno: Atomic::new(0),
                 submit_ts: Atomic::new(0),
+                pushed_ns: Atomic::new(0),
                 failed: Atomic::new(false),
                 credits_returned: Atomic::new(false),
                 inner <- new_spinlock_irq!(JobInner {

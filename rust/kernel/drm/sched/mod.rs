@@ -32,6 +32,7 @@ mod shared;
 mod teardown;
 mod timeout;
 mod trace;
+mod wait_histogram;
 mod weight;
 
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
@@ -53,5 +54,6 @@ pub use fifo::Fifo;
 pub use job::{ArmedJob, Job};
 pub use policy::PolicyKind;
 pub use priority::Priority;
+pub use wait_histogram::WaitHistogram;
 pub use weight::Weight;
 pub use scheduler::{DebugfsView, Scheduler, SchedulerConfig};

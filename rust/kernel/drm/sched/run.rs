@@ -48,6 +48,7 @@ impl<B: Backend> Shared<B> {
             let job_id = node.trace_id();
             let credits = node.credits;
             node.submit_ts.store(clock, Relaxed);
+            node.pushed_ns.store(now_ns(), Relaxed);
             let no_deps = {
                 let inner = node.inner.lock();
                 for dep in inner.deps.iter() {
@@ -78,8 +79,9 @@ impl<B: Backend> Shared<B> {
                 match this.pick(false) {
                     Some((job, Outcome::Run)) => drop(Self::run(this, job)),
                     Some((job, Outcome::Fail(err))) => {
+                        // Counted before its fence signals, as a job that ran is.
+                        this.job_freed(&job, None, true);
                         job.complete(Some(err), 0);
-                        this.job_freed(&job, None);
                     }
                     None => {}
                 }
@@ -93,7 +95,7 @@ impl<B: Backend> Shared<B> {
     pub(crate) fn complete_done(&self) -> usize {
         let mut n = 0;
         loop {
-            let (job, gpu_ns) = {
+            let (job, gpu_ns, err) = {
                 let mut s = self.state.lock();
                 // Jobs complete in order, almost always: look at the head first.
                 let head_done = s.in_flight.front().is_some_and(|j| j.completable());
@@ -118,12 +120,13 @@ impl<B: Backend> Shared<B> {
                 // The bookkeeping comes before the finished fence signals, so that whoever
                 // it wakes sees the job's time counted and its entity idle.
                 let gpu_ns = job.ran_ns();
-                Self::account_freed(&mut s, &job, Some(gpu_ns));
-                (job, gpu_ns)
+                let err = job.ran_error();
+                Self::account_freed(&mut s, &job, Some(gpu_ns), err.is_some());
+                (job, gpu_ns, err)
             };
             {
                 let _signalling = SignallingGuard::new();
-                job.complete_ran(gpu_ns);
+                job.complete_ran(err, gpu_ns);
             }
             // Freed outside the signalling section, as in `process`.
             drop(job);
@@ -132,18 +135,27 @@ impl<B: Backend> Shared<B> {
         n
     }
 
-    /// Bookkeeping when a job leaves the scheduler (`gpu_ns` if it ran).
-    pub(crate) fn job_freed(&self, job: &JobNode<B>, gpu_ns: Option<u64>) {
-        Self::account_freed(&mut self.state.lock(), job, gpu_ns);
+    /// Bookkeeping when a job leaves the scheduler (`gpu_ns` if it ran; `failed` if its
+    /// finished fence signals an error).
+    pub(crate) fn job_freed(&self, job: &JobNode<B>, gpu_ns: Option<u64>, failed: bool) {
+        Self::account_freed(&mut self.state.lock(), job, gpu_ns, failed);
     }
 
-    pub(crate) fn account_freed(s: &mut State<B>, job: &JobNode<B>, gpu_ns: Option<u64>) {
+    pub(crate) fn account_freed(
+        s: &mut State<B>,
+        job: &JobNode<B>,
+        gpu_ns: Option<u64>,
+        failed: bool,
+    ) {
         s.reserved -= 1;
         if let Some(e) = s.entities.get_mut(job.entity).and_then(Option::as_mut) {
             e.reserved -= 1;
             if let Some(ns) = gpu_ns {
                 e.in_flight -= 1;
                 policy::job_done(&mut e.stats, ns);
+            }
+            if failed {
+                e.stats.jobs_failed = e.stats.jobs_failed.saturating_add(1);
             }
         }
         Self::maybe_free_slot(s, job.entity);
@@ -333,6 +345,9 @@ impl<B: Backend> Shared<B> {
             return Some((job, Outcome::Fail(err)));
         }
         policy.picked(&mut e.stats, e.priority, clock);
+        e.stats
+            .waits
+            .record(now_ns().saturating_sub(job.pushed_ns.load(Relaxed)));
         e.in_flight += 1;
         s.credits_used += credits;
         trace::job_run(
@@ -394,12 +409,12 @@ impl<B: Backend> Shared<B> {
                 if let Some(s) = scheduled {
                     s.signal();
                 }
-                job.complete(err, 0);
                 {
                     let mut s = this.state.lock();
                     s.credits_used -= job.credits;
                 }
-                this.job_freed(&job, Some(0));
+                this.job_freed(&job, Some(0), err.is_some());
+                job.complete(err, 0);
                 return Some(job);
             }
         }
@@ -442,8 +457,9 @@ impl<B: Backend> Shared<B> {
                 match outcome {
                     Outcome::Run => Self::run(this, job),
                     Outcome::Fail(err) => {
+                        // Counted before its fence signals, as a job that ran is.
+                        this.job_freed(&job, None, true);
                         job.complete(Some(err), 0);
-                        this.job_freed(&job, None);
                         Some(job)
                     }
                 }
@@ -454,4 +470,10 @@ impl<B: Backend> Shared<B> {
         }
         this.notify_progress();
     }
+}
+
+/// The monotonic clock in ns.
+fn now_ns() -> u64 {
+    // CAST: the monotonic clock is never negative.
+    Instant::<crate::time::Monotonic>::now().as_nanos() as u64
 }

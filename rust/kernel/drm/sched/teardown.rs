@@ -51,8 +51,8 @@ impl<B: Backend> Shared<B> {
                 found
             };
             let Some(job) = job else { break };
+            self.job_freed(&job, None, true);
             job.complete(Some(err), 0);
-            self.job_freed(&job, None);
         }
         self.notify_progress();
     }

@@ -195,4 +195,44 @@ mod control {
         assert!(before <= 3);
         Ok(())
     }
+
+    /// An entity's usage: its pending jobs, their waits from push to start, completed and
+    /// failed jobs, on the hardware and through a failed dependency.
+    #[test]
+    fn usage_counts_pending_failed_jobs_and_waits() -> Result {
+        let sched = mock_sched(None, 1)?;
+        let kernel = Entity::new(&sched, Priority::Kernel)?;
+        let e = Entity::new(&sched, Priority::Normal)?;
+        // On another scheduler, so that a job of `e` waiting for it waits for its end (a
+        // dependency on the same scheduler may be pipelined and run behind it).
+        let sched2 = mock_sched(None, 1)?;
+        let other = Entity::new(&sched2, Priority::Normal)?;
+        let gate = blocker(&kernel)?;
+        let jobs = queue(&e, 4, 100)?;
+        assert_eq!(e.usage().pending, 4);
+        fsleep(Delta::from_millis(20));
+        open(&sched, &gate);
+        for j in jobs.iter() {
+            assert!(waits(&j.finished, 5 * HZ_MS));
+        }
+        let u = e.usage();
+        assert_eq!((u.jobs_done, u.jobs_failed, u.pending), (4, 0, 0));
+        // Every job waited behind the gate for 20 ms or more.
+        assert_eq!(u.waits.count(), 4);
+        assert!(u.waits.mean_ns() >= 20_000_000);
+        assert!(u.waits.percentile_ns(500) >= 20_000_000);
+        // A job that fails on the hardware, and one of `e` that waits for it.
+        let bad = submit(&other, 0, 0, None)?;
+        assert!(waits(&bad.scheduled, HZ_MS));
+        let behind = submit(&e, 100, 0, Some(&bad.finished))?;
+        assert!(sched2.backend().fail_ring(0, EIO));
+        assert!(waits(&behind.finished, 5 * HZ_MS));
+        assert_eq!(bad.finished.status(), Err(EIO));
+        assert_eq!(behind.finished.status(), Err(EIO));
+        let (u, o) = (e.usage(), other.usage());
+        // It never ran: failed, not done, no wait recorded.
+        assert_eq!((u.jobs_done, u.jobs_failed, u.waits.count()), (4, 1, 4));
+        assert_eq!((o.jobs_done, o.jobs_failed), (1, 1));
+        Ok(())
+    }
 }

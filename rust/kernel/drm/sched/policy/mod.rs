@@ -13,7 +13,7 @@ mod rr;
 #[cfg(test)]
 mod tests;
 
-use super::{Priority, Weight};
+use super::{Priority, WaitHistogram, Weight};
 
 /// Per-entity numbers the policies keep (under the scheduler's lock).
 #[derive(Default, Clone, Copy, Debug)]
@@ -28,8 +28,12 @@ pub(crate) struct EntityStats {
     pub(crate) gpu_ns: u64,
     /// Completed jobs.
     pub(crate) jobs_done: u64,
+    /// Completed jobs whose finished fence signalled an error (whether they ran or not).
+    pub(crate) jobs_failed: u64,
     /// The entity's share under FAIR.
     pub(crate) weight: Weight,
+    /// How long its jobs waited from push to start.
+    pub(crate) waits: WaitHistogram,
 }
 
 /// What a policy decides with.
