@@ -251,7 +251,11 @@ fn queue_set_param_checks_arguments_and_keeps_queued_jobs() -> Result<()> {
         libc::EINVAL,
         "unknown parameter",
     )?;
-    expect_errno(g.queue_set_param(999, WEIGHT, 100), libc::ENOENT, "unknown queue")?;
+    expect_errno(
+        g.queue_set_param(999, WEIGHT, 100),
+        libc::ENOENT,
+        "unknown queue",
+    )?;
     // Queue ids are per file: another file's second queue has an id this file does not.
     let other = Gpu::open_first()?;
     let other_vm = other.vm_create()?;
@@ -305,7 +309,8 @@ fn queue_set_param_checks_arguments_and_keeps_queued_jobs() -> Result<()> {
         .context("a weight with 20 jobs queued")?;
     gate.advance(1)?;
     for (i, s) in syncs.iter().enumerate() {
-        g.wait(*s, WAIT_MS).with_context(|| format!("job {i} never signalled"))?;
+        g.wait(*s, WAIT_MS)
+            .with_context(|| format!("job {i} never signalled"))?;
         ensure!(ctx.fence_result(*s)? == Ok(()), "job {i} failed");
         ensure!(
             ctx.map.u32_at(ctx.off(4 * i as u64)) == i as u32 + 1,
@@ -330,7 +335,13 @@ fn queue_status_reports_the_queues_statistics() -> Result<()> {
     let ctx = Ctx::normal(&g)?;
     let st = g.queue_status(ctx.queue)?;
     ensure!(
-        (st.submitted, st.failed, st.depth, st.wait_count, st.gpu_time_ns) == (0, 0, 0, 0, 0),
+        (
+            st.submitted,
+            st.failed,
+            st.depth,
+            st.wait_count,
+            st.gpu_time_ns
+        ) == (0, 0, 0, 0, 0),
         "a new queue: {st:?}"
     );
     let gate = sw_sync::Timeline::new().context("sw_sync timeline")?;
@@ -382,7 +393,10 @@ fn queue_status_reports_the_queues_statistics() -> Result<()> {
     w.write32(ctx.va(64), 99);
     ctx.run(&w, &[Sync::wait(bad, 0), Sync::signal(after, 0)])?;
     g.wait(after, WAIT_MS)?;
-    ensure!(ctx.fence_result(after)? == Err(libc::EIO), "the waiting job");
+    ensure!(
+        ctx.fence_result(after)? == Err(libc::EIO),
+        "the waiting job"
+    );
     let st = g.queue_status(ctx.queue)?;
     ensure!(
         st.submitted == JOBS + 1 && st.failed == 1 && st.wait_count == JOBS && st.depth == 0,

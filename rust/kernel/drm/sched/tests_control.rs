@@ -89,7 +89,7 @@ mod control {
             polls += 1;
         }
         let (ux, uy) = (x.usage(), y.usage());
-        for f in xs.iter().chain(ys.iter()) {
+        for f in Iterator::chain(xs.iter(), ys.iter()) {
             assert!(waits(&f.finished, 10 * HZ_MS));
         }
         Ok((ux.gpu_ns, uy.gpu_ns))
@@ -129,9 +129,9 @@ mod control {
             low.set_priority(Priority::High);
             assert_eq!(low.priority(), Priority::High);
             open(&sched, &gate);
-            for f in ns.iter().chain(ls.iter()) {
+            for f in Iterator::chain(ns.iter(), ls.iter()) {
                 assert!(waits(&f.finished, 10 * HZ_MS));
-                assert_eq!(f.finished.status(), Ok(()));
+                assert_eq!(f.finished.status(), Ok(true));
             }
             let (tn, tl) = (started_at(&ns)?, started_at(&ls)?);
             // Nothing reordered within a queue.
@@ -155,7 +155,7 @@ mod control {
         let ns = queue(&normal, 8, 200)?;
         high.set_priority(Priority::Low);
         open(&sched, &gate);
-        for f in ns.iter().chain(hs.iter()) {
+        for f in Iterator::chain(ns.iter(), hs.iter()) {
             assert!(waits(&f.finished, 10 * HZ_MS));
         }
         let (tn, th) = (started_at(&ns)?, started_at(&hs)?);
@@ -182,9 +182,9 @@ mod control {
         // Raised before the first pick: the whole run is at 10000:100.
         y.set_weight(Weight::new(Weight::MAX).ok_or(EINVAL)?);
         open(&sched, &gate);
-        for f in xs.iter().chain(ys.iter()) {
+        for f in Iterator::chain(xs.iter(), ys.iter()) {
             assert!(waits(&f.finished, 10 * HZ_MS));
-            assert_eq!(f.finished.status(), Ok(()));
+            assert_eq!(f.finished.status(), Ok(true));
         }
         let (tx, ty) = (started_at(&xs)?, started_at(&ys)?);
         assert!(increasing(&tx) && increasing(&ty));

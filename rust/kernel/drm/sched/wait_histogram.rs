@@ -9,7 +9,7 @@
 //! upper bound of the bucket it falls in: at most twice the true value, never below it.
 
 /// Number of buckets.
-pub const BUCKETS: usize = 32;
+pub(crate) const BUCKETS: usize = 32;
 
 /// Waits of an entity's jobs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

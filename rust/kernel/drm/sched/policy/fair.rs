@@ -53,7 +53,15 @@ impl Policy for Fair {
 /// The virtual runtime `cost` ns of GPU time add for an entity of `prio` and `weight`: at
 /// least 1, so that every pick moves the key.
 pub(super) fn charge(cost: u64, prio: Priority, weight: Weight) -> u64 {
-    let scaled = (u128::from(cost) << SHIFT[prio as usize]) * u128::from(Weight::DEFAULT.get())
-        / u128::from(weight.get());
-    u64::try_from(scaled).unwrap_or(u64::MAX).max(1)
+    // In u64, saturating (the kernel has no 128-bit division): a charge that large means
+    // years of GPU time, and saturates the key anyway.
+    let weighted = cost
+        .saturating_mul(1 << SHIFT[prio as usize])
+        .saturating_mul(u64::from(Weight::DEFAULT.get()));
+    // A weight is never 0; `checked_div` keeps a panic path (which objtool flags) out of the
+    // pick.
+    weighted
+        .checked_div(u64::from(weight.get()))
+        .unwrap_or(weighted)
+        .max(1)
 }
