@@ -24,7 +24,9 @@ const UNSAFE_ALLOWED: &[&str] = &[
     "qemu/qemu-api/",
     "qemu/hw/",
     // The tool's system-call layers: module loading, the DRM ioctls and mappings, and the
-    // dma-buf ioctls (udmabuf, sync), and sw_sync's CPU-signalled fences.
+    // dma-buf ioctls (udmabuf, sync), sw_sync's CPU-signalled fences, and the thread's
+    // capabilities.
+    "tools/vagx/src/caps.rs",
     "tools/vagx/src/module.rs",
     "tools/vagx/src/gpu.rs",
     "tools/vagx/src/dmabuf.rs",

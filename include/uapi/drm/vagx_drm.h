@@ -470,6 +470,15 @@ enum drm_vagx_queue_param {
 	 * weights yet: EOPNOTSUPP.
 	 */
 	DRM_VAGX_QUEUE_PARAM_WEIGHT = 0,
+	/**
+	 * @DRM_VAGX_QUEUE_PARAM_PRIORITY: the queue's priority, an enum drm_vagx_priority;
+	 * raising it to DRM_VAGX_PRIORITY_HIGH needs CAP_SYS_NICE (EACCES), as at creation.
+	 * Both scheduling modes honour it: in kernel mode the queue's queued jobs are
+	 * picked at the new priority, on that priority's share of the device; the device
+	 * itself arbitrates with it from its next command boundary, entries it already has
+	 * included. Needs firmware ABI 1.6 (EOPNOTSUPP on an older device).
+	 */
+	DRM_VAGX_QUEUE_PARAM_PRIORITY = 1,
 };
 
 /**
@@ -477,8 +486,8 @@ enum drm_vagx_queue_param {
  *
  * Changes one scheduling parameter of a queue at any time, with jobs queued and running:
  * the queue's jobs not yet handed to the device are scheduled with the new value from the
- * scheduler's next pick, in their submission order, and none is lost; jobs on the device
- * are not touched. An unknown @param or a @value out of its range is EINVAL, a queue that
+ * scheduler's next pick, in their submission order, and none is lost; what each parameter
+ * does to jobs already on the device, it says. An unknown @param or a @value out of its range is EINVAL, a queue that
  * is not this file's (or was destroyed) ENOENT.
  */
 struct drm_vagx_queue_set_param {

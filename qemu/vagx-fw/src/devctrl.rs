@@ -11,6 +11,7 @@ use vagx_abi::{
     init::MAX_RING_COUNT,
     pipe_index,
     queue::{QueueState, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
+    regs::ABI_MINOR_QUEUE_PRIORITY,
     PipeType, MAX_QUEUES, NUM_PRIORITIES, NUM_STAMP_SLOTS,
 };
 
@@ -113,9 +114,31 @@ impl Device {
                 QUERY_QUEUES => (DEVCTRL_OK, self.sched.queue_count() as u64),
                 _ => (DEVCTRL_INVALID, 0),
             }
+        } else if let Some(a) = msg
+            .payload::<DevCtrlSetQueuePriority>()
+            .filter(|_| self.abi_minor() >= ABI_MINOR_QUEUE_PRIORITY)
+        {
+            self.set_queue_priority(a.queue, a.priority)
         } else {
             (DEVCTRL_UNKNOWN_OP, 0)
         }
+    }
+
+    fn set_queue_priority(&mut self, id: u32, priority: u32) -> Reply {
+        if priority as usize >= NUM_PRIORITIES {
+            return (DEVCTRL_INVALID, 0);
+        }
+        let Some(q) = self.sched.queue_mut(id) else {
+            return (DEVCTRL_NOT_FOUND, 0);
+        };
+        let old = q.set_priority(priority);
+        if old != priority {
+            self.log(
+                LOG_INFO,
+                &format!("queue {id}: priority {old} -> {priority}"),
+            );
+        }
+        OK
     }
 
     fn create_queue(&mut self, mem: &mut dyn Memory, a: &DevCtrlCreateQueue) -> Reply {

@@ -9,7 +9,9 @@
 //! among equal priorities it takes the one that least recently had a unit, so queues of one
 //! priority round-robin command by command, and a higher-priority queue that becomes runnable
 //! takes the next free unit, preempting lower ones at their next command boundary. A queue
-//! runs its entries in order, one command at a time, on at most one unit.
+//! runs its entries in order, one command at a time, on at most one unit. Its priority is
+//! set at creation and (ABI 1.6) changed by `DEVCTRL_SET_QUEUE_PRIORITY`, which takes effect
+//! at the next command boundary like any other change of what is runnable.
 //!
 //! A command's effects happen when it completes, at `start + cost` in device time (see
 //! `exec` for the cost model; starting an entry adds [`ENTRY_OVERHEAD_NS`]). A `BARRIER` whose
@@ -191,6 +193,11 @@ impl WorkQueue {
         }
     }
 
+    /// Gives the queue priority `priority` from its next unit on; returns the old one.
+    pub(crate) fn set_priority(&mut self, priority: u32) -> u32 {
+        core::mem::replace(&mut self.priority, priority)
+    }
+
     /// Whether the queue has unfinished entries.
     pub(crate) fn has_work(&self) -> bool {
         self.current.is_some() || self.done != self.wptr
@@ -338,6 +345,10 @@ impl Scheduler {
     /// Queue `id`, if it exists.
     pub(crate) fn queue(&self, id: u32) -> Option<&WorkQueue> {
         self.queues.get(&id)
+    }
+
+    pub(crate) fn queue_mut(&mut self, id: u32) -> Option<&mut WorkQueue> {
+        self.queues.get_mut(&id)
     }
 
     /// Adds queue `q` (its id is not taken).

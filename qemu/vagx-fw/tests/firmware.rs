@@ -219,6 +219,66 @@ fn higher_priority_preempts_at_the_next_command_boundary() {
     assert!(h.run_until_stamp(10, low_stamp, 10_000_000).is_some());
 }
 
+/// ABI 1.6: a queue raised at run time takes the unit at the next command boundary, with
+/// the entries it already had, ahead of the queue that was above it.
+#[test]
+fn a_queue_raised_at_run_time_goes_first_from_the_next_command_boundary() {
+    let mut h = Harness::new(1);
+    h.create_queue(12, 3);
+    h.create_queue(13, 1);
+    let ten = cmdbuf(&vec![delay(100_000); 10]);
+    let low = h.queue_entry(12, &ten);
+    let normal = h.queue_entry(13, &ten);
+    h.kick();
+    h.run_for(250_000);
+    // The Normal queue has the unit; the Low one has not started.
+    assert_eq!(h.done(13), 0);
+    let r = h.devctrl(&DevCtrlSetQueuePriority {
+        queue: 12,
+        priority: 0,
+    });
+    assert_eq!(r.status, DEVCTRL_OK);
+    let t_low = h.run_until_stamp(12, low, 10_000_000).unwrap();
+    // The running command ends (by 300 µs and a little), then the raised queue's ten run.
+    assert!(
+        t_low < 50_000 + 10 * 100_200 + 11_200,
+        "raised queue took {t_low} ns"
+    );
+    assert!(
+        !vagx_abi::stamp_passed(h.stamp(13), normal),
+        "the lowered queue finished first"
+    );
+    assert!(h.run_until_stamp(13, normal, 10_000_000).is_some());
+    // And lowered again: a queue back at Low yields to the Normal one.
+    let r = h.devctrl(&DevCtrlSetQueuePriority {
+        queue: 12,
+        priority: 3,
+    });
+    assert_eq!(r.status, DEVCTRL_OK);
+    let low = h.queue_entry(12, &ten);
+    let normal = h.queue_entry(13, &ten);
+    h.kick();
+    assert!(h.run_until_stamp(13, normal, 10_000_000).is_some());
+    assert!(!vagx_abi::stamp_passed(h.stamp(12), low));
+    assert!(h.run_until_stamp(12, low, 10_000_000).is_some());
+}
+
+/// `DEVCTRL_SET_QUEUE_PRIORITY` refuses an unknown queue and a priority out of range, and a
+/// firmware of ABI 1.5 does not know it.
+#[test]
+fn set_queue_priority_checks_its_arguments_and_is_new_in_1_6() {
+    let mut h = Harness::new(1);
+    h.create_queue(12, 2);
+    let set = |queue, priority| DevCtrlSetQueuePriority { queue, priority };
+    assert_eq!(h.devctrl(&set(99, 0)).status, DEVCTRL_NOT_FOUND);
+    assert_eq!(h.devctrl(&set(12, 4)).status, DEVCTRL_INVALID);
+    assert_eq!(h.devctrl(&set(12, u32::MAX)).status, DEVCTRL_INVALID);
+    assert_eq!(h.devctrl(&set(12, 0)).status, DEVCTRL_OK);
+    let mut old = Harness::with_init(1, |i| i.abi_version = 0x0001_0005);
+    old.create_queue(12, 2);
+    assert_eq!(old.devctrl(&set(12, 0)).status, DEVCTRL_UNKNOWN_OP);
+}
+
 #[test]
 fn queues_of_one_priority_share_a_unit_fairly() {
     let mut h = Harness::new(1);

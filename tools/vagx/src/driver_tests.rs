@@ -29,6 +29,7 @@ pub fn tests() -> Vec<Test<'static>> {
         vm_bind_checks_arguments,
         queue_create_checks_arguments,
         queue_set_param_checks_arguments_and_keeps_queued_jobs,
+        a_queue_raised_with_jobs_queued_runs_them_first_in_order,
         queue_status_reports_the_queues_statistics,
         submit_checks_arguments,
         fill_copy_checksum_results_are_right,
@@ -322,6 +323,133 @@ fn queue_set_param_checks_arguments_and_keeps_queued_jobs() -> Result<()> {
         "the last job did not run last: {}",
         ctx.map.u32_at(ctx.off(256))
     );
+    Ok(())
+}
+
+/// QUEUE_SET_PARAM's priority: its range, and CAP_SYS_NICE for High (in a thread that
+/// dropped it, as at creation); then a Low queue raised to High while Normal work holds every
+/// unit and another Low queue's jobs (in kernel mode all of Low's credits) are ahead of it:
+/// its four queued jobs all finish, in order and with their results, before any of the
+/// others, which then finish too. Both scheduling modes.
+fn a_queue_raised_with_jobs_queued_runs_them_first_in_order() -> Result<()> {
+    const PRIORITY: u32 = uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_PRIORITY;
+    const LOW: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_LOW;
+    const NORMAL: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL;
+    const HIGH: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_HIGH;
+    /// Jobs of the Low queue ahead: kernel mode's credits per priority.
+    const AHEAD: usize = 8;
+    let g = Gpu::open_first()?;
+    let ctx = Ctx::normal(&g)?;
+    for bad in [3, 99, u64::from(u32::MAX), u64::MAX] {
+        expect_errno(
+            g.queue_set_param(ctx.queue, PRIORITY, bad),
+            libc::EINVAL,
+            &format!("priority {bad}"),
+        )?;
+    }
+    expect_errno(
+        g.queue_set_param(999, PRIORITY, u64::from(LOW)),
+        libc::ENOENT,
+        "unknown queue",
+    )?;
+    thread::spawn(|| -> Result<()> {
+        crate::caps::drop_sys_nice_in_this_thread().context("capset")?;
+        let g = Gpu::open_first()?;
+        let ctx = Ctx::normal(&g)?;
+        expect_errno(
+            g.queue_set_param(ctx.queue, PRIORITY, u64::from(HIGH)),
+            libc::EACCES,
+            "High without CAP_SYS_NICE",
+        )?;
+        expect_errno(
+            g.queue_create(ctx.vm, HIGH),
+            libc::EACCES,
+            "a High queue without CAP_SYS_NICE",
+        )?;
+        g.queue_set_param(ctx.queue, PRIORITY, u64::from(LOW))
+            .context("Low without CAP_SYS_NICE")?;
+        g.queue_set_param(ctx.queue, PRIORITY, u64::from(NORMAL))
+            .context("Normal without CAP_SYS_NICE")
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread without CAP_SYS_NICE panicked"))??;
+
+    let units = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
+    let mut fillers = Vec::new();
+    for _ in 0..units {
+        fillers.push(Ctx::normal(&g)?);
+    }
+    let ahead = Ctx::new(&g, LOW, 1 << 20)?;
+    let raised = Ctx::new(&g, LOW, 1 << 20)?;
+    let mut others = Vec::new();
+    // 100 ms of Normal work on every unit, a command boundary every millisecond.
+    for f in &fillers {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        for _ in 0..100 {
+            c.delay(1_000_000);
+        }
+        c.write32(f.va(0), 1);
+        f.run(&c, &[Sync::signal(s, 0)])?;
+        others.push((f, s));
+    }
+    for _ in 0..AHEAD {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        for _ in 0..10 {
+            c.delay(1_000_000);
+        }
+        ahead.run(&c, &[Sync::signal(s, 0)])?;
+        others.push((&ahead, s));
+    }
+    let mut mine = Vec::new();
+    for i in 0..4u32 {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.delay(1_000_000)
+            .delay(1_000_000)
+            .write32(raised.va(u64::from(i) * 4), i + 1)
+            .write32(raised.va(64), i + 1);
+        raised.run(&c, &[Sync::signal(s, 0)])?;
+        mine.push(s);
+    }
+    g.queue_set_param(raised.queue, PRIORITY, u64::from(HIGH))
+        .context("raising a queue with jobs queued")?;
+    for (i, s) in mine.iter().enumerate() {
+        g.wait(*s, WAIT_MS)
+            .with_context(|| format!("raised job {i} never signalled"))?;
+        ensure!(raised.fence_result(*s)? == Ok(()), "raised job {i} failed");
+    }
+    let mut pending = 0;
+    for (c, s) in &others {
+        pending += usize::from(c.fence_pending(*s)?);
+    }
+    ensure!(
+        pending == others.len(),
+        "{} of the {} Normal and Low jobs finished before the raised queue's last",
+        others.len() - pending,
+        others.len()
+    );
+    for i in 0..4 {
+        ensure!(
+            raised.map.u32_at(raised.off(4 * i)) == i as u32 + 1,
+            "raised job {i} did not run"
+        );
+    }
+    ensure!(
+        raised.map.u32_at(raised.off(64)) == 4,
+        "the raised queue's last job did not run last"
+    );
+    for (i, (c, s)) in others.iter().enumerate() {
+        g.wait(*s, WAIT_MS)
+            .with_context(|| format!("job {i} of the others never signalled"))?;
+        ensure!(
+            c.fence_result(*s)? == Ok(()),
+            "job {i} of the others failed"
+        );
+    }
+    // Lowered again with nothing queued: accepted.
+    g.queue_set_param(raised.queue, PRIORITY, u64::from(LOW))?;
     Ok(())
 }
 

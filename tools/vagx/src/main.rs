@@ -5,6 +5,7 @@
 //! It runs inside the test VM as a static binary in the initramfs.
 
 mod bench_ml;
+mod caps;
 mod cmdbuf;
 mod collective_tests;
 mod collectives;

@@ -17,7 +17,7 @@ use vagx_abi::cmd::{
 
 use crate::{
     cmdbuf::CmdBuf,
-    fixture::Ctx,
+    fixture::{expect_errno, Ctx},
     gpu::Gpu,
     infer::{get, put},
     registry::{tests, Test},
@@ -43,7 +43,7 @@ pub fn multi_gpu_tests() -> Vec<Test<'static>> {
     tests![
         the_model_runs_single_data_tensor_and_pipeline_parallel_like_the_cpu,
         a_pipeline_with_more_gpus_than_layers_passes_activations_through,
-        a_gpu_of_an_older_abi_fails_a_sum_and_runs_on,
+        a_gpu_of_an_older_abi_refuses_a_sum_and_a_priority_change_and_runs_on,
     ]
 }
 
@@ -392,10 +392,11 @@ fn sum_adds_its_inputs_in_order_bit_for_bit() -> Result<()> {
 }
 
 /// The multi-GPU boot has one GPU of ABI 1.2 (the last in slot order; tests that unbind and
-/// rebind a GPU renumber its render node, so it is found by asking each one): a SUM there
+/// rebind a GPU renumber its render node, so it is found by asking each one): it refuses a
+/// priority change (`EOPNOTSUPP`: no `DEVCTRL_SET_QUEUE_PRIORITY` before 1.6); a SUM there
 /// is a malformed command, which fails its job (`EIO`, fault kind 3), and the GPU runs the
 /// next job.
-fn a_gpu_of_an_older_abi_fails_a_sum_and_runs_on() -> Result<()> {
+fn a_gpu_of_an_older_abi_refuses_a_sum_and_a_priority_change_and_runs_on() -> Result<()> {
     let mut older = None;
     for i in 0..crate::gpu::render_nodes()?.len() {
         let g = Gpu::open_index(i)?;
@@ -409,6 +410,16 @@ fn a_gpu_of_an_older_abi_fails_a_sum_and_runs_on() -> Result<()> {
         bail!("no GPU of the boot speaks an ABI without SUM (1.5)");
     };
     let ctx = Ctx::normal(&g)?;
+    // No DEVCTRL_SET_QUEUE_PRIORITY before ABI 1.6.
+    expect_errno(
+        g.queue_set_param(
+            ctx.queue,
+            uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_PRIORITY,
+            u64::from(uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_LOW),
+        ),
+        libc::EOPNOTSUPP,
+        "a priority change on ABI 1.2",
+    )?;
     let mut c = CmdBuf::new();
     c.sum(&[ctx.va(X), ctx.va(Y)], ctx.va(OUT), 4);
     let s = ctx.run_and_wait(&c)?;

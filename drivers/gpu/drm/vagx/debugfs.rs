@@ -158,7 +158,7 @@ impl Debugfs {
         let dir_name = CString::try_from_fmt(fmt!("vagx-{}", name))?;
         let dir = Dir::new(&dir_name);
         let mut views = KVec::new();
-        for s in data.scheds.0.iter() {
+        for s in data.kernel_sched.0.iter() {
             views.push(s.debugfs_view(), GFP_KERNEL)?;
         }
         let scheds = Arc::new(VagxDataRef { views }, GFP_KERNEL)?;

@@ -26,7 +26,7 @@ use crate::{
         Gpu,
         IrqHandler, //
     },
-    queue::KernelScheds,
+    queue::KernelSched,
     regs::{
         self,
         AbiVersion, //
@@ -133,11 +133,11 @@ impl pci::Driver for VagxPciDriver {
         let started = (|| {
             fw.boot(pdev.as_ref())?;
             let mode = sched_mode();
-            let scheds = KernelScheds::new(&gpu, mode == uapi::SCHED_KERNEL)?;
+            let kernel_sched = KernelSched::new(&gpu, mode == uapi::SCHED_KERNEL)?;
             let data_gpu = gpu.clone();
             let data = try_pin_init!(VagxData {
                 gpu: data_gpu,
-                scheds,
+                kernel_sched,
                 sched_mode: mode,
                 abi_version,
             });

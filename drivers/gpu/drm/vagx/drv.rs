@@ -15,7 +15,7 @@ use crate::{
     file::File,
     gem::Bo,
     gpu::Gpu,
-    queue::KernelScheds, //
+    queue::KernelSched, //
 };
 
 /// The vagx DRM driver.
@@ -28,8 +28,8 @@ pub(crate) type VagxDevice<Ctx = drm::Registered> = drm::Device<VagxDriver, Ctx>
 #[pin_data]
 pub(crate) struct VagxData {
     pub(crate) gpu: Arc<Gpu>,
-    /// Kernel mode's schedulers (empty in firmware mode).
-    pub(crate) scheds: KernelScheds,
+    /// Kernel mode's scheduler (none in firmware mode).
+    pub(crate) kernel_sched: KernelSched,
     /// `DRM_VAGX_SCHED_*`.
     pub(crate) sched_mode: u32,
     /// The firmware ABI version in use: the newest the driver and the device both speak.

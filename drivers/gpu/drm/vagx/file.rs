@@ -326,7 +326,7 @@ impl File {
         }
         let vm = file.inner().vms.lock().get(args.vm_id)?;
         file.inner().queues.lock().check_room()?;
-        let queue = Queue::new(&dev.gpu, &dev.scheds, vm, args.priority, args.pipe)?;
+        let queue = Queue::new(&dev.gpu, &dev.kernel_sched, vm, args.priority, args.pipe)?;
         args.queue_id = file.inner().queues.lock().insert(queue)?;
         Ok(0)
     }
@@ -382,15 +382,26 @@ impl File {
         args: &mut uapi::drm_vagx_queue_set_param,
         file: &VagxFile,
     ) -> Result<u32> {
-        let weight = match args.param {
-            u::QUEUE_PARAM_WEIGHT => u32::try_from(args.value)
-                .ok()
-                .and_then(Weight::new)
-                .ok_or(EINVAL)?,
+        // Every argument is checked before the queue is looked up.
+        let value = u32::try_from(args.value).map_err(|_| EINVAL)?;
+        match args.param {
+            u::QUEUE_PARAM_WEIGHT => {
+                let weight = Weight::new(value).ok_or(EINVAL)?;
+                let queue = file.inner().queues.lock().get(args.queue_id)?;
+                queue.set_weight(weight)?;
+            }
+            u::QUEUE_PARAM_PRIORITY => {
+                if ![u::PRIORITY_LOW, u::PRIORITY_NORMAL, u::PRIORITY_HIGH].contains(&value) {
+                    return Err(EINVAL);
+                }
+                if value == u::PRIORITY_HIGH && !capable(Capability::SYS_NICE) {
+                    return Err(EACCES);
+                }
+                let queue = file.inner().queues.lock().get(args.queue_id)?;
+                queue.set_priority(value)?;
+            }
             _ => return Err(EINVAL),
-        };
-        let queue = file.inner().queues.lock().get(args.queue_id)?;
-        queue.set_weight(weight)?;
+        }
         Ok(0)
     }
 

@@ -111,7 +111,8 @@ unit_reply!(
     channels::DevCtrlUnbindVm,
     channels::DevCtrlHalt,
     channels::DevCtrlResume,
-    channels::DevCtrlFlush
+    channels::DevCtrlFlush,
+    channels::DevCtrlSetQueuePriority
 );
 
 impl DevCtrlOp for channels::DevCtrlResetQueue {

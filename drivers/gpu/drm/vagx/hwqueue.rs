@@ -8,6 +8,11 @@
 //! the job's fence signals at its last entry's stamp. Entries complete in order, so the fences
 //! wait in submission order and a stamp signals every fence at or before it.
 
+use core::sync::atomic::{
+    AtomicU32,
+    Ordering::Relaxed, //
+};
+
 use kernel::{
     device::{
         Bound,
@@ -35,6 +40,7 @@ use crate::{
         self,
         channels::{
             DevCtrlCreateQueue,
+            DevCtrlSetQueuePriority,
             PipeMsg, //
         },
         queue::{
@@ -58,8 +64,10 @@ use crate::{
 /// A time on the monotonic clock.
 type Instant = kernel::time::Instant<kernel::time::Monotonic>;
 
-/// Entries of a work queue's ring.
-pub(crate) const QUEUE_RING_COUNT: u32 = 64;
+/// Entries of a work queue's ring: room for the most a scheduler hands one queue (see
+/// `queue.rs`: a full set of kernel-mode credits at every priority, for a queue whose
+/// priority changed while its jobs ran).
+pub(crate) const QUEUE_RING_COUNT: u32 = 128;
 
 /// The first stamp of every queue: close to the wrap so that wrap-around is exercised early.
 const STAMP_INIT: u32 = 0u32.wrapping_sub(16 * STAMP_STEP);
@@ -181,7 +189,11 @@ pub(crate) struct HwQueue {
     id: u32,
     _lease: QueueId,
     vm: u32,
+    /// The pipe the queue was created on: its message channel for good.
     pipe: usize,
+    /// The firmware priority the queue runs at: its pipe's, unless changed since
+    /// (`DEVCTRL_SET_QUEUE_PRIORITY`).
+    priority: AtomicU32,
     fences: FenceContext,
     #[pin]
     inner: SpinLockIrq<Inner>,
@@ -207,6 +219,8 @@ impl HwQueue {
             _lease: lease,
             vm,
             pipe,
+            // CAST: below `NUM_PRIORITIES`.
+            priority: AtomicU32::new((pipe / abi::NUM_PIPE_TYPES) as u32),
             fences: FenceContext::new(c"vagx", c"hw-queue"),
             inner <- new_spinlock_irq!(Inner {
                 ring,
@@ -249,6 +263,23 @@ impl HwQueue {
             ring: ring.entries,
             state: ring.state,
         }
+    }
+
+    /// Records the firmware priority the firmware now runs the queue at.
+    pub(crate) fn set_priority(&self, priority: u32) {
+        self.priority.store(priority, Relaxed);
+    }
+
+    /// What gives the queue, created again on its pipe ([`Self::create_args`]), the priority
+    /// it had: `None` if that is its pipe's.
+    pub(crate) fn priority_args(&self) -> Option<DevCtrlSetQueuePriority> {
+        let priority = self.priority.load(Relaxed);
+        // CAST: below `NUM_PRIORITIES`.
+        let created = (self.pipe / abi::NUM_PIPE_TYPES) as u32;
+        (priority != created).then_some(DevCtrlSetQueuePriority {
+            queue: self.id,
+            priority,
+        })
     }
 
     /// Forgets the ring's contents, as the firmware does when it creates the queue.

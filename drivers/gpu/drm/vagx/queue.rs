@@ -4,8 +4,8 @@
 //!
 //! Two scheduling modes (module parameter `sched_mode`):
 //!
-//! - kernel: one scheduler per priority orders the jobs of every queue of that priority onto
-//!   the hardware, with `KERNEL_MODE_CREDITS` jobs in flight per priority;
+//! - kernel: one scheduler orders the jobs of every queue onto the hardware, with
+//!   `KERNEL_MODE_CREDITS` jobs in flight per priority;
 //! - firmware: every queue has its own scheduler (1:1) that hands jobs to the firmware as soon
 //!   as their dependencies signal; the firmware arbitrates between queues by priority.
 
@@ -45,6 +45,7 @@ use crate::{
             DevCtrlQuery,
             DevCtrlQueue,
             DevCtrlResetQueue,
+            DevCtrlSetQueuePriority,
             QUERY_TIME_NS, //
         },
         queue::{
@@ -79,6 +80,23 @@ use crate::{
 /// Jobs in flight per priority in kernel mode: few enough that the kernel, not the firmware,
 /// decides the order.
 pub(crate) const KERNEL_MODE_CREDITS: u32 = 8;
+
+/// Ring entries in flight per queue in firmware mode (a job takes one per entry, wait entries
+/// included): enough to keep the firmware's queue fed, few enough that a queue's backlog
+/// waits in the kernel, where it can still be cancelled without the firmware.
+const FIRMWARE_MODE_ENTRIES: u32 = 63;
+
+/// The priorities a queue may have ([`fw_priority`]).
+const QUEUE_PRIORITIES: u32 = 3;
+
+// The ring holds whatever the schedulers hand a queue: in kernel mode a queue's jobs may be
+// on the hardware at every priority it has had (each with `KERNEL_MODE_CREDITS`), each job
+// with its wait entries.
+const _: () = {
+    // CAST: a small constant.
+    let kernel_mode = QUEUE_PRIORITIES * KERNEL_MODE_CREDITS * (1 + MAX_HW_WAITS as u32);
+    assert!(kernel_mode < QUEUE_RING_COUNT && FIRMWARE_MODE_ENTRIES < QUEUE_RING_COUNT);
+};
 
 /// A job: one command buffer entry for a firmware work queue, after wait entries on jobs of
 /// other work queues ([`crate::hwwait`]).
@@ -204,23 +222,24 @@ impl Backend for FwBackend {
     }
 }
 
-/// The schedulers of kernel mode, one per firmware priority.
-pub(crate) struct KernelScheds(pub(crate) KVec<Scheduler<FwBackend>>);
+/// The scheduler of kernel mode: one for the device, every firmware priority with its own
+/// `KERNEL_MODE_CREDITS` (as it has its own pipes), so that a full Low priority does not hold
+/// back High, and a queue whose priority changes takes its queued jobs to the new priority's
+/// credits at the next pick.
+pub(crate) struct KernelSched(pub(crate) Option<Scheduler<FwBackend>>);
 
-impl KernelScheds {
-    /// Creates them (kernel mode) or nothing (firmware mode).
+impl KernelSched {
+    /// Creates it (kernel mode) or nothing (firmware mode).
     pub(crate) fn new(gpu: &Arc<Gpu>, kernel_mode: bool) -> Result<Self> {
-        let mut v = KVec::new();
-        if kernel_mode {
-            for _ in 0..abi::NUM_PRIORITIES {
-                let cfg = SchedulerConfig {
-                    timeout: Some(BACKSTOP),
-                    ..SchedulerConfig::new(c"vagx-kernel", KERNEL_MODE_CREDITS)
-                };
-                v.push(Scheduler::new(cfg, FwBackend::new(gpu))?, GFP_KERNEL)?;
-            }
+        if !kernel_mode {
+            return Ok(Self(None));
         }
-        Ok(Self(v))
+        let cfg = SchedulerConfig {
+            timeout: Some(BACKSTOP),
+            credits_per_priority: true,
+            ..SchedulerConfig::new(c"vagx-kernel", KERNEL_MODE_CREDITS)
+        };
+        Ok(Self(Some(Scheduler::new(cfg, FwBackend::new(gpu))?)))
     }
 }
 
@@ -267,7 +286,7 @@ impl Queue {
     /// Creates a queue in `vm` at UAPI priority `prio` on UAPI pipe `pipe`.
     pub(crate) fn new(
         gpu: &Arc<Gpu>,
-        scheds: &KernelScheds,
+        kernel_sched: &KernelSched,
         vm: Arc<Vm>,
         prio: u32,
         pipe: u32,
@@ -286,19 +305,19 @@ impl Queue {
             .with(|dev| Arc::pin_init(HwQueue::new(dev, id, vm.id(), pipe)?, GFP_KERNEL))?;
         let status = Arc::pin_init(new_spinlock_irq!(FaultInfo::default()), GFP_KERNEL)?;
         let last = Arc::pin_init(new_spinlock!(None), GFP_KERNEL)?;
-        let own_sched = if scheds.0.is_empty() {
+        let own_sched = if kernel_sched.0.is_none() {
             let cfg = SchedulerConfig {
                 timeout: Some(BACKSTOP),
-                ..SchedulerConfig::new(c"vagx-queue", QUEUE_RING_COUNT - 1)
+                ..SchedulerConfig::new(c"vagx-queue", FIRMWARE_MODE_ENTRIES)
             };
             Some(Scheduler::new(cfg, FwBackend::new(gpu))?)
         } else {
             None
         };
-        let sched = match &own_sched {
-            Some(s) => s,
-            None => scheds.0.get(fw_prio as usize).ok_or(EINVAL)?,
-        };
+        let sched = own_sched
+            .as_ref()
+            .or(kernel_sched.0.as_ref())
+            .ok_or(EINVAL)?;
         let entity = Entity::new(sched, prio)?;
         // Not while a crash recovery re-creates the firmware's queues.
         let _recovery = gpu.recovery.serialise();
@@ -377,6 +396,30 @@ impl Queue {
             _vm: self.vm.clone(),
             _pending: PendingJob::new(&self.gpu),
         })
+    }
+
+    /// Changes the queue's priority (UAPI `prio`): the device's arbitration between work
+    /// queues from its next command boundary, entries it has included, and in kernel mode
+    /// the scheduler's, which picks the queued jobs at the new priority on its credits. Needs
+    /// ABI 1.6 (`EOPNOTSUPP` before).
+    pub(crate) fn set_priority(&self, prio: u32) -> Result {
+        let (fw_prio, prio) = fw_priority(prio)?;
+        if !self.gpu.fw.abi().has_queue_priority() {
+            return Err(uapi::eopnotsupp());
+        }
+        // Not while a crash recovery re-creates the firmware's queues: it restores the
+        // priority recorded here.
+        let _recovery = self.gpu.recovery.serialise();
+        if self.gpu.is_lost() {
+            return Err(ENODEV);
+        }
+        self.gpu.fw.call(&DevCtrlSetQueuePriority {
+            queue: self.hw.id(),
+            priority: fw_prio,
+        })?;
+        self.hw.set_priority(fw_prio);
+        self.entity.set_priority(prio);
+        Ok(())
     }
 
     /// Changes the queue's weight under the kernel's FAIR policy (kernel mode). In firmware

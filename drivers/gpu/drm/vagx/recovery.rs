@@ -363,10 +363,12 @@ impl Gpu {
         self.rebind_vms()?;
         let mut result = Ok(());
         self.each_slot(|hw| {
-            if let Err(e) = hw
+            // On its pipe, then at the priority it had.
+            let created = hw
                 .reset_ring()
                 .and_then(|()| self.fw.call(&hw.create_args()))
-            {
+                .and_then(|()| hw.priority_args().map_or(Ok(()), |a| self.fw.call(&a)));
+            if let Err(e) = created {
                 result = Err(e);
             }
         });

@@ -192,13 +192,14 @@ impl AbiVersion {
         minor: 0,
     };
 
-    /// The newest version this driver speaks: 1.5. 1.1's wait entries let the firmware order
+    /// The newest version this driver speaks: 1.6. 1.1's wait entries let the firmware order
     /// a job after another queue's ([`abi::regs::ABI_MINOR_DEPENDENCIES`]); 1.2 counts busy
     /// time per execution unit ([`abi::regs::ABI_MINOR_UNIT_STATS`]); 1.3 rings a doorbell in
     /// one register write and reports ring writes as an interrupt cause
     /// ([`abi::regs::ABI_MINOR_FAST_NOTIFY`]); 1.4 lets a wait entry name another device's
     /// stamp slot ([`abi::regs::ABI_MINOR_PEER_WAITS`]); 1.5 adds a command, which the
-    /// driver passes through ([`abi::regs::ABI_MINOR_SUM`]).
+    /// driver passes through ([`abi::regs::ABI_MINOR_SUM`]); 1.6 changes a queue's priority
+    /// at run time ([`abi::regs::ABI_MINOR_QUEUE_PRIORITY`]).
     pub(crate) const NEWEST: Self = Self {
         major: abi::regs::ABI_MAJOR,
         minor: abi::regs::ABI_MINOR,
@@ -222,6 +223,11 @@ impl AbiVersion {
     /// Whether ABI 1.4's peer waits and `FABRIC` register are in use.
     pub(crate) fn has_peer_waits(self) -> bool {
         self.minor >= abi::regs::ABI_MINOR_PEER_WAITS
+    }
+
+    /// Whether ABI 1.6's `DEVCTRL_SET_QUEUE_PRIORITY` is in use.
+    pub(crate) fn has_queue_priority(self) -> bool {
+        self.minor >= abi::regs::ABI_MINOR_QUEUE_PRIORITY
     }
 
     /// Whether ABI 1.1's wait entries (and `EVENT_ENTRY_ERROR`) are in use.
@@ -297,7 +303,10 @@ mod tests {
         assert!(!AbiVersion::negotiate(v(3)).has_peer_waits());
         assert_eq!(AbiVersion::negotiate(v(4)), v(4));
         assert!(AbiVersion::negotiate(v(4)).has_peer_waits());
-        assert_eq!(AbiVersion::negotiate(v(5)), AbiVersion::NEWEST);
+        assert_eq!(AbiVersion::negotiate(v(5)), v(5));
+        assert!(!AbiVersion::negotiate(v(5)).has_queue_priority());
+        assert_eq!(AbiVersion::negotiate(v(6)), AbiVersion::NEWEST);
+        assert!(AbiVersion::NEWEST.has_queue_priority());
         assert!(AbiVersion::NEWEST.minor >= abi::regs::ABI_MINOR_UNIT_STATS);
         // A newer device behaves as the version the driver declares.
         assert_eq!(AbiVersion::negotiate(v(9)), AbiVersion::NEWEST);

@@ -34,6 +34,8 @@ pub(crate) const SYNC_SIGNAL: u32 = uapi::DRM_VAGX_SYNC_SIGNAL;
 pub(crate) const SUBMIT_NO_IMPLICIT_WAIT: u32 = uapi::DRM_VAGX_SUBMIT_NO_IMPLICIT_WAIT;
 
 pub(crate) const QUEUE_PARAM_WEIGHT: u32 = uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_WEIGHT;
+pub(crate) const QUEUE_PARAM_PRIORITY: u32 =
+    uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_PRIORITY;
 
 pub(crate) const QUERY_LOAD: u32 = uapi::drm_vagx_query_DRM_VAGX_QUERY_LOAD;
 pub(crate) const LOAD_UNIT_BUSY: u32 = uapi::DRM_VAGX_LOAD_UNIT_BUSY;

@@ -72,7 +72,7 @@ impl<B: Backend> Shared<B> {
                 break;
             }
             job.credits_returned.store(true, Relaxed);
-            s.credits_used -= job.credits;
+            s.return_credits(job);
         }
         true
     }

@@ -54,6 +54,10 @@ pub(crate) struct JobNode<B: Backend> {
     /// Whether the job's credits went back when its hardware fence signalled (by a start
     /// from the completion, [`Backend::RUN_IN_IRQ`]); otherwise the worker returns them.
     pub(crate) credits_returned: Atomic<bool>,
+    /// The priority ([`Priority::index`]) the job was picked at: its credits go back there.
+    ///
+    /// [`Priority::index`]: super::Priority::index
+    pub(crate) band: Atomic<u32>,
     // Every lock of a job is interrupt-safe: completions may take them (`RUN_IN_IRQ`).
     #[pin]
     pub(crate) inner: SpinLockIrq<JobInner>,
@@ -269,6 +273,7 @@ impl<B: Backend> Job<B> {
                 pushed_ns: Atomic::new(0),
                 failed: Atomic::new(false),
                 credits_returned: Atomic::new(false),
+                band: Atomic::new(0),
                 inner <- new_spinlock_irq!(JobInner {
                     prepared: Some(prepared),
                     scheduled: None,

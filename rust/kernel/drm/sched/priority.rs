@@ -20,4 +20,12 @@ pub enum Priority {
 impl Priority {
     /// All priorities, highest first.
     pub const ALL: [Priority; 4] = [Self::Kernel, Self::High, Self::Normal, Self::Low];
+
+    /// The number of priorities.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// The priority's index in [`Self::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
 }

@@ -15,7 +15,7 @@ use super::{
     job::JobNode,
     policy,
     shared::{Runner, Shared, State},
-    trace, Backend,
+    trace, Backend, Priority,
 };
 use crate::{
     dma_fence::SignallingGuard,
@@ -58,7 +58,12 @@ impl<B: Backend> Shared<B> {
             };
             // Bypass: nothing else is queued anywhere, the job waits for nothing and fits.
             let others_idle = s.entities.iter().flatten().all(|e| e.queue.is_empty());
-            let fits = policy::credits_fit(s.credits_used, node.credits, this.config.credit_limit);
+            let prio = s
+                .entities
+                .get(id)
+                .and_then(Option::as_ref)
+                .map_or(Priority::Normal, |e| e.effective_priority());
+            let fits = s.fits(&this.config, prio, node.credits);
             bypass = this.config.bypass && others_idle && no_deps && fits && !s.stopped;
             if let Some(e) = s.entities.get_mut(id).and_then(Option::as_mut) {
                 if e.queue.is_empty() && e.in_flight == 0 {
@@ -108,7 +113,7 @@ impl<B: Backend> Shared<B> {
                     break;
                 };
                 if !job.credits_returned.load(Relaxed) {
-                    s.credits_used -= job.credits;
+                    s.return_credits(&job);
                 }
 
                 if s.in_flight.is_empty() {
@@ -290,7 +295,8 @@ impl<B: Backend> Shared<B> {
                 queued += 1;
             }
         }
-        if !policy.single_queue() && queued > 1 {
+        let per_priority = self.config.credits_per_priority;
+        if (!policy.single_queue() || per_priority) && queued > 1 {
             self.boost_blockers(&mut s);
         } else {
             for e in s.entities.iter_mut().flatten() {
@@ -298,7 +304,7 @@ impl<B: Backend> Shared<B> {
             }
         }
         let mut choice = policy::Choice::default();
-        for group in policy.groups() {
+        for group in policy.groups(per_priority) {
             for (id, e) in s.entities.iter().enumerate() {
                 let Some(e) = e else { continue };
                 if group.is_some_and(|p| p != e.effective_priority()) || e.killed || e.banned {
@@ -313,11 +319,22 @@ impl<B: Backend> Shared<B> {
                 let key = policy.key(&e.stats, head.submit_ts.load(Relaxed));
                 choice.offer(id, key, e.stats.avg_job_ns);
             }
-            if choice.best().is_some() {
-                break;
+            let Some(id) = choice.best() else { continue };
+            if per_priority {
+                let e = s.entities[id].as_ref()?;
+                let head = e.queue.front()?;
+                let prio = e.effective_priority();
+                if !head.failed.load(Relaxed) && !s.fits(&self.config, prio, head.credits) {
+                    // This priority's credits are used up; nothing of it may overtake its
+                    // best job, but a lower priority may run.
+                    choice = policy::Choice::default();
+                    continue;
+                }
             }
+            break;
         }
         let id = choice.best()?;
+        let prio = s.entities[id].as_ref()?.effective_priority();
         let credits = s.entities[id].as_ref()?.queue.front()?.credits;
         let failed = {
             let head = s.entities[id].as_ref()?.queue.front()?;
@@ -327,9 +344,7 @@ impl<B: Backend> Shared<B> {
                 None
             }
         };
-        if failed.is_none()
-            && !policy::credits_fit(s.credits_used, credits, self.config.credit_limit)
-        {
+        if failed.is_none() && !s.fits(&self.config, prio, credits) {
             // The best job does not fit: nothing else may overtake it.
             return None;
         }
@@ -349,7 +364,7 @@ impl<B: Backend> Shared<B> {
             .waits
             .record(now_ns().saturating_sub(job.pushed_ns.load(Relaxed)));
         e.in_flight += 1;
-        s.credits_used += credits;
+        s.take_credits(&job, prio);
         trace::job_run(
             self.config.name,
             id,
@@ -409,10 +424,7 @@ impl<B: Backend> Shared<B> {
                 if let Some(s) = scheduled {
                     s.signal();
                 }
-                {
-                    let mut s = this.state.lock();
-                    s.credits_used -= job.credits;
-                }
+                this.state.lock().return_credits(&job);
                 this.job_freed(&job, Some(0), err.is_some());
                 job.complete(err, 0);
                 return Some(job);

@@ -29,6 +29,11 @@ pub struct SchedulerConfig {
     pub name: &'static CStr,
     /// Credits available on the hardware; a job runs only if its credits fit.
     pub credit_limit: u32,
+    /// Give every priority its own `credit_limit` (hardware with a ring or pipe per
+    /// priority): a priority whose credits are used up does not hold back the others, and
+    /// priorities are picked strictly, highest first, under every policy (FAIR then shares
+    /// within a priority). A job returns its credits to the priority it was picked at.
+    pub credits_per_priority: bool,
     /// How long the job at the head of the hardware may run; `None` disables timeouts.
     pub timeout: Option<Delta>,
     /// The scheduling policy.
@@ -47,6 +52,7 @@ impl SchedulerConfig {
         Self {
             name,
             credit_limit,
+            credits_per_priority: false,
             timeout: None,
             policy: PolicyKind::module_default(),
             ban_limit: 3,

@@ -33,8 +33,12 @@
 //! the system workqueue, since a queue cannot be destroyed from its own work.
 
 use super::{
-    entity::EntityState, fifo::Fifo, job::JobNode, policy::PolicyKind, scheduler::SchedulerConfig,
-    Backend,
+    entity::EntityState,
+    fifo::Fifo,
+    job::JobNode,
+    policy::{self, PolicyKind},
+    scheduler::SchedulerConfig,
+    Backend, Priority,
 };
 use crate::{
     impl_has_delayed_work, impl_has_work,
@@ -57,13 +61,46 @@ pub(crate) struct State<B: Backend> {
     pub(crate) in_flight: Fifo<Arc<JobNode<B>>>,
     /// Jobs created and not yet freed: the room reserved in `in_flight`.
     pub(crate) reserved: usize,
+    /// Credits of the jobs on the hardware, in all.
     pub(crate) credits_used: u32,
+    /// The same per priority ([`Priority::index`]), for
+    /// [`SchedulerConfig::credits_per_priority`].
+    pub(crate) band_used: [u32; Priority::COUNT],
     pub(crate) stopped: bool,
     /// Since when the head of `in_flight` has been the head (its timeout runs from there).
     pub(crate) head_since: Option<Instant<Monotonic>>,
     /// Logical time: one tick per push and per pick.
     pub(crate) clock: u64,
     pub(crate) policy: PolicyKind,
+}
+
+impl<B: Backend> State<B> {
+    /// Whether a job of `credits` picked at `prio` fits beside the jobs on the hardware.
+    pub(crate) fn fits(&self, config: &SchedulerConfig, prio: Priority, credits: u32) -> bool {
+        let used = if config.credits_per_priority {
+            self.band_used[prio.index()]
+        } else {
+            self.credits_used
+        };
+        policy::credits_fit(used, credits, config.credit_limit)
+    }
+
+    /// Takes the credits of `job`, picked at `prio`.
+    pub(crate) fn take_credits(&mut self, job: &JobNode<B>, prio: Priority) {
+        // CAST: an index below `Priority::COUNT`.
+        job.band.store(prio.index() as u32, Relaxed);
+        self.credits_used += job.credits;
+        self.band_used[prio.index()] += job.credits;
+    }
+
+    /// Gives back the credits of `job` (to the priority it was picked at).
+    pub(crate) fn return_credits(&mut self, job: &JobNode<B>) {
+        self.credits_used -= job.credits;
+        // CAST: stored from an index below `Priority::COUNT`.
+        if let Some(used) = self.band_used.get_mut(job.band.load(Relaxed) as usize) {
+            *used -= job.credits;
+        }
+    }
 }
 
 /// What the scheduler, its entities, its jobs and its work items share.
@@ -159,6 +196,7 @@ impl<B: Backend> Shared<B> {
                     in_flight: Fifo::new(),
                     reserved: 0,
                     credits_used: 0,
+                    band_used: [0; Priority::COUNT],
                     stopped: false,
                     head_since: None,
                     clock: 0,

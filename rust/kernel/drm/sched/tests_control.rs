@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The controls the layers above use, on the mock GPU: weights under FAIR, and priority and
+//! The controls the layers above use, on the mock GPU: weights under FAIR, priority and
 //! weight changes with jobs queued (queued jobs follow the new setting, keep their order, and
-//! none is lost).
+//! none is lost), and credits of their own per priority.
 
 use super::{
     mock::MockGpu,
     tests_basic::{mock_sched, submit, waits, Submitted, HZ_MS},
-    Entity, PolicyKind, Priority, Scheduler, Weight,
+    Entity, PolicyKind, Priority, Scheduler, SchedulerConfig, Weight,
 };
 use crate::{
     dma_fence::Fence,
@@ -54,6 +54,22 @@ fn blocker(kernel: &Entity<MockGpu>) -> Result<ARef<Fence>> {
 fn open(sched: &Scheduler<MockGpu>, gate: &Fence) {
     assert_eq!(sched.backend().advance(1), 1);
     assert!(waits(gate, HZ_MS));
+}
+
+/// A mock scheduler that gives every priority `credits` of its own.
+fn per_priority_sched(credits: u32) -> Result<Scheduler<MockGpu>> {
+    let mut config = SchedulerConfig::new(c"vagx-mock-prio", credits);
+    config.policy = PolicyKind::Fifo;
+    config.credits_per_priority = true;
+    Scheduler::new(config, MockGpu::new()?)
+}
+
+/// Waits for every finished fence of `jobs` and checks it signalled without an error.
+fn all_succeed(jobs: &[Submitted]) {
+    for j in jobs {
+        assert!(waits(&j.finished, 5 * HZ_MS));
+        assert_eq!(j.finished.status(), Ok(true));
+    }
 }
 
 #[macros::kunit_tests(vagx_sched_control)]
@@ -233,6 +249,74 @@ mod control {
         // It never ran: failed, not done, no wait recorded.
         assert_eq!((u.jobs_done, u.jobs_failed, u.waits.count()), (4, 1, 4));
         assert_eq!((o.jobs_done, o.jobs_failed), (1, 1));
+        Ok(())
+    }
+
+    /// Every priority has its own credits: a Low entity that uses all of Low's does not hold
+    /// back a High job, and its own next job waits for a Low credit, not for High's.
+    #[test]
+    fn a_priority_out_of_credits_does_not_hold_back_the_others() -> Result {
+        for policy in [PolicyKind::Fifo, PolicyKind::RoundRobin, PolicyKind::Fair] {
+            let sched = per_priority_sched(2)?;
+            sched.set_policy(policy);
+            let low = Entity::new(&sched, Priority::Low)?;
+            let high = Entity::new(&sched, Priority::High)?;
+            // Jobs of duration 0 run until the mock advances them, in ring order.
+            let l = queue(&low, 3, 0)?;
+            assert!(waits(&l[1].scheduled, HZ_MS));
+            let h = queue(&high, 1, 0)?;
+            assert!(waits(&h[0].scheduled, HZ_MS));
+            fsleep(Delta::from_millis(5));
+            assert!(!l[2].scheduled.is_signaled());
+            assert_eq!(sched.load(), (3, 3));
+            // The oldest Low job completes: its credit goes back to Low, the third starts.
+            assert_eq!(sched.backend().advance(1), 1);
+            assert!(waits(&l[2].scheduled, HZ_MS));
+            assert_eq!(sched.backend().advance(3), 3);
+            all_succeed(&l);
+            all_succeed(&h);
+            assert_eq!(sched.load(), (0, 0));
+        }
+        Ok(())
+    }
+
+    /// A priority change with a job queued behind a priority whose credits are used up: the
+    /// job starts on the new priority's credits at once, and gives them back there.
+    #[test]
+    fn a_priority_change_moves_queued_jobs_to_the_new_priority_s_credits() -> Result {
+        let sched = per_priority_sched(1)?;
+        let low = Entity::new(&sched, Priority::Low)?;
+        let normal = Entity::new(&sched, Priority::Normal)?;
+        let other_low = Entity::new(&sched, Priority::Low)?;
+        let l = queue(&low, 2, 0)?;
+        assert!(waits(&l[0].scheduled, HZ_MS));
+        let n = queue(&normal, 1, 0)?;
+        assert!(waits(&n[0].scheduled, HZ_MS));
+        fsleep(Delta::from_millis(5));
+        assert!(!l[1].scheduled.is_signaled());
+        low.set_priority(Priority::High);
+        assert!(waits(&l[1].scheduled, HZ_MS));
+        // The first Low job's credit goes back to Low: another Low entity's job starts,
+        // although the raised entity's second job still holds High's credit...
+        assert_eq!(sched.backend().advance(1), 1);
+        let x = queue(&other_low, 1, 0)?;
+        assert!(waits(&x[0].scheduled, HZ_MS));
+        // ...which the raised entity's next job waits for.
+        let l2 = queue(&low, 1, 0)?;
+        fsleep(Delta::from_millis(5));
+        assert!(!l2[0].scheduled.is_signaled());
+        // Ring order: Normal's job, then the raised one's second.
+        assert_eq!(sched.backend().advance(2), 2);
+        assert!(waits(&l2[0].scheduled, HZ_MS));
+        assert_eq!(sched.backend().advance(2), 2);
+        for jobs in [&l, &n, &x, &l2] {
+            all_succeed(jobs);
+        }
+        // In order within the raised entity's queue.
+        let mut t = started_at(&l)?;
+        t.extend_from_slice(&started_at(&l2)?, GFP_KERNEL)?;
+        assert!(increasing(&t));
+        assert_eq!(sched.load(), (0, 0));
         Ok(())
     }
 }

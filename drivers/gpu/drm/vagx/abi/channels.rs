@@ -100,6 +100,10 @@ pub const DEVCTRL_RESET_QUEUE: u32 = 7;
 pub const DEVCTRL_FLUSH: u32 = 8;
 /// Operation: read a firmware value (`QUERY_*`).
 pub const DEVCTRL_QUERY: u32 = 9;
+/// Operation: change a work queue's priority (ABI 1.6, [`ABI_MINOR_QUEUE_PRIORITY`]).
+///
+/// [`ABI_MINOR_QUEUE_PRIORITY`]: crate::regs::ABI_MINOR_QUEUE_PRIORITY
+pub const DEVCTRL_SET_QUEUE_PRIORITY: u32 = 10;
 
 /// Arguments of [`DEVCTRL_CREATE_QUEUE`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -230,6 +234,23 @@ pub struct DevCtrlQuery {
 // SAFETY: `repr(C)`, one integer field.
 unsafe impl Pod for DevCtrlQuery {}
 devctrl_args!(DevCtrlQuery, DEVCTRL_QUERY);
+
+/// Arguments of [`DEVCTRL_SET_QUEUE_PRIORITY`]. From the reply on, the queue takes units at
+/// `priority`, its entries already queued included (an entry running keeps its unit to its next
+/// command boundary, as with any preemption). The queue stays on the pipe it was created on:
+/// the pipe is its message channel, and keeps counting its statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DevCtrlSetQueuePriority {
+    /// Queue id.
+    pub queue: u32,
+    /// 0 (highest) to `NUM_PRIORITIES - 1`.
+    pub priority: u32,
+}
+assert_layout!(DevCtrlSetQueuePriority, size 8, queue @ 0, priority @ 4);
+// SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
+unsafe impl Pod for DevCtrlSetQueuePriority {}
+devctrl_args!(DevCtrlSetQueuePriority, DEVCTRL_SET_QUEUE_PRIORITY);
 
 /// `DEVCTRL_QUERY`: number of execution units.
 pub const QUERY_UNITS: u32 = 0;

@@ -76,9 +76,10 @@ impl PolicyKind {
     }
 
     /// The groups a pick walks, highest first: all priorities at once for a single-queue
-    /// policy, one priority at a time otherwise. The first group with a ready entity wins.
-    pub(crate) fn groups(self) -> &'static [Option<Priority>] {
-        if self.single_queue() {
+    /// policy, one priority at a time otherwise or when every priority has its own credits
+    /// (`per_priority`). The first group with a ready entity that fits wins.
+    pub(crate) fn groups(self, per_priority: bool) -> &'static [Option<Priority>] {
+        if self.single_queue() && !per_priority {
             &[None]
         } else {
             &[

@@ -69,7 +69,7 @@ impl Sim {
 
     fn pick(&self) -> Option<usize> {
         let mut choice = Choice::default();
-        for group in self.policy.groups() {
+        for group in self.policy.groups(false) {
             for (id, e) in self.entities.iter().enumerate() {
                 if e.idle || group.is_some_and(|p| p != e.prio) {
                     continue;
