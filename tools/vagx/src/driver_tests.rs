@@ -49,6 +49,7 @@ pub fn tests() -> Vec<Test<'static>> {
         close_with_jobs_in_flight,
         debugfs_shows_rings_queues_sched_and_log,
         fdinfo_reports_engine_time_and_memory,
+        fdinfo_utilisation_matches_the_device_counters,
         repeated_hangs_ban_the_queue,
         firmware_crash_is_recovered,
         unbind_with_open_files_and_jobs_in_flight,
@@ -1214,8 +1215,27 @@ fn fdinfo(gpu: &Gpu) -> Result<std::collections::HashMap<String, String>> {
         .collect())
 }
 
+/// An fdinfo value with an optional unit suffix (`ns`, `KiB`, `MiB`), as
+/// `Documentation/gpu/drm-usage-stats.rst` writes them: the number in the key's base unit.
+fn fdinfo_number(m: &std::collections::HashMap<String, String>, key: &str) -> Result<u64> {
+    let v = m.get(key).with_context(|| format!("no {key} in {m:?}"))?;
+    let (n, scale) = match v.split_once(' ') {
+        None => (v.as_str(), 1),
+        Some((n, "ns")) if key.starts_with("drm-engine-") => (n, 1),
+        Some((n, "KiB")) => (n, 1 << 10),
+        Some((n, "MiB")) => (n, 1 << 20),
+        Some(_) => anyhow::bail!("{key}: unit of {v:?} not in the spec"),
+    };
+    Ok(n.parse::<u64>().with_context(|| format!("{key}: {v:?}"))? * scale)
+}
+
+/// fdinfo, key by key against the spec: identification; per engine (compute, copy) busy
+/// time in ns, capacity (the units), busy and total cycles (and no drm-maxfreq beside the
+/// total, which the spec forbids); the memory keys, resident ones included. A 3 ms job's
+/// time shows, and stays when its queue is destroyed: the engine keys never go back.
 fn fdinfo_reports_engine_time_and_memory() -> Result<()> {
     let g = Gpu::open_first()?;
+    let units = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
     let ctx = Ctx::normal(&g)?;
     let before = fdinfo(&g)?;
     ensure!(
@@ -1223,32 +1243,123 @@ fn fdinfo_reports_engine_time_and_memory() -> Result<()> {
         "{before:?}"
     );
     ensure!(
-        before.contains_key("drm-client-id"),
-        "no client id: {before:?}"
+        before.contains_key("drm-client-id") && before.contains_key("drm-pdev"),
+        "no client id or pdev: {before:?}"
     );
-    let engine = |m: &std::collections::HashMap<String, String>| -> Result<u64> {
-        let v = m
-            .get("drm-engine-compute")
-            .context("no drm-engine-compute")?;
-        Ok(v.trim_end_matches(" ns").parse()?)
-    };
-    ensure!(
-        engine(&before)? == 0,
-        "engine time before any job: {before:?}"
-    );
+    for engine in ["compute", "copy"] {
+        let key = |k: &str| format!("drm-{k}-{engine}");
+        ensure!(
+            fdinfo_number(&before, &key("engine"))? == 0,
+            "engine time before any job: {before:?}"
+        );
+        ensure!(fdinfo_number(&before, &key("engine-capacity"))? == units);
+        ensure!(fdinfo_number(&before, &key("cycles"))? == 0);
+        fdinfo_number(&before, &key("total-cycles"))?;
+        ensure!(
+            !before.contains_key(&key("maxfreq")),
+            "drm-maxfreq beside drm-total-cycles"
+        );
+    }
+    let q = Ctx::normal(&g)?;
     let mut c = CmdBuf::new();
     c.delay(3_000_000);
-    ctx.run_and_wait(&c)?;
+    q.run_and_wait(&c)?;
     let after = fdinfo(&g)?;
-    let ns = engine(&after)?;
-    ensure!(ns > 0, "engine time after a 3 ms job: {after:?}");
-    ensure!(after.contains_key("drm-engine-copy"), "no copy engine key");
-    let total = after
-        .get("drm-total-memory")
-        .context("no drm-total-memory")?;
+    let ns = fdinfo_number(&after, "drm-engine-compute")?;
     ensure!(
-        total.starts_with('1') || total.contains("MiB") || total.contains("KiB"),
-        "total {total}"
+        (3_000_000..4_000_000).contains(&ns),
+        "engine time after a 3 ms job: {after:?}"
+    );
+    ensure!(fdinfo_number(&after, "drm-cycles-compute")? == ns);
+    ensure!(
+        fdinfo_number(&after, "drm-total-cycles-compute")?
+            > fdinfo_number(&before, "drm-total-cycles-compute")? + 3_000_000,
+        "the device clock did not move by the job's 3 ms"
+    );
+    ensure!(fdinfo_number(&after, "drm-engine-copy")? == 0);
+    drop(q);
+    let gone = fdinfo(&g)?;
+    ensure!(
+        fdinfo_number(&gone, "drm-engine-compute")? >= ns,
+        "the engine time went back when the queue was destroyed: {gone:?}"
+    );
+    // One 1 MiB buffer of the context.
+    ensure!(
+        fdinfo_number(&after, "drm-total-memory")? >= 1 << 20,
+        "{after:?}"
+    );
+    fdinfo_number(&after, "drm-shared-memory")?;
+    // Bound into a VM, the buffers' pages are in memory.
+    let resident = fdinfo_number(&after, "drm-resident-memory")?;
+    ensure!(
+        resident >= 1 << 20 && resident <= fdinfo_number(&after, "drm-total-memory")?,
+        "{after:?}"
+    );
+    drop(ctx);
+    Ok(())
+}
+
+/// Utilisation from two fdinfo reads (busy cycles over total cycles and capacity) matches
+/// the device's own counters (`DRM_VAGX_QUERY_LOAD`: busy time summed over the units, over
+/// device time and units) within 2 percentage points, while this client keeps every unit
+/// busy for about 400 ms and reads both at the same moments.
+fn fdinfo_utilisation_matches_the_device_counters() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let units = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
+    let mut ctxs = Vec::new();
+    let mut syncs = Vec::new();
+    for _ in 0..units {
+        let ctx = Ctx::normal(&g)?;
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        for _ in 0..400 {
+            c.delay(1_000_000);
+        }
+        ctx.run(&c, &[Sync::signal(s, 0)])?;
+        ctxs.push(ctx);
+        syncs.push(s);
+    }
+    let sample = || -> Result<(u64, u64, u64, u64)> {
+        let f = fdinfo(&g)?;
+        let load = g.device_load()?;
+        ensure!(
+            load.flags & uapi::DRM_VAGX_LOAD_UNIT_BUSY != 0,
+            "no per-unit busy time"
+        );
+        let busy: u64 = load.unit_busy_ns[..units as usize].iter().sum();
+        Ok((
+            fdinfo_number(&f, "drm-cycles-compute")?,
+            fdinfo_number(&f, "drm-total-cycles-compute")?,
+            busy,
+            load.device_time_ns,
+        ))
+    };
+    thread::sleep(Duration::from_millis(50));
+    let (c0, t0, b0, d0) = sample()?;
+    thread::sleep(Duration::from_millis(250));
+    let (c1, t1, b1, d1) = sample()?;
+    for s in &syncs {
+        g.wait(*s, WAIT_MS)?;
+    }
+    ensure!(
+        t1 > t0 && d1 > d0,
+        "the device clock did not move: {t0}..{t1}, {d0}..{d1}"
+    );
+    let fdinfo_util = (c1 - c0) as f64 / ((t1 - t0) * units) as f64;
+    let device_util = (b1 - b0) as f64 / ((d1 - d0) * units) as f64;
+    println!(
+        "fdinfo utilisation {:.1} %, device counters {:.1} % over {:.0} ms of device time",
+        100.0 * fdinfo_util,
+        100.0 * device_util,
+        (t1 - t0) as f64 / 1e6
+    );
+    ensure!(
+        device_util > 0.5,
+        "the units were not busy: {device_util:.3}"
+    );
+    ensure!(
+        (fdinfo_util - device_util).abs() <= 0.02,
+        "fdinfo says {fdinfo_util:.3}, the device {device_util:.3}"
     );
     Ok(())
 }

@@ -174,6 +174,11 @@ impl DeviceBusy {
             .map_or(Sample::ZERO, Counter::total)
     }
 
+    /// The device time of the newest sample.
+    pub(crate) fn time_ns(&self) -> u64 {
+        self.now_ns
+    }
+
     /// The device time and the totals of every pipe and unit.
     pub(crate) fn totals(&self) -> Totals {
         Totals {

@@ -51,6 +51,10 @@ use crate::{
         VagxDevice,
         VagxDriver, //
     },
+    fdinfo::{
+        self,
+        EngineTime, //
+    },
     gem::{
         Bo,
         Origin, //
@@ -144,6 +148,10 @@ pub(crate) struct File {
     vms: Mutex<Table<Vm>>,
     #[pin]
     queues: Mutex<Table<Queue>>,
+    /// Engine time that outlives the file's queues, for fdinfo.
+    engine_time: Arc<EngineTime>,
+    /// The device, for fdinfo (which gets only the file).
+    gpu: Arc<Gpu>,
 }
 
 /// The DRM file of a vagx client.
@@ -153,26 +161,26 @@ impl drm::file::DriverFile for File {
     type Driver = VagxDriver;
 
     fn show_fdinfo(file: &VagxFile, info: &mut drm::file::FdInfo<'_>) {
-        // GPU time of the client's completed jobs, per pipe.
-        let (mut compute, mut copy) = (0u64, 0u64);
-        for (_, q) in file.inner().queues.lock().items.iter() {
-            let ns = q.usage().busy_ns;
-            if q.uapi_pipe() == u::PIPE_COPY {
-                copy += ns;
-            } else {
-                compute += ns;
-            }
-        }
-        info.print(fmt!("drm-engine-compute:\t{} ns\n", compute));
-        info.print(fmt!("drm-engine-copy:\t{} ns\n", copy));
+        let inner = file.inner();
+        let gpu = &inner.gpu;
+        // Fresh samples; if the firmware does not answer, the latest ones.
+        let _ = gpu.flush_busy();
+        fdinfo::show_engines(
+            gpu,
+            &mut inner.queues.lock().items.iter().map(|(_, q)| q),
+            &inner.engine_time,
+            info,
+        );
         info.memory_stats();
     }
 
-    fn open(_dev: &VagxDevice) -> Result<Pin<KBox<Self>>> {
+    fn open(dev: &VagxDevice) -> Result<Pin<KBox<Self>>> {
         KBox::try_pin_init(
             try_pin_init!(Self {
                 vms <- new_mutex!(Table::new(MAX_VMS_PER_FILE)),
                 queues <- new_mutex!(Table::new(MAX_QUEUES_PER_FILE)),
+                engine_time: Arc::new(EngineTime::new(), GFP_KERNEL)?,
+                gpu: dev.gpu.clone(),
             }),
             GFP_KERNEL,
         )
@@ -326,7 +334,14 @@ impl File {
         }
         let vm = file.inner().vms.lock().get(args.vm_id)?;
         file.inner().queues.lock().check_room()?;
-        let queue = Queue::new(&dev.gpu, &dev.kernel_sched, vm, args.priority, args.pipe)?;
+        let queue = Queue::new(
+            &dev.gpu,
+            &dev.kernel_sched,
+            &file.inner().engine_time,
+            vm,
+            args.priority,
+            args.pipe,
+        )?;
         args.queue_id = file.inner().queues.lock().insert(queue)?;
         Ok(0)
     }

@@ -58,6 +58,7 @@ use crate::{
     busy::{
         DeviceBusy,
         Recorded,
+        Sample,
         Totals, //
     },
     fw::{log_text, Firmware},
@@ -614,6 +615,24 @@ impl Gpu {
     pub(crate) fn busy_totals(&self) -> Result<Totals> {
         self.flush_busy()?;
         Ok(self.busy.lock().totals())
+    }
+
+    /// Queue `id`'s device time and entries, from the firmware's latest sample (fresh after
+    /// [`Self::flush_busy`]).
+    pub(crate) fn queue_busy(&self, id: u32) -> Sample {
+        self.busy.lock().queue(id)
+    }
+
+    /// Queue `id`'s last sample, which the firmware writes before it answers the queue's
+    /// `DESTROY_QUEUE`: call after that answer, before [`Self::uninstall`].
+    pub(crate) fn final_queue_busy(&self, id: u32) -> Sample {
+        self.drain_stats(self.dev());
+        self.queue_busy(id)
+    }
+
+    /// The device clock of the newest sample, in ns: fresh after [`Self::flush_busy`].
+    pub(crate) fn busy_time_ns(&self) -> u64 {
+        self.busy.lock().time_ns()
     }
 
     /// Debugfs: the busy-time samples.

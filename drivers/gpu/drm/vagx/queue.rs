@@ -54,6 +54,7 @@ use crate::{
         },
         PipeType,
     },
+    fdinfo::EngineTime,
     fw::Firmware,
     gpu::{
         FaultInfo,
@@ -270,6 +271,8 @@ pub(crate) struct Queue {
     last: Arc<SpinLock<Option<ARef<Fence>>>>,
     /// Jobs submitted.
     submitted: AtomicU64,
+    /// Where the queue's device time goes when it is destroyed (its file's fdinfo).
+    retired: Arc<EngineTime>,
 }
 
 /// The firmware priority (0 highest) of a UAPI priority.
@@ -287,6 +290,7 @@ impl Queue {
     pub(crate) fn new(
         gpu: &Arc<Gpu>,
         kernel_sched: &KernelSched,
+        retired: &Arc<EngineTime>,
         vm: Arc<Vm>,
         prio: u32,
         pipe: u32,
@@ -341,6 +345,7 @@ impl Queue {
                 uapi_pipe,
                 last,
                 submitted: AtomicU64::new(0),
+                retired: retired.clone(),
             },
             GFP_KERNEL,
         )?)
@@ -514,6 +519,14 @@ impl Drop for Queue {
         }
         // Whatever the firmware did not complete (device lost, reset failed) fails here.
         self.hw.fail_all(ecanceled(), true);
+        // The firmware's last sample of the queue came before its answer to the destroy; a
+        // lost device's stats ring is not read again.
+        let busy = if self.gpu.is_lost() {
+            self.gpu.queue_busy(id)
+        } else {
+            self.gpu.final_queue_busy(id)
+        };
+        self.retired.retire(self.uapi_pipe, busy.busy_ns);
         self.gpu.uninstall(id);
         // The id goes back with the work queue, once no consumer waits on its stamps.
     }

@@ -18,6 +18,7 @@ mod busy;
 mod debugfs;
 mod driver;
 mod drv;
+mod fdinfo;
 mod file;
 mod fw;
 mod fwmem;

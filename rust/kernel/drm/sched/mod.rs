@@ -54,6 +54,6 @@ pub use fifo::Fifo;
 pub use job::{ArmedJob, Job};
 pub use policy::PolicyKind;
 pub use priority::Priority;
+pub use scheduler::{DebugfsView, Scheduler, SchedulerConfig};
 pub use wait_histogram::WaitHistogram;
 pub use weight::Weight;
-pub use scheduler::{DebugfsView, Scheduler, SchedulerConfig};
