@@ -465,9 +465,10 @@ enum drm_vagx_queue_param {
 	 * its priority, 1 to 10000 (100 at creation; the range of the DRM cgroup proposal's
 	 * drm.weight). The kernel's scheduler honours it under its FAIR policy
 	 * (vagx_sched.policy=fair): two busy queues of one priority get GPU time in the ratio
-	 * of their weights. FIFO and RR order by priority and arrival and ignore it. In
-	 * firmware scheduling mode the device's own scheduler orders the queues and has no
-	 * weights yet: EOPNOTSUPP.
+	 * of their weights. FIFO and RR order by priority and arrival and ignore it. The
+	 * device (firmware ABI 1.6) gives busy queues of one priority its command boundaries
+	 * in the ratio of their weights, in both modes. Firmware mode on an older device:
+	 * EOPNOTSUPP; kernel mode there keeps the weight to its own policy.
 	 */
 	DRM_VAGX_QUEUE_PARAM_WEIGHT = 0,
 	/**

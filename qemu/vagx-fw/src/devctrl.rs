@@ -20,7 +20,7 @@ use crate::{
     device::{Device, FwState},
     mem::{self, Memory},
     ring::RingError,
-    sched::WorkQueue,
+    sched::{WorkQueue, WEIGHTS},
 };
 
 /// The outcome of an operation: a `DEVCTRL_*` status and a value.
@@ -119,6 +119,11 @@ impl Device {
             .filter(|_| self.abi_minor() >= ABI_MINOR_QUEUE_PRIORITY)
         {
             self.set_queue_priority(a.queue, a.priority)
+        } else if let Some(a) = msg
+            .payload::<DevCtrlSetQueueWeight>()
+            .filter(|_| self.abi_minor() >= ABI_MINOR_QUEUE_PRIORITY)
+        {
+            self.set_queue_weight(a.queue, a.weight)
         } else {
             (DEVCTRL_UNKNOWN_OP, 0)
         }
@@ -137,6 +142,20 @@ impl Device {
                 LOG_INFO,
                 &format!("queue {id}: priority {old} -> {priority}"),
             );
+        }
+        OK
+    }
+
+    fn set_queue_weight(&mut self, id: u32, weight: u32) -> Reply {
+        if !WEIGHTS.contains(&weight) {
+            return (DEVCTRL_INVALID, 0);
+        }
+        let Some(q) = self.sched.queue_mut(id) else {
+            return (DEVCTRL_NOT_FOUND, 0);
+        };
+        let old = q.set_weight(weight);
+        if old != weight {
+            self.log(LOG_INFO, &format!("queue {id}: weight {old} -> {weight}"));
         }
         OK
     }

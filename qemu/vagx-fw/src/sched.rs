@@ -6,8 +6,11 @@
 //!
 //! The device has `units` execution units. At every command boundary a free unit takes the
 //! runnable work queue with the highest priority (lowest number) that is not on another unit;
-//! among equal priorities it takes the one that least recently had a unit, so queues of one
-//! priority round-robin command by command, and a higher-priority queue that becomes runnable
+//! among equal priorities, stride scheduling by command: each queue has a weight (100 unless
+//! `DEVCTRL_SET_QUEUE_WEIGHT`, ABI 1.6, changes it) and a pass that every command it starts
+//! advances by `STRIDE / weight`; the smallest pass goes, then the one that least recently had
+//! a unit. Queues of equal weight round-robin command by command, a queue of twice the weight
+//! gets twice the command boundaries, and a higher-priority queue that becomes runnable
 //! takes the next free unit, preempting lower ones at their next command boundary. A queue
 //! runs its entries in order, one command at a time, on at most one unit. Its priority is
 //! set at creation and (ABI 1.6) changed by `DEVCTRL_SET_QUEUE_PRIORITY`, which takes effect
@@ -64,7 +67,7 @@ use vagx_abi::{
     pod,
     queue::{EntryKind, QueueEntry, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
     regs::{ABI_MINOR_UNIT_STATS, IRQ_STATE},
-    NUM_PIPES, STAMP_STEP,
+    NUM_PIPES, NUM_PRIORITIES, STAMP_STEP,
 };
 
 use crate::{
@@ -164,9 +167,18 @@ pub(crate) struct WorkQueue {
     /// fail too, up to and including its command buffer.
     failing_job: Option<(u32, u32)>,
     last_run: u64,
+    /// Its share of its priority's command boundaries (ABI 1.6), 1 to 10000.
+    weight: u32,
+    /// Stride scheduling's pass: advanced by `STRIDE / weight` per command started.
+    pass: u64,
     busy_ns: u64,
     entries_done: u64,
 }
+
+/// The weights a queue may have.
+pub(crate) const WEIGHTS: core::ops::RangeInclusive<u32> = 1..=QUEUE_WEIGHT_MAX;
+/// The pass a command of a queue of weight [`QUEUE_WEIGHT_DEFAULT`] adds.
+const STRIDE: u64 = 1_000_000;
 
 impl WorkQueue {
     pub(crate) fn new(a: &DevCtrlCreateQueue, pipe: usize) -> Self {
@@ -188,6 +200,8 @@ impl WorkQueue {
             waiting: None,
             failing_job: None,
             last_run: 0,
+            weight: QUEUE_WEIGHT_DEFAULT,
+            pass: 0,
             busy_ns: 0,
             entries_done: 0,
         }
@@ -196,6 +210,17 @@ impl WorkQueue {
     /// Gives the queue priority `priority` from its next unit on; returns the old one.
     pub(crate) fn set_priority(&mut self, priority: u32) -> u32 {
         core::mem::replace(&mut self.priority, priority)
+    }
+
+    /// Gives the queue weight `weight` (in [`WEIGHTS`]) from its next command on; returns the
+    /// old one.
+    pub(crate) fn set_weight(&mut self, weight: u32) -> u32 {
+        core::mem::replace(&mut self.weight, weight)
+    }
+
+    /// The pass one command of the queue adds.
+    fn stride(&self) -> u64 {
+        STRIDE * u64::from(QUEUE_WEIGHT_DEFAULT) / u64::from(self.weight.max(1))
     }
 
     /// Whether the queue has unfinished entries.
@@ -273,6 +298,8 @@ pub(crate) struct Scheduler {
     units: Vec<Unit>,
     /// Counts units given to queues; a queue's `last_run` is the count at its latest turn.
     rr_clock: u64,
+    /// Per priority, the largest pass a queue had when it took a unit (see `take_turn`).
+    level_pass: [u64; NUM_PRIORITIES],
     /// `halt_seq` of the latest pending table.
     halt_seq: u32,
     /// Per pipe: device time spent on its queues' commands, and entries completed.
@@ -335,6 +362,7 @@ impl Scheduler {
             queues: BTreeMap::new(),
             units: (0..units).map(|_| Unit::default()).collect(),
             rr_clock: 0,
+            level_pass: [0; NUM_PRIORITIES],
             halt_seq: 0,
             pipe_busy_ns: [0; NUM_PIPES],
             pipe_entries: [0; NUM_PIPES],
@@ -437,17 +465,27 @@ impl Scheduler {
         self.queues
             .values()
             .filter(|q| self.runnable(q, resolved, events_queued))
-            .min_by_key(|q| (q.priority, q.last_run, q.id))
+            .min_by_key(|q| (q.priority, q.pass, q.last_run, q.id))
             .map(|q| q.id)
     }
 
-    /// Queue `id` takes a unit: it is the most recent to have had one, and no longer parked.
+    /// Queue `id` takes a unit for a command: it is the most recent to have had one, it is
+    /// no longer parked, and its pass advances by its stride. A queue far behind its
+    /// priority's pass (the largest a queue of it had when picked: the queue is new, back
+    /// from idle or a wait, or from another priority) starts one stride behind it: it goes
+    /// next, but banks nothing.
     fn take_turn(&mut self, id: u32) {
         self.rr_clock += 1;
         let clock = self.rr_clock;
         if let Some(q) = self.queues.get_mut(&id) {
             q.last_run = clock;
             q.waiting = None;
+            let stride = q.stride();
+            if let Some(level) = self.level_pass.get_mut(q.priority as usize) {
+                q.pass = q.pass.max(level.saturating_sub(stride));
+                *level = (*level).max(q.pass);
+            }
+            q.pass += stride;
         }
     }
 

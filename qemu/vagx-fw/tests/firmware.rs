@@ -279,6 +279,101 @@ fn set_queue_priority_checks_its_arguments_and_is_new_in_1_6() {
     assert_eq!(old.devctrl(&set(12, 0)).status, DEVCTRL_UNKNOWN_OP);
 }
 
+/// Device time queue `id` has been busy, from fresh statistics.
+fn queue_busy_ns(h: &mut Harness, id: u32) -> u64 {
+    busy_of(&h.stats(), STATS_QUEUE)
+        .iter()
+        .find(|(q, _, _)| *q == id)
+        .map_or(0, |(_, busy, _)| *busy)
+}
+
+/// ABI 1.6 weights: two busy queues of one priority on one unit, weights `a` and `b`, each
+/// with an entry of 200 commands of 10 µs; returns the device time each had when the first
+/// finished.
+fn weighted_progress(a: u32, b: u32) -> (u64, u64) {
+    let mut h = Harness::new(1);
+    h.create_queue(20, 2);
+    h.create_queue(21, 2);
+    for (q, w) in [(20, a), (21, b)] {
+        let r = h.devctrl(&DevCtrlSetQueueWeight {
+            queue: q,
+            weight: w,
+        });
+        assert_eq!(r.status, DEVCTRL_OK);
+    }
+    let work = cmdbuf(&vec![delay(10_000); 200]);
+    let last = [h.queue_entry(20, &work), h.queue_entry(21, &work)];
+    h.kick();
+    while !vagx_abi::stamp_passed(h.stamp(20), last[0])
+        && !vagx_abi::stamp_passed(h.stamp(21), last[1])
+    {
+        h.run_for(10_000);
+    }
+    let progress = (queue_busy_ns(&mut h, 20), queue_busy_ns(&mut h, 21));
+    assert!(h.run_until_stamp(20, last[0], 100_000_000).is_some());
+    assert!(h.run_until_stamp(21, last[1], 100_000_000).is_some());
+    progress
+}
+
+#[test]
+fn weights_divide_a_priority_s_command_boundaries() {
+    for (a, b) in [(100, 300), (100, 100), (250, 100)] {
+        let (x, y) = weighted_progress(a, b);
+        // x/y within 5 % of a/b.
+        let (got, want) = (x as f64 / y as f64, f64::from(a) / f64::from(b));
+        assert!(
+            (got / want - 1.0).abs() <= 0.05,
+            "weights {a}:{b}: busy {x}:{y} ns"
+        );
+    }
+}
+
+/// A queue weighted 10000 beside one of 100 still leaves it about a command in 100, and a
+/// queue back from idle banks nothing: the two alternate at once, not a run of its commands.
+#[test]
+fn weights_starve_nobody_and_an_idle_queue_banks_nothing() {
+    let (x, y) = weighted_progress(10_000, 100);
+    assert!(
+        (10_000..=50_000).contains(&y) && x >= 200 * 10_000,
+        "busy {x}:{y} ns at 10000:100"
+    );
+    let mut h = Harness::new(1);
+    h.create_queue(20, 2);
+    h.create_queue(21, 2);
+    h.queue_entry(20, &cmdbuf(&vec![delay(10_000); 60]));
+    h.kick();
+    h.run_for(30 * 10_000);
+    // Queue 21 was idle for 30 commands of queue 20; now both are busy: they alternate.
+    h.queue_entry(21, &cmdbuf(&vec![delay(10_000); 20]));
+    h.kick();
+    let (a0, b0) = (queue_busy_ns(&mut h, 20), queue_busy_ns(&mut h, 21));
+    h.run_for(10 * 10_000);
+    let (a, b) = (
+        queue_busy_ns(&mut h, 20) - a0,
+        queue_busy_ns(&mut h, 21) - b0,
+    );
+    assert!(
+        a.abs_diff(b) <= 2 * 10_000 + 2_000,
+        "after idling, the returning queue was busy {b} ns against {a}"
+    );
+}
+
+#[test]
+fn set_queue_weight_checks_its_arguments_and_is_new_in_1_6() {
+    let mut h = Harness::new(1);
+    h.create_queue(12, 2);
+    let set = |queue, weight| DevCtrlSetQueueWeight { queue, weight };
+    assert_eq!(h.devctrl(&set(99, 100)).status, DEVCTRL_NOT_FOUND);
+    for bad in [0, 10_001, u32::MAX] {
+        assert_eq!(h.devctrl(&set(12, bad)).status, DEVCTRL_INVALID);
+    }
+    assert_eq!(h.devctrl(&set(12, 1)).status, DEVCTRL_OK);
+    assert_eq!(h.devctrl(&set(12, 10_000)).status, DEVCTRL_OK);
+    let mut old = Harness::with_init(1, |i| i.abi_version = 0x0001_0005);
+    old.create_queue(12, 2);
+    assert_eq!(old.devctrl(&set(12, 100)).status, DEVCTRL_UNKNOWN_OP);
+}
+
 #[test]
 fn queues_of_one_priority_share_a_unit_fairly() {
     let mut h = Harness::new(1);

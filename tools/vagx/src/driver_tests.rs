@@ -233,9 +233,9 @@ fn queue_create_checks_arguments() -> Result<()> {
 }
 
 /// QUEUE_SET_PARAM: the weight's range, an unknown parameter, an unknown, another file's
-/// and a destroyed queue; then, in kernel mode, weights changed while 20 jobs wait behind a
-/// gate, every job completing with its result, the last one last. Firmware mode has no
-/// weights (`EOPNOTSUPP`), after the same argument checks.
+/// and a destroyed queue; then weights changed while 20 jobs wait behind a gate, every job
+/// completing with its result, the last one last (both modes: the device has weights from
+/// ABI 1.6).
 fn queue_set_param_checks_arguments_and_keeps_queued_jobs() -> Result<()> {
     const WEIGHT: u32 = uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_WEIGHT;
     const NORMAL: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_NORMAL;
@@ -276,15 +276,6 @@ fn queue_set_param_checks_arguments_and_keeps_queued_jobs() -> Result<()> {
         libc::ENOENT,
         "a destroyed queue",
     )?;
-    if g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?
-        == u64::from(uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_FIRMWARE)
-    {
-        return expect_errno(
-            g.queue_set_param(ctx.queue, WEIGHT, 100),
-            libc::EOPNOTSUPP,
-            "a weight in firmware mode",
-        );
-    }
     for w in [1, 10_000, 100] {
         g.queue_set_param(ctx.queue, WEIGHT, w)
             .with_context(|| format!("weight {w}"))?;

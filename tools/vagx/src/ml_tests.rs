@@ -393,7 +393,8 @@ fn sum_adds_its_inputs_in_order_bit_for_bit() -> Result<()> {
 
 /// The multi-GPU boot has one GPU of ABI 1.2 (the last in slot order; tests that unbind and
 /// rebind a GPU renumber its render node, so it is found by asking each one): it refuses a
-/// priority change (`EOPNOTSUPP`: no `DEVCTRL_SET_QUEUE_PRIORITY` before 1.6); a SUM there
+/// priority change (`EOPNOTSUPP`: no `DEVCTRL_SET_QUEUE_PRIORITY` before 1.6) and, in
+/// firmware mode, a weight (kernel mode takes it for its own policy); a SUM there
 /// is a malformed command, which fails its job (`EIO`, fault kind 3), and the GPU runs the
 /// next job.
 fn a_gpu_of_an_older_abi_refuses_a_sum_and_a_priority_change_and_runs_on() -> Result<()> {
@@ -420,6 +421,24 @@ fn a_gpu_of_an_older_abi_refuses_a_sum_and_a_priority_change_and_runs_on() -> Re
         libc::EOPNOTSUPP,
         "a priority change on ABI 1.2",
     )?;
+    // Nor a weight in the device: kernel mode keeps it to its own FAIR policy, firmware mode
+    // has nothing to give it to.
+    let weight = g.queue_set_param(
+        ctx.queue,
+        uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_WEIGHT,
+        300,
+    );
+    if g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?
+        == u64::from(uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_FIRMWARE)
+    {
+        expect_errno(
+            weight,
+            libc::EOPNOTSUPP,
+            "a weight in firmware mode on ABI 1.2",
+        )?;
+    } else {
+        weight.context("a weight in kernel mode on ABI 1.2")?;
+    }
     let mut c = CmdBuf::new();
     c.sum(&[ctx.va(X), ctx.va(Y)], ctx.va(OUT), 4);
     let s = ctx.run_and_wait(&c)?;

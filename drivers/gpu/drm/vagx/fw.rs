@@ -112,7 +112,8 @@ unit_reply!(
     channels::DevCtrlHalt,
     channels::DevCtrlResume,
     channels::DevCtrlFlush,
-    channels::DevCtrlSetQueuePriority
+    channels::DevCtrlSetQueuePriority,
+    channels::DevCtrlSetQueueWeight
 );
 
 impl DevCtrlOp for channels::DevCtrlResetQueue {

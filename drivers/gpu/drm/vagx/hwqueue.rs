@@ -41,7 +41,9 @@ use crate::{
         channels::{
             DevCtrlCreateQueue,
             DevCtrlSetQueuePriority,
-            PipeMsg, //
+            DevCtrlSetQueueWeight,
+            PipeMsg,
+            QUEUE_WEIGHT_DEFAULT, //
         },
         queue::{
             QueueEntry,
@@ -194,6 +196,8 @@ pub(crate) struct HwQueue {
     /// The firmware priority the queue runs at: its pipe's, unless changed since
     /// (`DEVCTRL_SET_QUEUE_PRIORITY`).
     priority: AtomicU32,
+    /// The queue's weight in the firmware (`DEVCTRL_SET_QUEUE_WEIGHT`; 100 at creation).
+    weight: AtomicU32,
     fences: FenceContext,
     #[pin]
     inner: SpinLockIrq<Inner>,
@@ -221,6 +225,7 @@ impl HwQueue {
             pipe,
             // CAST: below `NUM_PRIORITIES`.
             priority: AtomicU32::new((pipe / abi::NUM_PIPE_TYPES) as u32),
+            weight: AtomicU32::new(QUEUE_WEIGHT_DEFAULT),
             fences: FenceContext::new(c"vagx", c"hw-queue"),
             inner <- new_spinlock_irq!(Inner {
                 ring,
@@ -270,16 +275,33 @@ impl HwQueue {
         self.priority.store(priority, Relaxed);
     }
 
+    /// Records the weight the firmware now gives the queue.
+    pub(crate) fn set_weight(&self, weight: u32) {
+        self.weight.store(weight, Relaxed);
+    }
+
     /// What gives the queue, created again on its pipe ([`Self::create_args`]), the priority
-    /// it had: `None` if that is its pipe's.
-    pub(crate) fn priority_args(&self) -> Option<DevCtrlSetQueuePriority> {
+    /// and weight it had: `None` for those it has from its creation.
+    pub(crate) fn restore_args(
+        &self,
+    ) -> (
+        Option<DevCtrlSetQueuePriority>,
+        Option<DevCtrlSetQueueWeight>,
+    ) {
         let priority = self.priority.load(Relaxed);
         // CAST: below `NUM_PRIORITIES`.
         let created = (self.pipe / abi::NUM_PIPE_TYPES) as u32;
-        (priority != created).then_some(DevCtrlSetQueuePriority {
-            queue: self.id,
-            priority,
-        })
+        let weight = self.weight.load(Relaxed);
+        (
+            (priority != created).then_some(DevCtrlSetQueuePriority {
+                queue: self.id,
+                priority,
+            }),
+            (weight != QUEUE_WEIGHT_DEFAULT).then_some(DevCtrlSetQueueWeight {
+                queue: self.id,
+                weight,
+            }),
+        )
     }
 
     /// Forgets the ring's contents, as the firmware does when it creates the queue.

@@ -46,6 +46,7 @@ use crate::{
             DevCtrlQueue,
             DevCtrlResetQueue,
             DevCtrlSetQueuePriority,
+            DevCtrlSetQueueWeight,
             QUERY_TIME_NS, //
         },
         queue::{
@@ -427,11 +428,26 @@ impl Queue {
         Ok(())
     }
 
-    /// Changes the queue's weight under the kernel's FAIR policy (kernel mode). In firmware
-    /// mode the device orders the queues, and has no weights: `EOPNOTSUPP`.
+    /// Changes the queue's weight: the share of its priority the device gives it (ABI 1.6:
+    /// command boundaries in proportion) and, in kernel mode, the kernel's FAIR policy (GPU
+    /// time in proportion). Firmware mode on an older device: `EOPNOTSUPP`.
     pub(crate) fn set_weight(&self, weight: Weight) -> Result {
-        if self._own_sched.is_some() {
+        let device = self.gpu.fw.abi().has_queue_priority();
+        if self._own_sched.is_some() && !device {
             return Err(uapi::eopnotsupp());
+        }
+        if device {
+            // Not while a crash recovery re-creates the firmware's queues: it restores the
+            // weight recorded here.
+            let _recovery = self.gpu.recovery.serialise();
+            if self.gpu.is_lost() {
+                return Err(ENODEV);
+            }
+            self.gpu.fw.call(&DevCtrlSetQueueWeight {
+                queue: self.hw.id(),
+                weight: weight.get(),
+            })?;
+            self.hw.set_weight(weight.get());
         }
         self.entity.set_weight(weight);
         Ok(())

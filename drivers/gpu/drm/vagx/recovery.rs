@@ -363,11 +363,13 @@ impl Gpu {
         self.rebind_vms()?;
         let mut result = Ok(());
         self.each_slot(|hw| {
-            // On its pipe, then at the priority it had.
+            // On its pipe, then at the priority and weight it had.
+            let (priority, weight) = hw.restore_args();
             let created = hw
                 .reset_ring()
                 .and_then(|()| self.fw.call(&hw.create_args()))
-                .and_then(|()| hw.priority_args().map_or(Ok(()), |a| self.fw.call(&a)));
+                .and_then(|()| priority.map_or(Ok(()), |a| self.fw.call(&a)))
+                .and_then(|()| weight.map_or(Ok(()), |a| self.fw.call(&a)));
             if let Err(e) = created {
                 result = Err(e);
             }

@@ -104,6 +104,8 @@ pub const DEVCTRL_QUERY: u32 = 9;
 ///
 /// [`ABI_MINOR_QUEUE_PRIORITY`]: crate::regs::ABI_MINOR_QUEUE_PRIORITY
 pub const DEVCTRL_SET_QUEUE_PRIORITY: u32 = 10;
+/// Operation: change a work queue's weight among the queues of its priority (ABI 1.6).
+pub const DEVCTRL_SET_QUEUE_WEIGHT: u32 = 11;
 
 /// Arguments of [`DEVCTRL_CREATE_QUEUE`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -251,6 +253,27 @@ assert_layout!(DevCtrlSetQueuePriority, size 8, queue @ 0, priority @ 4);
 // SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
 unsafe impl Pod for DevCtrlSetQueuePriority {}
 devctrl_args!(DevCtrlSetQueuePriority, DEVCTRL_SET_QUEUE_PRIORITY);
+
+/// Arguments of [`DEVCTRL_SET_QUEUE_WEIGHT`]. From its next command on, the queue's commands
+/// advance its pass by `STRIDE × 100 / weight`: among busy queues of one priority, each gets
+/// command boundaries in proportion to its weight (100 at creation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DevCtrlSetQueueWeight {
+    /// Queue id.
+    pub queue: u32,
+    /// 1 to 10000.
+    pub weight: u32,
+}
+assert_layout!(DevCtrlSetQueueWeight, size 8, queue @ 0, weight @ 4);
+// SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
+unsafe impl Pod for DevCtrlSetQueueWeight {}
+devctrl_args!(DevCtrlSetQueueWeight, DEVCTRL_SET_QUEUE_WEIGHT);
+
+/// A work queue's weight when the firmware creates it.
+pub const QUEUE_WEIGHT_DEFAULT: u32 = 100;
+/// The largest weight [`DEVCTRL_SET_QUEUE_WEIGHT`] takes (the smallest is 1).
+pub const QUEUE_WEIGHT_MAX: u32 = 10_000;
 
 /// `DEVCTRL_QUERY`: number of execution units.
 pub const QUERY_UNITS: u32 = 0;

@@ -139,8 +139,8 @@ pub const ABI_MINOR_PEER_WAITS: u16 = 4;
 /// The first minor version with the N-input reduction `cmd::OP_SUM`.
 pub const ABI_MINOR_SUM: u16 = 5;
 
-/// The first minor version with run-time queue priorities,
-/// `channels::DEVCTRL_SET_QUEUE_PRIORITY`.
+/// The first minor version with run-time queue priorities and weights,
+/// `channels::DEVCTRL_SET_QUEUE_PRIORITY` and `channels::DEVCTRL_SET_QUEUE_WEIGHT`.
 pub const ABI_MINOR_QUEUE_PRIORITY: u16 = 6;
 
 /// The value of [`ABI_VERSION`].
