@@ -16,7 +16,12 @@
 //! ([`Shared::runner`]); if the worker, the bypass or the timeout handler holds it, the worker
 //! does the start instead, as without `RUN_IN_IRQ`.
 
-use super::{job::JobNode, run::Outcome, shared::Shared, Backend};
+use super::{
+    job::JobNode,
+    run::Outcome,
+    shared::{self, Shared},
+    Backend,
+};
 use crate::{
     irq_work::IrqWorkItem,
     sync::{
@@ -72,7 +77,7 @@ impl<B: Backend> Shared<B> {
                 break;
             }
             job.credits_returned.store(true, Relaxed);
-            s.return_credits(job);
+            shared::return_credits(&mut s.credits_used, &mut s.band_used, job);
         }
         true
     }

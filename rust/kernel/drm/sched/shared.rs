@@ -95,11 +95,21 @@ impl<B: Backend> State<B> {
 
     /// Gives back the credits of `job` (to the priority it was picked at).
     pub(crate) fn return_credits(&mut self, job: &JobNode<B>) {
-        self.credits_used -= job.credits;
-        // CAST: stored from an index below `Priority::COUNT`.
-        if let Some(used) = self.band_used.get_mut(job.band.load(Relaxed) as usize) {
-            *used -= job.credits;
-        }
+        return_credits(&mut self.credits_used, &mut self.band_used, job);
+    }
+}
+
+/// [`State::return_credits`] on the two counters alone, for a caller that walks
+/// `State::in_flight` meanwhile.
+pub(crate) fn return_credits<B: Backend>(
+    credits_used: &mut u32,
+    band_used: &mut [u32; Priority::COUNT],
+    job: &JobNode<B>,
+) {
+    *credits_used -= job.credits;
+    // CAST: stored from an index below `Priority::COUNT`.
+    if let Some(used) = band_used.get_mut(job.band.load(Relaxed) as usize) {
+        *used -= job.credits;
     }
 }
 
