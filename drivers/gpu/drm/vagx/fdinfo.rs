@@ -23,7 +23,7 @@ use core::sync::atomic::{
     Ordering::Relaxed, //
 };
 
-use kernel::{drm, prelude::*};
+use kernel::{drm, prelude::*, sync::Arc};
 
 use crate::{gpu::Gpu, queue::Queue, uapi};
 

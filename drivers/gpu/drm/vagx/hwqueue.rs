@@ -218,13 +218,14 @@ impl HwQueue {
         let in_flight = Fifo::with_capacity(QUEUE_RING_COUNT as usize, GFP_KERNEL)?;
         let producers = Producers::new()?;
         let id = lease.id;
+        // CAST: below `NUM_PRIORITIES`.
+        let created_priority = (pipe / abi::NUM_PIPE_TYPES) as u32;
         Ok(try_pin_init!(Self {
             id,
             _lease: lease,
             vm,
             pipe,
-            // CAST: below `NUM_PRIORITIES`.
-            priority: AtomicU32::new((pipe / abi::NUM_PIPE_TYPES) as u32),
+            priority: AtomicU32::new(created_priority),
             weight: AtomicU32::new(QUEUE_WEIGHT_DEFAULT),
             fences: FenceContext::new(c"vagx", c"hw-queue"),
             inner <- new_spinlock_irq!(Inner {
