@@ -374,12 +374,12 @@ fn a_queue_raised_with_jobs_queued_runs_them_first_in_order() -> Result<()> {
     let ahead = Ctx::new(&g, LOW, 1 << 20)?;
     let raised = Ctx::new(&g, LOW, 1 << 20)?;
     let mut others = Vec::new();
-    // 100 ms of Normal work on every unit, a command boundary every millisecond.
+    // 100 ms of Normal work on every unit, a command boundary every 4 ms.
     for f in &fillers {
         let s = g.syncobj()?;
         let mut c = CmdBuf::new();
-        for _ in 0..100 {
-            c.delay(1_000_000);
+        for _ in 0..25 {
+            c.delay(4_000_000);
         }
         c.write32(f.va(0), 1);
         f.run(&c, &[Sync::signal(s, 0)])?;
@@ -1293,22 +1293,26 @@ fn fdinfo_reports_engine_time_and_memory() -> Result<()> {
 /// Utilisation from two fdinfo reads (busy cycles over total cycles and capacity) matches
 /// the device's own counters (`DRM_VAGX_QUERY_LOAD`: busy time summed over the units, over
 /// device time and units) within 2 percentage points, while this client keeps every unit
-/// busy for about 400 ms and reads both at the same moments.
+/// busy for about 420 ms and reads both at the same moments.
 fn fdinfo_utilisation_matches_the_device_counters() -> Result<()> {
     let g = Gpu::open_first()?;
     let units = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
     let mut ctxs = Vec::new();
     let mut syncs = Vec::new();
     for _ in 0..units {
-        let ctx = Ctx::normal(&g)?;
-        let s = g.syncobj()?;
-        let mut c = CmdBuf::new();
-        for _ in 0..400 {
-            c.delay(1_000_000);
+        ctxs.push(Ctx::normal(&g)?);
+    }
+    // 14 jobs of 30 commands of 1 ms on every queue (a job fills a command slot).
+    for _ in 0..14 {
+        for ctx in &ctxs {
+            let s = g.syncobj()?;
+            let mut c = CmdBuf::new();
+            for _ in 0..30 {
+                c.delay(1_000_000);
+            }
+            ctx.run(&c, &[Sync::signal(s, 0)])?;
+            syncs.push(s);
         }
-        ctx.run(&c, &[Sync::signal(s, 0)])?;
-        ctxs.push(ctx);
-        syncs.push(s);
     }
     let sample = || -> Result<(u64, u64, u64, u64)> {
         let f = fdinfo(&g)?;
