@@ -153,10 +153,8 @@ impl Device {
         let Some(q) = self.sched.queue_mut(id) else {
             return (DEVCTRL_NOT_FOUND, 0);
         };
-        let old = q.set_weight(weight);
-        if old != weight {
-            self.log(LOG_INFO, &format!("queue {id}: weight {old} -> {weight}"));
-        }
+        // Not logged: a serving stack may retune weights often; the log is for events.
+        q.set_weight(weight);
         OK
     }
 

@@ -320,9 +320,10 @@ fn queue_set_param_checks_arguments_and_keeps_queued_jobs() -> Result<()> {
 
 /// QUEUE_SET_PARAM's priority: its range, and CAP_SYS_NICE for High (in a thread that
 /// dropped it, as at creation); then a Low queue raised to High while Normal work holds every
-/// unit and another Low queue's jobs (in kernel mode all of Low's credits) are ahead of it:
-/// its four queued jobs all finish, in order and with their results, before any of the
-/// others, which then finish too. Both scheduling modes.
+/// unit for 100 ms and another Low queue's jobs (in kernel mode all of Low's credits) are
+/// ahead of it: its four queued jobs all finish, in order and with their results, before
+/// the Normal queues' last jobs and any of the Low ones, which then finish too. Both
+/// scheduling modes.
 fn a_queue_raised_with_jobs_queued_runs_them_first_in_order() -> Result<()> {
     const PRIORITY: u32 = uapi::drm_vagx_queue_param_DRM_VAGX_QUEUE_PARAM_PRIORITY;
     const LOW: u32 = uapi::drm_vagx_priority_DRM_VAGX_PRIORITY_LOW;
@@ -374,16 +375,25 @@ fn a_queue_raised_with_jobs_queued_runs_them_first_in_order() -> Result<()> {
     let ahead = Ctx::new(&g, LOW, 1 << 20)?;
     let raised = Ctx::new(&g, LOW, 1 << 20)?;
     let mut others = Vec::new();
-    // 100 ms of Normal work on every unit, a command boundary every 4 ms.
+    // 100 ms of Normal work on every unit in jobs of 20 ms (under the firmware's 100 ms
+    // watchdog), a command boundary every 4 ms. The last job of each is what must still be
+    // running when the raised queue is done.
+    let mut earlier = Vec::new();
     for f in &fillers {
-        let s = g.syncobj()?;
-        let mut c = CmdBuf::new();
-        for _ in 0..25 {
-            c.delay(4_000_000);
+        for i in 0..5 {
+            let s = g.syncobj()?;
+            let mut c = CmdBuf::new();
+            for _ in 0..5 {
+                c.delay(4_000_000);
+            }
+            c.write32(f.va(0), i + 1);
+            f.run(&c, &[Sync::signal(s, 0)])?;
+            if i < 4 {
+                earlier.push((f, s));
+            } else {
+                others.push((f, s));
+            }
         }
-        c.write32(f.va(0), 1);
-        f.run(&c, &[Sync::signal(s, 0)])?;
-        others.push((f, s));
     }
     for _ in 0..AHEAD {
         let s = g.syncobj()?;
@@ -418,7 +428,7 @@ fn a_queue_raised_with_jobs_queued_runs_them_first_in_order() -> Result<()> {
     }
     ensure!(
         pending == others.len(),
-        "{} of the {} Normal and Low jobs finished before the raised queue's last",
+        "{} of the {} last Normal jobs and Low jobs finished before the raised queue's last",
         others.len() - pending,
         others.len()
     );
@@ -432,7 +442,7 @@ fn a_queue_raised_with_jobs_queued_runs_them_first_in_order() -> Result<()> {
         raised.map.u32_at(raised.off(64)) == 4,
         "the raised queue's last job did not run last"
     );
-    for (i, (c, s)) in others.iter().enumerate() {
+    for (i, (c, s)) in others.iter().chain(earlier.iter()).enumerate() {
         g.wait(*s, WAIT_MS)
             .with_context(|| format!("job {i} of the others never signalled"))?;
         ensure!(

@@ -97,8 +97,9 @@ pub(crate) struct QueueSlot {
 /// Faults and timeouts after which a queue is banned.
 pub(crate) const BAN_LIMIT: u32 = 3;
 
-/// Firmware log messages kept for debugfs.
-const LOG_KEEP: usize = 64;
+/// Firmware log messages kept for debugfs (128 bytes each): enough for the boot's lines to
+/// outlast a few dozen queue creations and parameter changes.
+const LOG_KEEP: usize = 256;
 
 /// Clears the lowest set bit of `bits` (bit `i % 32` of word `i / 32`) and returns its index.
 fn take_first_bit(bits: &mut [u32]) -> Option<usize> {
