@@ -289,6 +289,25 @@ impl FenceContext {
     ///
     /// Does not allocate: safe to call in the signalling path.
     pub fn init<T: Send + Sync>(&self, prepared: PreparedFence<T>, data: T) -> DriverFence<T> {
+        self.init_with_ops(prepared, data, &FenceAlloc::<T>::OPS)
+    }
+
+    /// [`Self::init`], and the fence's data hears of every deadline set on the fence that is
+    /// earlier than the ones before ([`DeadlineNotify`]).
+    pub fn init_notifying<T: DeadlineNotify>(
+        &self,
+        prepared: PreparedFence<T>,
+        data: T,
+    ) -> DriverFence<T> {
+        self.init_with_ops(prepared, data, &FenceAlloc::<T>::OPS_NOTIFY)
+    }
+
+    fn init_with_ops<T: Send + Sync>(
+        &self,
+        prepared: PreparedFence<T>,
+        data: T,
+        ops: &'static bindings::dma_fence_ops,
+    ) -> DriverFence<T> {
         let seqno = self.next_seqno.fetch_add(1, Ordering::Relaxed);
         let raw = prepared.into_raw();
         // SAFETY: `raw` is the exclusive, uninitialised allocation of a `FenceAlloc<T>`.
@@ -300,7 +319,7 @@ impl FenceContext {
             // A null lock selects the fence's inline lock.
             bindings::dma_fence_init(
                 (&raw mut (*raw).base).cast(),
-                &FenceAlloc::<T>::OPS,
+                ops,
                 core::ptr::null_mut(),
                 self.context,
                 seqno,
@@ -312,6 +331,15 @@ impl FenceContext {
             ptr: unsafe { NonNull::new_unchecked(raw) },
         }
     }
+}
+
+/// Fence data that hears of the deadlines set on its fence ([`FenceContext::init_notifying`]):
+/// a scheduler's fence of a job not yet on the hardware reorders its queue, or passes the
+/// deadline on to what the job waits for.
+pub trait DeadlineNotify: Send + Sync {
+    /// Someone wants the fence signalled by `deadline`, earlier than any deadline before.
+    /// Called in any context, possibly atomic: no sleeping, no allocation.
+    fn deadline_set(&self, deadline: Instant<Monotonic>);
 }
 
 /// The allocation behind a driver fence: the C fence first, then its names and data.
@@ -351,9 +379,12 @@ impl<T> FenceAlloc<T> {
     ) {
         // SAFETY: C calls the ops of a fence initialised with them, i.e. one of ours. Called in
         // the signalling path: an atomic update only.
-        unsafe { Self::from_base(fence) }
-            .deadline
-            .fetch_min(deadline, Ordering::Relaxed);
+        unsafe { Self::from_base(fence) }.record_deadline(deadline);
+    }
+
+    /// Records `deadline` if it is the earliest yet; returns whether it was.
+    fn record_deadline(&self, deadline: bindings::ktime_t) -> bool {
+        self.deadline.fetch_min(deadline, Ordering::Relaxed) > deadline
     }
 
     /// # Safety
@@ -401,6 +432,35 @@ impl<T> FenceAlloc<T> {
         // SAFETY: the fence is the start of a kmalloc'd allocation (a `KBox`), which
         // `dma_fence_free` hands to `kfree_rcu` as the C side requires.
         unsafe { bindings::dma_fence_free(fence) };
+    }
+}
+
+impl<T: DeadlineNotify> FenceAlloc<T> {
+    /// [`Self::OPS`], with a `set_deadline` that tells the data.
+    const OPS_NOTIFY: bindings::dma_fence_ops = bindings::dma_fence_ops {
+        set_deadline: Some(Self::set_deadline_notify),
+        ..Self::OPS
+    };
+
+    /// `dma_fence_ops::set_deadline` of [`Self::OPS_NOTIFY`].
+    ///
+    /// # Safety
+    ///
+    /// Called by C with `fence` the `base` of a live `FenceAlloc<T>` initialised with
+    /// [`Self::OPS_NOTIFY`].
+    unsafe extern "C" fn set_deadline_notify(
+        fence: *mut bindings::dma_fence,
+        deadline: bindings::ktime_t,
+    ) {
+        // SAFETY: C calls the ops of a fence initialised with them, i.e. one of ours.
+        let this = unsafe { Self::from_base(fence) };
+        if this.record_deadline(deadline) {
+            // SAFETY: the caller holds a reference to the fence, so the data (dropped only by
+            // `release`) is alive; `T: Sync` allows the shared access.
+            let data = unsafe { &*this.data.get() };
+            // SAFETY: `deadline` is a ktime value.
+            data.deadline_set(unsafe { Instant::from_ktime(deadline) });
+        }
     }
 }
 
@@ -840,6 +900,38 @@ mod tests {
         // The earliest deadline wins.
         assert_eq!(f.deadline().map(|d| d.as_nanos()), Some(now.as_nanos()));
         f.signal();
+        Ok(())
+    }
+
+    /// Counts the deadlines it hears of.
+    struct Heard(core::sync::atomic::AtomicU32);
+
+    impl DeadlineNotify for Heard {
+        fn deadline_set(&self, _deadline: Instant<Monotonic>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_notifying_fence_hears_each_earlier_deadline() -> Result {
+        let ctx = context();
+        let f = ctx.init_notifying(
+            PreparedFence::new(GFP_KERNEL)?,
+            Heard(core::sync::atomic::AtomicU32::new(0)),
+        );
+        let shared: ARef<Fence> = f.fence().into();
+        let now = Instant::<Monotonic>::now().as_nanos();
+        // SAFETY: ktime values.
+        let at = |ns| unsafe { Instant::<Monotonic>::from_ktime(ns) };
+        shared.set_deadline(at(now + 5_000_000));
+        shared.set_deadline(at(now + 9_000_000));
+        shared.set_deadline(at(now + 1_000_000));
+        // The first and the third were earlier than all before; the second was not.
+        assert_eq!(f.data().0.load(Ordering::Relaxed), 2);
+        assert_eq!(f.deadline().map(|d| d.as_nanos()), Some(now + 1_000_000));
+        f.signal();
+        // A signalled fence takes no deadline (dma_fence_set_deadline skips it).
+        shared.set_deadline(at(now));
         Ok(())
     }
 

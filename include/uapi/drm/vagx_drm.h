@@ -302,8 +302,15 @@ struct drm_vagx_submit {
 	 * every signal (a wait after a signal is EINVAL).
 	 */
 	__u64 syncs;
-	/** @reserved: must be zero. */
-	__u64 reserved;
+	/**
+	 * @deadline_ns: when the job is wanted done, CLOCK_MONOTONIC nanoseconds (as
+	 * clock_gettime gives them); 0 for none. Kernel scheduling mode runs the ready job
+	 * of the earliest deadline first among the queues of its priority (bounded so that
+	 * other work still runs), and passes the deadline on to the jobs it waits for. A
+	 * deadline already past is accepted and is the most urgent; one more than 10 s ahead
+	 * is clamped to 10 s from the submit. (This field was reserved, must-be-zero, before.)
+	 */
+	__u64 deadline_ns;
 };
 
 /**
@@ -377,6 +384,13 @@ struct drm_vagx_queue_get_status {
 	 * of its power-of-two bucket (from 2 us), at most twice the true value.
 	 */
 	__u64 wait_p99_ns;
+	/**
+	 * @deadline_jobs: out: jobs with a deadline (DRM_IOCTL_VAGX_SUBMIT's, or one set on
+	 * their fence) that have completed, whatever their outcome.
+	 */
+	__u64 deadline_jobs;
+	/** @deadline_misses: out: those of them that completed after their deadline. */
+	__u64 deadline_misses;
 };
 
 /** The most execution units a vagx device has (DRM_VAGX_PARAM_UNITS is at most this). */

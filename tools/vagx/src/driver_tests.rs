@@ -31,6 +31,7 @@ pub fn tests() -> Vec<Test<'static>> {
         queue_set_param_checks_arguments_and_keeps_queued_jobs,
         a_queue_raised_with_jobs_queued_runs_them_first_in_order,
         queue_status_reports_the_queues_statistics,
+        submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted,
         submit_checks_arguments,
         fill_copy_checksum_results_are_right,
         firmware_busy_time_is_each_queues_delays,
@@ -540,6 +541,87 @@ fn queue_status_reports_the_queues_statistics() -> Result<()> {
     Ok(())
 }
 
+/// SUBMIT's deadline. Any value is accepted: none (0), past (the most urgent), far ahead
+/// (clamped). In kernel mode, with Normal's 8 credits held by a queue of 20 ms jobs, three
+/// gated jobs of three queues, pushed without a deadline, with one 200 ms ahead and with
+/// one already past, start as the credits come back in deadline order: past, ahead, none.
+/// Both modes count each queue's deadline jobs and misses (the past one missed).
+fn submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let now = || u64::try_from(gpu::now_ns()).unwrap_or(0);
+    let kernel_mode = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?
+        == u64::from(uapi::drm_vagx_sched_mode_DRM_VAGX_SCHED_KERNEL);
+    let filler = Ctx::normal(&g)?;
+    let (plain, ahead, past) = (Ctx::normal(&g)?, Ctx::normal(&g)?, Ctx::normal(&g)?);
+    for d in [1, u64::MAX] {
+        let mut c = CmdBuf::new();
+        c.write32(plain.va(0), 1);
+        plain
+            .run_by(&c, &[], d)
+            .with_context(|| format!("deadline {d}"))?;
+    }
+    let mut fill = Vec::new();
+    for _ in 0..8 {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.delay(20_000_000);
+        filler.run(&c, &[Sync::signal(s, 0)])?;
+        fill.push(s);
+    }
+    let gate = sw_sync::Timeline::new().context("sw_sync timeline")?;
+    let mut jobs = Vec::new();
+    for (ctx, deadline) in [(&plain, 0), (&ahead, now() + 200_000_000), (&past, 1)] {
+        let gated = g.syncobj()?;
+        g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.delay(1_000_000).write32(ctx.va(64), 7);
+        ctx.run_by(&c, &[Sync::wait(gated, 0), Sync::signal(s, 0)], deadline)?;
+        jobs.push((ctx, s));
+    }
+    gate.advance(1)?;
+    if kernel_mode {
+        // Each 20 ms filler that ends gives one credit back: past, then ahead, then plain.
+        let (p, a, n) = (&jobs[2], &jobs[1], &jobs[0]);
+        g.wait(p.1, WAIT_MS)?;
+        ensure!(
+            a.0.fence_pending(a.1)? && n.0.fence_pending(n.1)?,
+            "the past deadline's job was not first"
+        );
+        g.wait(a.1, WAIT_MS)?;
+        ensure!(
+            n.0.fence_pending(n.1)?,
+            "the job without a deadline ran before the one with"
+        );
+    }
+    for (ctx, s) in &jobs {
+        g.wait(*s, WAIT_MS)?;
+        ensure!(ctx.fence_result(*s)? == Ok(()) && ctx.map.u32_at(ctx.off(64)) == 7);
+    }
+    for s in &fill {
+        g.wait(*s, WAIT_MS)?;
+    }
+    let (sp, sa, sn) = (
+        g.queue_status(past.queue)?,
+        g.queue_status(ahead.queue)?,
+        g.queue_status(plain.queue)?,
+    );
+    ensure!(
+        (sp.deadline_jobs, sp.deadline_misses) == (1, 1),
+        "the past deadline: {sp:?}"
+    );
+    ensure!(
+        (sa.deadline_jobs, sa.deadline_misses) == (1, 0),
+        "200 ms ahead: {sa:?}"
+    );
+    // The two of the argument check (1: missed; u64::MAX: clamped, met) and one without.
+    ensure!(
+        (sn.deadline_jobs, sn.deadline_misses) == (2, 1),
+        "the plain queue: {sn:?}"
+    );
+    Ok(())
+}
+
 fn submit_checks_arguments() -> Result<()> {
     let g = Gpu::open_first()?;
     let ctx = Ctx::normal(&g)?;
@@ -590,7 +672,6 @@ fn submit_checks_arguments() -> Result<()> {
         libc::EINVAL,
         "unknown flag",
     )?;
-    expect_errno(with(&|a| a.reserved = 1, &[]), libc::EINVAL, "reserved")?;
     expect_errno(
         with(&|a| a.sync_count = 65, &[]),
         libc::EINVAL,

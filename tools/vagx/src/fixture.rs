@@ -84,6 +84,21 @@ impl<'g> Ctx<'g> {
 
     /// [`Ctx::run`] with SUBMIT's `flags`.
     pub fn run_flags(&self, cmds: &CmdBuf, syncs: &[Sync], flags: u32) -> io::Result<()> {
+        self.run_full(cmds, syncs, flags, 0)
+    }
+
+    /// [`Self::run`] with a deadline (`CLOCK_MONOTONIC` ns, 0 for none).
+    pub fn run_by(&self, cmds: &CmdBuf, syncs: &[Sync], deadline_ns: u64) -> io::Result<()> {
+        self.run_full(cmds, syncs, 0, deadline_ns)
+    }
+
+    fn run_full(
+        &self,
+        cmds: &CmdBuf,
+        syncs: &[Sync],
+        flags: u32,
+        deadline_ns: u64,
+    ) -> io::Result<()> {
         let slot = self.next_cmd.get();
         self.next_cmd.set((slot + 1) % CMD_SLOTS);
         let at = slot * CMD_SLOT;
@@ -94,7 +109,7 @@ impl<'g> Ctx<'g> {
         self.map
             .write(usize::try_from(at).expect("small"), cmds.bytes());
         self.gpu
-            .submit_flags(self.queue, BASE + at, cmds.len(), syncs, flags)
+            .submit_full(self.queue, BASE + at, cmds.len(), syncs, flags, deadline_ns)
     }
 
     /// Submits `cmds` signalling a new syncobj and waits for it; returns the syncobj.

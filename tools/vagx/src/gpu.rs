@@ -487,6 +487,19 @@ impl Gpu {
         syncs: &[Sync],
         flags: u32,
     ) -> io::Result<()> {
+        self.submit_full(queue_id, cmdbuf, size, syncs, flags, 0)
+    }
+
+    /// [`Gpu::submit_flags`] with a deadline (`CLOCK_MONOTONIC` ns, 0 for none).
+    pub fn submit_full(
+        &self,
+        queue_id: u32,
+        cmdbuf: u64,
+        size: u32,
+        syncs: &[Sync],
+        flags: u32,
+        deadline_ns: u64,
+    ) -> io::Result<()> {
         let raw: Vec<uapi::drm_vagx_sync> = syncs
             .iter()
             .map(|s| uapi::drm_vagx_sync {
@@ -507,6 +520,7 @@ impl Gpu {
                 cmdbuf_size: size,
                 // CAST: tests use a handful of syncs.
                 sync_count: raw.len() as u32,
+                deadline_ns,
                 ..Default::default()
             },
             &raw,

@@ -38,6 +38,10 @@ use kernel::{
         Arc,
         Mutex, //
     },
+    time::{
+        Instant,
+        Monotonic, //
+    },
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -80,6 +84,10 @@ use crate::{
 
 /// Most syncs one submit may name.
 const MAX_SYNCS: u32 = 64;
+
+/// A submit's deadline more than this far ahead is clamped to it: beyond it a deadline says
+/// nothing about what to run next.
+const MAX_DEADLINE_AHEAD_NS: u64 = 10_000_000_000;
 
 /// Queues one open file may hold: a quarter of the device's, so that one client cannot
 /// take every queue id (`ENOSPC` past it; `EBUSY` is the device's own exhaustion).
@@ -388,6 +396,8 @@ impl File {
         args.wait_count = stats.wait_count;
         args.wait_avg_ns = stats.wait_avg_ns;
         args.wait_p99_ns = stats.wait_p99_ns;
+        args.deadline_jobs = stats.deadline_jobs;
+        args.deadline_misses = stats.deadline_misses;
         Ok(0)
     }
 
@@ -445,13 +455,13 @@ impl File {
         Ok(0)
     }
 
-    /// SUBMIT: one job, with its wait and signal syncobjs.
+    /// SUBMIT: one job, with its wait and signal syncobjs, and its deadline.
     pub(crate) fn submit(
         dev: &VagxDevice,
         args: &mut uapi::drm_vagx_submit,
         file: &VagxFile,
     ) -> Result<u32> {
-        if args.flags & !u::SUBMIT_NO_IMPLICIT_WAIT != 0 || args.reserved != 0 {
+        if args.flags & !u::SUBMIT_NO_IMPLICIT_WAIT != 0 {
             return Err(EINVAL);
         }
         if args.cmdbuf % 8 != 0
@@ -543,6 +553,14 @@ impl File {
         let mut job = queue
             .entity()
             .job(credits, queue.job(args.cmdbuf, args.cmdbuf_size, hw_waits)?)?;
+        if args.deadline_ns != 0 {
+            // CAST: the monotonic clock is never negative.
+            let now = Instant::<Monotonic>::now().as_nanos() as u64;
+            job.set_deadline_ns(
+                args.deadline_ns
+                    .min(now.saturating_add(MAX_DEADLINE_AHEAD_NS)),
+            );
+        }
         for (scheduled, finished) in ordered {
             job.add_hardware_wait(scheduled, finished)?;
         }

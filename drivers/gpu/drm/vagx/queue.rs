@@ -254,6 +254,8 @@ pub(crate) struct QueueStats {
     pub(crate) wait_count: u64,
     pub(crate) wait_avg_ns: u64,
     pub(crate) wait_p99_ns: u64,
+    pub(crate) deadline_jobs: u64,
+    pub(crate) deadline_misses: u64,
 }
 
 /// A client's queue.
@@ -481,6 +483,8 @@ impl Queue {
             wait_count: usage.waits.count(),
             wait_avg_ns: usage.waits.mean_ns(),
             wait_p99_ns: usage.waits.percentile_ns(990),
+            deadline_jobs: usage.deadline_jobs,
+            deadline_misses: usage.deadline_misses,
         }
     }
 

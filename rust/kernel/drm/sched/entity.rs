@@ -92,6 +92,11 @@ pub struct Usage {
     /// How long the jobs that started waited from push to their start (dependencies
     /// included).
     pub waits: WaitHistogram,
+    /// Jobs with a deadline that left the scheduler, and those of them that completed after
+    /// it (whatever their outcome).
+    pub deadline_jobs: u64,
+    /// See [`Self::deadline_jobs`].
+    pub deadline_misses: u64,
 }
 
 /// A client's job stream, on one scheduler at a time.
@@ -336,7 +341,17 @@ impl<'a, B: Backend> SubmitGuard<'a, B> {
             inner.pipelined = core::mem::take(&mut job.pipelined);
             if let Some((s, f)) = inner.prepared.take() {
                 let scheduled = self.timelines.scheduled.init(s, ());
-                let finished = self.timelines.finished.init(f, ());
+                let finished = self
+                    .timelines
+                    .finished
+                    .init_notifying(f, job.node.deadline.clone());
+                // A deadline given before arm: the fence carries it from now on.
+                if let Some(ns) = job.node.deadline.get() {
+                    // SAFETY: a ktime value recorded from an `Instant<Monotonic>`.
+                    finished
+                        .fence()
+                        .set_deadline(unsafe { crate::time::Instant::from_ktime(ns) });
+                }
                 inner.scheduled_ref = Some(scheduled.fence().into());
                 inner.finished_ref = Some(finished.fence().into());
                 job.node.set_trace_id(finished.fence());

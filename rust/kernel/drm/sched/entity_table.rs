@@ -210,6 +210,8 @@ impl<B: Backend> Shared<B> {
             // CAST: a count of jobs.
             pending: e.reserved as u64,
             waits: e.stats.waits,
+            deadline_jobs: e.stats.deadline_jobs,
+            deadline_misses: e.stats.deadline_misses,
         })
         .unwrap_or_default()
     }

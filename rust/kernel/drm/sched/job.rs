@@ -16,6 +16,7 @@
 //! reaches the hardware, the *finished* fence when it completes, with its error.
 
 use super::{
+    deadline::JobDeadline,
     dependency::Dependency,
     shared::Shared,
     trace::{self, JobId},
@@ -59,8 +60,10 @@ pub(crate) struct JobNode<B: Backend> {
     /// [`Priority::index`]: super::Priority::index
     pub(crate) band: Atomic<u32>,
     // Every lock of a job is interrupt-safe: completions may take them (`RUN_IN_IRQ`).
+    /// The job's deadline, shared with its finished fence ([`super::deadline`]).
+    pub(crate) deadline: Arc<JobDeadline<B>>,
     #[pin]
-    pub(crate) inner: SpinLockIrq<JobInner>,
+    pub(crate) inner: SpinLockIrq<JobInner<B>>,
     /// Wakes the scheduler when the dependency it waits for signals.
     #[pin]
     pub(crate) dep_cb: SpinLockIrq<FenceCallback<Kick<B>>>,
@@ -70,10 +73,10 @@ pub(crate) struct JobNode<B: Backend> {
 }
 
 /// The mutable part of a job.
-pub(crate) struct JobInner {
-    pub(crate) prepared: Option<(PreparedFence<()>, PreparedFence<()>)>,
+pub(crate) struct JobInner<B: Backend> {
+    pub(crate) prepared: Option<(PreparedFence<()>, PreparedFence<Arc<JobDeadline<B>>>)>,
     pub(crate) scheduled: Option<DriverFence<()>>,
-    pub(crate) finished: Option<DriverFence<()>>,
+    pub(crate) finished: Option<DriverFence<Arc<JobDeadline<B>>>>,
     /// A reference to the finished fence, kept after it is signalled (for pipelining lookups).
     pub(crate) finished_ref: Option<ARef<Fence>>,
     pub(crate) scheduled_ref: Option<ARef<Fence>>,
@@ -91,7 +94,7 @@ pub(crate) struct JobInner {
     pub(crate) started: Option<Instant<Monotonic>>,
 }
 
-impl JobInner {
+impl<B: Backend> JobInner<B> {
     /// The error of a failed pipelined dependency, if any.
     pub(crate) fn pipelined_error(&self) -> Option<Error> {
         self.pipelined.iter().find_map(|f| f.status().err())
@@ -204,9 +207,11 @@ impl<B: Backend> JobNode<B> {
         err: Option<Error>,
         gpu_ns: u64,
         scheduled: Option<DriverFence<()>>,
-        finished: Option<DriverFence<()>>,
+        finished: Option<DriverFence<Arc<JobDeadline<B>>>>,
     ) {
         trace::job_done(self.trace_id(), err.map_or(0, |e| e.to_errno()), gpu_ns);
+        // Done: a later deadline has nothing to move (and a signalled fence takes none).
+        drop(self.deadline.detach());
         if let Some(s) = scheduled {
             s.signal();
         }
@@ -260,6 +265,8 @@ impl<B: Backend> Job<B> {
             shared.unreserve_job(id);
             return Err(EINVAL);
         }
+        let deadline =
+            JobDeadline::new(shared.clone()).inspect_err(|_| shared.unreserve_job(id))?;
         let backend_cb = shared.clone();
         let hw_cb_shared = shared.clone();
         let node = Arc::pin_init(
@@ -274,6 +281,7 @@ impl<B: Backend> Job<B> {
                 failed: Atomic::new(false),
                 credits_returned: Atomic::new(false),
                 band: Atomic::new(0),
+                deadline,
                 inner <- new_spinlock_irq!(JobInner {
                     prepared: Some(prepared),
                     scheduled: None,
@@ -376,6 +384,23 @@ impl<B: Backend> Job<B> {
     /// The number of dependencies the job waits for.
     pub fn dependency_count(&self) -> usize {
         self.deps.len()
+    }
+}
+
+impl<B: Backend> Job<B> {
+    /// Wants the job done by `deadline` (`CLOCK_MONOTONIC`): see [`super::deadline`]. The
+    /// earliest of several wins; its finished fence carries it from arm on.
+    pub fn set_deadline(&mut self, deadline: Instant<Monotonic>) {
+        self.node.deadline.record(deadline);
+    }
+
+    /// [`Self::set_deadline`] with the deadline as `CLOCK_MONOTONIC` nanoseconds (as
+    /// userspace's `clock_gettime` and a submit ioctl give it), saturated to the clock's
+    /// range.
+    pub fn set_deadline_ns(&mut self, ns: u64) {
+        let ns = i64::try_from(ns).unwrap_or(i64::MAX - 1);
+        // SAFETY: any value is a ktime; `i64::MAX` (no deadline) is not reached.
+        self.set_deadline(unsafe { Instant::from_ktime(ns) });
     }
 }
 

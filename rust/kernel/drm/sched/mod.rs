@@ -17,6 +17,7 @@
 //! See `Documentation/gpu/vagx-sched.rst`.
 
 mod backend;
+mod deadline;
 mod dependency;
 mod direct;
 mod entity;
@@ -43,6 +44,8 @@ mod tests_basic;
 mod tests_concurrent;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod tests_control;
+#[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
+mod tests_deadline;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]
 mod tests_deps;
 #[cfg(CONFIG_RUST_DRM_SCHED_KUNIT_TEST)]

@@ -12,6 +12,7 @@
 //! ```
 
 use super::{
+    deadline,
     job::JobNode,
     policy,
     shared::{Runner, Shared, State},
@@ -47,6 +48,11 @@ impl<B: Backend> Shared<B> {
                 .min();
             let job_id = node.trace_id();
             let credits = node.credits;
+            if node.deadline.is_changed() {
+                // Given before the push: the worker passes it on to what the job waits for.
+                this.deadlines_changed
+                    .store(true, core::sync::atomic::Ordering::Release);
+            }
             node.submit_ts.store(clock, Relaxed);
             node.pushed_ns.store(now_ns(), Relaxed);
             let no_deps = {
@@ -155,6 +161,14 @@ impl<B: Backend> Shared<B> {
         s.reserved -= 1;
         if let Some(e) = s.entities.get_mut(job.entity).and_then(Option::as_mut) {
             e.reserved -= 1;
+            if let Some(d) = job.deadline.get() {
+                e.stats.deadline_jobs += 1;
+                // CAST: the monotonic clock is never negative, and neither is a deadline
+                // that can be missed.
+                if now_ns() > d.max(0) as u64 {
+                    e.stats.deadline_misses += 1;
+                }
+            }
             if let Some(ns) = gpu_ns {
                 e.in_flight -= 1;
                 policy::job_done(&mut e.stats, ns);
@@ -303,8 +317,11 @@ impl<B: Backend> Shared<B> {
                 e.boost = None;
             }
         }
-        let mut choice = policy::Choice::default();
+        // The group's choice, and whether it went by deadline past a job without one.
+        let mut chosen = None;
         for group in policy.groups(per_priority) {
+            let mut plain = policy::Choice::default();
+            let mut earliest: Option<(usize, i64)> = None;
             for (id, e) in s.entities.iter().enumerate() {
                 let Some(e) = e else { continue };
                 if group.is_some_and(|p| p != e.effective_priority()) || e.killed || e.banned {
@@ -316,10 +333,27 @@ impl<B: Backend> Shared<B> {
                 if !self.head_ready(head) {
                     continue;
                 }
-                let key = policy.key(&e.stats, head.submit_ts.load(Relaxed));
-                choice.offer(id, key, e.stats.avg_job_ns);
+                match head.deadline.get() {
+                    Some(d) => {
+                        if earliest.is_none_or(|(_, best)| d < best) {
+                            earliest = Some((id, d));
+                        }
+                    }
+                    None => {
+                        let key = policy.key(&e.stats, head.submit_ts.load(Relaxed));
+                        plain.offer(id, key, e.stats.avg_job_ns);
+                    }
+                }
             }
-            let Some(id) = choice.best() else { continue };
+            // EDF within the group, at most `DEADLINE_BURST` in a row past other work.
+            let (id, past_others) = match (earliest, plain.best()) {
+                (Some((id, _)), None) => (id, false),
+                (Some((id, _)), Some(_)) if s.deadline_streak < deadline::DEADLINE_BURST => {
+                    (id, true)
+                }
+                (_, Some(id)) => (id, false),
+                (None, None) => continue,
+            };
             if per_priority {
                 let e = s.entities[id].as_ref()?;
                 let head = e.queue.front()?;
@@ -327,13 +361,13 @@ impl<B: Backend> Shared<B> {
                 if !head.failed.load(Relaxed) && !s.fits(&self.config, prio, head.credits) {
                     // This priority's credits are used up; nothing of it may overtake its
                     // best job, but a lower priority may run.
-                    choice = policy::Choice::default();
                     continue;
                 }
             }
+            chosen = Some((id, past_others));
             break;
         }
-        let id = choice.best()?;
+        let (id, past_others) = chosen?;
         let prio = s.entities[id].as_ref()?.effective_priority();
         let credits = s.entities[id].as_ref()?.queue.front()?.credits;
         let failed = {
@@ -365,6 +399,11 @@ impl<B: Backend> Shared<B> {
             .record(now_ns().saturating_sub(job.pushed_ns.load(Relaxed)));
         e.in_flight += 1;
         s.take_credits(&job, prio);
+        s.deadline_streak = if past_others {
+            s.deadline_streak + 1
+        } else {
+            0
+        };
         trace::job_run(
             self.config.name,
             id,
@@ -461,6 +500,7 @@ impl<B: Backend> Shared<B> {
         let _runner = Runner::spin(this);
         loop {
             this.complete_done();
+            this.pass_deadlines_on();
             let Some((job, outcome)) = this.pick(false) else {
                 break;
             };

@@ -66,6 +66,9 @@ pub(crate) struct State<B: Backend> {
     /// The same per priority ([`Priority::index`]), for
     /// [`SchedulerConfig::credits_per_priority`].
     pub(crate) band_used: [u32; Priority::COUNT],
+    /// Jobs picked by deadline in a row while a job without one waited beside them
+    /// ([`super::deadline::DEADLINE_BURST`]).
+    pub(crate) deadline_streak: u32,
     pub(crate) stopped: bool,
     /// Since when the head of `in_flight` has been the head (its timeout runs from there).
     pub(crate) head_since: Option<Instant<Monotonic>>,
@@ -144,6 +147,8 @@ pub(crate) struct Shared<B: Backend> {
     /// Threads in `flush_entity`'s wait: changed under `state`, so a waker that changed the
     /// state under `state` and reads 0 afterwards knows nobody can be waiting for it.
     pub(crate) flush_waiters: Atomic<u32>,
+    /// A job's deadline moved: the worker passes it on ([`Shared::pass_deadlines_on`]).
+    pub(crate) deadlines_changed: core::sync::atomic::AtomicBool,
 }
 
 impl_has_work! {
@@ -207,6 +212,7 @@ impl<B: Backend> Shared<B> {
                     reserved: 0,
                     credits_used: 0,
                     band_used: [0; Priority::COUNT],
+                    deadline_streak: 0,
                     stopped: false,
                     head_since: None,
                     clock: 0,
@@ -214,6 +220,7 @@ impl<B: Backend> Shared<B> {
                 }),
                 progress <- new_condvar!(),
                 flush_waiters: Atomic::new(0),
+                deadlines_changed: core::sync::atomic::AtomicBool::new(false),
                 run_lock <- new_mutex!(()),
                 runner: Atomic::new(false),
                 irq_start <- IrqWork::new(),

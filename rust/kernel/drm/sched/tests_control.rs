@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// The scheduled fences' timestamps, in ns (every fence must have signalled).
-fn started_at(fences: &[Submitted]) -> Result<KVec<i64>> {
+pub(crate) fn started_at(fences: &[Submitted]) -> Result<KVec<i64>> {
     let mut v = KVec::with_capacity(fences.len(), GFP_KERNEL)?;
     for f in fences {
         v.push(
@@ -29,12 +29,12 @@ fn started_at(fences: &[Submitted]) -> Result<KVec<i64>> {
 }
 
 /// Whether `v` strictly increases.
-fn increasing(v: &[i64]) -> bool {
+pub(crate) fn increasing(v: &[i64]) -> bool {
     v.windows(2).all(|w| w[0] < w[1])
 }
 
 /// `n` jobs of `us` µs on `entity`.
-fn queue(entity: &Entity<MockGpu>, n: usize, us: i64) -> Result<KVec<Submitted>> {
+pub(crate) fn queue(entity: &Entity<MockGpu>, n: usize, us: i64) -> Result<KVec<Submitted>> {
     let mut v = KVec::with_capacity(n, GFP_KERNEL)?;
     for _ in 0..n {
         v.push(submit(entity, us, 0, None)?, GFP_KERNEL)?;
@@ -44,14 +44,14 @@ fn queue(entity: &Entity<MockGpu>, n: usize, us: i64) -> Result<KVec<Submitted>>
 
 /// A job of the Kernel entity that holds the scheduler's only credit until
 /// [`MockGpu::advance`]: the jobs queued meanwhile are all there at the first pick.
-fn blocker(kernel: &Entity<MockGpu>) -> Result<ARef<Fence>> {
+pub(crate) fn blocker(kernel: &Entity<MockGpu>) -> Result<ARef<Fence>> {
     let b = submit(kernel, 0, 0, None)?;
     assert!(waits(&b.scheduled, HZ_MS));
     Ok(b.finished)
 }
 
 /// Opens the gate [`blocker`] made.
-fn open(sched: &Scheduler<MockGpu>, gate: &Fence) {
+pub(crate) fn open(sched: &Scheduler<MockGpu>, gate: &Fence) {
     assert_eq!(sched.backend().advance(1), 1);
     assert!(waits(gate, HZ_MS));
 }

@@ -34,6 +34,9 @@ pub(crate) struct EntityStats {
     pub(crate) weight: Weight,
     /// How long its jobs waited from push to start.
     pub(crate) waits: WaitHistogram,
+    /// Jobs with a deadline that left the scheduler, and those that completed after it.
+    pub(crate) deadline_jobs: u64,
+    pub(crate) deadline_misses: u64,
 }
 
 /// What a policy decides with.
