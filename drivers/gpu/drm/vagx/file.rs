@@ -38,10 +38,7 @@ use kernel::{
         Arc,
         Mutex, //
     },
-    time::{
-        Instant,
-        Monotonic, //
-    },
+    time::Delta,
     uaccess::{
         UserPtr,
         UserSlice, //
@@ -87,7 +84,7 @@ const MAX_SYNCS: u32 = 64;
 
 /// A submit's deadline more than this far ahead is clamped to it: beyond it a deadline says
 /// nothing about what to run next.
-const MAX_DEADLINE_AHEAD_NS: u64 = 10_000_000_000;
+const MAX_DEADLINE_AHEAD: Delta = Delta::from_secs(10);
 
 /// Queues one open file may hold: a quarter of the device's, so that one client cannot
 /// take every queue id (`ENOSPC` past it; `EBUSY` is the device's own exhaustion).
@@ -554,12 +551,7 @@ impl File {
             .entity()
             .job(credits, queue.job(args.cmdbuf, args.cmdbuf_size, hw_waits)?)?;
         if args.deadline_ns != 0 {
-            // CAST: the monotonic clock is never negative.
-            let now = Instant::<Monotonic>::now().as_nanos() as u64;
-            job.set_deadline_ns(
-                args.deadline_ns
-                    .min(now.saturating_add(MAX_DEADLINE_AHEAD_NS)),
-            );
+            job.set_deadline_within(args.deadline_ns, MAX_DEADLINE_AHEAD);
         }
         for (scheduled, finished) in ordered {
             job.add_hardware_wait(scheduled, finished)?;

@@ -64,7 +64,6 @@ use crate::{
     },
     hwqueue::{
         HwQueue,
-        HwUsage,
         QueueId,
         QUEUE_RING_COUNT, //
     },
@@ -453,11 +452,6 @@ impl Queue {
         }
         self.entity.set_weight(weight);
         Ok(())
-    }
-
-    /// What the queue's work used, as the firmware work queue counts it.
-    pub(crate) fn usage(&self) -> HwUsage {
-        self.hw.usage()
     }
 
     /// The UAPI pipe.

@@ -31,7 +31,7 @@ use core::sync::atomic::{
     Ordering::{Acquire, Relaxed, Release},
 };
 
-use super::{shared::Shared, Backend};
+use super::{job::JobNode, shared::Shared, Backend};
 use crate::{
     dma_fence::DeadlineNotify,
     new_spinlock_irq,
@@ -125,21 +125,32 @@ impl<B: Backend> Shared<B> {
             return;
         }
         let s = self.state.lock();
-        let queued = s.entities.iter().flatten().flat_map(|e| e.queue.iter());
-        for job in queued.chain(s.in_flight.iter()) {
-            if !job.deadline.take_changed() {
-                continue;
-            }
-            let Some(ns) = job.deadline.get() else {
-                continue;
-            };
-            // SAFETY: a ktime value recorded from an `Instant<Monotonic>`.
-            let at = unsafe { Instant::<Monotonic>::from_ktime(ns) };
-            let inner = job.inner.lock();
-            let waits = inner.deps.iter().chain(inner.pipelined.iter());
-            for f in waits.chain(inner.prepare.iter()).chain(inner.hw.iter()) {
-                f.set_deadline(at);
+        for e in s.entities.iter().flatten() {
+            for job in e.queue.iter() {
+                pass_on(job);
             }
         }
+        for job in s.in_flight.iter() {
+            pass_on(job);
+        }
+    }
+}
+
+/// Passes `job`'s deadline on, if it moved: to the fences it still waits for, and to its
+/// hardware fence if it has started.
+fn pass_on<B: Backend>(job: &JobNode<B>) {
+    if !job.deadline.take_changed() {
+        return;
+    }
+    let Some(ns) = job.deadline.get() else {
+        return;
+    };
+    // SAFETY: a ktime value recorded from an `Instant<Monotonic>`.
+    let at = unsafe { Instant::<Monotonic>::from_ktime(ns) };
+    let inner = job.inner.lock();
+    let waits = Iterator::chain(inner.deps.iter(), inner.pipelined.iter());
+    let own = Iterator::chain(inner.prepare.iter(), inner.hw.iter());
+    for f in Iterator::chain(waits, own) {
+        f.set_deadline(at);
     }
 }

@@ -395,11 +395,13 @@ impl<B: Backend> Job<B> {
     }
 
     /// [`Self::set_deadline`] with the deadline as `CLOCK_MONOTONIC` nanoseconds (as
-    /// userspace's `clock_gettime` and a submit ioctl give it), saturated to the clock's
-    /// range.
-    pub fn set_deadline_ns(&mut self, ns: u64) {
-        let ns = i64::try_from(ns).unwrap_or(i64::MAX - 1);
-        // SAFETY: any value is a ktime; `i64::MAX` (no deadline) is not reached.
+    /// userspace's `clock_gettime` and a submit ioctl give it), clamped to `horizon` from now:
+    /// further ahead, a deadline says nothing about what to run next.
+    pub fn set_deadline_within(&mut self, ns: u64, horizon: crate::time::Delta) {
+        let now = Instant::<Monotonic>::now().as_nanos();
+        let latest = now.saturating_add(horizon.as_nanos().max(0));
+        let ns = i64::try_from(ns).unwrap_or(i64::MAX).min(latest);
+        // SAFETY: any value is a ktime; `i64::MAX` (no deadline) is not reached from `now`.
         self.set_deadline(unsafe { Instant::from_ktime(ns) });
     }
 }
