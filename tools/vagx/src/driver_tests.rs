@@ -542,9 +542,9 @@ fn queue_status_reports_the_queues_statistics() -> Result<()> {
 }
 
 /// SUBMIT's deadline. Any value is accepted: none (0), past (the most urgent), far ahead
-/// (clamped). In kernel mode, with Normal's 8 credits held by a queue of 20 ms jobs, three
-/// gated jobs of three queues, pushed without a deadline, with one 200 ms ahead and with
-/// one already past, start as the credits come back in deadline order: past, ahead, none.
+/// (clamped). In kernel mode, with Normal's 8 credits held by a queue of 50 ms jobs, three
+/// gated jobs of three queues, pushed without a deadline, with one 2 s ahead and with one
+/// already past, start as the credits come back in deadline order: past, ahead, none.
 /// Both modes count each queue's deadline jobs and misses (the past one missed).
 fn submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted() -> Result<()> {
     let g = Gpu::open_first()?;
@@ -560,17 +560,11 @@ fn submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted() -> Result<(
             .run_by(&c, &[], d)
             .with_context(|| format!("deadline {d}"))?;
     }
-    let mut fill = Vec::new();
-    for _ in 0..8 {
-        let s = g.syncobj()?;
-        let mut c = CmdBuf::new();
-        c.delay(20_000_000);
-        filler.run(&c, &[Sync::signal(s, 0)])?;
-        fill.push(s);
-    }
+    // The gated jobs first (waiting, they hold no credit), then the fillers, so that the
+    // gate opens before the first filler ends however slow the submits are.
     let gate = sw_sync::Timeline::new().context("sw_sync timeline")?;
     let mut jobs = Vec::new();
-    for (ctx, deadline) in [(&plain, 0), (&ahead, now() + 200_000_000), (&past, 1)] {
+    for (ctx, deadline) in [(&plain, 0), (&ahead, now() + 2_000_000_000), (&past, 1)] {
         let gated = g.syncobj()?;
         g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
         let s = g.syncobj()?;
@@ -579,9 +573,17 @@ fn submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted() -> Result<(
         ctx.run_by(&c, &[Sync::wait(gated, 0), Sync::signal(s, 0)], deadline)?;
         jobs.push((ctx, s));
     }
+    let mut fill = Vec::new();
+    for _ in 0..8 {
+        let s = g.syncobj()?;
+        let mut c = CmdBuf::new();
+        c.delay(50_000_000);
+        filler.run(&c, &[Sync::signal(s, 0)])?;
+        fill.push(s);
+    }
     gate.advance(1)?;
     if kernel_mode {
-        // Each 20 ms filler that ends gives one credit back: past, then ahead, then plain.
+        // Each 50 ms filler that ends gives one credit back: past, then ahead, then plain.
         let (p, a, n) = (&jobs[2], &jobs[1], &jobs[0]);
         g.wait(p.1, WAIT_MS)?;
         ensure!(
@@ -612,7 +614,7 @@ fn submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted() -> Result<(
     );
     ensure!(
         (sa.deadline_jobs, sa.deadline_misses) == (1, 0),
-        "200 ms ahead: {sa:?}"
+        "2 s ahead: {sa:?}"
     );
     // The two of the argument check (1: missed; u64::MAX: clamped, met) and one without.
     ensure!(
