@@ -72,9 +72,12 @@ pub(crate) struct JobNode<B: Backend> {
     pub(crate) hw_cb: SpinLockIrq<FenceCallback<HwKick<B>>>,
 }
 
+/// The scheduled and finished fences, allocated at [`Job::new`] so that arming allocates nothing.
+type PreparedFences<B> = (PreparedFence<()>, PreparedFence<Arc<JobDeadline<B>>>);
+
 /// The mutable part of a job.
 pub(crate) struct JobInner<B: Backend> {
-    pub(crate) prepared: Option<(PreparedFence<()>, PreparedFence<Arc<JobDeadline<B>>>)>,
+    pub(crate) prepared: Option<PreparedFences<B>>,
     pub(crate) scheduled: Option<DriverFence<()>>,
     pub(crate) finished: Option<DriverFence<Arc<JobDeadline<B>>>>,
     /// A reference to the finished fence, kept after it is signalled (for pipelining lookups).

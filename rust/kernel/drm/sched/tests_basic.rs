@@ -11,7 +11,7 @@ use crate::{
     dma_fence::{Fence, Interruptible},
     prelude::*,
     sync::{aref::ARef, Arc},
-    time::{delay::fsleep, Delta},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -39,9 +39,23 @@ pub(crate) fn submit(
     flags: u32,
     dep: Option<&ARef<Fence>>,
 ) -> Result<Submitted> {
+    submit_by(entity, duration_us, flags, None, dep)
+}
+
+/// A mock job of `duration_us` µs on `entity`, wanted by `deadline`, after `dep`.
+pub(crate) fn submit_by(
+    entity: &Entity<MockGpu>,
+    duration_us: i64,
+    flags: u32,
+    deadline: Option<Instant<Monotonic>>,
+    dep: Option<&ARef<Fence>>,
+) -> Result<Submitted> {
     let data = MockGpu::job(duration_us, flags)?;
     let hw = data.state.clone();
     let mut job = entity.job(1, data)?;
+    if let Some(d) = deadline {
+        job.set_deadline(d);
+    }
     if let Some(dep) = dep {
         job.add_dependency(dep.clone())?;
     }

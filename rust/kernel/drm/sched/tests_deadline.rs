@@ -5,15 +5,12 @@
 //! on to the job a job waits for and to the hardware fence of a started job, and the misses.
 
 use super::{
-    mock::MockGpu,
-    tests_basic::{mock_sched, submit, waits, Submitted, HZ_MS},
+    tests_basic::{mock_sched, submit, submit_by, waits, Submitted, HZ_MS},
     tests_control::{blocker, increasing, open, started_at},
     Entity, Priority,
 };
 use crate::{
-    dma_fence::Fence,
     prelude::*,
-    sync::aref::ARef,
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 
@@ -21,33 +18,6 @@ use crate::{
 fn in_ms(ms: i64) -> Instant<Monotonic> {
     // SAFETY: a ktime value.
     unsafe { Instant::from_ktime(Instant::<Monotonic>::now().as_nanos() + ms * 1_000_000) }
-}
-
-/// A job of `us` µs on `entity`, wanted by `deadline`, after `dep`.
-fn submit_by(
-    entity: &Entity<MockGpu>,
-    us: i64,
-    deadline: Option<Instant<Monotonic>>,
-    dep: Option<&ARef<Fence>>,
-) -> Result<Submitted> {
-    let data = MockGpu::job(us, 0)?;
-    let hw = data.state.clone();
-    let mut job = entity.job(1, data)?;
-    if let Some(d) = deadline {
-        job.set_deadline(d);
-    }
-    if let Some(dep) = dep {
-        job.add_dependency(dep.clone())?;
-    }
-    let guard = entity.begin_submit()?;
-    let armed = guard.arm(job);
-    let scheduled = armed.scheduled();
-    let finished = armed.push();
-    Ok(Submitted {
-        scheduled,
-        finished,
-        hw,
-    })
 }
 
 /// The start times of one job of each entry of `jobs`, in ns.
@@ -79,10 +49,10 @@ mod deadline {
             e.push(Entity::new(&sched, Priority::Normal)?, GFP_KERNEL)?;
         }
         let gate = blocker(&kernel)?;
-        let j40 = submit_by(&e[0], 100, Some(in_ms(40)), None)?;
-        let j10 = submit_by(&e[1], 100, Some(in_ms(10)), None)?;
-        let none = submit_by(&e[2], 100, None, None)?;
-        let j20 = submit_by(&e[3], 100, Some(in_ms(20)), None)?;
+        let j40 = submit_by(&e[0], 100, 0, Some(in_ms(40)), None)?;
+        let j10 = submit_by(&e[1], 100, 0, Some(in_ms(10)), None)?;
+        let none = submit_by(&e[2], 100, 0, None, None)?;
+        let j20 = submit_by(&e[3], 100, 0, Some(in_ms(20)), None)?;
         open(&sched, &gate);
         assert!(increasing(&starts(&[&j10, &j20, &j40, &none])?));
         Ok(())
@@ -103,7 +73,7 @@ mod deadline {
         let gate = blocker(&kernel)?;
         let first = submit(&a, 100, 0, None)?;
         let second = submit(&b, 100, 0, None)?;
-        let late = submit_by(&c, 100, Some(in_ms(-5)), None)?;
+        let late = submit_by(&c, 100, 0, Some(in_ms(-5)), None)?;
         second.finished.set_deadline(in_ms(30));
         open(&sched, &gate);
         assert!(increasing(&starts(&[&late, &second, &first])?));
@@ -125,7 +95,7 @@ mod deadline {
         let mut fl = KVec::new();
         for i in 0..24 {
             fl.push(
-                submit_by(&flood, 50, Some(in_ms(10 + i)), None)?,
+                submit_by(&flood, 50, 0, Some(in_ms(10 + i)), None)?,
                 GFP_KERNEL,
             )?;
         }
@@ -159,7 +129,7 @@ mod deadline {
         let gate = blocker(&kernel)?;
         let p = submit(&plain, 100, 0, None)?;
         let x = submit(&producer, 100, 0, None)?;
-        let z = submit_by(&consumer, 100, None, Some(&x.finished))?;
+        let z = submit_by(&consumer, 100, 0, None, Some(&x.finished))?;
         z.finished.set_deadline(in_ms(30));
         // s2's worker passes it on to x's fence.
         fsleep(Delta::from_millis(10));
@@ -192,7 +162,7 @@ mod deadline {
         fsleep(Delta::from_millis(5));
         assert_eq!(sched.backend().advance(1), 1);
         assert!(waits(&j.finished, HZ_MS));
-        let ok = submit_by(&e, 100, Some(in_ms(5000)), None)?;
+        let ok = submit_by(&e, 100, 0, Some(in_ms(5000)), None)?;
         assert!(waits(&ok.finished, HZ_MS));
         let u = e.usage();
         assert_eq!((u.deadline_jobs, u.deadline_misses), (2, 1));
