@@ -421,7 +421,8 @@ impl Driver {
         let msg = PipeMsg {
             queue: id,
             wptr: 1,
-            _pad: [0; 2],
+            deadline_stamp: 0,
+            due_us: 0,
         };
         mem::write_pod(&mut self.qt, pipe.entries, &msg).map_err(|e| anyhow!("{e:?}"))?;
         mem::write_u32(&mut self.qt, pipe.state + RING_WPTR_OFFSET, 1)

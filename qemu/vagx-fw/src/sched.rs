@@ -16,6 +16,14 @@
 //! set at creation and (ABI 1.6) changed by `DEVCTRL_SET_QUEUE_PRIORITY`, which takes effect
 //! at the next command boundary like any other change of what is runnable.
 //!
+//! Deadlines (ABI 1.7): a pipe message may say when one of a queue's unfinished entries is
+//! due (`PipeMsg`, relative to the device time it is read at). A queue's deadline is the
+//! earliest of its entries'; within a priority the runnable queue with the earliest deadline
+//! goes first, at most `DEADLINE_BURST` picks in a row while a queue of that priority without
+//! a deadline is runnable; then the stride rule picks among those without. The pass still
+//! advances for a command picked by deadline, so a queue that went ahead by deadline yields
+//! by the stride rule afterwards: deadlines move work earlier, not weights' shares.
+//!
 //! A command's effects happen when it completes, at `start + cost` in device time (see
 //! `exec` for the cost model; starting an entry adds [`ENTRY_OVERHEAD_NS`]). A `BARRIER` whose
 //! stamp has not been reached parks the queue, freeing its unit, until the stamp passes. A
@@ -66,8 +74,8 @@ use vagx_abi::{
     mbox::FwError,
     pod,
     queue::{EntryKind, QueueEntry, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
-    regs::{ABI_MINOR_UNIT_STATS, IRQ_STATE},
-    NUM_PIPES, NUM_PRIORITIES, STAMP_STEP,
+    regs::{ABI_MINOR_DEADLINES, ABI_MINOR_UNIT_STATS, IRQ_STATE},
+    stamp_passed, NUM_PIPES, NUM_PRIORITIES, STAMP_STEP,
 };
 
 use crate::{
@@ -171,6 +179,9 @@ pub(crate) struct WorkQueue {
     weight: u32,
     /// Stride scheduling's pass: advanced by `STRIDE / weight` per command started.
     pass: u64,
+    /// Deadlines of unfinished entries (ABI 1.7): (stamp, device time), at most one per
+    /// entry; the earliest is the queue's.
+    deadlines: Vec<(u32, u64)>,
     busy_ns: u64,
     entries_done: u64,
 }
@@ -202,9 +213,37 @@ impl WorkQueue {
             last_run: 0,
             weight: QUEUE_WEIGHT_DEFAULT,
             pass: 0,
+            deadlines: Vec::new(),
             busy_ns: 0,
             entries_done: 0,
         }
+    }
+
+    /// The queue's deadline: the earliest of its unfinished entries'.
+    fn deadline(&self) -> Option<u64> {
+        self.deadlines.iter().map(|&(_, at)| at).min()
+    }
+
+    /// Whether `stamp` is the stamp of an entry written up to `wptr` and not yet completed.
+    fn unfinished(&self, stamp: u32, wptr: u32) -> bool {
+        let gap = stamp.wrapping_sub(self.stamp);
+        let ahead = gap / STAMP_STEP;
+        gap.is_multiple_of(STAMP_STEP) && ahead >= 1 && ahead <= self.distance(self.done, wptr)
+    }
+
+    /// Records that the entry of stamp `stamp` is due at device time `at`, unless it has one
+    /// at least as early.
+    fn add_deadline(&mut self, stamp: u32, at: u64) {
+        match self.deadlines.iter_mut().find(|(s, _)| *s == stamp) {
+            Some((_, t)) => *t = (*t).min(at),
+            None => self.deadlines.push((stamp, at)),
+        }
+    }
+
+    /// Forgets the deadlines of the entries completed by the queue's stamp.
+    fn drop_passed_deadlines(&mut self) {
+        let stamp = self.stamp;
+        self.deadlines.retain(|&(s, _)| !stamp_passed(stamp, s));
     }
 
     /// Gives the queue priority `priority` from its next unit on; returns the old one.
@@ -260,6 +299,13 @@ impl WorkQueue {
     }
 }
 
+/// The queue a free unit takes, and whether it goes by deadline past a queue without one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pick {
+    id: u32,
+    past_others: bool,
+}
+
 /// Entries a queue retired at once (one that completed, or those a reset discarded): what the
 /// device publishes and records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,6 +346,8 @@ pub(crate) struct Scheduler {
     rr_clock: u64,
     /// Per priority, the largest pass a queue had when it took a unit (see `take_turn`).
     level_pass: [u64; NUM_PRIORITIES],
+    /// Per priority, queues picked by deadline in a row past one without (ABI 1.7).
+    deadline_streak: [u32; NUM_PRIORITIES],
     /// `halt_seq` of the latest pending table.
     halt_seq: u32,
     /// Per pipe: device time spent on its queues' commands, and entries completed.
@@ -363,6 +411,7 @@ impl Scheduler {
             units: (0..units).map(|_| Unit::default()).collect(),
             rr_clock: 0,
             level_pass: [0; NUM_PRIORITIES],
+            deadline_streak: [0; NUM_PRIORITIES],
             halt_seq: 0,
             pipe_busy_ns: [0; NUM_PIPES],
             pipe_entries: [0; NUM_PIPES],
@@ -419,19 +468,42 @@ impl Scheduler {
             .unwrap_or(0)
     }
 
-    /// Applies pipe message `msg` from pipe `pipe`: the queue's new `wptr`.
-    fn pipe_message(&mut self, pipe: usize, msg: &PipeMsg) -> Result<(), PipeRefusal> {
+    /// Applies pipe message `msg` from pipe `pipe`, read at device time `now` under ABI minor
+    /// version `abi_minor`: the queue's new `wptr` and (1.7) an entry's deadline.
+    fn pipe_message(
+        &mut self,
+        pipe: usize,
+        msg: &PipeMsg,
+        now: u64,
+        abi_minor: u16,
+    ) -> Result<(), PipeRefusal> {
         let q = self
             .queues
             .get_mut(&msg.queue)
             .ok_or(PipeRefusal::UnknownQueue)?;
+        let deadline = msg.deadline();
+        let fields_ok = if abi_minor >= ABI_MINOR_DEADLINES {
+            deadline.is_some() || msg.deadline_stamp == 0
+        } else {
+            msg.deadline_stamp == 0 && msg.due_us == 0
+        };
         // The new wptr may not move back past entries already fetched.
         let valid = q.pipe == pipe
-            && msg._pad == [0; 2]
+            && fields_ok
             && msg.wptr < q.count
             && q.distance(q.done, msg.wptr) >= q.distance(q.done, q.rptr);
         if !valid {
             return Err(PipeRefusal::Bad);
+        }
+        if let Some((stamp, due_us)) = deadline {
+            let completed = stamp_passed(q.stamp, stamp);
+            if !completed && !q.unfinished(stamp, msg.wptr) {
+                return Err(PipeRefusal::Bad);
+            }
+            if !completed {
+                let due_ns = i64::from(due_us) * 1000;
+                q.add_deadline(stamp, now.saturating_add_signed(due_ns));
+            }
         }
         q.wptr = msg.wptr;
         Ok(())
@@ -460,13 +532,41 @@ impl Scheduler {
         q.current.is_some() || q.rptr != q.wptr
     }
 
-    /// The next queue a free unit takes.
-    fn pick(&self, resolved: &dyn Fn(&WaitOn) -> bool, events_queued: bool) -> Option<u32> {
-        self.queues
-            .values()
-            .filter(|q| self.runnable(q, resolved, events_queued))
-            .min_by_key(|q| (q.priority, q.pass, q.last_run, q.id))
-            .map(|q| q.id)
+    /// The next queue a free unit takes: of the highest runnable priority, the one whose
+    /// deadline is earliest (ABI 1.7) unless [`DEADLINE_BURST`] went by deadline in a row past a
+    /// queue without one, else the stride rule's choice among those without one.
+    fn pick(&self, resolved: &dyn Fn(&WaitOn) -> bool, events_queued: bool) -> Option<Pick> {
+        let runnable = || {
+            self.queues
+                .values()
+                .filter(|q| self.runnable(q, resolved, events_queued))
+        };
+        let priority = runnable().map(|q| q.priority).min()?;
+        let group = || runnable().filter(move |q| q.priority == priority);
+        let by_stride = |q: &&WorkQueue| (q.pass, q.last_run, q.id);
+        let urgent = group()
+            .filter_map(|q| q.deadline().map(|d| (d, q)))
+            .min_by_key(|(d, q)| (*d, by_stride(q)))
+            .map(|(_, q)| q.id);
+        let other = group()
+            .filter(|q| q.deadline().is_none())
+            .min_by_key(by_stride);
+        let streak = self.deadline_streak[priority as usize % NUM_PRIORITIES];
+        Some(match (urgent, other) {
+            (Some(id), Some(_)) if streak < DEADLINE_BURST => Pick {
+                id,
+                past_others: true,
+            },
+            (Some(id), None) => Pick {
+                id,
+                past_others: false,
+            },
+            (_, Some(q)) => Pick {
+                id: q.id,
+                past_others: false,
+            },
+            (None, None) => return None,
+        })
     }
 
     /// Queue `id` takes a unit for a command: it is the most recent to have had one, it is
@@ -474,10 +574,15 @@ impl Scheduler {
     /// priority's pass (the largest a queue of it had when picked: the queue is new, back
     /// from idle or a wait, or from another priority) starts one stride behind it: it goes
     /// next, but banks nothing.
-    fn take_turn(&mut self, id: u32) {
+    ///
+    /// `past_others` (ABI 1.7): it was picked by deadline while a queue of its priority
+    /// without one was runnable, which counts towards [`DEADLINE_BURST`].
+    fn take_turn(&mut self, id: u32, past_others: bool) {
         self.rr_clock += 1;
         let clock = self.rr_clock;
         if let Some(q) = self.queues.get_mut(&id) {
+            let streak = &mut self.deadline_streak[q.priority as usize % NUM_PRIORITIES];
+            *streak = if past_others { *streak + 1 } else { 0 };
             q.last_run = clock;
             q.waiting = None;
             let stride = q.stride();
@@ -545,6 +650,7 @@ impl Scheduler {
         q.current = None;
         q.done = (q.done + 1) & (q.count - 1);
         q.stamp = q.next_stamp();
+        q.drop_passed_deadlines();
         q.entries_done += 1;
         self.pipe_entries[q.pipe] += 1;
         Some(Retired {
@@ -575,6 +681,7 @@ impl Scheduler {
         q.current = None;
         q.waiting = None;
         q.failing_job = None;
+        q.deadlines.clear();
         q.stopped = false;
         Some(Retired {
             count: discarded,
@@ -684,7 +791,8 @@ impl Device {
     }
 
     fn pipe_message(&mut self, pipe: usize, msg: &PipeMsg) {
-        let Err(refusal) = self.sched.pipe_message(pipe, msg) else {
+        let (now, minor) = (self.time, self.abi_minor());
+        let Err(refusal) = self.sched.pipe_message(pipe, msg, now, minor) else {
             return;
         };
         let id = msg.queue;
@@ -797,11 +905,11 @@ impl Device {
         for unit in 0..self.sched.units.len() {
             while self.sched.units[unit].task.is_none() && self.state == FwState::Running {
                 let resolved = |w: &WaitOn| self.wait_state(w) != WaitState::Pending;
-                let Some(id) = self.sched.pick(&resolved, self.out.events_queued()) else {
+                let Some(pick) = self.sched.pick(&resolved, self.out.events_queued()) else {
                     return;
                 };
-                self.sched.take_turn(id);
-                self.start_command(mem, unit, id);
+                self.sched.take_turn(pick.id, pick.past_others);
+                self.start_command(mem, unit, pick.id);
             }
         }
     }

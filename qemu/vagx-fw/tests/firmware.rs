@@ -1002,7 +1002,8 @@ fn hostile_host_input_is_reported_and_refused() {
         &PipeMsg {
             queue: 77,
             wptr: 1,
-            _pad: [0; 2],
+            deadline_stamp: 0,
+            due_us: 0,
         },
     )
     .unwrap();

@@ -884,10 +884,18 @@ impl<'t> Fuzz<'t> {
                         // CAST: below 20.
                         self.rng.below(20) as u32
                     },
-                    _pad: if self.rng.one_in(10) {
-                        [self.rng.u32(), 0]
+                    // A deadline on a random stamp now and then; garbage in either field
+                    // (one without the other) too.
+                    deadline_stamp: if self.rng.one_in(10) {
+                        self.rng.u32()
                     } else {
-                        [0; 2]
+                        0
+                    },
+                    due_us: if self.rng.one_in(10) {
+                        // CAST: any bits make an i32.
+                        self.rng.u32() as i32
+                    } else {
+                        0
                     },
                 };
                 // CAST: below the count.

@@ -11,7 +11,8 @@ use vagx_abi::regs;
 use crate::{
     cmdbuf::{fnv1a64, CmdBuf},
     fixture::{
-        debugfs_dir, debugfs_read, expect_errno, first_device_works, inject, Ctx, BASE, WAIT_MS,
+        debugfs_dir, debugfs_read, driver_counter, expect_errno, first_device_works, inject, Ctx,
+        BASE, WAIT_MS,
     },
     gpu::{self, sync_file_status, Gpu, Sync},
     registry::{tests, Test},
@@ -32,6 +33,7 @@ pub fn tests() -> Vec<Test<'static>> {
         a_queue_raised_with_jobs_queued_runs_them_first_in_order,
         queue_status_reports_the_queues_statistics,
         submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted,
+        a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first,
         submit_checks_arguments,
         fill_copy_checksum_results_are_right,
         firmware_busy_time_is_each_queues_delays,
@@ -621,6 +623,98 @@ fn submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted() -> Result<(
         (sn.deadline_jobs, sn.deadline_misses) == (2, 1),
         "the plain queue: {sn:?}"
     );
+    Ok(())
+}
+
+/// However a job's deadline is given — in SUBMIT, on its exported sync_file after the submit
+/// (SYNC_IOC_SET_DEADLINE), by a syncobj wait with WAIT_DEADLINE — it reaches the device
+/// (ABI 1.7): on a GPU busy with other queues of its priority, the job completes before its
+/// twin without a deadline submitted just before it. In kernel mode the scheduler picks it
+/// first and the device runs it first; in firmware mode the device alone orders the two.
+fn a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first() -> Result<()> {
+    let g = Gpu::open_first()?;
+    let units = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
+    let abi = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_ABI_VERSION)?;
+    ensure!(
+        abi & 0xffff >= u64::from(regs::ABI_MINOR_DEADLINES),
+        "the first GPU speaks ABI {abi:#x}"
+    );
+    let now = || u64::try_from(gpu::now_ns()).unwrap_or(0);
+    // Three busy queues per unit, 60 ms of device time in all: the twins share the units
+    // with them unless a deadline says otherwise.
+    let load: Vec<Ctx> = (0..3 * units)
+        .map(|_| Ctx::normal(&g))
+        .collect::<Result<_>>()?;
+    let (twin, due) = (Ctx::normal(&g)?, Ctx::normal(&g)?);
+    for (round, how) in ["submit", "sync_file", "syncobj wait"]
+        .into_iter()
+        .enumerate()
+    {
+        let posted = driver_counter("deadlines")?;
+        let mut fill = Vec::new();
+        for ctx in &load {
+            for _ in 0..4 {
+                let mut c = CmdBuf::new();
+                for _ in 0..5 {
+                    c.delay(1_000_000);
+                }
+                let s = g.syncobj()?;
+                ctx.run(&c, &[Sync::signal(s, 0)])?;
+                fill.push(s);
+            }
+        }
+        // CAST: three rounds.
+        let mark = 100 + round as u32;
+        let work = |ctx: &Ctx| {
+            let mut c = CmdBuf::new();
+            for _ in 0..10 {
+                c.delay(1_000_000);
+            }
+            c.write32(ctx.va(64), mark);
+            c
+        };
+        let (st, sd) = (g.syncobj()?, g.syncobj()?);
+        twin.run(&work(&twin), &[Sync::signal(st, 0)])?;
+        let deadline = now() + 2_000_000;
+        match how {
+            "submit" => due.run_by(&work(&due), &[Sync::signal(sd, 0)], deadline)?,
+            _ => due.run(&work(&due), &[Sync::signal(sd, 0)])?,
+        }
+        match how {
+            "sync_file" => {
+                let fd = g.export_sync_file(sd)?;
+                gpu::sync_file_set_deadline(fd.as_fd(), deadline)?;
+            }
+            "syncobj wait" => {
+                // Times out at once: the deadline is set before the wait.
+                expect_errno(
+                    g.wait_with_deadline(sd, deadline, 0),
+                    libc::ETIME,
+                    "a wait with no time left",
+                )?;
+            }
+            _ => {}
+        }
+        g.wait(sd, WAIT_MS)?;
+        ensure!(
+            twin.fence_pending(st)?,
+            "{how}: the twin without a deadline finished first"
+        );
+        ensure!(
+            driver_counter("deadlines")? > posted,
+            "{how}: no deadline reached the device"
+        );
+        g.wait(st, WAIT_MS)?;
+        for (ctx, s) in [(&twin, st), (&due, sd)] {
+            ensure!(
+                ctx.fence_result(s)? == Ok(()) && ctx.map.u32_at(ctx.off(64)) == mark,
+                "{how}: a twin's result"
+            );
+        }
+        for s in fill {
+            g.wait(s, WAIT_MS)?;
+        }
+    }
     Ok(())
 }
 

@@ -550,6 +550,33 @@ impl Gpu {
             .map(|_| ())
     }
 
+    /// SYNCOBJ_WAIT on a binary syncobj with WAIT_FOR_SUBMIT and WAIT_DEADLINE: the kernel
+    /// sets `deadline_ns` (CLOCK_MONOTONIC) on its fence, then waits up to `timeout_ms`.
+    pub fn wait_with_deadline(
+        &self,
+        handle: u32,
+        deadline_ns: u64,
+        timeout_ms: i64,
+    ) -> io::Result<()> {
+        /// `DRM_SYNCOBJ_WAIT_FLAGS_WAIT_FOR_SUBMIT | DRM_SYNCOBJ_WAIT_FLAGS_WAIT_DEADLINE`.
+        const FOR_SUBMIT_WITH_DEADLINE: u32 = 2 | 8;
+        let handles = [handle];
+        let mut a = drm_ffi::drm_syncobj_wait {
+            // CAST: a user pointer as the UAPI's u64.
+            handles: handles.as_ptr() as u64,
+            timeout_nsec: now_ns() + timeout_ms * 1_000_000,
+            count_handles: 1,
+            flags: FOR_SUBMIT_WITH_DEADLINE,
+            deadline_nsec: deadline_ns,
+            ..Default::default()
+        };
+        ioctl(
+            self.fd(),
+            iowr(0xC3, size_of::<drm_ffi::drm_syncobj_wait>()),
+            &mut a,
+        )
+    }
+
     /// The last signalled point of a timeline.
     pub fn query(&self, handle: u32) -> io::Result<u64> {
         let mut points = [0u64];
@@ -751,6 +778,70 @@ pub fn sync_file_status(fd: BorrowedFd<'_>) -> io::Result<Result<bool, i32>> {
         0 => Ok(false),
         e => Err(-e),
     })
+}
+
+/// When a signalled sync_file's (first) fence signalled, in CLOCK_MONOTONIC ns
+/// (SYNC_IOC_FILE_INFO with its fence array); `None` if it has not.
+pub fn sync_file_signal_ns(fd: BorrowedFd<'_>) -> io::Result<Option<i64>> {
+    /// `struct sync_fence_info` of `<linux/sync_file.h>`.
+    #[repr(C)]
+    struct FenceInfo {
+        obj_name: [u8; 32],
+        driver_name: [u8; 32],
+        status: i32,
+        flags: u32,
+        timestamp_ns: u64,
+    }
+    /// `struct sync_file_info`.
+    #[repr(C)]
+    struct FileInfo {
+        name: [u8; 32],
+        status: i32,
+        flags: u32,
+        num_fences: u32,
+        pad: u32,
+        sync_fence_info: u64,
+    }
+    let mut fence = FenceInfo {
+        obj_name: [0; 32],
+        driver_name: [0; 32],
+        status: 0,
+        flags: 0,
+        timestamp_ns: 0,
+    };
+    let mut info = FileInfo {
+        name: [0; 32],
+        status: 0,
+        flags: 0,
+        num_fences: 1,
+        pad: 0,
+        // CAST: a user pointer as the UAPI's u64.
+        sync_fence_info: &mut fence as *mut FenceInfo as u64,
+    };
+    // SYNC_IOC_FILE_INFO = _IOWR('>', 4, struct sync_file_info).
+    // CAST: the struct is 56 bytes.
+    let req = (3u32 << 30) | ((size_of::<FileInfo>() as u32) << 16) | (u32::from(b'>') << 8) | 4;
+    ioctl(fd, req, &mut info)?;
+    Ok((fence.status == 1).then(|| i64::try_from(fence.timestamp_ns).unwrap_or(i64::MAX)))
+}
+
+/// Wants a sync_file's fence signalled by `deadline_ns` (CLOCK_MONOTONIC):
+/// SYNC_IOC_SET_DEADLINE.
+pub fn sync_file_set_deadline(fd: BorrowedFd<'_>, deadline_ns: u64) -> io::Result<()> {
+    /// `struct sync_set_deadline` of `<linux/sync_file.h>`.
+    #[repr(C)]
+    struct SetDeadline {
+        deadline_ns: u64,
+        pad: u64,
+    }
+    let mut a = SetDeadline {
+        deadline_ns,
+        pad: 0,
+    };
+    // SYNC_IOC_SET_DEADLINE = _IOW('>', 5, struct sync_set_deadline).
+    // CAST: the struct is 16 bytes.
+    let req = (1u32 << 30) | ((size_of::<SetDeadline>() as u32) << 16) | (u32::from(b'>') << 8) | 5;
+    ioctl(fd, req, &mut a)
 }
 
 extern "C" fn on_alarm(_: libc::c_int) {}

@@ -175,6 +175,8 @@ pub(crate) struct Gpu {
     pub(crate) wait_entries: AtomicU64,
     /// Entries the firmware failed for a dependency (`EVENT_ENTRY_ERROR`).
     pub(crate) dep_errors: AtomicU64,
+    /// Entry deadlines posted to the firmware ([`crate::hwdeadline`], ABI 1.7).
+    pub(crate) deadlines_posted: AtomicU64,
     /// Jobs created and not yet freed, of every client ([`crate::load::PendingJob`]).
     pub(crate) pending_jobs: AtomicU64,
 }
@@ -222,6 +224,7 @@ impl Gpu {
                 hw_waits: AtomicU64::new(0),
                 peer_waits: AtomicU64::new(0),
                 wait_entries: AtomicU64::new(0),
+                deadlines_posted: AtomicU64::new(0),
                 dep_errors: AtomicU64::new(0),
                 pending_jobs: AtomicU64::new(0),
             }? Error),
@@ -665,7 +668,7 @@ impl Gpu {
         writeln!(
             w,
             "firmware state {} ({}) abi {}.{} irqs {} events {} recoveries {} resets {} silent {} \
-             hw_waits {} peer_waits {} wait_entries {} dep_errors {}{}",
+             hw_waits {} peer_waits {} wait_entries {} dep_errors {} deadlines {}{}",
             state,
             name,
             self.fw.abi().major,
@@ -679,6 +682,7 @@ impl Gpu {
             self.peer_waits.load(Relaxed),
             self.wait_entries.load(Relaxed),
             self.dep_errors.load(Relaxed),
+            self.deadlines_posted.load(Relaxed),
             if self.is_lost() { " LOST" } else { "" }
         )
     }

@@ -53,6 +53,7 @@ use crate::{
     },
     fw::Firmware,
     gpu::Gpu,
+    hwdeadline::{self, HwDeadline, HwFenceData},
     hwwait::{
         Producers,
         RunRecord, //
@@ -90,7 +91,7 @@ struct InFlight {
     stamp: u32,
     /// Ring entries it takes: 1 plus its wait entries.
     entries: u32,
-    fence: DriverFence<()>,
+    fence: DriverFence<HwFenceData>,
     /// Where consumers on other queues learn its stamp and its end.
     record: Arc<RunRecord>,
     /// The firmware failed one of its entries without halting (`EVENT_ENTRY_ERROR`).
@@ -134,6 +135,8 @@ impl Inner {
         self.in_flight.front().map(|e| e.stamp)
     }
 
+    /// Takes the oldest job off the hardware. Its deadline cell is detached by the caller,
+    /// with this lock released ([`crate::hwdeadline`]'s lock order).
     fn pop(&mut self) -> Option<InFlight> {
         let e = self.in_flight.pop_front()?;
         self.entries -= e.entries;
@@ -189,7 +192,7 @@ impl Drop for QueueId {
 pub(crate) struct HwQueue {
     /// Queue id; also its stamp slot.
     id: u32,
-    _lease: QueueId,
+    lease: QueueId,
     vm: u32,
     /// The pipe the queue was created on: its message channel for good.
     pipe: usize,
@@ -222,7 +225,7 @@ impl HwQueue {
         let created_priority = (pipe / abi::NUM_PIPE_TYPES) as u32;
         Ok(try_pin_init!(Self {
             id,
-            _lease: lease,
+            lease,
             vm,
             pipe,
             priority: AtomicU32::new(created_priority),
@@ -314,12 +317,16 @@ impl HwQueue {
     /// firmware; returns the fence that signals when the job completes, and records its stamp
     /// in `record`. Never sleeps or allocates: called from the scheduler, possibly in
     /// interrupt context.
+    ///
+    /// The fence's data is `deadline`: from here on a deadline set on the fence reaches the
+    /// firmware ([`crate::hwdeadline`]).
     pub(crate) fn submit(
-        &self,
+        self: &Arc<Self>,
         gpu: &Gpu,
         waits: &[QueueEntry],
         entry: &QueueEntry,
-        prepared: PreparedFence<()>,
+        prepared: PreparedFence<HwFenceData>,
+        deadline: &Arc<HwDeadline>,
         record: &Arc<RunRecord>,
     ) -> Result<ARef<Fence>> {
         let mut inner = self.inner.lock();
@@ -350,7 +357,9 @@ impl HwQueue {
         // The epoch the entry runs in, for consumers on other GPUs ([`crate::peers`]): read
         // after the down check above, so a reboot that changes it also fails this entry.
         record.set_running(stamp, gpu.fw.fabric().map_or(0, |p| p.epoch));
-        let fence = self.fences.init(prepared, ());
+        let fence = self
+            .fences
+            .init_notifying(prepared, HwFenceData(deadline.clone()));
         let hw: ARef<Fence> = fence.fence().into();
         // Room was checked above.
         let _ = inner.in_flight.push_back(InFlight {
@@ -363,17 +372,37 @@ impl HwQueue {
         });
         inner.entries += entries;
         // Posted under the queue's lock so that pipe messages of one queue stay in order.
-        let posted = gpu.fw.post(
-            self.pipe,
-            &PipeMsg {
-                queue: self.id,
-                wptr: inner.ring.wptr(),
-                _pad: [0; 2],
-            },
-        );
+        let posted = gpu
+            .fw
+            .post(self.pipe, &PipeMsg::new(self.id, inner.ring.wptr()));
         drop(inner);
+        // Not visible to anyone before this returns; if it has completed already, the cell
+        // stays done.
+        deadline.attach(self, stamp);
         // A pipe that cannot take the message (device gone) leaves the entry to the reset path.
         posted.map(|()| hw)
+    }
+
+    /// Tells the firmware (ABI 1.7) that the entry completing at `stamp` is wanted by
+    /// `deadline`, if it is still on the hardware. Called in any context.
+    ///
+    /// A pipe without room drops the message: a deadline only orders work, and the next one
+    /// set or the entry's completion moves on.
+    pub(crate) fn post_deadline(&self, stamp: u32, deadline: Instant) {
+        let gpu = &self.lease.gpu;
+        if !gpu.fw.abi().has_deadlines() {
+            return;
+        }
+        let inner = self.inner.lock();
+        let on_hw = inner.in_flight.iter().any(|e| e.stamp == stamp);
+        if inner.dead.is_some() || !on_hw {
+            return;
+        }
+        let due = hwdeadline::due_us(deadline, Instant::now());
+        let msg = PipeMsg::with_deadline(self.id, inner.ring.wptr(), stamp, due);
+        if gpu.fw.post(self.pipe, &msg).is_ok() {
+            gpu.deadlines_posted.fetch_add(1, Relaxed);
+        }
     }
 
     /// The firmware failed the entry completing at `stamp` without halting: the job it
@@ -412,6 +441,8 @@ impl HwQueue {
                 (e, err)
             };
             entry.record.set_done(err.map_or(Ok(()), Err));
+            // Not the last reference: the caller reached this queue through one.
+            drop(entry.fence.data().0.detach());
             // Signalled unlocked: a signal may start the next job, which takes this lock.
             match err {
                 Some(err) => entry.fence.signal_with_error(err),
@@ -450,6 +481,7 @@ impl HwQueue {
             let e = self.inner.lock().pop();
             let Some(e) = e else { break };
             e.record.set_done(Err(err));
+            drop(e.fence.data().0.detach());
             e.fence.signal_with_error(err);
             n += 1;
         }

@@ -62,6 +62,10 @@ use crate::{
         Gpu,
         QueueSlot, //
     },
+    hwdeadline::{
+        HwDeadline,
+        HwFenceData, //
+    },
     hwqueue::{
         HwQueue,
         QueueId,
@@ -109,7 +113,9 @@ pub(crate) struct VagxJob {
     /// Where this job's own consumers learn its stamp and its end.
     record: Arc<RunRecord>,
     /// The hardware fence's memory, taken when the job runs.
-    fence: Pin<KBox<SpinLockIrq<Option<PreparedFence<()>>>>>,
+    fence: Pin<KBox<SpinLockIrq<Option<PreparedFence<HwFenceData>>>>>,
+    /// The hardware fence's data: where a deadline set on it goes.
+    deadline: Arc<HwDeadline>,
     /// Keeps the VM (its page tables and buffers) alive until the job is freed.
     _vm: Arc<Vm>,
     /// Counts the job in the device's load until it is freed.
@@ -175,9 +181,14 @@ impl Backend for FwBackend {
                 RunState::NotRun => return Err(ecanceled()),
             }
         }
-        let hw = job
-            .hw
-            .submit(&self.gpu, &waits[..n], &job.entry, prepared, &job.record)?;
+        let hw = job.hw.submit(
+            &self.gpu,
+            &waits[..n],
+            &job.entry,
+            prepared,
+            &job.deadline,
+            &job.record,
+        )?;
         // CAST: at most `MAX_HW_WAITS`.
         self.gpu.wait_entries.fetch_add(n as u64, Relaxed);
         Ok(hw)
@@ -400,6 +411,7 @@ impl Queue {
                 new_spinlock_irq!(Some(PreparedFence::new(GFP_KERNEL)?)),
                 GFP_KERNEL,
             )?,
+            deadline: HwDeadline::new()?,
             _vm: self.vm.clone(),
             _pending: PendingJob::new(&self.gpu),
         })

@@ -192,14 +192,15 @@ impl AbiVersion {
         minor: 0,
     };
 
-    /// The newest version this driver speaks: 1.6. 1.1's wait entries let the firmware order
+    /// The newest version this driver speaks: 1.7. 1.1's wait entries let the firmware order
     /// a job after another queue's ([`abi::regs::ABI_MINOR_DEPENDENCIES`]); 1.2 counts busy
     /// time per execution unit ([`abi::regs::ABI_MINOR_UNIT_STATS`]); 1.3 rings a doorbell in
     /// one register write and reports ring writes as an interrupt cause
     /// ([`abi::regs::ABI_MINOR_FAST_NOTIFY`]); 1.4 lets a wait entry name another device's
     /// stamp slot ([`abi::regs::ABI_MINOR_PEER_WAITS`]); 1.5 adds a command, which the
     /// driver passes through ([`abi::regs::ABI_MINOR_SUM`]); 1.6 changes a queue's priority
-    /// at run time ([`abi::regs::ABI_MINOR_QUEUE_PRIORITY`]).
+    /// at run time ([`abi::regs::ABI_MINOR_QUEUE_PRIORITY`]); 1.7 carries entry deadlines
+    /// ([`abi::regs::ABI_MINOR_DEADLINES`]).
     pub(crate) const NEWEST: Self = Self {
         major: abi::regs::ABI_MAJOR,
         minor: abi::regs::ABI_MINOR,
@@ -228,6 +229,11 @@ impl AbiVersion {
     /// Whether ABI 1.6's `DEVCTRL_SET_QUEUE_PRIORITY` is in use.
     pub(crate) fn has_queue_priority(self) -> bool {
         self.minor >= abi::regs::ABI_MINOR_QUEUE_PRIORITY
+    }
+
+    /// Whether ABI 1.7's entry deadlines on pipe messages are in use.
+    pub(crate) fn has_deadlines(self) -> bool {
+        self.minor >= abi::regs::ABI_MINOR_DEADLINES
     }
 
     /// Whether ABI 1.1's wait entries (and `EVENT_ENTRY_ERROR`) are in use.

@@ -24,6 +24,7 @@ mod fw;
 mod fwmem;
 mod gem;
 mod gpu;
+mod hwdeadline;
 mod hwqueue;
 mod hwwait;
 mod load;
@@ -44,7 +45,7 @@ kernel::module_pci_driver! {
     params: {
         sched_mode: u32 {
             default: 0,
-            description: "Who orders jobs of different queues: 0 the kernel's scheduler (one per priority), 1 the firmware (a scheduler per queue)",
+            description: "Who orders jobs of different queues: 0 the kernel's scheduler (one per device), 1 the firmware (a scheduler per queue)",
         },
     },
 }

@@ -336,20 +336,28 @@ impl Harness {
         mem::write_pod(&mut self.ram, q.ring + 16 * u64::from(q.wptr), &entry).unwrap();
         q.wptr = (q.wptr + 1) % QUEUE_RING_COUNT;
         q.stamp = q.stamp.wrapping_add(vagx_abi::STAMP_STEP);
-        let (state, wptr, pipe, stamp) = (q.state, q.wptr, q.pipe, q.stamp);
+        let (state, wptr, stamp) = (q.state, q.wptr, q.stamp);
         mem::write_u32(&mut self.ram, state + QUEUE_WPTR_OFFSET, wptr).unwrap();
+        self.post(id, &PipeMsg::new(id, wptr));
+        stamp
+    }
+
+    /// Posts a pipe message (ABI 1.7) that repeats queue `id`'s `wptr` and says that its entry
+    /// of stamp `stamp` is due in `due_us` µs, without ringing the doorbell.
+    pub fn post_deadline(&mut self, id: u32, stamp: u32, due_us: i32) {
+        let wptr = self.queues[&id].wptr;
+        self.post(id, &PipeMsg::with_deadline(id, wptr, stamp, due_us));
+    }
+
+    /// Writes `msg` to queue `id`'s pipe.
+    pub fn post(&mut self, id: u32, msg: &PipeMsg) {
+        let pipe = self.queues[&id].pipe;
         let pipe_desc = self.init.pipes[pipe];
-        let msg = PipeMsg {
-            queue: id,
-            wptr,
-            _pad: [0; 2],
-        };
         let pw = &mut self.pipe_wptr[pipe];
-        mem::write_pod(&mut self.ram, pipe_desc.entries + 16 * u64::from(*pw), &msg).unwrap();
+        mem::write_pod(&mut self.ram, pipe_desc.entries + 16 * u64::from(*pw), msg).unwrap();
         *pw = (*pw + 1) % pipe_desc.count;
         let pw = *pw;
         mem::write_u32(&mut self.ram, pipe_desc.state + RING_WPTR_OFFSET, pw).unwrap();
-        stamp
     }
 
     /// Submits and rings the doorbell; returns the stamp the entry will reach.

@@ -297,7 +297,23 @@ pub const DEVCTRL_UNKNOWN_OP: u32 = 5;
 /// `EventDevCtrlDone::status`: not valid in the firmware's state (RESUME while running).
 pub const DEVCTRL_BAD_STATE: u32 = 6;
 
-/// A message on a submission pipe: "work queue `queue` has entries up to `wptr`".
+/// A message on a submission pipe: "work queue `queue` has entries up to `wptr`", and (ABI 1.7)
+/// "the entry that takes its stamp to `deadline_stamp` is due in `due_us`".
+///
+/// # Deadlines (ABI 1.7)
+///
+/// With `due_us` not zero, the message also says that the queue's entry whose completion takes
+/// its stamp slot to `deadline_stamp` is wanted `due_us` microseconds of device time after the
+/// firmware reads the message (negative: it is already late by that much). The time is relative
+/// so that host and device need no common clock. The entry must be one the queue has not
+/// completed, up to `wptr`; a deadline for an entry that has already completed is ignored (the
+/// host raced it), one beyond `wptr` refuses the message. A queue's deadline is the earliest
+/// of its unfinished entries' (entries run in order, so those before the one with the deadline
+/// must run first), and among the runnable queues of one priority the one with the earliest
+/// deadline takes the next free unit, up to [`DEADLINE_BURST`] times in a row while a queue
+/// of that priority without a deadline is runnable too; then the stride rule picks among the
+/// queues without one. A deadline never lifts a queue above another priority's. The message
+/// may repeat the queue's current `wptr`: a deadline on an entry already written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
 pub struct PipeMsg {
@@ -305,12 +321,50 @@ pub struct PipeMsg {
     pub queue: u32,
     /// The queue's write pointer (entry index) when the host sent this.
     pub wptr: u32,
-    /// Must be zero.
-    pub _pad: [u32; 2],
+    /// ABI 1.7: the stamp of the entry `due_us` is about; zero without a deadline.
+    pub deadline_stamp: u32,
+    /// ABI 1.7: microseconds until the entry is due, or 0 for no deadline; zero before 1.7.
+    pub due_us: i32,
 }
-assert_layout!(PipeMsg, size 16, queue @ 0, wptr @ 4);
+assert_layout!(PipeMsg, size 16, queue @ 0, wptr @ 4, deadline_stamp @ 8, due_us @ 12);
 // SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
 unsafe impl Pod for PipeMsg {}
+
+impl PipeMsg {
+    /// "Queue `queue` has entries up to `wptr`".
+    pub const fn new(queue: u32, wptr: u32) -> Self {
+        Self {
+            queue,
+            wptr,
+            deadline_stamp: 0,
+            due_us: 0,
+        }
+    }
+
+    /// [`Self::new`], and (ABI 1.7) the entry that takes the queue's stamp to `stamp` is due in
+    /// `due_us` microseconds (not zero; negative if it is late).
+    pub const fn with_deadline(queue: u32, wptr: u32, stamp: u32, due_us: i32) -> Self {
+        Self {
+            queue,
+            wptr,
+            deadline_stamp: stamp,
+            due_us,
+        }
+    }
+
+    /// The deadline the message carries: the entry's stamp and microseconds until it is due.
+    pub const fn deadline(&self) -> Option<(u32, i32)> {
+        if self.due_us == 0 {
+            None
+        } else {
+            Some((self.deadline_stamp, self.due_us))
+        }
+    }
+}
+
+/// Queues picked by deadline in a row, within one priority, while a queue of that priority
+/// without a deadline is runnable ([`PipeMsg`], ABI 1.7).
+pub const DEADLINE_BURST: u32 = 4;
 
 /// A message on the event ring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

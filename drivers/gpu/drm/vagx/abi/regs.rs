@@ -113,7 +113,7 @@ pub const ABI_MAJOR: u16 = 1;
 /// meaning, an event kind or error code is added. The firmware implements the minor version the
 /// driver declares in `InitData::abi_version`, so a driver written for an older minor version
 /// sees exactly that version's behaviour.
-pub const ABI_MINOR: u16 = 6;
+pub const ABI_MINOR: u16 = 7;
 
 /// The first minor version with dependency errors: wait entries
 /// (`queue::QUEUE_ENTRY_WAIT`), `cmd::BARRIER_FLAG_DEP_ERROR`, `mbox::FwError::Dependency`
@@ -142,6 +142,10 @@ pub const ABI_MINOR_SUM: u16 = 5;
 /// The first minor version with run-time queue priorities and weights,
 /// `channels::DEVCTRL_SET_QUEUE_PRIORITY` and `channels::DEVCTRL_SET_QUEUE_WEIGHT`.
 pub const ABI_MINOR_QUEUE_PRIORITY: u16 = 6;
+
+/// The first minor version with entry deadlines on pipe messages (`channels::PipeMsg`): the
+/// firmware runs the queue whose entry is due first, within a priority.
+pub const ABI_MINOR_DEADLINES: u16 = 7;
 
 /// The value of [`ABI_VERSION`].
 pub const ABI_VERSION_VALUE: u32 = ((ABI_MAJOR as u32) << 16) | ABI_MINOR as u32;
