@@ -16,7 +16,7 @@ use xshell::Shell;
 use crate::{build, flags, vm};
 
 /// How long the benchmark boot may take (vagx once, C drm_sched three times, under TCG).
-const BENCH_TIMEOUT: Duration = Duration::from_secs(1800);
+pub(crate) const BENCH_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Which scheduler printed a metric.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -531,7 +531,7 @@ struct DriverResult {
 }
 
 /// The number after `"key": ` in `s`.
-fn json_number(s: &str, key: &str) -> Option<f64> {
+pub(crate) fn json_number(s: &str, key: &str) -> Option<f64> {
     let at = s.find(&format!("\"{key}\": "))? + key.len() + 4;
     let rest = &s[at..];
     let end = rest
@@ -813,6 +813,7 @@ impl flags::Bench {
         match self.what {
             flags::BenchWhat::Driver => return bench_driver(sh, self.json.as_deref()),
             flags::BenchWhat::Ml => return bench_ml(sh, self.json.as_deref(), self.kernel),
+            flags::BenchWhat::Serve => return crate::bench_serve::run(sh, self.json.as_deref()),
             flags::BenchWhat::Sched => {}
         }
         let art = build::build_all(sh)?;

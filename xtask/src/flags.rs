@@ -87,6 +87,9 @@ pub enum BenchWhat {
     /// ML across 4 vGPUs: collectives, data/tensor/pipeline parallel inference on 1, 2 and 4
     /// GPUs, the dispatcher's policies, timing fidelity, in one boot.
     Ml,
+    /// A serving mix (interactive requests with an SLO beside batch work) under FIFO, FAIR,
+    /// FAIR with weights, deadlines, and firmware mode with the same controls, in one boot.
+    Serve,
 }
 
 /// Arguments of `cargo xtask bench`.

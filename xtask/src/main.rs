@@ -5,6 +5,7 @@
 //! Run it as `cargo xtask <cmd>` through the alias in `.cargo/config.toml`.
 
 mod bench;
+mod bench_serve;
 mod build;
 mod flags;
 mod initramfs;

@@ -33,6 +33,8 @@ pub enum Mode {
     Gpus,
     /// Run `vagx-tool bench-ml` on [`MULTI_GPU_DEVICES`] devices.
     BenchMl,
+    /// Run `vagx-tool bench-serve` under each scheduling mode, policy and set of controls.
+    BenchServe,
 }
 
 impl Mode {
@@ -46,6 +48,7 @@ impl Mode {
             Self::BenchDriver => "bench-driver",
             Self::Gpus => "gpus",
             Self::BenchMl => "bench-ml",
+            Self::BenchServe => "bench-serve",
         }
     }
 }
@@ -160,7 +163,7 @@ pub fn boot_with(
         // The test boots track allocations; the guest scans when its tests are done, and a
         // leak's "suspected memory leak" line fails the run (`kernel_warnings`).
         Mode::Test | Mode::Faults | Mode::Gpus => append.push("kmemleak=on".to_owned()),
-        Mode::Run | Mode::BenchDriver | Mode::BenchMl => {}
+        Mode::Run | Mode::BenchDriver | Mode::BenchMl | Mode::BenchServe => {}
     }
 
     let mut cmd = std::process::Command::new(&art.qemu);

@@ -73,7 +73,7 @@ use vagx_abi::{
     init::{PendingEntry, PendingTable, PENDING_CULPRIT, PENDING_VALID},
     mbox::FwError,
     pod,
-    queue::{EntryKind, QueueEntry, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
+    queue::{EntryKind, QueueEntry, QUEUE_BUSY_OFFSET, QUEUE_DONE_OFFSET, QUEUE_RPTR_OFFSET},
     regs::{ABI_MINOR_DEADLINES, ABI_MINOR_UNIT_STATS, IRQ_STATE},
     stamp_passed, NUM_PIPES, NUM_PRIORITIES, STAMP_STEP,
 };
@@ -320,6 +320,8 @@ struct Retired {
     /// The queue's `done` index now, and the bus address of its `QueueState`.
     done: u32,
     state: u64,
+    /// Device time of the queue's commands so far (ABI 1.7's `QueueState::busy_ns`).
+    busy_ns: u64,
 }
 
 /// Why a pipe message was refused.
@@ -660,6 +662,7 @@ impl Scheduler {
             stamp: q.stamp,
             done: q.done,
             state: q.state,
+            busy_ns: q.busy_ns,
         })
     }
 
@@ -690,6 +693,7 @@ impl Scheduler {
             stamp: q.stamp,
             done: q.done,
             state: q.state,
+            busy_ns: q.busy_ns,
         })
     }
 
@@ -1252,6 +1256,20 @@ impl Device {
         }
     }
 
+    /// (ABI 1.7) Writes the queue's device time to its state, before the stamp that follows.
+    fn write_busy(&self, mem: &mut dyn Memory, r: &Retired) -> Result<(), BusError> {
+        if self.abi_minor() < ABI_MINOR_DEADLINES {
+            return Ok(());
+        }
+        // CAST: the two halves of a u64.
+        mem::write_u32(mem, r.state + QUEUE_BUSY_OFFSET, r.busy_ns as u32)?;
+        mem::write_u32(
+            mem,
+            r.state + QUEUE_BUSY_OFFSET + 4,
+            (r.busy_ns >> 32) as u32,
+        )
+    }
+
     /// Retires queue `id`'s current entry: advances `done` and the stamp, and records the stamp
     /// as failed if the entry `failed`.
     fn complete_entry(&mut self, mem: &mut dyn Memory, id: u32, failed: bool) {
@@ -1269,7 +1287,8 @@ impl Device {
             stamp: r.stamp,
         });
         let written = self
-            .publish_stamp(mem, stamps, r.slot, r.stamp)
+            .write_busy(mem, &r)
+            .and_then(|()| self.publish_stamp(mem, stamps, r.slot, r.stamp))
             .and_then(|()| mem::write_u32(mem, r.state + QUEUE_DONE_OFFSET, r.done));
         if let Err(b) = written {
             self.ring_error("work queue", id, crate::ring::RingError::Bus(b));
@@ -1358,7 +1377,8 @@ impl Device {
             self.slots.lock().record_failure(r.slot, r.first, r.stamp);
         }
         let written = self
-            .publish_stamp(mem, stamps, r.slot, r.stamp)
+            .write_busy(mem, &r)
+            .and_then(|()| self.publish_stamp(mem, stamps, r.slot, r.stamp))
             .and_then(|()| mem::write_u32(mem, r.state + QUEUE_DONE_OFFSET, r.done))
             .and_then(|()| mem::write_u32(mem, r.state + QUEUE_RPTR_OFFSET, r.done));
         if written.is_err() {

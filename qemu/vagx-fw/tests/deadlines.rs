@@ -2,7 +2,8 @@
 
 //! Entry deadlines on pipe messages (ABI 1.7): the queue whose entry is due first takes the
 //! unit within its priority, a flood of deadlines leaves the others a share, a deadline on a
-//! later entry makes its queue urgent, priorities stay strict, and the message is checked.
+//! later entry makes its queue urgent, priorities stay strict, and the message is checked;
+//! and a queue state's device time, new in the same version.
 
 mod common;
 
@@ -180,4 +181,50 @@ fn a_deadline_message_is_checked_and_new_in_1_7() {
     old.kick();
     assert_eq!(bad_message(&mut old), 1);
     assert!(old.run_until_stamp(30, e, 10_000_000).is_some());
+}
+
+/// The device time of a queue's completed entries in its state (ABI 1.7).
+fn state_busy(h: &mut Harness, id: u32) -> u64 {
+    let state = h.queues[&id].state + vagx_abi::queue::QUEUE_BUSY_OFFSET;
+    let lo = vagx_fw::mem::read_u32(&mut h.ram, state).unwrap();
+    let hi = vagx_fw::mem::read_u32(&mut h.ram, state + 4).unwrap();
+    u64::from(hi) << 32 | u64::from(lo)
+}
+
+/// ABI 1.7: a work queue's state carries the device time of its completed entries, by the
+/// time their stamps are written: the queue's own statistics' figure; 1.6 leaves it zero.
+#[test]
+fn a_queue_s_state_counts_its_completed_entries_device_time() {
+    let mut h = Harness::new(1);
+    h.create_queue(30, 2);
+    h.create_queue(31, 2);
+    let first = h.queue_entry(30, &cmdbuf(&vec![delay(10_000); 3]));
+    h.queue_entry(31, &ten());
+    let second = h.queue_entry(30, &delay(50_000));
+    h.kick();
+    assert!(h.run_until_stamp(30, first, 10_000_000).is_some());
+    let after_first = state_busy(&mut h, 30);
+    // Three 10 µs delays, their fixed costs and the entry's fetch; not the other queue's.
+    assert!(
+        (30_000..40_000).contains(&after_first),
+        "after the first entry: {after_first} ns"
+    );
+    assert!(h.run_until_stamp(30, second, 10_000_000).is_some());
+    let both = state_busy(&mut h, 30);
+    assert!(
+        both - after_first >= 50_000,
+        "the second entry: {} ns",
+        both - after_first
+    );
+    let stats = h
+        .stats()
+        .iter()
+        .find(|s| s.kind == STATS_QUEUE && s.id == 30)
+        .map(|s| s.busy_ns);
+    assert_eq!(stats, Some(both));
+    let mut old = Harness::with_init(1, |i| i.abi_version = 0x0001_0006);
+    old.create_queue(30, 2);
+    let e = old.submit(30, &delay(10_000));
+    assert!(old.run_until_stamp(30, e, 10_000_000).is_some());
+    assert_eq!(state_busy(&mut old, 30), 0);
 }

@@ -187,7 +187,8 @@ struct Fuzz<'t> {
     trace: &'t Trace,
     /// Byte ranges `[start, end)` outside the data area the test itself wrote after the snapshot.
     written: Vec<(u64, u64)>,
-    /// Queue-state addresses handed to the firmware: it may write their `rptr` and `done`.
+    /// Queue-state addresses handed to the firmware: it may write their `rptr`, `done` and
+    /// (ABI 1.7) `busy_ns`.
     states: Vec<u64>,
     seq: u32,
     alias: bool,
@@ -1213,6 +1214,7 @@ impl<'t> Fuzz<'t> {
         for &state in &self.states {
             areas.push((state, state + 4));
             areas.push((state + 128, state + 132));
+            areas.push((state + 136, state + 144));
         }
         areas.sort_unstable();
         let mut merged: Vec<(u64, u64)> = Vec::with_capacity(areas.len());

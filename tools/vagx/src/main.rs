@@ -5,6 +5,7 @@
 //! It runs inside the test VM as a static binary in the initramfs.
 
 mod bench_ml;
+mod bench_serve;
 mod caps;
 mod cmdbuf;
 mod collective_tests;
@@ -234,6 +235,18 @@ enum Command {
     /// the model in each parallelism, the dispatcher, timing fidelity, on every GPU.
     #[command(hide = true)]
     BenchMl,
+    /// The serving benchmark's guest side (internal, for `cargo xtask bench serve`):
+    /// interactive requests beside batch work on GPU 0, under the loaded module's mode and
+    /// policy and the controls asked for.
+    #[command(hide = true)]
+    BenchServe {
+        /// `plain`, `weights`, `deadlines` or `controls` (weights and deadlines).
+        #[arg(long, default_value = "plain")]
+        controls: String,
+        /// Where to write the result, a JSON object.
+        #[arg(long)]
+        json: std::path::PathBuf,
+    },
     /// Keeps low-priority queues busy with jobs of a given length (internal, for `bench`).
     #[command(hide = true)]
     Load {
@@ -381,6 +394,9 @@ fn main() {
             syncobj,
         } => driver_tests::isolation_child(bo, vm, queue, syncobj),
         Command::BenchMl => gpus.none("bench-ml").and_then(|()| bench_ml::run()),
+        Command::BenchServe { controls, json } => gpus
+            .none("bench-serve")
+            .and_then(|()| bench_serve::run(&controls, &json)),
         Command::Load { queues, jobs, us } => gpus
             .one("load")
             .and_then(|()| workload::load(queues, jobs, us)),

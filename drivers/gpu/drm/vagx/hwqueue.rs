@@ -47,6 +47,7 @@ use crate::{
         },
         queue::{
             QueueEntry,
+            QUEUE_BUSY_OFFSET,
             QUEUE_DONE_OFFSET, //
         },
         stamp_passed, STAMP_STEP,
@@ -68,9 +69,9 @@ use crate::{
 type Instant = kernel::time::Instant<kernel::time::Monotonic>;
 
 /// Entries of a work queue's ring: room for the most a scheduler hands one queue (see
-/// `queue.rs`: a full set of kernel-mode credits at every priority, for a queue whose
-/// priority changed while its jobs ran).
-pub(crate) const QUEUE_RING_COUNT: u32 = 128;
+/// `queue.rs`: a full set of kernel-mode credits, deadline credits included, at every
+/// priority, for a queue whose priority changed while its jobs ran).
+pub(crate) const QUEUE_RING_COUNT: u32 = 256;
 
 /// The first stamp of every queue: close to the wrap so that wrap-around is exercised early.
 const STAMP_INIT: u32 = 0u32.wrapping_sub(16 * STAMP_STEP);
@@ -128,6 +129,8 @@ struct Inner {
     /// previous entry's end if later, to its end.
     busy_ns: u64,
     last_done: Option<Instant>,
+    /// (ABI 1.7) The firmware's count of the queue's device time at the last completion.
+    device_busy_ns: u64,
 }
 
 impl Inner {
@@ -241,6 +244,7 @@ impl HwQueue {
                 completed: 0,
                 busy_ns: 0,
                 last_done: None,
+                device_busy_ns: 0,
             }),
             producers <- producers,
         }? Error))
@@ -414,8 +418,44 @@ impl HwQueue {
         recorded
     }
 
+    /// (ABI 1.7) The firmware's count of the queue's device time, from its state: the two
+    /// halves read until the high one holds still (the firmware may be writing it).
+    fn device_busy(&self, inner: &Inner) -> Option<u64> {
+        if !self.lease.gpu.fw.abi().has_deadlines() {
+            return None;
+        }
+        // CAST: an offset within the queue's state.
+        let off = QUEUE_BUSY_OFFSET as usize;
+        for _ in 0..4 {
+            let hi = inner.ring.state_word(off + 4).ok()?;
+            let lo = inner.ring.state_word(off).ok()?;
+            if inner.ring.state_word(off + 4).ok()? == hi {
+                return Some(u64::from(hi) << 32 | u64::from(lo));
+            }
+        }
+        None
+    }
+
+    /// The device time each job completing by `stamp` took: what the firmware counted since
+    /// the last completion, shared evenly between them (they completed in one interrupt).
+    fn device_share(&self, stamp: u32) -> Option<u64> {
+        let mut inner = self.inner.lock();
+        let n = inner
+            .in_flight
+            .iter()
+            .take_while(|e| stamp_passed(stamp, e.stamp))
+            .count();
+        let busy = self.device_busy(&inner)?;
+        // A firmware that rebooted counts from 0 again: the first job after it gets none.
+        let delta = busy.saturating_sub(inner.device_busy_ns);
+        inner.device_busy_ns = busy;
+        // CAST: at most the ring's entries.
+        (n > 0).then(|| delta / n as u64)
+    }
+
     /// Signals every fence whose entry completed by stamp `stamp`.
     pub(crate) fn complete(&self, stamp: u32) -> usize {
+        let share = self.device_share(stamp);
         let mut done = 0;
         loop {
             let (entry, err) = {
@@ -440,6 +480,9 @@ impl HwQueue {
                 };
                 (e, err)
             };
+            if let Some(ns) = share {
+                entry.record.set_device_ns(ns);
+            }
             entry.record.set_done(err.map_or(Ok(()), Err));
             // Not the last reference: the caller reached this queue through one.
             drop(entry.fence.data().0.detach());

@@ -50,6 +50,7 @@ use core::sync::atomic::{
     AtomicU64,
     Ordering::{
         Acquire,
+        Relaxed,
         Release, //
     },
 };
@@ -78,11 +79,14 @@ pub(crate) const MAX_HW_WAITS: usize = 4;
 /// on the CPU.
 const PRODUCERS: usize = 64;
 
-/// Where a job is, for the jobs that wait for it in the hardware.
+/// Where a job is, for the jobs that wait for it in the hardware, and (ABI 1.7) the device
+/// time its entries took, for the scheduler's charge.
 pub(crate) struct RunRecord {
     /// `0`: not run; `RUNNING | epoch << EPOCH_SHIFT | stamp`; `DONE | errno` (0 for
     /// success).
     state: AtomicU64,
+    /// Device time of its entries, set when they complete; 0: not known.
+    device_ns: AtomicU64,
 }
 
 const RUNNING: u64 = 1 << 32;
@@ -104,11 +108,23 @@ pub(crate) enum RunState {
 }
 
 impl RunRecord {
+    /// Records the device time the job's entries took.
+    pub(crate) fn set_device_ns(&self, ns: u64) {
+        self.device_ns.store(ns, Relaxed);
+    }
+
+    /// The device time the job's entries took, if the device told.
+    pub(crate) fn device_ns(&self) -> Option<u64> {
+        let ns = self.device_ns.load(Relaxed);
+        (ns != 0).then_some(ns)
+    }
+
     /// A record in the `NotRun` state.
     pub(crate) fn new() -> Result<Arc<Self>> {
         Ok(Arc::new(
             Self {
                 state: AtomicU64::new(0),
+                device_ns: AtomicU64::new(0),
             },
             GFP_KERNEL,
         )?)

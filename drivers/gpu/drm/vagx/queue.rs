@@ -86,6 +86,12 @@ use crate::{
 /// decides the order.
 pub(crate) const KERNEL_MODE_CREDITS: u32 = 8;
 
+/// Jobs with a deadline that may be in flight per priority in kernel mode beyond
+/// [`KERNEL_MODE_CREDITS`]: a job with a deadline then goes to the device at its pick, where
+/// its deadline orders it first (ABI 1.7), instead of after the next completion, which with
+/// the device sharing its units between the jobs it has may be a whole job's length away.
+const KERNEL_MODE_DEADLINE_CREDITS: u32 = 2;
+
 /// Ring entries in flight per queue in firmware mode (a job takes one per entry, wait entries
 /// included): enough to keep the firmware's queue fed, few enough that a queue's backlog
 /// waits in the kernel, where it can still be cancelled without the firmware.
@@ -99,7 +105,9 @@ const QUEUE_PRIORITIES: u32 = 3;
 // with its wait entries.
 const _: () = {
     // CAST: a small constant.
-    let kernel_mode = QUEUE_PRIORITIES * KERNEL_MODE_CREDITS * (1 + MAX_HW_WAITS as u32);
+    let kernel_mode = QUEUE_PRIORITIES
+        * (KERNEL_MODE_CREDITS + KERNEL_MODE_DEADLINE_CREDITS)
+        * (1 + MAX_HW_WAITS as u32);
     assert!(kernel_mode < QUEUE_RING_COUNT && FIRMWARE_MODE_ENTRIES < QUEUE_RING_COUNT);
 };
 
@@ -194,6 +202,10 @@ impl Backend for FwBackend {
         Ok(hw)
     }
 
+    fn hw_time_ns(&self, job: &VagxJob) -> Option<u64> {
+        job.record.device_ns()
+    }
+
     fn ring(&self, job: &VagxJob) -> Option<u64> {
         // A firmware work queue runs its entries in order, and a fault discards the later
         // ones: each work queue is one in-order ring. Its address names it, and cannot be
@@ -249,6 +261,7 @@ impl KernelSched {
         let cfg = SchedulerConfig {
             timeout: Some(BACKSTOP),
             credits_per_priority: true,
+            deadline_credits: KERNEL_MODE_DEADLINE_CREDITS,
             ..SchedulerConfig::new(c"vagx-kernel", KERNEL_MODE_CREDITS)
         };
         Ok(Self(Some(Scheduler::new(cfg, FwBackend::new(gpu))?)))
@@ -444,6 +457,11 @@ impl Queue {
     /// Changes the queue's weight: the share of its priority the device gives it (ABI 1.6:
     /// command boundaries in proportion) and, in kernel mode, the kernel's FAIR policy (GPU
     /// time in proportion). Firmware mode on an older device: `EOPNOTSUPP`.
+    ///
+    /// In kernel mode the two rules do not compound: FAIR charges a job the device time the
+    /// firmware counted for it (ABI 1.7, [`Backend::hw_time_ns`]), which a queue the device
+    /// favours does not make smaller, so over a run the kernel hands out jobs in the ratio
+    /// of the weights and the device only orders the few it has.
     pub(crate) fn set_weight(&self, weight: Weight) -> Result {
         let device = self.gpu.fw.abi().has_queue_priority();
         if self._own_sched.is_some() && !device {

@@ -311,8 +311,11 @@ mod tests {
         assert!(AbiVersion::negotiate(v(4)).has_peer_waits());
         assert_eq!(AbiVersion::negotiate(v(5)), v(5));
         assert!(!AbiVersion::negotiate(v(5)).has_queue_priority());
-        assert_eq!(AbiVersion::negotiate(v(6)), AbiVersion::NEWEST);
-        assert!(AbiVersion::NEWEST.has_queue_priority());
+        assert_eq!(AbiVersion::negotiate(v(6)), v(6));
+        assert!(AbiVersion::negotiate(v(6)).has_queue_priority());
+        assert!(!AbiVersion::negotiate(v(6)).has_deadlines());
+        assert_eq!(AbiVersion::negotiate(v(7)), AbiVersion::NEWEST);
+        assert!(AbiVersion::NEWEST.has_queue_priority() && AbiVersion::NEWEST.has_deadlines());
         assert!(AbiVersion::NEWEST.minor >= abi::regs::ABI_MINOR_UNIT_STATS);
         // A newer device behaves as the version the driver declares.
         assert_eq!(AbiVersion::negotiate(v(9)), AbiVersion::NEWEST);

@@ -54,6 +54,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
         None
     }
 
+    /// The time `job` took on the hardware as the hardware counts it (its units' busy time), asked
+    /// once its hardware fence has signalled; `None` (the default) if the hardware does not
+    /// tell, and the scheduler counts from `run_job` to the signal. FAIR charges this time: on
+    /// hardware that shares itself between the jobs it has, the time to the signal also counts
+    /// the other jobs' work, so a job the hardware favours would be charged less, and shares
+    /// the hardware gives by weight would compound with the scheduler's. Called with the
+    /// scheduler's lock held, possibly in interrupt context: a load, no lock.
+    fn hw_time_ns(&self, _job: &Self::Job) -> Option<u64> {
+        None
+    }
+
     /// Whether `run_job` and `prepare_job` may also be called in interrupt context, from the
     /// signalling of a job's hardware fence. Then a completion starts the next job at once
     /// instead of waiting for the worker, and the hardware does not idle for a kworker round

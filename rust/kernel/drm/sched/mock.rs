@@ -28,7 +28,7 @@ use crate::{
         Delta, Instant, Monotonic,
     },
 };
-use core::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::fifo::Fifo;
 
@@ -55,6 +55,8 @@ pub(crate) struct MockJobState {
     #[pin]
     hw: SpinLockIrq<MockHw>,
     finish_at: AtomicI64,
+    /// The time the mock hardware reports the job took ([`Backend::hw_time_ns`]); 0: none.
+    pub(crate) hw_time_ns: AtomicU64,
 }
 
 struct MockHw {
@@ -228,6 +230,7 @@ impl MockGpu {
                         fence_ref: None,
                     }),
                     finish_at: AtomicI64::new(i64::MAX),
+                    hw_time_ns: AtomicU64::new(0),
                 }),
                 GFP_KERNEL,
             )?,
@@ -319,6 +322,11 @@ impl Backend for MockGpu {
     fn ring(&self, job: &MockJob) -> Option<u64> {
         // CAST: a ring index fits u64.
         self.ordered.then_some(job.ring as u64)
+    }
+
+    fn hw_time_ns(&self, job: &MockJob) -> Option<u64> {
+        let ns = job.state.hw_time_ns.load(Relaxed);
+        (ns != 0).then_some(ns)
     }
 
     fn run_job(&self, job: &MockJob) -> Result<ARef<Fence>> {

@@ -69,7 +69,8 @@ impl<B: Backend> Shared<B> {
                 .get(id)
                 .and_then(Option::as_ref)
                 .map_or(Priority::Normal, |e| e.effective_priority());
-            let fits = s.fits(&this.config, prio, node.credits);
+            let urgent = node.deadline.get().is_some();
+            let fits = s.fits(&this.config, prio, node.credits, urgent);
             bypass = this.config.bypass && others_idle && no_deps && fits && !s.stopped;
             if let Some(e) = s.entities.get_mut(id).and_then(Option::as_mut) {
                 if e.queue.is_empty() && e.in_flight == 0 {
@@ -130,7 +131,10 @@ impl<B: Backend> Shared<B> {
                 }
                 // The bookkeeping comes before the finished fence signals, so that whoever
                 // it wakes sees the job's time counted and its entity idle.
-                let gpu_ns = job.ran_ns();
+                let gpu_ns = self
+                    .backend
+                    .hw_time_ns(&job.data)
+                    .unwrap_or_else(|| job.ran_ns());
                 let err = job.ran_error();
                 Self::account_freed(&mut s, &job, Some(gpu_ns), err.is_some());
                 (job, gpu_ns, err)
@@ -358,7 +362,8 @@ impl<B: Backend> Shared<B> {
                 let e = s.entities[id].as_ref()?;
                 let head = e.queue.front()?;
                 let prio = e.effective_priority();
-                if !head.failed.load(Relaxed) && !s.fits(&self.config, prio, head.credits) {
+                let urgent = head.deadline.get().is_some();
+                if !head.failed.load(Relaxed) && !s.fits(&self.config, prio, head.credits, urgent) {
                     // This priority's credits are used up; nothing of it may overtake its
                     // best job, but a lower priority may run.
                     continue;
@@ -370,6 +375,13 @@ impl<B: Backend> Shared<B> {
         let (id, past_others) = chosen?;
         let prio = s.entities[id].as_ref()?.effective_priority();
         let credits = s.entities[id].as_ref()?.queue.front()?.credits;
+        let urgent = s.entities[id]
+            .as_ref()?
+            .queue
+            .front()?
+            .deadline
+            .get()
+            .is_some();
         let failed = {
             let head = s.entities[id].as_ref()?.queue.front()?;
             if head.failed.load(Relaxed) {
@@ -378,7 +390,7 @@ impl<B: Backend> Shared<B> {
                 None
             }
         };
-        if failed.is_none() && !s.fits(&self.config, prio, credits) {
+        if failed.is_none() && !s.fits(&self.config, prio, credits, urgent) {
             // The best job does not fit: nothing else may overtake it.
             return None;
         }

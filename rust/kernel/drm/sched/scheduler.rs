@@ -43,6 +43,11 @@ pub struct SchedulerConfig {
     /// Run a job straight from `push` when the scheduler has nothing else queued, the job
     /// waits for nothing and its credits are free (no worker round trip).
     pub bypass: bool,
+    /// Credits above `credit_limit` (above each priority's, with `credits_per_priority`) that
+    /// only a job with a deadline may take: with the hardware's credits used up, a job with a
+    /// deadline starts at its pick instead of after the next completion, and deadline jobs
+    /// never hold more than this beyond the limit ([`super::deadline`]). 0 by default.
+    pub deadline_credits: u32,
 }
 
 impl SchedulerConfig {
@@ -57,6 +62,7 @@ impl SchedulerConfig {
             policy: PolicyKind::module_default(),
             ban_limit: 3,
             bypass: true,
+            deadline_credits: 0,
         }
     }
 }

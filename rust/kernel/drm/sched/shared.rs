@@ -79,13 +79,22 @@ pub(crate) struct State<B: Backend> {
 
 impl<B: Backend> State<B> {
     /// Whether a job of `credits` picked at `prio` fits beside the jobs on the hardware.
-    pub(crate) fn fits(&self, config: &SchedulerConfig, prio: Priority, credits: u32) -> bool {
+    ///
+    /// A job with a deadline (`urgent`) may also take [`SchedulerConfig::deadline_credits`].
+    pub(crate) fn fits(
+        &self,
+        config: &SchedulerConfig,
+        prio: Priority,
+        credits: u32,
+        urgent: bool,
+    ) -> bool {
         let used = if config.credits_per_priority {
             self.band_used[prio.index()]
         } else {
             self.credits_used
         };
-        policy::credits_fit(used, credits, config.credit_limit)
+        let reserve = if urgent { config.deadline_credits } else { 0 };
+        policy::credits_fit(used, credits, config.credit_limit.saturating_add(reserve))
     }
 
     /// Takes the credits of `job`, picked at `prio`.

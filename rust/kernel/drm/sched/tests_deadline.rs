@@ -5,11 +5,13 @@
 //! on to the job a job waits for and to the hardware fence of a started job, and the misses.
 
 use super::{
+    mock::MockGpu,
     tests_basic::{mock_sched, submit, submit_by, waits, Submitted, HZ_MS},
     tests_control::{blocker, increasing, open, started_at},
-    Entity, Priority,
+    Entity, Priority, Scheduler, SchedulerConfig,
 };
 use crate::{
+    dma_fence::Fence,
     prelude::*,
     time::{delay::fsleep, Delta, Instant, Monotonic},
 };
@@ -166,6 +168,52 @@ mod deadline {
         assert!(waits(&ok.finished, HZ_MS));
         let u = e.usage();
         assert_eq!((u.deadline_jobs, u.deadline_misses), (2, 1));
+        Ok(())
+    }
+
+    /// With the credits used up, a job with a deadline takes one of `deadline_credits` and
+    /// starts at once, while a plain job waits; a second deadline job waits for the reserve,
+    /// not for the hardware's credits; the plain job starts only when the hardware gives
+    /// its credit back.
+    #[test]
+    fn deadline_credits_start_a_deadline_job_while_the_credits_are_used_up() -> Result {
+        let mut config = SchedulerConfig::new(c"vagx-mock-dl", 1);
+        config.deadline_credits = 1;
+        // Two rings: the job that holds the credit must not hold up the others' completions.
+        let sched = Scheduler::new(config, MockGpu::with_rings(2)?)?;
+        let e = [
+            Entity::new(&sched, Priority::Normal)?,
+            Entity::new(&sched, Priority::Normal)?,
+            Entity::new(&sched, Priority::Normal)?,
+            Entity::new(&sched, Priority::Normal)?,
+        ];
+        // Holds the one credit, on ring 1, until advanced.
+        let hold_hw = MockGpu::job_on(1, 0, 0)?;
+        let hold_state = hold_hw.state.clone();
+        let (hold_started, hold) = {
+            let job = e[0].job(1, hold_hw)?;
+            let guard = e[0].begin_submit()?;
+            let armed = guard.arm(job);
+            (armed.scheduled(), armed.push())
+        };
+        assert!(waits(&hold_started, HZ_MS));
+        let plain = submit(&e[1], 100, 0, None)?;
+        let first = submit_by(&e[2], 50_000, 0, Some(in_ms(100)), None)?;
+        let second = submit_by(&e[3], 100, 0, Some(in_ms(200)), None)?;
+        assert!(waits(&second.finished, 5 * HZ_MS));
+        assert!(!waits(&plain.scheduled, 20));
+        assert_eq!(sched.backend().advance_ring(1, 1), 1);
+        assert!(waits(&hold, HZ_MS));
+        assert!(waits(&plain.finished, HZ_MS));
+        let at = |f: &Fence| f.timestamp().map(|t| t.as_nanos()).unwrap_or(i64::MAX);
+        // The first started while `hold` held the credit, the second after the first ended
+        // on the hardware, the plain job after `hold` did (a completion starts the next job
+        // before the finished fence signals).
+        let hold_done = hold_state.hw_fence().map_or(i64::MAX, |f| at(&f));
+        let first_done = first.hw.hw_fence().map_or(i64::MAX, |f| at(&f));
+        assert!(at(&first.scheduled) < hold_done);
+        assert!(at(&second.scheduled) >= first_done);
+        assert!(at(&plain.scheduled) >= hold_done);
         Ok(())
     }
 }

@@ -206,10 +206,16 @@ pub struct QueueState {
     /// Number of entries completed, modulo the ring size: entries before it are finished and
     /// their slots free (firmware-written).
     pub done: u32,
+    /// Keeps `busy_ns` aligned.
+    pub _pad2: u32,
+    /// (ABI 1.7) Device time the queue's completed entries took on the units, in ns; written
+    /// before the stamp of the entry it counts, so that a host that has seen a stamp reads at
+    /// least that entry's time (firmware-written; zero before 1.7).
+    pub busy_ns: u64,
     /// Fills the last cache line.
-    pub _pad2: [u32; 15],
+    pub _pad3: [u32; 12],
 }
-assert_layout!(QueueState, size 192, rptr @ 0, wptr @ 64, done @ 128);
+assert_layout!(QueueState, size 192, rptr @ 0, wptr @ 64, done @ 128, busy_ns @ 136);
 // SAFETY: `repr(C)`, integer fields only, no padding (asserted above).
 unsafe impl Pod for QueueState {}
 
@@ -219,3 +225,5 @@ pub const QUEUE_RPTR_OFFSET: u64 = 0;
 pub const QUEUE_WPTR_OFFSET: u64 = 64;
 /// Offset of [`QueueState::done`].
 pub const QUEUE_DONE_OFFSET: u64 = 128;
+/// Offset of [`QueueState::busy_ns`] (ABI 1.7).
+pub const QUEUE_BUSY_OFFSET: u64 = 136;

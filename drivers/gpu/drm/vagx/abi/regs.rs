@@ -144,7 +144,8 @@ pub const ABI_MINOR_SUM: u16 = 5;
 pub const ABI_MINOR_QUEUE_PRIORITY: u16 = 6;
 
 /// The first minor version with entry deadlines on pipe messages (`channels::PipeMsg`): the
-/// firmware runs the queue whose entry is due first, within a priority.
+/// firmware runs the queue whose entry is due first, within a priority; and with each work
+/// queue's device time in its state (`queue::QueueState::busy_ns`).
 pub const ABI_MINOR_DEADLINES: u16 = 7;
 
 /// The value of [`ABI_VERSION`].
