@@ -12,10 +12,14 @@ use crate::{bench::json_number, build, vm};
 
 /// The console prefix of a run's JSON object.
 const PREFIX: &str = "vagx-bench-serve: ";
+/// Runs the guest's init script makes: seven on GPU 0, two on every GPU.
+const RUNS: usize = 9;
 
 /// One run: a scheduler (mode, policy, controls) and what it measured.
 #[derive(Clone, Debug, Default, PartialEq)]
 struct ServeResult {
+    /// GPUs the mix ran on at once.
+    gpus: u32,
     /// `kernel` or `firmware`, the policy (kernel mode's) and the controls.
     mode: String,
     policy: String,
@@ -24,6 +28,9 @@ struct ServeResult {
     /// Interactive latency alone and beside batch work, in µs: p50, p99.
     idle: [f64; 2],
     mix: [f64; 2],
+    /// The mix's latency from each SUBMIT to its signal (without the guest's lag before the
+    /// SUBMIT): p50, p99; zeros from an older tool.
+    mix_gpu: [f64; 2],
     /// Fractions of requests within the SLO, alone and in the mix.
     idle_slo: f64,
     mix_slo: f64,
@@ -45,9 +52,14 @@ impl ServeResult {
             (false, true) => "+deadlines",
             (true, true) => "+weights+deadlines",
         };
+        let on = if self.gpus > 1 {
+            format!(", {} GPUs", self.gpus)
+        } else {
+            String::new()
+        };
         match self.mode.as_str() {
-            "kernel" => format!("kernel {}{controls}", self.policy),
-            _ => format!("firmware{controls}"),
+            "kernel" => format!("kernel {}{controls}{on}", self.policy),
+            _ => format!("firmware{controls}{on}"),
         }
     }
 }
@@ -80,12 +92,18 @@ fn parse(console: &str) -> Vec<ServeResult> {
         .filter_map(|j| {
             let n = |k| json_number(j, k);
             Some(ServeResult {
+                // CAST: a small count.
+                gpus: n("gpus").unwrap_or(1.0) as u32,
                 mode: json_string(j, "mode")?.to_owned(),
                 policy: json_string(j, "policy")?.to_owned(),
                 weights: json_bool(j, "weights")?,
                 deadlines: json_bool(j, "deadlines")?,
                 idle: [n("idle_p50_us")?, n("idle_p99_us")?],
                 mix: [n("mix_p50_us")?, n("mix_p99_us")?],
+                mix_gpu: [
+                    n("mix_from_submit_p50_us").unwrap_or(0.0),
+                    n("mix_from_submit_p99_us").unwrap_or(0.0),
+                ],
                 idle_slo: n("idle_slo")?,
                 mix_slo: n("mix_slo")?,
                 alone_rate: n("alone_jobs_per_s")?,
@@ -102,10 +120,11 @@ fn table(results: &[ServeResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<30} {:>15} {:>15} {:>11} {:>15} {:>11} {:>13}",
+        "{:<38} {:>15} {:>15} {:>17} {:>11} {:>15} {:>11} {:>13}",
         "scheduler",
         "idle p50/p99",
         "mix p50/p99",
+        "from SUBMIT",
         "SLO idle/mix",
         "batch alone/mix",
         "util",
@@ -117,10 +136,11 @@ fn table(results: &[ServeResult]) -> String {
             .map_or_else(|| "-".to_owned(), |(w, m)| format!("{m:.2} of {w:.0}"));
         let _ = writeln!(
             s,
-            "{:<30} {:>15} {:>15} {:>11} {:>15} {:>11} {:>13}",
+            "{:<38} {:>15} {:>15} {:>17} {:>11} {:>15} {:>11} {:>13}",
             r.name(),
             format!("{:.0}/{:.0} us", r.idle[0], r.idle[1]),
             format!("{:.0}/{:.0} us", r.mix[0], r.mix[1]),
+            format!("{:.0}/{:.0} us", r.mix_gpu[0], r.mix_gpu[1]),
             format!("{:.2}/{:.2}", r.idle_slo, r.mix_slo),
             format!("{:.1}/{:.1} j/s", r.alone_rate, r.mix_rate),
             format!("{:.2}/{:.2}", r.alone_util, r.mix_util),
@@ -175,7 +195,7 @@ pub fn run(sh: &Shell, json_out: Option<&std::path::Path>) -> Result<()> {
     let art = build::build_all(sh)?;
     eprintln!(
         "bench: the serving mix under kernel FIFO and FAIR (plain, weights, deadlines, both) \
-         and firmware mode (plain, both), one boot"
+         and firmware mode (plain, both) on GPU 0, then both controls on every GPU, one boot"
     );
     let boot = vm::boot(
         &art,
@@ -202,9 +222,9 @@ pub fn run(sh: &Shell, json_out: Option<&std::path::Path>) -> Result<()> {
         std::fs::write(path, format!("[\n  {}\n]\n", lines.join(",\n  ")))?;
     }
     eprintln!("bench: console log {}", boot.log.display());
-    if vm::guest_status(&boot.console) != Some(0) || !warnings.is_empty() || results.len() != 7 {
+    if vm::guest_status(&boot.console) != Some(0) || !warnings.is_empty() || results.len() != RUNS {
         bail!(
-            "the benchmark guest failed ({} runs reported of 7); log: {}",
+            "the benchmark guest failed ({} runs reported of {RUNS}); log: {}",
             results.len(),
             boot.log.display()
         );
@@ -217,21 +237,23 @@ mod tests {
     use super::*;
 
     const LINE: &str = "vagx-bench-serve: {\"mode\": \"kernel\", \"policy\": \"fair\", \
-        \"weights\": true, \"deadlines\": true, \"units\": 4, \"slo_us\": 5000, \
+        \"weights\": true, \"deadlines\": true, \"gpus\": 2, \"units\": 4, \"slo_us\": 5000, \
         \"idle_requests\": 370, \"idle_p50_us\": 1500, \"idle_p99_us\": 2000, \
         \"idle_slo\": 1.000, \"alone_jobs_per_s\": 60.0, \"alone_utilisation\": 0.950, \
         \"mix_requests\": 380, \"mix_p50_us\": 2100, \"mix_p99_us\": 3900, \"mix_slo\": 0.990, \
         \"mix_jobs_per_s\": 50.0, \"mix_utilisation\": 0.960, \"shares_configured\": 3.000, \
-        \"shares_measured\": 2.900, \"seconds\": 14.1}";
+        \"shares_measured\": 2.900, \"mix_from_submit_p50_us\": 1800, \
+        \"mix_from_submit_p99_us\": 3000, \"seconds\": 14.1}";
 
     #[test]
     fn a_run_is_parsed_and_judged() {
         let console = format!("noise\n{LINE}\nvagx-bench-serve: {{\"mode\": \"kernel\"}}\n");
         let r = parse(&console);
         assert_eq!(r.len(), 1, "the line without fields is skipped");
-        assert_eq!(r[0].name(), "kernel fair+weights+deadlines");
+        assert_eq!(r[0].name(), "kernel fair+weights+deadlines, 2 GPUs");
         assert_eq!((r[0].idle, r[0].mix), ([1500.0, 2000.0], [2100.0, 3900.0]));
         assert_eq!(r[0].shares, Some((3.0, 2.9)));
+        assert_eq!(r[0].mix_gpu, [1800.0, 3000.0]);
         let g = goals(&r);
         let line = |what: &str| g.iter().find(|l| l.contains(what)).unwrap().clone();
         assert!(
@@ -256,7 +278,7 @@ mod tests {
                 "",
             );
         let r = parse(&plain);
-        assert_eq!(r[0].name(), "kernel fair");
+        assert_eq!(r[0].name(), "kernel fair, 2 GPUs");
         assert!(goals(&r).is_empty());
     }
 }

@@ -9,12 +9,17 @@
 //!   submitter adds to latency instead of lowering the load); each is one model step, a
 //!   [`DIM`]³ GEMM and a DELAY of [`STEP_NS`] standing for the rest of the step, with an SLO of
 //!   [`SLO_NS`] from its arrival. Its latency runs from its arrival to the time its fence
-//!   signalled (the fence's own timestamp, from its sync_file).
+//!   signalled (the fence's own timestamp, from its sync_file); how late its SUBMIT began
+//!   after the arrival is reported too, the part of the latency that is the guest's CPU.
 //! - **Batch**: [`BATCH_PER_UNIT`] clients per execution unit, each a queue kept
 //!   [`BATCH_DEPTH`] jobs deep (together more than kernel mode's credits, so that batch work
 //!   waits in the scheduler, where the policy decides, and not only on the device); a job is
 //!   [`BATCH_STEPS`] steps of the same shape, so that the device can preempt it at every
 //!   command boundary. Its throughput counts the jobs whose fences signalled in the phase.
+//!
+//! With `--all-gpus` every GPU runs the same clients at once (its own interactive stream and
+//! batch queues), and the figures are over all of them: latencies pooled, throughput summed,
+//! utilisation averaged.
 //!
 //! The phases, in one module load: interactive alone (the idle latency), batch alone (its
 //! throughput), the mix, and with weights the shares: two batch clients, one weighted
@@ -147,9 +152,16 @@ fn signalled_at(g: &Gpu, s: u32) -> Result<u64> {
     Ok(u64::try_from(t).unwrap_or(0))
 }
 
-/// The interactive client from `start` to `end`: the latency of each request, in ns.
-fn interactive(controls: Controls, seed: u64, start: u64, end: u64) -> Result<Vec<u64>> {
-    let g = Gpu::open_first()?;
+/// The interactive client of GPU `gpu` from `start` to `end`: the latency of each request and
+/// how late its SUBMIT began after its arrival (the guest's CPU, not the GPU), in ns.
+fn interactive(
+    gpu: usize,
+    controls: Controls,
+    seed: u64,
+    start: u64,
+    end: u64,
+) -> Result<(Vec<u64>, Vec<u64>)> {
+    let g = Gpu::open_index(gpu)?;
     let ctx = context(&g)?;
     if controls.weights {
         g.queue_set_param(
@@ -161,10 +173,12 @@ fn interactive(controls: Controls, seed: u64, start: u64, end: u64) -> Result<Ve
     let mut arrivals = Arrivals(seed | 1);
     let mut submitted = VecDeque::new();
     let mut latencies = Vec::new();
+    let mut lags = Vec::new();
     let mut at = start + arrivals.next_gap_ns();
     while at < end {
         sleep_until(at);
         let s = g.syncobj()?;
+        lags.push(now().saturating_sub(at));
         let mut c = CmdBuf::new();
         step(&mut c, &ctx);
         let deadline = if controls.deadlines { at + SLO_NS } else { 0 };
@@ -187,13 +201,13 @@ fn interactive(controls: Controls, seed: u64, start: u64, end: u64) -> Result<Ve
         g.syncobj_destroy(s)?;
     }
     check(&ctx)?;
-    Ok(latencies)
+    Ok((latencies, lags))
 }
 
-/// A batch client with weight `weight` from `start` to `end`: the jobs whose fences
-/// signalled by `end`.
-fn batch(weight: Option<u64>, start: u64, end: u64) -> Result<u64> {
-    let g = Gpu::open_first()?;
+/// A batch client of GPU `gpu` with weight `weight` from `start` to `end`: the jobs whose
+/// fences signalled by `end`.
+fn batch(gpu: usize, weight: Option<u64>, start: u64, end: u64) -> Result<u64> {
+    let g = Gpu::open_index(gpu)?;
     let ctx = context(&g)?;
     if let Some(w) = weight {
         g.queue_set_param(
@@ -260,51 +274,94 @@ fn within_slo(v: &[u64]) -> f64 {
     v.iter().filter(|&&l| l <= SLO_NS).count() as f64 / v.len().max(1) as f64
 }
 
-/// One phase: `interactive` requests (with a seed) beside `batches` batch clients of the given
-/// weights, all from a common start; the requests' latencies, each batch client's jobs, and
-/// the device's utilisation over the phase.
+/// One phase on every GPU of `gpus`: on each, interactive requests (if `interactive_seed`)
+/// beside `batches` batch clients of the given weights, all from a common start; every
+/// request's latency, each batch client's jobs summed over the GPUs (by index in `batches`),
+/// and the devices' mean utilisation over the phase.
 fn phase(
-    g: &Gpu,
+    gpus: &[Gpu],
     controls: Controls,
     interactive_seed: Option<u64>,
     batches: &[Option<u64>],
-) -> Result<(Vec<u64>, Vec<u64>, f64)> {
+) -> Result<Phase> {
     // Time for every client to open its file and create its context first.
     let start = now() + 200_000_000;
     let end = start + PHASE_NS;
-    let (latencies, jobs, load) = thread::scope(|s| -> Result<_> {
-        let i =
-            interactive_seed.map(|seed| s.spawn(move || interactive(controls, seed, start, end)));
-        let b: Vec<_> = batches
-            .iter()
-            .map(|&w| s.spawn(move || batch(w, start, end)))
-            .collect();
-        sleep_until(start);
-        let before = g.device_load()?;
-        sleep_until(end);
-        let after = g.device_load()?;
-        let latencies = match i {
-            Some(h) => h
-                .join()
-                .map_err(|_| anyhow::anyhow!("interactive client panicked"))??,
-            None => Vec::new(),
-        };
-        let mut jobs = Vec::new();
-        for h in b {
-            jobs.push(
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("batch client panicked"))??,
-            );
+    thread::scope(|s| -> Result<_> {
+        let mut interactive_clients = Vec::new();
+        let mut batch_clients = Vec::new();
+        for gpu in 0..gpus.len() {
+            if let Some(seed) = interactive_seed {
+                // CAST: a small index.
+                let seed = seed + 1000 * gpu as u64;
+                interactive_clients
+                    .push(s.spawn(move || interactive(gpu, controls, seed, start, end)));
+            }
+            for (k, &w) in batches.iter().enumerate() {
+                batch_clients.push((k, s.spawn(move || batch(gpu, w, start, end))));
+            }
         }
-        Ok((latencies, jobs, utilisation(&before, &after)))
-    })?;
-    Ok((latencies, jobs, load))
+        sleep_until(start);
+        let before: Vec<_> = gpus
+            .iter()
+            .map(Gpu::device_load)
+            .collect::<Result<_, _>>()?;
+        sleep_until(end);
+        let after: Vec<_> = gpus
+            .iter()
+            .map(Gpu::device_load)
+            .collect::<Result<_, _>>()?;
+        let (mut latencies, mut lags) = (Vec::new(), Vec::new());
+        for h in interactive_clients {
+            let (l, d) = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("interactive client panicked"))??;
+            latencies.extend(l);
+            lags.extend(d);
+        }
+        let mut jobs = vec![0; batches.len()];
+        for (k, h) in batch_clients {
+            jobs[k] += h
+                .join()
+                .map_err(|_| anyhow::anyhow!("batch client panicked"))??;
+        }
+        let util = before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| utilisation(a, b))
+            .sum::<f64>()
+            / gpus.len().max(1) as f64;
+        Ok(Phase {
+            latencies,
+            lags,
+            jobs,
+            util,
+        })
+    })
 }
 
-/// Runs the phases and writes one flat JSON object to `json` (and stdout).
-pub fn run(controls: &str, json: &std::path::Path) -> Result<()> {
+/// What a phase measured ([`phase`]).
+struct Phase {
+    /// Interactive requests' latencies, and how late their SUBMITs began, in ns.
+    latencies: Vec<u64>,
+    lags: Vec<u64>,
+    /// Jobs of each batch client (summed over GPUs).
+    jobs: Vec<u64>,
+    /// Mean utilisation of the GPUs.
+    util: f64,
+}
+
+/// Runs the phases on GPU 0, or with `all_gpus` on every GPU at once, and writes one flat
+/// JSON object to `json` (and stdout).
+pub fn run(controls: &str, all_gpus: bool, json: &std::path::Path) -> Result<()> {
     let controls = Controls::parse(controls)?;
-    let g = Gpu::open_first()?;
+    let count = if all_gpus {
+        gpu::render_nodes()?.len()
+    } else {
+        1
+    };
+    let gpus: Vec<Gpu> = (0..count).map(Gpu::open_index).collect::<Result<_, _>>()?;
+    let g = &gpus[0];
     let units = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
     let mode = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_SCHED_MODE)?;
     let policy = std::fs::read_to_string("/sys/module/vagx_sched/parameters/policy")
@@ -318,14 +375,29 @@ pub fn run(controls: &str, json: &std::path::Path) -> Result<()> {
     };
     let clock = Instant::now();
     let plain: Vec<Option<u64>> = vec![None; BATCH_PER_UNIT * usize::try_from(units)?];
-    let (mut idle, _, _) = phase(&g, controls, Some(1), &[])?;
-    let (_, alone, alone_util) = phase(&g, controls, None, &plain)?;
-    let (mut mix, mixed, mix_util) = phase(&g, controls, Some(2), &plain)?;
+    let idle_phase = phase(&gpus, controls, Some(1), &[])?;
+    let alone_phase = phase(&gpus, controls, None, &plain)?;
+    let mix_phase = phase(&gpus, controls, Some(2), &plain)?;
+    // From SUBMIT to the signal: the latency without the guest's lag before the SUBMIT (the
+    // two lists are in arrival order).
+    let from_submit = |l: &[u64], d: &[u64]| -> Vec<u64> {
+        l.iter().zip(d).map(|(l, d)| l.saturating_sub(*d)).collect()
+    };
+    let mut idle_gpu = from_submit(&idle_phase.latencies, &idle_phase.lags);
+    let mut mix_gpu = from_submit(&mix_phase.latencies, &mix_phase.lags);
+    let (mut idle, mut idle_lag) = (idle_phase.latencies, idle_phase.lags);
+    let (alone, alone_util) = (alone_phase.jobs, alone_phase.util);
+    let (mut mix, mut mix_lag, mixed, mix_util) = (
+        mix_phase.latencies,
+        mix_phase.lags,
+        mix_phase.jobs,
+        mix_phase.util,
+    );
     let shares = if controls.weights {
         let half = BATCH_PER_UNIT * usize::try_from(units)?;
         let mut weights = vec![Some(SHARE_WEIGHTS.0); half];
         weights.extend(vec![Some(SHARE_WEIGHTS.1); half]);
-        let (_, jobs, _) = phase(&g, controls, None, &weights)?;
+        let jobs = phase(&gpus, controls, None, &weights)?.jobs;
         let (a, b) = jobs.split_at(half);
         let (a, b): (u64, u64) = (a.iter().sum(), b.iter().sum());
         // CAST: counts as a ratio.
@@ -337,11 +409,14 @@ pub fn run(controls: &str, json: &std::path::Path) -> Result<()> {
     let rate = |jobs: &[u64]| jobs.iter().sum::<u64>() as f64 / phase_s;
     let mut out = format!(
         "{{\"mode\": \"{mode}\", \"policy\": \"{policy}\", \"weights\": {}, \"deadlines\": {}, \
-         \"units\": {units}, \"slo_us\": {}, \"idle_requests\": {}, \"idle_p50_us\": {}, \
+         \"gpus\": {count}, \"units\": {units}, \"slo_us\": {}, \"idle_requests\": {}, \"idle_p50_us\": {}, \
          \"idle_p99_us\": {}, \"idle_slo\": {:.3}, \"alone_jobs_per_s\": {:.1}, \
          \"alone_utilisation\": {:.3}, \"mix_requests\": {}, \"mix_p50_us\": {}, \
          \"mix_p99_us\": {}, \"mix_slo\": {:.3}, \"mix_jobs_per_s\": {:.1}, \
-         \"mix_utilisation\": {:.3}",
+         \"mix_utilisation\": {:.3}, \"idle_submit_lag_p99_us\": {}, \
+         \"mix_submit_lag_p99_us\": {}, \"idle_from_submit_p50_us\": {}, \
+         \"idle_from_submit_p99_us\": {}, \"mix_from_submit_p50_us\": {}, \
+         \"mix_from_submit_p99_us\": {}",
         controls.weights,
         controls.deadlines,
         SLO_NS / 1000,
@@ -357,6 +432,12 @@ pub fn run(controls: &str, json: &std::path::Path) -> Result<()> {
         within_slo(&mix),
         rate(&mixed),
         mix_util,
+        quantile_us(&mut idle_lag, 0.99),
+        quantile_us(&mut mix_lag, 0.99),
+        quantile_us(&mut idle_gpu, 0.5),
+        quantile_us(&mut idle_gpu, 0.99),
+        quantile_us(&mut mix_gpu, 0.5),
+        quantile_us(&mut mix_gpu, 0.99),
     );
     if let Some(r) = shares {
         // CAST: small weights.

@@ -243,6 +243,9 @@ enum Command {
         /// `plain`, `weights`, `deadlines` or `controls` (weights and deadlines).
         #[arg(long, default_value = "plain")]
         controls: String,
+        /// The same mix on every GPU at once, instead of on GPU 0.
+        #[arg(long)]
+        all_gpus: bool,
         /// Where to write the result, a JSON object.
         #[arg(long)]
         json: std::path::PathBuf,
@@ -394,9 +397,13 @@ fn main() {
             syncobj,
         } => driver_tests::isolation_child(bo, vm, queue, syncobj),
         Command::BenchMl => gpus.none("bench-ml").and_then(|()| bench_ml::run()),
-        Command::BenchServe { controls, json } => gpus
+        Command::BenchServe {
+            controls,
+            all_gpus,
+            json,
+        } => gpus
             .none("bench-serve")
-            .and_then(|()| bench_serve::run(&controls, &json)),
+            .and_then(|()| bench_serve::run(&controls, all_gpus, &json)),
         Command::Load { queues, jobs, us } => gpus
             .one("load")
             .and_then(|()| workload::load(queues, jobs, us)),
