@@ -631,6 +631,7 @@ fn submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted() -> Result<(
 /// (ABI 1.7): on a GPU busy with other queues of its priority, the job completes before its
 /// twin without a deadline submitted just before it. In kernel mode the scheduler picks it
 /// first and the device runs it first; in firmware mode the device alone orders the two.
+/// Once the job has completed, a deadline on it is accepted and changes nothing.
 fn a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first() -> Result<()> {
     let g = Gpu::open_first()?;
     let units = g.get_param(uapi::drm_vagx_param_DRM_VAGX_PARAM_UNITS)?;
@@ -711,6 +712,13 @@ fn a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first() -> Resu
                 "{how}: a twin's result"
             );
         }
+        // A deadline on a job that has completed changes nothing and is no error, however
+        // it is given.
+        let done = g.export_sync_file(sd)?;
+        gpu::sync_file_set_deadline(done.as_fd(), 1)
+            .with_context(|| format!("{how}: a deadline on a signalled sync_file"))?;
+        g.wait_with_deadline(sd, 1, 0)
+            .with_context(|| format!("{how}: a wait with a deadline on a signalled job"))?;
         for s in fill {
             g.wait(s, WAIT_MS)?;
         }
