@@ -51,6 +51,7 @@ pub fn tests() -> Vec<Test<'static>> {
         queue_destroy_cancels_unfinished_jobs,
         close_with_jobs_in_flight,
         debugfs_shows_rings_queues_sched_and_log,
+        debugfs_floor_reports_the_device_round_trip,
         fdinfo_reports_engine_time_and_memory,
         fdinfo_utilisation_matches_the_device_counters,
         repeated_hangs_ban_the_queue,
@@ -629,7 +630,8 @@ fn submit_deadlines_order_a_priority_s_queued_jobs_and_are_counted() -> Result<(
 /// However a job's deadline is given — in SUBMIT, on its exported sync_file after the submit
 /// (SYNC_IOC_SET_DEADLINE), by a syncobj wait with WAIT_DEADLINE — it reaches the device
 /// (ABI 1.7): on a GPU busy with other queues of its priority, the job completes before its
-/// twin without a deadline submitted just before it. In kernel mode the scheduler picks it
+/// twin without a deadline submitted just before it, both released by one gate. In kernel
+/// mode the scheduler picks it
 /// first and the device runs it first; in firmware mode the device alone orders the two.
 /// Once the job has completed, a deadline on it is accepted and changes nothing.
 fn a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first() -> Result<()> {
@@ -641,9 +643,9 @@ fn a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first() -> Resu
         "the first GPU speaks ABI {abi:#x}"
     );
     let now = || u64::try_from(gpu::now_ns()).unwrap_or(0);
-    // Three busy queues per unit, 60 ms of device time in all: the twins share the units
+    // Four busy queues per unit, 80 ms of device time on each: the twins share the units
     // with them unless a deadline says otherwise.
-    let load: Vec<Ctx> = (0..3 * units)
+    let load: Vec<Ctx> = (0..4 * units)
         .map(|_| Ctx::normal(&g))
         .collect::<Result<_>>()?;
     let (twin, due) = (Ctx::normal(&g)?, Ctx::normal(&g)?);
@@ -652,18 +654,6 @@ fn a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first() -> Resu
         .enumerate()
     {
         let posted = driver_counter("deadlines")?;
-        let mut fill = Vec::new();
-        for ctx in &load {
-            for _ in 0..4 {
-                let mut c = CmdBuf::new();
-                for _ in 0..5 {
-                    c.delay(1_000_000);
-                }
-                let s = g.syncobj()?;
-                ctx.run(&c, &[Sync::signal(s, 0)])?;
-                fill.push(s);
-            }
-        }
         // CAST: three rounds.
         let mark = 100 + round as u32;
         let work = |ctx: &Ctx| {
@@ -674,12 +664,19 @@ fn a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first() -> Resu
             c.write32(ctx.va(64), mark);
             c
         };
+        // Both twins wait for one gate, opened once the load runs: they become ready at
+        // the same moment, so that a stall of the guest between their SUBMITs cannot order
+        // them.
+        let gate = sw_sync::Timeline::new().context("sw_sync timeline")?;
+        let gated = g.syncobj()?;
+        g.import_sync_file(gated, gate.fence(1)?.as_fd())?;
         let (st, sd) = (g.syncobj()?, g.syncobj()?);
-        twin.run(&work(&twin), &[Sync::signal(st, 0)])?;
+        twin.run(&work(&twin), &[Sync::wait(gated, 0), Sync::signal(st, 0)])?;
         let deadline = now() + 2_000_000;
+        let due_syncs = [Sync::wait(gated, 0), Sync::signal(sd, 0)];
         match how {
-            "submit" => due.run_by(&work(&due), &[Sync::signal(sd, 0)], deadline)?,
-            _ => due.run(&work(&due), &[Sync::signal(sd, 0)])?,
+            "submit" => due.run_by(&work(&due), &due_syncs, deadline)?,
+            _ => due.run(&work(&due), &due_syncs)?,
         }
         match how {
             "sync_file" => {
@@ -696,6 +693,19 @@ fn a_deadline_from_submit_sync_file_or_syncobj_wait_runs_its_job_first() -> Resu
             }
             _ => {}
         }
+        let mut fill = Vec::new();
+        for ctx in &load {
+            for _ in 0..4 {
+                let mut c = CmdBuf::new();
+                for _ in 0..5 {
+                    c.delay(1_000_000);
+                }
+                let s = g.syncobj()?;
+                ctx.run(&c, &[Sync::signal(s, 0)])?;
+                fill.push(s);
+            }
+        }
+        gate.advance(1)?;
         g.wait(sd, WAIT_MS)?;
         ensure!(
             twin.fence_pending(st)?,
@@ -1217,6 +1227,43 @@ fn jobs_in_flight(g: &Gpu) -> Result<u32> {
             63
         },
     )
+}
+
+/// Debugfs `floor`: the device's own round trip (a device-control no-op, doorbell to the
+/// interrupt handler's receipt of the reply), 200 of them per read, as ordered percentiles
+/// of a plausible size: more than nothing, less than a second.
+fn debugfs_floor_reports_the_device_round_trip() -> Result<()> {
+    let text = debugfs_read("floor")?;
+    let words: Vec<&str> = text.split_whitespace().collect();
+    ensure!(
+        words.first() == Some(&"devctrl_round_trip_ns"),
+        "floor: {text:?}"
+    );
+    let value = |key: &str| -> Result<u64> {
+        let at = words
+            .iter()
+            .position(|w| *w == key)
+            .with_context(|| format!("floor has no {key}: {text:?}"))?;
+        words
+            .get(at + 1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("floor's {key}: {text:?}"))
+    };
+    let (n, p50, p90, p99, max) = (
+        value("n")?,
+        value("p50")?,
+        value("p90")?,
+        value("p99")?,
+        value("max")?,
+    );
+    ensure!(n == 200, "{n} round trips");
+    // For the log: the floor a submit-to-signal is compared with.
+    println!("vagx-floor: {}", text.trim());
+    ensure!(
+        0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= max && max < 1_000_000_000,
+        "floor: {text:?}"
+    );
+    Ok(())
 }
 
 fn debugfs_shows_rings_queues_sched_and_log() -> Result<()> {

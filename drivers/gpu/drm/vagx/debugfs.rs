@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 
 //! Debugfs: `/sys/kernel/debug/vagx-<pci address>/` with the rings, the queues, the kernel
-//! schedulers, the firmware log, the firmware's busy time (`busy`), and `inject`, which arms the device's fault injection.
+//! schedulers, the firmware log, the firmware's busy time (`busy`), the device's own round trip
+//! (`floor`), and `inject`, which arms the device's fault injection.
 //!
 //! `inject` takes one command: `hang <queue>`, `fault <queue> <command>`, `crash <entries>`,
 //! `drop-irqs <n>`, `silence <boots>` (the firmware stops answering, without a crash
@@ -18,7 +19,17 @@ use kernel::{
     uaccess::UserSliceReader,
 };
 
-use crate::{abi::regs as r, drv::VagxData, gpu::Gpu};
+use crate::{
+    abi::{
+        channels::{
+            DevCtrlQuery,
+            QUERY_UNITS, //
+        },
+        regs as r,
+    },
+    drv::VagxData,
+    gpu::Gpu,
+};
 
 /// `rings`: both pointers of every ring.
 struct Rings(Arc<Gpu>);
@@ -49,6 +60,41 @@ impl fmt::Debug for Busy {
             writeln!(f, "stale")?;
         }
         self.0.dump_busy(f)
+    }
+}
+
+/// Round trips a read of `floor` times.
+const FLOOR_ROUND_TRIPS: usize = 200;
+
+/// `floor`: each read runs [`FLOOR_ROUND_TRIPS`] device-control no-ops (`QUERY` of the units)
+/// and prints the percentiles of their round trip, doorbell to the interrupt handler's receipt
+/// of the reply, in ns: the least a job's submit-to-signal can cost on this device.
+struct Floor(Arc<Gpu>);
+
+impl fmt::Debug for Floor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ns = KVec::with_capacity(FLOOR_ROUND_TRIPS, GFP_KERNEL).map_err(|_| fmt::Error)?;
+        let query = DevCtrlQuery { what: QUERY_UNITS };
+        for _ in 0..FLOOR_ROUND_TRIPS {
+            match self.0.fw.call_timed(&query) {
+                // Room was reserved above.
+                Ok((_, t)) => ns
+                    .push(t.as_nanos().max(0), GFP_KERNEL)
+                    .map_err(|_| fmt::Error)?,
+                Err(e) => return writeln!(f, "error {}", e.to_errno()),
+            }
+        }
+        ns.sort_unstable();
+        let at = |q: usize| ns.get((ns.len() - 1) * q / 100).copied().unwrap_or(0);
+        writeln!(
+            f,
+            "devctrl_round_trip_ns n {} p50 {} p90 {} p99 {} max {}",
+            ns.len(),
+            at(50),
+            at(90),
+            at(99),
+            at(100)
+        )
     }
 }
 
@@ -147,6 +193,7 @@ pub(crate) struct Debugfs {
     _queues: Pin<KBox<File<Queues>>>,
     _fwlog: Pin<KBox<File<FwLog>>>,
     _busy: Pin<KBox<File<Busy>>>,
+    _floor: Pin<KBox<File<Floor>>>,
     _sched: Pin<KBox<File<Scheds>>>,
     _inject: Pin<KBox<File<Inject>>>,
     _dir: Dir,
@@ -170,6 +217,7 @@ impl Debugfs {
             )?,
             _fwlog: KBox::pin_init(dir.read_only_file(c"fwlog", FwLog(gpu.clone())), GFP_KERNEL)?,
             _busy: KBox::pin_init(dir.read_only_file(c"busy", Busy(gpu.clone())), GFP_KERNEL)?,
+            _floor: KBox::pin_init(dir.read_only_file(c"floor", Floor(gpu.clone())), GFP_KERNEL)?,
             _sched: KBox::pin_init(dir.read_only_file(c"sched", Scheds(scheds)), GFP_KERNEL)?,
             _inject: KBox::pin_init(
                 dir.read_write_file(c"inject", Inject(gpu.clone())),

@@ -15,15 +15,17 @@ use kernel::{
         poll::read_poll_timeout,
         Io, //
     },
-    new_mutex,
-    new_spinlock_irq,
-    pci,
+    new_mutex, new_spinlock_irq, pci,
     prelude::*,
     sync::{
         Mutex,
         SpinLockIrq, //
     },
-    time::Delta, //
+    time::{
+        Delta,
+        Instant,
+        Monotonic, //
+    },
 };
 
 use core::sync::atomic::{
@@ -147,10 +149,11 @@ struct DevCtrl {
     seq: u32,
 }
 
-/// The reply slot the event handler fills.
+/// The reply slot the event handler fills, and when it did.
 #[derive(Default)]
 struct Reply {
     done: Option<EventDevCtrlDone>,
+    at: Option<Instant<Monotonic>>,
 }
 
 /// Everything the driver shares with the firmware.
@@ -382,11 +385,18 @@ impl Firmware {
 
     /// Runs a device-control operation and waits for its reply.
     pub(crate) fn call<T: DevCtrlOp>(&self, args: &T) -> Result<T::Reply> {
+        self.call_timed(args).map(|(reply, _)| reply)
+    }
+
+    /// [`Self::call`], and the time from the doorbell to the interrupt handler's receipt of
+    /// the reply: the device's round trip, without the caller's wake-up from its poll.
+    pub(crate) fn call_timed<T: DevCtrlOp>(&self, args: &T) -> Result<(T::Reply, Delta)> {
         let mut devctrl = self.devctrl.lock();
         devctrl.seq = devctrl.seq.wrapping_add(1);
         let seq = devctrl.seq;
-        self.reply.lock().done = None;
+        *self.reply.lock() = Reply::default();
         devctrl.ring.push(&DevCtrlMsg::new(seq, args))?;
+        let sent = Instant::<Monotonic>::now();
         self.doorbell(mbox::DOORBELL_DEVCTRL)?;
         // Replies come from the event handler; operations are rare, so poll for the slot.
         let done = read_poll_timeout(
@@ -396,16 +406,20 @@ impl Firmware {
             FW_TIMEOUT,
         )?
         .ok_or(ETIMEDOUT)?;
+        let at = self.reply.lock().at.unwrap_or_else(Instant::now);
         drop(devctrl);
         match done.status {
-            channels::DEVCTRL_OK => Ok(T::reply(done.value)),
+            channels::DEVCTRL_OK => Ok((T::reply(done.value), at - sent)),
             s => Err(status_to_error(s)),
         }
     }
 
     /// Records a device-control reply (from the event handler).
     pub(crate) fn complete_call(&self, done: EventDevCtrlDone) {
-        self.reply.lock().done = Some(done);
+        *self.reply.lock() = Reply {
+            done: Some(done),
+            at: Some(Instant::now()),
+        };
     }
 
     /// Takes the oldest event; `EIO` if the firmware corrupted the ring.
