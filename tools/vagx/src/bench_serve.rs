@@ -46,7 +46,7 @@ use crate::{
     cmdbuf::CmdBuf,
     fixture::{Ctx, WAIT_MS},
     gpu::{self, Gpu, Sync},
-    uapi,
+    uapi, workload,
 };
 
 /// Rows, columns and depth of every GEMM.
@@ -257,15 +257,10 @@ fn utilisation(a: &uapi::drm_vagx_device_load, b: &uapi::drm_vagx_device_load) -
     }
 }
 
-/// The `q` quantile of `v` (sorted in place), in µs.
-fn quantile_us(v: &mut [u64], q: f64) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
+/// The `p`-th percentile of `v` (sorted in place), in µs.
+fn percentile_us(v: &mut [u64], p: usize) -> u64 {
     v.sort_unstable();
-    // CAST: an index within the slice.
-    let i = ((v.len() - 1) as f64 * q).round() as usize;
-    v[i] / 1000
+    workload::percentile(v, p) / 1000
 }
 
 /// The fraction of `v` within the SLO.
@@ -421,23 +416,23 @@ pub fn run(controls: &str, all_gpus: bool, json: &std::path::Path) -> Result<()>
         controls.deadlines,
         SLO_NS / 1000,
         idle.len(),
-        quantile_us(&mut idle, 0.5),
-        quantile_us(&mut idle, 0.99),
+        percentile_us(&mut idle, 50),
+        percentile_us(&mut idle, 99),
         within_slo(&idle),
         rate(&alone),
         alone_util,
         mix.len(),
-        quantile_us(&mut mix, 0.5),
-        quantile_us(&mut mix, 0.99),
+        percentile_us(&mut mix, 50),
+        percentile_us(&mut mix, 99),
         within_slo(&mix),
         rate(&mixed),
         mix_util,
-        quantile_us(&mut idle_lag, 0.99),
-        quantile_us(&mut mix_lag, 0.99),
-        quantile_us(&mut idle_gpu, 0.5),
-        quantile_us(&mut idle_gpu, 0.99),
-        quantile_us(&mut mix_gpu, 0.5),
-        quantile_us(&mut mix_gpu, 0.99),
+        percentile_us(&mut idle_lag, 99),
+        percentile_us(&mut mix_lag, 99),
+        percentile_us(&mut idle_gpu, 50),
+        percentile_us(&mut idle_gpu, 99),
+        percentile_us(&mut mix_gpu, 50),
+        percentile_us(&mut mix_gpu, 99),
     );
     if let Some(r) = shares {
         // CAST: small weights.

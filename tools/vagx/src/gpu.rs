@@ -561,7 +561,7 @@ impl Gpu {
         /// `DRM_SYNCOBJ_WAIT_FLAGS_WAIT_FOR_SUBMIT | DRM_SYNCOBJ_WAIT_FLAGS_WAIT_DEADLINE`.
         const FOR_SUBMIT_WITH_DEADLINE: u32 = 2 | 8;
         let handles = [handle];
-        let mut a = drm_ffi::drm_syncobj_wait {
+        self.syncobj_wait(drm_ffi::drm_syncobj_wait {
             // CAST: a user pointer as the UAPI's u64.
             handles: handles.as_ptr() as u64,
             timeout_nsec: now_ns() + timeout_ms * 1_000_000,
@@ -569,12 +569,7 @@ impl Gpu {
             flags: FOR_SUBMIT_WITH_DEADLINE,
             deadline_nsec: deadline_ns,
             ..Default::default()
-        };
-        ioctl(
-            self.fd(),
-            iowr(0xC3, size_of::<drm_ffi::drm_syncobj_wait>()),
-            &mut a,
-        )
+        })
     }
 
     /// The last signalled point of a timeline.
@@ -694,14 +689,17 @@ impl Gpu {
     /// SYNCOBJ_WAIT on `count` handles read from `handles` (tests pass a count larger than the
     /// array to see the kernel refuse it).
     pub fn syncobj_wait_raw(&self, handles: &[u32], count: u32) -> io::Result<()> {
-        let mut a = drm_ffi::drm_syncobj_wait {
+        self.syncobj_wait(drm_ffi::drm_syncobj_wait {
             // CAST: a user pointer as the UAPI's u64.
             handles: handles.as_ptr() as u64,
             timeout_nsec: 0,
             count_handles: count,
             ..Default::default()
-        };
-        // DRM_IOCTL_SYNCOBJ_WAIT = DRM_IOWR(0xC3, struct drm_syncobj_wait).
+        })
+    }
+
+    /// DRM_IOCTL_SYNCOBJ_WAIT = DRM_IOWR(0xC3, struct drm_syncobj_wait) with `a` as it is.
+    fn syncobj_wait(&self, mut a: drm_ffi::drm_syncobj_wait) -> io::Result<()> {
         ioctl(
             self.fd(),
             iowr(0xC3, size_of::<drm_ffi::drm_syncobj_wait>()),
@@ -753,27 +751,52 @@ pub fn now_ns() -> i64 {
     ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
-/// The status of a sync_file's fence: `Ok(true)` signalled, `Ok(false)` pending, `Err` its
-/// error (SYNC_IOC_FILE_INFO).
-pub fn sync_file_status(fd: BorrowedFd<'_>) -> io::Result<Result<bool, i32>> {
-    /// `struct sync_file_info` of `<linux/sync_file.h>`.
-    #[repr(C)]
-    #[derive(Default)]
-    struct SyncFileInfo {
-        name: [u8; 32],
-        status: i32,
-        flags: u32,
-        num_fences: u32,
-        pad: u32,
-        sync_fence_info: u64,
-    }
+/// `struct sync_file_info` of `<linux/sync_file.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct SyncFileInfo {
+    name: [u8; 32],
+    status: i32,
+    flags: u32,
+    num_fences: u32,
+    pad: u32,
+    sync_fence_info: u64,
+}
+
+/// `struct sync_fence_info` of `<linux/sync_file.h>`.
+#[repr(C)]
+#[derive(Default)]
+struct SyncFenceInfo {
+    obj_name: [u8; 32],
+    driver_name: [u8; 32],
+    status: i32,
+    flags: u32,
+    timestamp_ns: u64,
+}
+
+/// SYNC_IOC_FILE_INFO on `fd`; with `fence`, the info of its first fence too.
+fn sync_file_info(
+    fd: BorrowedFd<'_>,
+    fence: Option<&mut SyncFenceInfo>,
+) -> io::Result<SyncFileInfo> {
     let mut info = SyncFileInfo::default();
+    if let Some(f) = fence {
+        info.num_fences = 1;
+        // CAST: a user pointer as the UAPI's u64.
+        info.sync_fence_info = f as *mut SyncFenceInfo as u64;
+    }
     // SYNC_IOC_FILE_INFO = _IOWR('>', 4, struct sync_file_info).
     // CAST: the struct is 56 bytes.
     let req =
         (3u32 << 30) | ((size_of::<SyncFileInfo>() as u32) << 16) | (u32::from(b'>') << 8) | 4;
     ioctl(fd, req, &mut info)?;
-    Ok(match info.status {
+    Ok(info)
+}
+
+/// The status of a sync_file's fence: `Ok(true)` signalled, `Ok(false)` pending, `Err` its
+/// error (SYNC_IOC_FILE_INFO).
+pub fn sync_file_status(fd: BorrowedFd<'_>) -> io::Result<Result<bool, i32>> {
+    Ok(match sync_file_info(fd, None)?.status {
         1 => Ok(true),
         0 => Ok(false),
         e => Err(-e),
@@ -783,45 +806,8 @@ pub fn sync_file_status(fd: BorrowedFd<'_>) -> io::Result<Result<bool, i32>> {
 /// When a signalled sync_file's (first) fence signalled, in CLOCK_MONOTONIC ns
 /// (SYNC_IOC_FILE_INFO with its fence array); `None` if it has not.
 pub fn sync_file_signal_ns(fd: BorrowedFd<'_>) -> io::Result<Option<i64>> {
-    /// `struct sync_fence_info` of `<linux/sync_file.h>`.
-    #[repr(C)]
-    struct FenceInfo {
-        obj_name: [u8; 32],
-        driver_name: [u8; 32],
-        status: i32,
-        flags: u32,
-        timestamp_ns: u64,
-    }
-    /// `struct sync_file_info`.
-    #[repr(C)]
-    struct FileInfo {
-        name: [u8; 32],
-        status: i32,
-        flags: u32,
-        num_fences: u32,
-        pad: u32,
-        sync_fence_info: u64,
-    }
-    let mut fence = FenceInfo {
-        obj_name: [0; 32],
-        driver_name: [0; 32],
-        status: 0,
-        flags: 0,
-        timestamp_ns: 0,
-    };
-    let mut info = FileInfo {
-        name: [0; 32],
-        status: 0,
-        flags: 0,
-        num_fences: 1,
-        pad: 0,
-        // CAST: a user pointer as the UAPI's u64.
-        sync_fence_info: &mut fence as *mut FenceInfo as u64,
-    };
-    // SYNC_IOC_FILE_INFO = _IOWR('>', 4, struct sync_file_info).
-    // CAST: the struct is 56 bytes.
-    let req = (3u32 << 30) | ((size_of::<FileInfo>() as u32) << 16) | (u32::from(b'>') << 8) | 4;
-    ioctl(fd, req, &mut info)?;
+    let mut fence = SyncFenceInfo::default();
+    sync_file_info(fd, Some(&mut fence))?;
     Ok((fence.status == 1).then(|| i64::try_from(fence.timestamp_ns).unwrap_or(i64::MAX)))
 }
 

@@ -54,7 +54,7 @@ pub fn priority(name: &str) -> Result<u32> {
 }
 
 /// The `p`-th percentile (0 to 100) of sorted `v`.
-fn percentile(v: &[u64], p: usize) -> u64 {
+pub(crate) fn percentile(v: &[u64], p: usize) -> u64 {
     if v.is_empty() {
         return 0;
     }
